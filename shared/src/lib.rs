@@ -1,0 +1,17 @@
+//! What the edge hook, the backfill function and the image processor share.
+
+pub mod aws;
+#[cfg(feature = "lambda")]
+pub mod batch;
+pub mod cloudfront;
+pub mod config;
+pub mod error;
+pub mod key;
+pub mod logging;
+pub mod message;
+pub mod metrics;
+pub mod retry;
+
+pub use error::{Error, Failure};
+pub use key::{KeyError, ObjectKey};
+pub use message::BackfillMessage;
