@@ -191,11 +191,16 @@ def create_bucket(s3):
     from botocore.exceptions import ClientError
 
     try:
-        s3.create_bucket(Bucket=BUCKET)  # us-east-1: no LocationConstraint
-        log(f"created bucket {BUCKET}")
+        s3.head_bucket(Bucket=BUCKET)
     except ClientError as exc:
-        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
+        try:
+            s3.create_bucket(Bucket=BUCKET)  # us-east-1: no LocationConstraint
+            log(f"created bucket {BUCKET}")
+        except ClientError as exc2:
+            if error_code(exc2) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
     s3.put_public_access_block(
         Bucket=BUCKET,
         PublicAccessBlockConfiguration={
