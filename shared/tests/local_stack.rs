@@ -27,7 +27,13 @@ async fn s3_write_and_read() {
         .send()
         .await
         .unwrap();
-    let got = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("application/octet-stream"));
     assert_eq!(got.body.collect().await.unwrap().into_bytes(), body);
 
@@ -40,7 +46,12 @@ async fn s3_write_and_read() {
         .unwrap_err();
     let err = Error::aws("HeadObject", missing);
     assert!(!err.is_retryable(), "{err}");
-    s3.delete_object().bucket(&bucket).key(&key).send().await.unwrap();
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -1,0 +1,297 @@
+//! The backfill function's configuration, read once at cold start.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use shared::config::{error, ConfigError, Env};
+use shared::message::{is_bucket_name, is_host_name, Protocol};
+
+const MIB: u64 = 1024 * 1024;
+/// S3's multipart limits.
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+pub const MAX_PARTS: u64 = 10_000;
+
+/// An origin the function may fetch from: protocol, host and port must all match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedOrigin {
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The only bucket messages may name.
+    pub bucket: String,
+    pub allowed_origins: Vec<AllowedOrigin>,
+    /// Extra request headers for the origin (a shared secret, say): sent, never logged.
+    pub origin_headers: Vec<(HeaderName, HeaderValue)>,
+    pub max_object_size: u64,
+    /// Objects of a known length up to this go in one PutObject; larger or unknown, multipart.
+    pub single_put_max: u64,
+    pub part_size: u64,
+    /// Parts of one object uploaded at once.
+    pub upload_concurrency: usize,
+    /// Records (so origin fetches) of one batch at once.
+    pub record_concurrency: usize,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Consecutive origin failures that open the circuit breaker, and how long it stays open.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    /// Visibility backoff for a failed message: base and cap.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Work stops this long before the invocation's deadline, to abort cleanly.
+    pub deadline_margin: Duration,
+    pub metrics_namespace: String,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let bucket = env.required("BUCKET", "the overseas S3 bucket name")?;
+        if !is_bucket_name(&bucket) {
+            return Err(error(
+                "BUCKET",
+                &format!("is {bucket:?}"),
+                "an S3 bucket name",
+            ));
+        }
+        let expected_origins = "a comma-separated list of origins such as https://www.example.com or http://10.0.0.5:8080";
+        let allowed_origins = env
+            .list_or("ALLOWED_ORIGINS", &[])
+            .iter()
+            .map(|raw| {
+                parse_allowed_origin(raw).ok_or_else(|| {
+                    error("ALLOWED_ORIGINS", &format!("has {raw:?}"), expected_origins)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed_origins.is_empty() {
+            return Err(error("ALLOWED_ORIGINS", "is not set", expected_origins));
+        }
+        let origin_headers = parse_origin_headers(env.get("ORIGIN_HEADERS").as_deref())?;
+        let size = |name, default| env.number_or(name, default, "a size in bytes");
+        let config = Config {
+            bucket,
+            allowed_origins,
+            origin_headers,
+            max_object_size: size("MAX_OBJECT_SIZE", 50 * 1024 * MIB)?,
+            single_put_max: size("SINGLE_PUT_MAX", 16 * MIB)?,
+            part_size: size("PART_SIZE", 16 * MIB)?,
+            upload_concurrency: env.number_or(
+                "UPLOAD_CONCURRENCY",
+                4,
+                "a whole number from 1 to 64",
+            )?,
+            record_concurrency: env.number_or(
+                "RECORD_CONCURRENCY",
+                4,
+                "a whole number from 1 to 64",
+            )?,
+            connect_timeout: env.duration_or("ORIGIN_CONNECT_TIMEOUT", Duration::from_secs(3))?,
+            first_byte_timeout: env
+                .duration_or("ORIGIN_FIRST_BYTE_TIMEOUT", Duration::from_secs(15))?,
+            idle_timeout: env.duration_or("ORIGIN_IDLE_TIMEOUT", Duration::from_secs(15))?,
+            breaker_threshold: env.number_or(
+                "BREAKER_THRESHOLD",
+                5,
+                "a whole number of failures",
+            )?,
+            breaker_cooldown: env.duration_or("BREAKER_COOLDOWN", Duration::from_secs(60))?,
+            retry_base: env.duration_or("RETRY_BASE", Duration::from_secs(10))?,
+            retry_cap: env.duration_or("RETRY_CAP", Duration::from_secs(900))?,
+            deadline_margin: env.duration_or("DEADLINE_MARGIN", Duration::from_secs(3))?,
+            metrics_namespace: env
+                .get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| "OverseasOrigin".to_owned()),
+        };
+        config.check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(error(
+                "PART_SIZE",
+                &format!("is {}", self.part_size),
+                "a size from 5 MiB (5242880) to 5 GiB",
+            ));
+        }
+        if self.part_size.saturating_mul(MAX_PARTS) < self.max_object_size {
+            return Err(error(
+                "MAX_OBJECT_SIZE",
+                &format!(
+                    "is {}, more than 10,000 parts of PART_SIZE {}",
+                    self.max_object_size, self.part_size
+                ),
+                "at most PART_SIZE x 10000 (raise PART_SIZE)",
+            ));
+        }
+        if self.single_put_max > MAX_PART_SIZE {
+            return Err(error(
+                "SINGLE_PUT_MAX",
+                &format!("is {}", self.single_put_max),
+                "at most 5 GiB",
+            ));
+        }
+        for (name, value) in [
+            ("UPLOAD_CONCURRENCY", self.upload_concurrency),
+            ("RECORD_CONCURRENCY", self.record_concurrency),
+        ] {
+            if !(1..=64).contains(&value) {
+                return Err(error(
+                    name,
+                    &format!("is {value}"),
+                    "a whole number from 1 to 64",
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether the origin a message names is one we may fetch from.
+    pub fn allows(&self, protocol: Protocol, host: &str, port: u16) -> bool {
+        self.allowed_origins.iter().any(|allowed| {
+            allowed.protocol == protocol
+                && allowed.port == port
+                && allowed.host.eq_ignore_ascii_case(host)
+        })
+    }
+}
+
+/// `https://host`, `http://host:8080`: the default port follows the protocol.
+pub fn parse_allowed_origin(raw: &str) -> Option<AllowedOrigin> {
+    let (scheme, rest) = raw.trim().split_once("://")?;
+    let protocol = Protocol::parse(scheme)?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (
+            rest,
+            match protocol {
+                Protocol::Http => 80,
+                Protocol::Https => 443,
+            },
+        ),
+    };
+    if !is_host_name(host) || port == 0 {
+        return None;
+    }
+    Some(AllowedOrigin {
+        protocol,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// `ORIGIN_HEADERS` is a JSON object of header names to values.
+fn parse_origin_headers(raw: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let expected =
+        r#"a JSON object of header names to string values, e.g. {"X-Origin-Secret": "..."}"#;
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    // The value may hold a secret: never echo it in the error.
+    let invalid = |problem: &str| error("ORIGIN_HEADERS", problem, expected);
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|_| invalid("is not a JSON object"))?;
+    map.into_iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(&format!("has an invalid header name {name:?}")))?;
+            let value = value
+                .as_str()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+                .ok_or_else(|| invalid(&format!("has an invalid value for {name:?}")))?;
+            Ok((header, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(extra: &[(&'static str, &'static str)]) -> Env {
+        let mut pairs = vec![
+            ("BUCKET", "overseas-origin"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://www.example.com, http://origin.internal:8080",
+            ),
+        ];
+        pairs.extend_from_slice(extra);
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(config.bucket, "overseas-origin");
+        assert_eq!(config.part_size, 16 * MIB);
+        assert!(config.allows(Protocol::Https, "WWW.example.com", 443));
+        assert!(config.allows(Protocol::Http, "origin.internal", 8080));
+        assert!(!config.allows(Protocol::Http, "www.example.com", 443));
+        assert!(!config.allows(Protocol::Https, "www.example.com", 8443));
+        assert!(!config.allows(Protocol::Https, "evil.example", 443));
+        assert!(config.origin_headers.is_empty());
+    }
+
+    #[test]
+    fn origin_headers_are_parsed_and_never_echoed() {
+        let config = Config::from_env(&env(&[(
+            "ORIGIN_HEADERS",
+            r#"{"X-Origin-Secret": "s3cr3t"}"#,
+        )]))
+        .unwrap();
+        assert_eq!(config.origin_headers[0].0, "x-origin-secret");
+        assert_eq!(config.origin_headers[0].1, "s3cr3t");
+        let err = Config::from_env(&env(&[(
+            "ORIGIN_HEADERS",
+            r#"{"X-Origin-Secret": "s3cr3t\n"}"#,
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = Config::from_env(&env(&[("ORIGIN_HEADERS", "s3cr3t")])).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        assert_eq!(err.variable, "ORIGIN_HEADERS");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("ALLOWED_ORIGINS", "ftp://x")], "ALLOWED_ORIGINS"),
+            (&[("ALLOWED_ORIGINS", "https://user@x")], "ALLOWED_ORIGINS"),
+            (&[("ALLOWED_ORIGINS", " ")], "ALLOWED_ORIGINS"),
+            (&[("BUCKET", "Bad_Bucket")], "BUCKET"),
+            (&[("PART_SIZE", "1024")], "PART_SIZE"),
+            (
+                &[("PART_SIZE", "5242880"), ("MAX_OBJECT_SIZE", "60000000000")],
+                "MAX_OBJECT_SIZE",
+            ),
+            (&[("UPLOAD_CONCURRENCY", "0")], "UPLOAD_CONCURRENCY"),
+            (&[("ORIGIN_IDLE_TIMEOUT", "soon")], "ORIGIN_IDLE_TIMEOUT"),
+        ];
+        for (extra, variable) in cases {
+            let err = Config::from_env(&env(extra)).unwrap_err();
+            assert_eq!(err.variable, *variable, "{err}");
+        }
+        let err = Config::from_env(&Env::from_pairs([])).unwrap_err();
+        assert_eq!(err.variable, "BUCKET");
+    }
+
+    #[test]
+    fn allowed_origin_forms() {
+        let origin = parse_allowed_origin("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(
+            (origin.protocol, origin.host.as_str(), origin.port),
+            (Protocol::Http, "127.0.0.1", 8080)
+        );
+        assert_eq!(parse_allowed_origin("https://a.example").unwrap().port, 443);
+        assert!(parse_allowed_origin("a.example").is_none());
+        assert!(parse_allowed_origin("https://a.example:0").is_none());
+        assert!(parse_allowed_origin("https://a.example:http").is_none());
+    }
+}

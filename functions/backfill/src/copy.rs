@@ -1,0 +1,255 @@
+//! The copy itself: origin body streamed into S3, verified, never overwriting, nothing partial left
+//! visible. Memory stays below `part_size x (upload_concurrency + 1)` whatever the object's size.
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::time::{timeout_at, Instant};
+
+use crate::config::Config;
+use crate::error::BackfillError;
+use crate::origin::{BodyStream, Origin};
+use crate::plan::{attributes_from, judge, upload_for, Fetch, Upload, Verdict};
+use crate::store::{ObjectStore, Part, Target, Written};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOutcome {
+    Copied {
+        bytes: u64,
+        parts: u32,
+    },
+    /// The key was already in the bucket (found first, or written by a concurrent copy).
+    AlreadyPresent,
+    /// The origin answered 404 or 410.
+    NotAtOrigin(u16),
+}
+
+impl CopyOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CopyOutcome::Copied { .. } => "copied",
+            CopyOutcome::AlreadyPresent => "already_present",
+            CopyOutcome::NotAtOrigin(_) => "not_at_origin",
+        }
+    }
+}
+
+pub async fn copy<O: Origin, S: ObjectStore>(
+    origin: &O,
+    store: &S,
+    config: &Config,
+    fetch: &Fetch,
+    deadline: Instant,
+) -> Result<CopyOutcome, BackfillError> {
+    if store.exists(&fetch.bucket, &fetch.key).await? {
+        return Ok(CopyOutcome::AlreadyPresent);
+    }
+    let response = timeout_at(deadline, origin.get(&fetch.url))
+        .await
+        .map_err(|_| BackfillError::Deadline)??;
+    if let Verdict::NotAtOrigin(status) =
+        judge(response.status, &response.headers, SystemTime::now())?
+    {
+        return Ok(CopyOutcome::NotAtOrigin(status));
+    }
+    let target = Target {
+        bucket: fetch.bucket.clone(),
+        key: fetch.key.clone(),
+        attributes: attributes_from(&response.headers),
+    };
+    match upload_for(response.content_length, config)? {
+        Upload::Single { length } => {
+            let body = timeout_at(deadline, read_whole(response.body, length))
+                .await
+                .map_err(|_| BackfillError::Deadline)??;
+            let crc = crc32c::crc32c(&body);
+            match store.put(&target, body, crc).await? {
+                Written::Created => Ok(CopyOutcome::Copied {
+                    bytes: length,
+                    parts: 1,
+                }),
+                Written::AlreadyExists => Ok(CopyOutcome::AlreadyPresent),
+            }
+        }
+        Upload::Multipart { length, part_size } => {
+            let mut upload_id = None;
+            let streamed = timeout_at(
+                deadline,
+                stream_parts(
+                    store,
+                    config,
+                    &target,
+                    response.body,
+                    length,
+                    part_size,
+                    &mut upload_id,
+                ),
+            )
+            .await
+            .unwrap_or(Err(BackfillError::Deadline));
+            let finished = match streamed {
+                Ok(Streamed::Small(body)) => {
+                    let bytes = body.len() as u64;
+                    let crc = crc32c::crc32c(&body);
+                    return match store.put(&target, body, crc).await? {
+                        Written::Created => Ok(CopyOutcome::Copied { bytes, parts: 1 }),
+                        Written::AlreadyExists => Ok(CopyOutcome::AlreadyPresent),
+                    };
+                }
+                Ok(Streamed::Parts {
+                    upload_id: id,
+                    parts,
+                    crc,
+                    bytes,
+                }) => {
+                    let count = parts.len() as u32;
+                    match store.complete_multipart(&target, &id, parts, crc).await {
+                        Ok(Written::Created) => {
+                            return Ok(CopyOutcome::Copied {
+                                bytes,
+                                parts: count,
+                            })
+                        }
+                        Ok(Written::AlreadyExists) => Ok(CopyOutcome::AlreadyPresent),
+                        Err(err) => Err(err),
+                    }
+                }
+                Err(err) => Err(err),
+            };
+            // Not completed: abort, so that no upload is left behind to be billed.
+            if let Some(id) = upload_id {
+                if let Err(abort) = store.abort_multipart(&target, &id).await {
+                    tracing::warn!(error = %abort, upload_id = %id, "could not abort the multipart upload; the lifecycle rule will");
+                }
+            }
+            finished
+        }
+    }
+}
+
+/// Reads a body of known length whole.
+async fn read_whole(mut body: BodyStream, length: u64) -> Result<Bytes, BackfillError> {
+    let mut buffer = BytesMut::with_capacity(length as usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|err| truncated(err, buffer.len() as u64, Some(length)))?;
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() as u64 > length {
+            return Err(BackfillError::OriginTransport(format!(
+                "origin sent more than its Content-Length of {length} bytes"
+            )));
+        }
+    }
+    check_length(buffer.len() as u64, Some(length))?;
+    Ok(buffer.freeze())
+}
+
+/// A body error after some bytes of a known length is a truncation; the cause is logged.
+fn truncated(err: BackfillError, received: u64, expected: Option<u64>) -> BackfillError {
+    match (err, expected) {
+        (BackfillError::OriginTransport(cause), Some(expected)) => {
+            tracing::warn!(%cause, received, expected, "origin body failed");
+            BackfillError::Truncated { received, expected }
+        }
+        (err, _) => err,
+    }
+}
+
+fn check_length(received: u64, expected: Option<u64>) -> Result<(), BackfillError> {
+    match expected {
+        Some(expected) if received != expected => {
+            Err(BackfillError::Truncated { received, expected })
+        }
+        _ => Ok(()),
+    }
+}
+
+enum Streamed {
+    /// An unknown-length body that ended before filling one part.
+    Small(Bytes),
+    Parts {
+        upload_id: String,
+        parts: Vec<Part>,
+        crc: u32,
+        bytes: u64,
+    },
+}
+
+/// Streams the body into parts, uploading up to `upload_concurrency` at once. The upload is
+/// created once the first part is full; its id is left in `upload_id` so that the caller can
+/// abort it whatever happens here (an error, or this future dropped at the deadline).
+#[allow(clippy::too_many_arguments)]
+async fn stream_parts<S: ObjectStore>(
+    store: &S,
+    config: &Config,
+    target: &Target,
+    mut body: BodyStream,
+    length: Option<u64>,
+    part_size: u64,
+    upload_id: &mut Option<String>,
+) -> Result<Streamed, BackfillError> {
+    let part_size = part_size as usize;
+    let mut buffer = BytesMut::with_capacity(part_size);
+    let mut received: u64 = 0;
+    let mut crc: u32 = 0;
+    let mut next_number: i32 = 1;
+    let mut parts = Vec::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut body_done = false;
+    loop {
+        // Cut full parts (and, once the body is done, the last one) while there is room.
+        while in_flight.len() < config.upload_concurrency
+            && (buffer.len() >= part_size
+                || (body_done && !buffer.is_empty() && upload_id.is_some()))
+        {
+            let part = buffer.split_to(buffer.len().min(part_size)).freeze();
+            let part_crc = crc32c::crc32c(&part);
+            crc = crc32c::crc32c_combine(crc, part_crc, part.len());
+            let id = match upload_id {
+                Some(id) => id.clone(),
+                None => upload_id
+                    .insert(store.create_multipart(target).await?)
+                    .clone(),
+            };
+            let number = next_number;
+            next_number += 1;
+            in_flight
+                .push(async move { store.upload_part(target, &id, number, part, part_crc).await });
+        }
+        if body_done && in_flight.is_empty() && (buffer.is_empty() || upload_id.is_none()) {
+            break;
+        }
+        let want_body = !body_done && buffer.len() < part_size;
+        tokio::select! {
+            Some(uploaded) = in_flight.next(), if !in_flight.is_empty() => parts.push(uploaded?),
+            chunk = body.next(), if want_body => match chunk {
+                Some(Ok(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > config.max_object_size {
+                        return Err(BackfillError::TooLarge { size: received, limit: config.max_object_size });
+                    }
+                    if length.is_some_and(|expected| received > expected) {
+                        return Err(BackfillError::OriginTransport("origin sent more than its Content-Length".into()));
+                    }
+                    buffer.extend_from_slice(&chunk);
+                }
+                Some(Err(err)) => return Err(truncated(err, received, length)),
+                None => body_done = true,
+            },
+        }
+    }
+    check_length(received, length)?;
+    match upload_id {
+        None => Ok(Streamed::Small(buffer.freeze())),
+        Some(id) => {
+            parts.sort_by_key(|part: &Part| part.number);
+            Ok(Streamed::Parts {
+                upload_id: id.clone(),
+                parts,
+                crc,
+                bytes: received,
+            })
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Everything that can stop one backfill, each either retryable or permanent.
+
+use std::time::Duration;
+
+use shared::Failure;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    InvalidMessage(#[from] shared::message::MessageError),
+    #[error("message names bucket {0:?}, not the configured one")]
+    WrongBucket(String),
+    #[error("origin {0} is not in the allow-list")]
+    OriginNotAllowed(String),
+    #[error("origin host {host} resolves to a forbidden address {address}")]
+    ForbiddenAddress { host: String, address: String },
+    #[error("origin answered {status}")]
+    OriginRefused { status: u16 },
+    #[error("origin redirected with {status} to another host or in a loop; not followed")]
+    RedirectRefused { status: u16 },
+    #[error("origin answered {status}")]
+    OriginUnavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("origin request failed: {0}")]
+    OriginTransport(String),
+    #[error("origin sent no first byte within {0:?}")]
+    FirstByteTimeout(Duration),
+    #[error("origin body stalled for {0:?}")]
+    IdleTimeout(Duration),
+    #[error("origin body ended after {received} of {expected} bytes")]
+    Truncated { received: u64, expected: u64 },
+    #[error("object is {size} bytes, more than the {limit} allowed")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("circuit breaker open after repeated origin failures; retry in {0:?}")]
+    CircuitOpen(Duration),
+    #[error("the invocation's deadline is near; the copy is abandoned and will be retried")]
+    Deadline,
+    #[error("concurrent write to the same key (409); will retry")]
+    WriteConflict,
+    #[error(transparent)]
+    Aws(#[from] shared::Error),
+}
+
+impl BackfillError {
+    /// Whether this failure speaks of the origin's health (and so feeds the circuit breaker).
+    pub fn is_origin_failure(&self) -> bool {
+        matches!(
+            self,
+            BackfillError::OriginUnavailable { .. }
+                | BackfillError::OriginTransport(_)
+                | BackfillError::FirstByteTimeout(_)
+                | BackfillError::IdleTimeout(_)
+                | BackfillError::Truncated { .. }
+        )
+    }
+}
+
+impl Failure for BackfillError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            BackfillError::InvalidMessage(_)
+            | BackfillError::WrongBucket(_)
+            | BackfillError::OriginNotAllowed(_)
+            | BackfillError::ForbiddenAddress { .. }
+            | BackfillError::OriginRefused { .. }
+            | BackfillError::RedirectRefused { .. }
+            | BackfillError::TooLarge { .. } => false,
+            BackfillError::OriginUnavailable { .. }
+            | BackfillError::OriginTransport(_)
+            | BackfillError::FirstByteTimeout(_)
+            | BackfillError::IdleTimeout(_)
+            | BackfillError::Truncated { .. }
+            | BackfillError::CircuitOpen(_)
+            | BackfillError::Deadline
+            | BackfillError::WriteConflict => true,
+            BackfillError::Aws(err) => err.is_retryable(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            BackfillError::InvalidMessage(_) => "invalid_message",
+            BackfillError::WrongBucket(_) => "wrong_bucket",
+            BackfillError::OriginNotAllowed(_) => "origin_not_allowed",
+            BackfillError::ForbiddenAddress { .. } => "forbidden_address",
+            BackfillError::OriginRefused { .. } => "origin_refused",
+            BackfillError::RedirectRefused { .. } => "redirect_refused",
+            BackfillError::OriginUnavailable { .. } => "origin_unavailable",
+            BackfillError::OriginTransport(_) => "origin_transport",
+            BackfillError::FirstByteTimeout(_) => "origin_first_byte_timeout",
+            BackfillError::IdleTimeout(_) => "origin_idle_timeout",
+            BackfillError::Truncated { .. } => "origin_truncated",
+            BackfillError::TooLarge { .. } => "too_large",
+            BackfillError::CircuitOpen(_) => "circuit_open",
+            BackfillError::Deadline => "deadline",
+            BackfillError::WriteConflict => "write_conflict",
+            BackfillError::Aws(err) => err.reason(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            BackfillError::OriginUnavailable { retry_after, .. } => *retry_after,
+            BackfillError::CircuitOpen(remaining) => Some(*remaining),
+            _ => None,
+        }
+    }
+}
+
+impl From<BackfillError> for lambda_runtime::Diagnostic {
+    fn from(err: BackfillError) -> Self {
+        shared::error::diagnostic(&err)
+    }
+}

@@ -1,0 +1,10 @@
+//! The backfill function: copies an object the overseas bucket lacks from the domestic origin.
+
+pub mod breaker;
+pub mod config;
+pub mod copy;
+pub mod error;
+pub mod handler;
+pub mod origin;
+pub mod plan;
+pub mod store;

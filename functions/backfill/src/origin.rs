@@ -1,0 +1,160 @@
+//! The domestic origin: an HTTP GET whose body arrives as a stream of chunks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use http::HeaderMap;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::config::Config;
+use crate::error::BackfillError;
+use crate::plan::is_forbidden_address;
+
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BackfillError>> + Send>>;
+
+pub struct OriginResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The Content-Length, when the origin sent one.
+    pub content_length: Option<u64>,
+    pub body: BodyStream,
+}
+
+/// Where objects come from.
+pub trait Origin: Send + Sync {
+    fn get(&self, url: &str) -> impl Future<Output = Result<OriginResponse, BackfillError>> + Send;
+}
+
+/// The origin over HTTP(S), with timeouts, the configured extra headers, redirects followed only
+/// on the same origin, and a resolver that refuses forbidden addresses.
+pub struct HttpOrigin {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+const MAX_REDIRECTS: usize = 5;
+
+impl HttpOrigin {
+    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let first = &attempt.previous()[0];
+            let next = attempt.url();
+            let same_origin = first.scheme() == next.scheme()
+                && first.host_str() == next.host_str()
+                && first.port_or_known_default() == next.port_or_known_default();
+            if same_origin && attempt.previous().len() <= MAX_REDIRECTS {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .redirect(redirects)
+            .dns_resolver(Arc::new(GuardedResolver))
+            .user_agent(concat!(
+                "overseas-origin-backfill/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .tcp_nodelay(true)
+            .build()?;
+        let headers = config.origin_headers.iter().cloned().collect();
+        Ok(HttpOrigin {
+            client,
+            headers,
+            first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
+        })
+    }
+}
+
+impl Origin for HttpOrigin {
+    async fn get(&self, url: &str) -> Result<OriginResponse, BackfillError> {
+        let request = self.client.get(url).headers(self.headers.clone()).send();
+        let response = tokio::time::timeout(self.first_byte_timeout, request)
+            .await
+            .map_err(|_| BackfillError::FirstByteTimeout(self.first_byte_timeout))?
+            .map_err(transport_error)?;
+        let idle = self.idle_timeout;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        let body = futures::stream::try_unfold(response, move |mut response| async move {
+            match tokio::time::timeout(idle, response.chunk()).await {
+                Err(_) => Err(BackfillError::IdleTimeout(idle)),
+                Ok(Err(err)) => Err(transport_error(err)),
+                Ok(Ok(Some(chunk))) => Ok(Some((chunk, response))),
+                Ok(Ok(None)) => Ok(None),
+            }
+        });
+        Ok(OriginResponse {
+            status,
+            headers,
+            content_length,
+            body: Box::pin(body),
+        })
+    }
+}
+
+/// A transport error with its whole chain of causes, or the resolver's refusal.
+fn transport_error(err: reqwest::Error) -> BackfillError {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<ForbiddenResolution>() {
+            return BackfillError::ForbiddenAddress {
+                host: refused.host.clone(),
+                address: refused.addresses.clone(),
+            };
+        }
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    BackfillError::OriginTransport(text)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to forbidden addresses ({addresses})")]
+struct ForbiddenResolution {
+    host: String,
+    addresses: String,
+}
+
+/// Resolves names, dropping forbidden addresses; a name with nothing else left is refused. This
+/// holds even when the allow-list names a host that (by mistake or by an attacker's DNS) resolves
+/// to the instance metadata service.
+struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let (forbidden, allowed): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+                .into_iter()
+                .partition(|a| is_forbidden_address(a.ip()));
+            if allowed.is_empty() {
+                let addresses = forbidden
+                    .iter()
+                    .map(|a| a.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Box::new(ForbiddenResolution { host, addresses })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}

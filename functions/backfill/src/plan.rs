@@ -1,0 +1,400 @@
+//! Pure decisions: what to fetch, what the origin's answer means, how to upload. No I/O here.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use shared::message::BackfillMessage;
+
+use crate::config::Config;
+use crate::error::BackfillError;
+
+/// A message that passed every check: where to fetch from and where to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub url: String,
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Checks a message against the configuration: the bucket must be ours and the origin allowed.
+pub fn plan(message: &BackfillMessage, config: &Config) -> Result<Fetch, BackfillError> {
+    if message.bucket != config.bucket {
+        return Err(BackfillError::WrongBucket(message.bucket.clone()));
+    }
+    let origin = &message.origin;
+    if !config.allows(origin.protocol, &origin.host, origin.port) {
+        return Err(BackfillError::OriginNotAllowed(format!(
+            "{}://{}:{}",
+            origin.protocol, origin.host, origin.port
+        )));
+    }
+    if let Ok(address) = origin.host.parse::<IpAddr>() {
+        if is_forbidden_address(address) {
+            return Err(BackfillError::ForbiddenAddress {
+                host: origin.host.clone(),
+                address: address.to_string(),
+            });
+        }
+    }
+    Ok(Fetch {
+        url: message.origin_url(),
+        bucket: message.bucket.clone(),
+        key: message.key.as_str().to_owned(),
+    })
+}
+
+/// Addresses no origin may resolve to, whatever the allow-list says: link-local (the instance
+/// metadata service at 169.254.169.254 among them), AWS's IPv6 metadata address, unspecified,
+/// multicast and broadcast.
+pub fn is_forbidden_address(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_forbidden_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    == "fd00:ec2::254"
+                        .parse::<std::net::Ipv6Addr>()
+                        .expect("a valid address")
+        }
+    }
+}
+
+/// What the origin's status means for the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// 200: copy the body.
+    Copy,
+    /// 404 or 410: a normal, permanent outcome.
+    NotAtOrigin(u16),
+}
+
+pub fn judge(status: u16, headers: &HeaderMap, now: SystemTime) -> Result<Verdict, BackfillError> {
+    match status {
+        200 => Ok(Verdict::Copy),
+        404 | 410 => Ok(Verdict::NotAtOrigin(status)),
+        300..=399 => Err(BackfillError::RedirectRefused { status }),
+        429 | 500..=599 => Err(BackfillError::OriginUnavailable {
+            status,
+            retry_after: headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now)),
+        }),
+        408 => Err(BackfillError::OriginUnavailable {
+            status,
+            retry_after: None,
+        }),
+        // Other 2xx (206, 204) are not a whole object; other 4xx will not change by retrying.
+        _ => Err(BackfillError::OriginRefused { status }),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date; capped at an hour.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs(3600)))
+}
+
+/// How the object goes into S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// Known length up to the threshold: read it whole, one PutObject.
+    Single { length: u64 },
+    /// Larger, or unknown length: parts of `part_size`, started once a first part is full (an
+    /// unknown-length body that ends before that goes in one PutObject after all).
+    Multipart { length: Option<u64>, part_size: u64 },
+}
+
+pub fn upload_for(length: Option<u64>, config: &Config) -> Result<Upload, BackfillError> {
+    match length {
+        Some(size) if size > config.max_object_size => Err(BackfillError::TooLarge {
+            size,
+            limit: config.max_object_size,
+        }),
+        Some(length) if length <= config.single_put_max => Ok(Upload::Single { length }),
+        length => Ok(Upload::Multipart {
+            length,
+            part_size: config.part_size,
+        }),
+    }
+}
+
+/// Headers a CDN needs kept on the object, as S3 stores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    /// User metadata: the origin's ETag and Last-Modified.
+    pub metadata: Vec<(String, String)>,
+}
+
+pub fn attributes_from(headers: &HeaderMap) -> ObjectAttributes {
+    let text = |name: http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let mut metadata = Vec::new();
+    if let Some(etag) = text(http::header::ETAG) {
+        metadata.push(("origin-etag".to_owned(), etag));
+    }
+    if let Some(modified) = text(http::header::LAST_MODIFIED) {
+        metadata.push(("origin-last-modified".to_owned(), modified));
+    }
+    ObjectAttributes {
+        content_type: text(http::header::CONTENT_TYPE),
+        cache_control: text(http::header::CACHE_CONTROL),
+        content_encoding: text(http::header::CONTENT_ENCODING),
+        content_disposition: text(http::header::CONTENT_DISPOSITION),
+        content_language: text(http::header::CONTENT_LANGUAGE),
+        metadata,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::Env;
+    use shared::message::{OriginLocation, Protocol, Trigger, MESSAGE_VERSION};
+    use shared::ObjectKey;
+
+    fn config() -> Config {
+        Config::from_env(&Env::from_pairs([
+            ("BUCKET", "overseas-origin"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://www.example.com,http://169.254.169.254",
+            ),
+            ("SINGLE_PUT_MAX", "1000"),
+            ("MAX_OBJECT_SIZE", "100000000"),
+        ]))
+        .unwrap()
+    }
+
+    fn message(host: &str, protocol: Protocol, port: u16) -> BackfillMessage {
+        BackfillMessage {
+            version: MESSAGE_VERSION,
+            bucket: "overseas-origin".into(),
+            key: ObjectKey::new("images/a b.jpg").unwrap(),
+            origin: OriginLocation {
+                protocol,
+                host: host.into(),
+                port,
+                path: String::new(),
+            },
+            uri: "/images/a%20b.jpg".into(),
+            request_id: "r".into(),
+            enqueued_at: time::OffsetDateTime::now_utc(),
+            trigger: Trigger::OriginRequest,
+            observed: None,
+        }
+    }
+
+    #[test]
+    fn allowed_message_is_planned() {
+        let fetch = plan(&message("www.example.com", Protocol::Https, 443), &config()).unwrap();
+        assert_eq!(fetch.url, "https://www.example.com:443/images/a%20b.jpg");
+        assert_eq!(fetch.key, "images/a b.jpg");
+    }
+
+    #[test]
+    fn origins_outside_the_allow_list_are_refused() {
+        for (host, protocol, port) in [
+            ("evil.example", Protocol::Https, 443),
+            ("www.example.com", Protocol::Http, 443),
+            ("www.example.com", Protocol::Https, 8443),
+        ] {
+            let err = plan(&message(host, protocol, port), &config()).unwrap_err();
+            assert!(matches!(err, BackfillError::OriginNotAllowed(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn metadata_address_is_refused_even_when_allowed() {
+        let err = plan(&message("169.254.169.254", Protocol::Http, 80), &config()).unwrap_err();
+        assert!(
+            matches!(err, BackfillError::ForbiddenAddress { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_buckets_are_refused() {
+        let mut other = message("www.example.com", Protocol::Https, 443);
+        other.bucket = "someone-elses".into();
+        assert!(matches!(
+            plan(&other, &config()),
+            Err(BackfillError::WrongBucket(_))
+        ));
+    }
+
+    #[test]
+    fn forbidden_addresses() {
+        for forbidden in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "::",
+        ] {
+            assert!(
+                is_forbidden_address(forbidden.parse().unwrap()),
+                "{forbidden}"
+            );
+        }
+        for allowed in [
+            "10.0.0.5",
+            "127.0.0.1",
+            "93.184.216.34",
+            "2001:db8::1",
+            "::1",
+        ] {
+            assert!(!is_forbidden_address(allowed.parse().unwrap()), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        let now = SystemTime::now();
+        let empty = HeaderMap::new();
+        assert_eq!(judge(200, &empty, now).unwrap(), Verdict::Copy);
+        assert_eq!(judge(404, &empty, now).unwrap(), Verdict::NotAtOrigin(404));
+        assert_eq!(judge(410, &empty, now).unwrap(), Verdict::NotAtOrigin(410));
+        for status in [301, 302, 307] {
+            assert!(matches!(
+                judge(status, &empty, now),
+                Err(BackfillError::RedirectRefused { .. })
+            ));
+        }
+        for status in [403, 400, 206, 204] {
+            assert!(matches!(
+                judge(status, &empty, now),
+                Err(BackfillError::OriginRefused { .. })
+            ));
+        }
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(
+                judge(status, &empty, now),
+                Err(BackfillError::OriginUnavailable { .. })
+            ));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
+        let err = judge(429, &headers, now).unwrap_err();
+        assert_eq!(
+            shared::Failure::retry_after(&err),
+            Some(Duration::from_secs(120))
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999", now),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn upload_modes() {
+        let config = config();
+        assert_eq!(
+            upload_for(Some(0), &config).unwrap(),
+            Upload::Single { length: 0 }
+        );
+        assert_eq!(
+            upload_for(Some(1000), &config).unwrap(),
+            Upload::Single { length: 1000 }
+        );
+        assert!(matches!(
+            upload_for(Some(1001), &config).unwrap(),
+            Upload::Multipart {
+                length: Some(1001),
+                ..
+            }
+        ));
+        assert!(matches!(
+            upload_for(None, &config).unwrap(),
+            Upload::Multipart { length: None, .. }
+        ));
+        assert!(matches!(
+            upload_for(Some(100_000_001), &config),
+            Err(BackfillError::TooLarge {
+                size: 100_000_001,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn attributes_keep_what_a_cdn_needs() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "image/jpeg"),
+            ("cache-control", "public, max-age=86400"),
+            ("content-encoding", "gzip"),
+            ("content-disposition", "inline"),
+            ("content-language", "zh-CN"),
+            ("etag", "\"abc\""),
+            ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("set-cookie", "session=1"),
+        ] {
+            headers.insert(http::HeaderName::from_static(name), value.parse().unwrap());
+        }
+        let attributes = attributes_from(&headers);
+        assert_eq!(attributes.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(
+            attributes.cache_control.as_deref(),
+            Some("public, max-age=86400")
+        );
+        assert_eq!(attributes.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(attributes.content_disposition.as_deref(), Some("inline"));
+        assert_eq!(attributes.content_language.as_deref(), Some("zh-CN"));
+        assert_eq!(
+            attributes.metadata,
+            [
+                ("origin-etag".to_owned(), "\"abc\"".to_owned()),
+                (
+                    "origin-last-modified".to_owned(),
+                    "Wed, 21 Oct 2015 07:28:00 GMT".to_owned()
+                )
+            ]
+        );
+    }
+}

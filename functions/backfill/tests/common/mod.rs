@@ -1,0 +1,143 @@
+#![allow(dead_code)]
+//! What the backfill integration tests share: a real origin server and the S3 under test.
+
+pub mod origin_server;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_s3::Client;
+use backfill::config::Config;
+use backfill::copy::CopyOutcome;
+use backfill::error::BackfillError;
+use backfill::handler::Backfill;
+use backfill::origin::HttpOrigin;
+use backfill::store::S3Store;
+use origin_server::OriginServer;
+use shared::config::Env;
+use tokio::time::{Duration, Instant};
+
+pub const MIB: usize = 1024 * 1024;
+
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test, which starts the local AWS stack")
+    })
+}
+
+pub struct Harness {
+    pub server: OriginServer,
+    pub app: Backfill<HttpOrigin, S3Store>,
+    pub s3: Client,
+    pub bucket: String,
+    /// A key prefix of this test's own.
+    pub prefix: String,
+}
+
+/// Random bytes that compress badly, so nothing in the path can cheat.
+pub fn bytes(len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(len as u64);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+impl Harness {
+    /// A harness against the S3 at `endpoint` (moto when `None`) with extra configuration.
+    pub async fn start(extra: &[(&str, &str)]) -> Harness {
+        Self::start_with(extra, None).await
+    }
+
+    pub async fn start_with(extra: &[(&str, &str)], s3: Option<Client>) -> Harness {
+        let server = OriginServer::start().await;
+        let allowed = format!("http://127.0.0.1:{}", server.addr.port());
+        let bucket = var("BUCKET");
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("BUCKET", &bucket),
+            ("ALLOWED_ORIGINS", &allowed),
+            ("PART_SIZE", "5242880"),
+            ("SINGLE_PUT_MAX", "1048576"),
+            ("MAX_OBJECT_SIZE", "1073741824"),
+            ("ORIGIN_FIRST_BYTE_TIMEOUT", "2s"),
+            ("ORIGIN_IDLE_TIMEOUT", "2s"),
+        ];
+        pairs.extend_from_slice(extra);
+        let config = Config::from_env(&Env::from_pairs(pairs)).unwrap();
+        let s3 = match s3 {
+            Some(client) => client,
+            None => shared::aws::s3_client(&shared::aws::load_config().await),
+        };
+        let origin = HttpOrigin::new(&config).unwrap();
+        let app = Backfill::new(config, origin, S3Store::new(s3.clone()));
+        Harness {
+            server,
+            app,
+            s3,
+            prefix: format!("backfill-test/{}/", fastrand::u64(..)),
+            bucket,
+        }
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A version 1 backfill message for `uri` on this server, writing `key`.
+    pub fn message(&self, uri: &str, key: &str) -> String {
+        self.message_for("127.0.0.1", self.server.addr.port(), uri, key)
+    }
+
+    pub fn message_for(&self, host: &str, port: u16, uri: &str, key: &str) -> String {
+        serde_json::json!({
+            "version": 1,
+            "bucket": self.bucket,
+            "key": key,
+            "origin": {"protocol": "http", "host": host, "port": port, "path": ""},
+            "uri": uri,
+            "request_id": "test-request",
+            "enqueued_at": "2026-11-25T08:00:00Z",
+            "trigger": "origin-request",
+        })
+        .to_string()
+    }
+
+    pub async fn run(&self, body: &str) -> Result<CopyOutcome, BackfillError> {
+        self.run_until(body, Instant::now() + Duration::from_secs(60))
+            .await
+    }
+
+    pub async fn run_until(
+        &self,
+        body: &str,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let mut record = SqsMessage::default();
+        record.message_id = Some("m".into());
+        record.body = Some(body.to_owned());
+        self.app.handle_record(record, deadline).await
+    }
+
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => Some(object.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+            Err(err) => panic!("GetObject {key}: {err:?}"),
+        }
+    }
+
+    /// Multipart uploads still open under this test's prefix.
+    pub async fn open_uploads(&self) -> usize {
+        let listed = self
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .send()
+            .await
+            .unwrap();
+        listed.uploads().len()
+    }
+}
