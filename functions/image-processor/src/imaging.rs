@@ -1,0 +1,525 @@
+//! The CPU work: sniff, check the header against the limits, decode (JPEG at a reduced size when the
+//! renditions allow, as libvips' shrink-on-load does), convert to 8-bit sRGB, resize with a SIMD
+//! Lanczos3, apply the EXIF orientation to the small results, encode. Synchronous: callers run it
+//! in `spawn_blocking`.
+
+use std::ffi::CStr;
+use std::io::Cursor;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
+use mozjpeg::{ColorSpace, Decompress, Marker};
+
+use crate::error::Error;
+use crate::rendition::{fit, Format, RenditionSpec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+}
+
+impl SourceFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Gif => "gif",
+            SourceFormat::Webp => "webp",
+        }
+    }
+}
+
+/// Recognises a format by its signature: the key's suffix says nothing reliable.
+pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, Error> {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Ok(SourceFormat::Jpeg),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Ok(SourceFormat::Png),
+        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Ok(SourceFormat::Gif),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Ok(SourceFormat::Webp),
+        _ => Err(Error::NotAnImage),
+    }
+}
+
+/// Settings of the pipeline, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub max_pixels: u64,
+    pub jpeg_quality: u8,
+    pub webp_quality: u8,
+}
+
+/// What was learnt about the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub format: SourceFormat,
+    /// Size as displayed, after the EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    /// Size the pixels were decoded at (smaller than stored for a DCT-scaled JPEG).
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub has_alpha: bool,
+    pub orientation: Orientation,
+}
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub source: SourceInfo,
+    pub renditions: Vec<(RenditionSpec, Vec<u8>)>,
+}
+
+/// 8-bit sRGB pixels, RGB or RGBA, rows top to bottom, as stored (before orientation).
+struct Pixels {
+    width: u32,
+    height: u32,
+    alpha: bool,
+    data: Vec<u8>,
+}
+
+impl Pixels {
+    fn pixel_type(&self) -> PixelType {
+        if self.alpha {
+            PixelType::U8x4
+        } else {
+            PixelType::U8x3
+        }
+    }
+}
+
+/// The header facts decoding needs: stored size and orientation.
+struct Header {
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+}
+
+impl Header {
+    fn displayed(&self) -> (u32, u32) {
+        if swaps_axes(self.orientation) {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), Error> {
+    let (width, height) = (u64::from(width), u64::from(height));
+    if width == 0 || height == 0 {
+        return Err(Error::Corrupt(format!(
+            "image header says {width}x{height}"
+        )));
+    }
+    if width * height > limit {
+        return Err(Error::TooManyPixels {
+            width,
+            height,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Renders `bytes`. `plan` is told the displayed size and whether the image has transparency,
+/// and answers the renditions to produce; `largest_width` is the widest configured one, which
+/// sets how far a JPEG may be shrunk while decoding.
+pub fn render(
+    bytes: &[u8],
+    settings: &Settings,
+    largest_width: u32,
+    plan: impl FnOnce((u32, u32), bool) -> Result<Vec<RenditionSpec>, Error>,
+) -> Result<Rendered, Error> {
+    let format = sniff(bytes)?;
+    let (header, pixels) = match format {
+        SourceFormat::Jpeg => decode_jpeg(bytes, settings.max_pixels, largest_width)?,
+        other => decode_other(bytes, other, settings.max_pixels)?,
+    };
+    let displayed = header.displayed();
+    let specs = plan(displayed, pixels.alpha)?;
+    let source = SourceInfo {
+        format,
+        width: displayed.0,
+        height: displayed.1,
+        decoded_width: pixels.width,
+        decoded_height: pixels.height,
+        has_alpha: pixels.alpha,
+        orientation: header.orientation,
+    };
+    let renditions = resize_and_encode(&pixels, header.orientation, specs, settings)?;
+    Ok(Rendered { source, renditions })
+}
+
+// ---------------------------------------------------------------- JPEG
+
+/// libjpeg reports errors by calling `error_exit`; the mozjpeg crate unwinds from there. Warnings
+/// (a truncated file, corrupt entropy data) are made errors too, as sharp's default `failOn` does:
+/// otherwise a truncated upload would become grey thumbnails.
+fn strict_error_mgr() -> mozjpeg_sys::jpeg_error_mgr {
+    // SAFETY: jpeg_std_error fills in a zeroed manager completely.
+    let mut err: mozjpeg_sys::jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    unsafe { mozjpeg_sys::jpeg_std_error(&mut err) };
+    err.error_exit = Some(jpeg_fail);
+    err.emit_message = Some(jpeg_message);
+    err
+}
+
+extern "C-unwind" fn jpeg_fail(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    std::panic::resume_unwind(Box::new(jpeg_error_text(cinfo)));
+}
+
+extern "C-unwind" fn jpeg_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct, level: c_int) {
+    if level < 0 {
+        jpeg_fail(cinfo);
+    }
+}
+
+/// libjpeg's message for its last error, without the printf arguments (not worth a C call).
+fn jpeg_error_text(cinfo: &mozjpeg_sys::jpeg_common_struct) -> String {
+    // SAFETY: `err` points at the manager built above, whose table is libjpeg's static one,
+    // and `msg_code` is within it when it is at most `last_jpeg_message`.
+    unsafe {
+        let err = &*cinfo.err;
+        let code = err.msg_code;
+        if code > 0 && code <= err.last_jpeg_message && !err.jpeg_message_table.is_null() {
+            let text = *err.jpeg_message_table.offset(code as isize);
+            if !text.is_null() {
+                return CStr::from_ptr(text).to_string_lossy().into_owned();
+            }
+        }
+        format!("libjpeg error {code}")
+    }
+}
+
+fn decode_jpeg(
+    bytes: &[u8],
+    max_pixels: u64,
+    largest_width: u32,
+) -> Result<(Header, Pixels), Error> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        decode_jpeg_unguarded(bytes, max_pixels, largest_width)
+    })) {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Corrupt(match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(_) => "JPEG decoder failed".to_owned(),
+        })),
+    }
+}
+
+fn decode_jpeg_unguarded(
+    bytes: &[u8],
+    max_pixels: u64,
+    largest_width: u32,
+) -> Result<(Header, Pixels), Error> {
+    let io = |e: std::io::Error| Error::Corrupt(e.to_string());
+    let mut decompress = Decompress::builder()
+        .with_err(strict_error_mgr())
+        .with_markers(&[Marker::APP(1), Marker::APP(14)])
+        .from_mem(bytes)
+        .map_err(io)?;
+    let (width, height) = decompress.size();
+    let (width, height) = (width as u32, height as u32);
+    check_pixels(width, height, max_pixels)?;
+    let mut orientation = Orientation::NoTransforms;
+    let mut adobe = false;
+    for marker in decompress.markers() {
+        match marker.marker {
+            Marker::APP(1) => {
+                if let Some(tiff) = marker.data.strip_prefix(b"Exif\0\0") {
+                    orientation = Orientation::from_exif_chunk(tiff).unwrap_or(orientation);
+                }
+            }
+            Marker::APP(14) => adobe |= marker.data.starts_with(b"Adobe"),
+            _ => {}
+        }
+    }
+    let header = Header {
+        width,
+        height,
+        orientation,
+    };
+    let (target_width, target_height) = stored_target(&header, largest_width);
+    decompress.scale(dct_scale(width, height, target_width, target_height));
+    let cmyk = matches!(
+        decompress.color_space(),
+        ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+    );
+    let mut started = if cmyk {
+        decompress.to_colorspace(ColorSpace::JCS_CMYK).map_err(io)?
+    } else {
+        decompress.rgb().map_err(io)?
+    };
+    let (out_width, out_height) = (started.width() as u32, started.height() as u32);
+    let mut data: Vec<u8> = started.read_scanlines().map_err(io)?;
+    started.finish().map_err(io)?;
+    if cmyk {
+        data = cmyk_to_rgb(&data, adobe);
+    }
+    Ok((
+        header,
+        Pixels {
+            width: out_width,
+            height: out_height,
+            alpha: false,
+            data,
+        },
+    ))
+}
+
+/// The largest rendition's size in the stored orientation.
+fn stored_target(header: &Header, largest_width: u32) -> (u32, u32) {
+    let (width, height) = fit(header.displayed(), largest_width);
+    if swaps_axes(header.orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    }
+}
+
+/// The smallest DCT scale `n/8` (libjpeg's `scale_num`) whose output still covers the target, so
+/// the final resize only ever shrinks. libjpeg rounds the scaled size up.
+pub fn dct_scale(width: u32, height: u32, target_width: u32, target_height: u32) -> u8 {
+    let scaled = |size: u32, n: u32| (u64::from(size) * u64::from(n)).div_ceil(8);
+    (1..=8u8)
+        .find(|&n| {
+            scaled(width, n.into()) >= u64::from(target_width)
+                && scaled(height, n.into()) >= u64::from(target_height)
+        })
+        .unwrap_or(8)
+}
+
+/// Naive CMYK to RGB (no ICC profile). Adobe's writers store CMYK inverted, as Photoshop does.
+fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for pixel in cmyk.chunks_exact(4) {
+        let [c, m, y, k] = if adobe_inverted {
+            [pixel[0], pixel[1], pixel[2], pixel[3]]
+        } else {
+            [
+                255 - pixel[0],
+                255 - pixel[1],
+                255 - pixel[2],
+                255 - pixel[3],
+            ]
+        };
+        let k = u32::from(k);
+        for ink in [c, m, y] {
+            rgb.push(((u32::from(ink) * k + 127) / 255) as u8);
+        }
+    }
+    rgb
+}
+
+// ---------------------------------------------------------------- PNG, GIF, WebP
+
+fn decode_other(
+    bytes: &[u8],
+    format: SourceFormat,
+    max_pixels: u64,
+) -> Result<(Header, Pixels), Error> {
+    let image_format = match format {
+        SourceFormat::Png => ImageFormat::Png,
+        SourceFormat::Gif => ImageFormat::Gif,
+        _ => ImageFormat::WebP,
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut limits = image::Limits::no_limits();
+    // 16-bit RGBA at the pixel limit, plus room for the decoder's own buffers.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, max_pixels)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let pixels = if image.color().has_alpha() {
+        let rgba = image.into_rgba8().into_raw();
+        if rgba.chunks_exact(4).all(|p| p[3] == u8::MAX) {
+            Pixels {
+                width,
+                height,
+                alpha: false,
+                data: rgba
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect(),
+            }
+        } else {
+            Pixels {
+                width,
+                height,
+                alpha: true,
+                data: rgba,
+            }
+        }
+    } else {
+        Pixels {
+            width,
+            height,
+            alpha: false,
+            data: image.into_rgb8().into_raw(),
+        }
+    };
+    Ok((
+        Header {
+            width,
+            height,
+            orientation,
+        },
+        pixels,
+    ))
+}
+
+fn image_error(err: ImageError) -> Error {
+    match err {
+        ImageError::Unsupported(e) => Error::Unsupported(e.to_string()),
+        ImageError::Limits(e) => {
+            Error::Unsupported(format!("over the decoder's memory limit: {e}"))
+        }
+        other => Error::Corrupt(other.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------- resize, orient, encode
+
+fn resize_and_encode(
+    pixels: &Pixels,
+    orientation: Orientation,
+    specs: Vec<RenditionSpec>,
+    settings: &Settings,
+) -> Result<Vec<(RenditionSpec, Vec<u8>)>, Error> {
+    // Distinct sizes, largest first: each is resized from the one before (a cascade of small
+    // reductions costs less than reducing the full image each time, with no visible difference).
+    let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    let swap = swaps_axes(orientation);
+    let mut resizer = Resizer::new();
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let pixel_type = pixels.pixel_type();
+    let mut resized: Vec<((u32, u32), DynamicImage)> = Vec::with_capacity(sizes.len());
+    let mut previous: Option<Image<'static>> = None;
+    for displayed in sizes {
+        let (width, height) = if swap {
+            (displayed.1, displayed.0)
+        } else {
+            displayed
+        };
+        let source = match &previous {
+            Some(image) => ImageRef::new(image.width(), image.height(), image.buffer(), pixel_type),
+            None => ImageRef::new(pixels.width, pixels.height, &pixels.data, pixel_type),
+        }
+        .map_err(|e| Error::Encode(e.to_string()))?;
+        let image = if (source.width(), source.height()) == (width, height) {
+            Image::from_vec_u8(width, height, source.buffer().to_vec(), pixel_type)
+                .map_err(|e| Error::Encode(e.to_string()))?
+        } else {
+            let mut image = Image::new(width, height, pixel_type);
+            resizer
+                .resize(&source, &mut image, &options)
+                .map_err(|e| Error::Encode(e.to_string()))?;
+            image
+        };
+        resized.push((displayed, oriented(&image, pixels.alpha, orientation)?));
+        previous = Some(image);
+    }
+    specs
+        .into_iter()
+        .map(|spec| {
+            let (_, image) = resized
+                .iter()
+                .find(|(size, _)| *size == (spec.width, spec.height))
+                .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
+            let bytes = encode(image, spec.format, settings)?;
+            Ok((spec, bytes))
+        })
+        .collect()
+}
+
+/// The resized pixels turned the way the EXIF orientation says, as an `image` buffer.
+fn oriented(
+    image: &Image<'_>,
+    alpha: bool,
+    orientation: Orientation,
+) -> Result<DynamicImage, Error> {
+    let (width, height, buffer) = (image.width(), image.height(), image.buffer().to_vec());
+    let bad = || Error::Encode("resized buffer has the wrong size".into());
+    let mut out = if alpha {
+        DynamicImage::ImageRgba8(image::RgbaImage::from_raw(width, height, buffer).ok_or_else(bad)?)
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(width, height, buffer).ok_or_else(bad)?)
+    };
+    out.apply_orientation(orientation);
+    Ok(out)
+}
+
+fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<Vec<u8>, Error> {
+    let (width, height) = (image.width(), image.height());
+    let encode_error = |e: &dyn std::fmt::Display| {
+        Error::Encode(format!("{} {width}x{height}: {e}", format.extension()))
+    };
+    let mut out = Vec::new();
+    match format {
+        Format::Jpeg => {
+            let rgb = image
+                .as_rgb8()
+                .ok_or_else(|| encode_error(&"JPEG needs RGB pixels"))?;
+            let (w, h) = (
+                u16::try_from(width).map_err(|e| encode_error(&e))?,
+                u16::try_from(height).map_err(|e| encode_error(&e))?,
+            );
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, settings.jpeg_quality);
+            encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+            encoder
+                .encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| encode_error(&e))?;
+        }
+        Format::Png => {
+            let (color, raw) = match image {
+                DynamicImage::ImageRgba8(rgba) => (png::ColorType::Rgba, rgba.as_raw()),
+                DynamicImage::ImageRgb8(rgb) => (png::ColorType::Rgb, rgb.as_raw()),
+                _ => return Err(encode_error(&"PNG needs RGB or RGBA pixels")),
+            };
+            let mut encoder = png::Encoder::new(&mut out, width, height);
+            encoder.set_color(color);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.set_compression(png::Compression::Balanced);
+            let mut writer = encoder.write_header().map_err(|e| encode_error(&e))?;
+            writer.write_image_data(raw).map_err(|e| encode_error(&e))?;
+            writer.finish().map_err(|e| encode_error(&e))?;
+        }
+        Format::Webp => {
+            let encoder = match image {
+                DynamicImage::ImageRgba8(rgba) => {
+                    webp::Encoder::from_rgba(rgba.as_raw(), width, height)
+                }
+                DynamicImage::ImageRgb8(rgb) => {
+                    webp::Encoder::from_rgb(rgb.as_raw(), width, height)
+                }
+                _ => return Err(encode_error(&"WebP needs RGB or RGBA pixels")),
+            };
+            let memory = encoder
+                .encode_simple(false, f32::from(settings.webp_quality))
+                .map_err(|e| encode_error(&format!("{e:?}")))?;
+            out.extend_from_slice(&memory);
+        }
+    }
+    Ok(out)
+}

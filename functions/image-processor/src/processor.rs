@@ -1,0 +1,340 @@
+//! The handler: every S3 notice of a message through decide, claim, fetch, render, write, record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use lambda_runtime::LambdaEvent;
+use shared::batch::{BatchError, BatchRunner};
+use shared::metrics::{Metric, Metrics};
+use shared::Failure;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::{parse_body, Body, Notice};
+use crate::imaging::{self, Settings};
+use crate::rendition::{self, on_existing, OnExisting, SourceStamp};
+use crate::store::{Fetched, ObjectStore, Put, RenditionWrite};
+use crate::task::{decide, Decision, Ignored, Lease, Task};
+use crate::tasks::{Claim, Finish, TaskTable};
+
+/// How one notice ended (failures are errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    TestEvent,
+    Ignored(Ignored),
+    Rendered {
+        renditions: usize,
+        written: usize,
+    },
+    AlreadyCompleted,
+    /// An earlier delivery failed permanently; that was reported then.
+    AlreadyFailed {
+        reason: String,
+    },
+    /// The revision the event names is no longer there.
+    SourceGone,
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::TestEvent => "test_event",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::Rendered { .. } => "rendered",
+            Outcome::AlreadyCompleted => "already_completed",
+            Outcome::AlreadyFailed { .. } => "already_failed",
+            Outcome::SourceGone => "source_gone",
+        }
+    }
+}
+
+/// Built once per sandbox.
+pub struct Processor<S, T> {
+    config: Arc<Config>,
+    store: S,
+    tasks: T,
+    metrics: Metrics,
+    /// Bounds the images decoded at once: each holds its pixels in memory and a core busy.
+    cpu: Arc<Semaphore>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
+    pub fn new(config: Config, store: S, tasks: T, metrics: Metrics) -> Self {
+        let cpu = Arc::new(Semaphore::new(config.image_concurrency));
+        Processor {
+            config: Arc::new(config),
+            store,
+            tasks,
+            metrics,
+            cpu,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every notice of one SQS message, in order. The first failure is returned after the rest
+    /// were tried; a retryable one wins over a permanent one, so that the message comes back.
+    pub async fn process_message(
+        &self,
+        record: &SqsMessage,
+        deadline_ms: u64,
+    ) -> Result<Vec<Outcome>, Error> {
+        let body = record
+            .body
+            .as_deref()
+            .ok_or_else(|| Error::InvalidEvent("message has no body".into()))?;
+        let notices = match parse_body(body)? {
+            Body::TestEvent => {
+                tracing::info!("s3:TestEvent dropped");
+                return Ok(vec![Outcome::TestEvent]);
+            }
+            Body::Notices(notices) => notices,
+        };
+        let mut outcomes = Vec::with_capacity(notices.len());
+        let mut failure: Option<Error> = None;
+        for notice in &notices {
+            match self.process_notice(notice, deadline_ms).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(err) => {
+                    if failure
+                        .as_ref()
+                        .is_none_or(|f| !f.is_retryable() && err.is_retryable())
+                    {
+                        failure = Some(err);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(outcomes),
+        }
+    }
+
+    async fn process_notice(&self, notice: &Notice, deadline_ms: u64) -> Result<Outcome, Error> {
+        let span = tracing::Span::current();
+        span.record("bucket", notice.bucket.as_str());
+        span.record("key", notice.raw_key.as_str());
+        let task = match decide(&self.config, notice)? {
+            Decision::Ignore(reason) => {
+                tracing::debug!(reason = reason.label(), "notice ignored");
+                return Ok(Outcome::Ignored(reason));
+            }
+            Decision::Process(task) => task,
+        };
+        span.record("key", task.key.as_str());
+        if let Some(event_time) = task.event_time {
+            let latency = OffsetDateTime::now_utc() - event_time;
+            self.metrics.emit(
+                &[],
+                &[Metric::millis(
+                    "NotificationLatency",
+                    latency.as_seconds_f64() * 1000.0,
+                )],
+            );
+        }
+        let started = Instant::now();
+        // Boxed: the whole chain inlined into one future is too deep for the compiler's layout.
+        let result = Box::pin(self.claim_and_process(&task, deadline_ms)).await;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let outcome = match &result {
+            Ok(outcome) => outcome.label(),
+            Err(err) => err.reason(),
+        };
+        self.metrics.emit(
+            &[("Outcome", outcome)],
+            &[
+                Metric::count("Tasks", 1),
+                Metric::millis("ProcessingTime", elapsed),
+            ],
+        );
+        if let Ok(outcome) = &result {
+            tracing::info!(
+                task = task.id,
+                outcome = outcome.label(),
+                elapsed_ms = elapsed as u64,
+                "task done"
+            );
+        }
+        result
+    }
+
+    async fn claim_and_process(&self, task: &Task, deadline_ms: u64) -> Result<Outcome, Error> {
+        let now = now_ms();
+        let token = match self
+            .tasks
+            .claim(task, Lease::for_deadline(deadline_ms, now), now)
+            .await?
+        {
+            Claim::Claimed { token } => token,
+            Claim::Completed => return Ok(Outcome::AlreadyCompleted),
+            Claim::Failed { reason } => return Ok(Outcome::AlreadyFailed { reason }),
+            Claim::Busy { until_ms } => {
+                return Err(Error::TaskBusy {
+                    retry_after: Duration::from_millis(until_ms.saturating_sub(now)),
+                })
+            }
+        };
+        let expires_at_s = now_ms() / 1000 + self.config.task_ttl.as_secs();
+        match self.render_task(task).await {
+            Ok(outcome) => {
+                let renditions = match outcome {
+                    Outcome::Rendered { renditions, .. } => renditions,
+                    _ => 0,
+                };
+                if !self
+                    .tasks
+                    .finish(
+                        &task.id,
+                        &token,
+                        &Finish::Completed { renditions },
+                        expires_at_s,
+                    )
+                    .await?
+                {
+                    tracing::warn!(
+                        task = task.id,
+                        "lease lost before completion: another invocation took the task over"
+                    );
+                }
+                Ok(outcome)
+            }
+            Err(err) if !err.is_retryable() => {
+                let finish = Finish::Failed {
+                    reason: err.reason().to_owned(),
+                    detail: err.to_string(),
+                };
+                self.tasks
+                    .finish(&task.id, &token, &finish, expires_at_s)
+                    .await?;
+                Err(err)
+            }
+            Err(err) => {
+                if let Err(release) = self.tasks.release(&task.id, &token).await {
+                    // The lease still ends with this invocation, so the task is not stuck.
+                    tracing::warn!(error = %release, "could not release the task claim");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn render_task(&self, task: &Task) -> Result<Outcome, Error> {
+        let limit = self.config.max_object_bytes;
+        if let Some(size) = task.size.filter(|size| *size > limit) {
+            return Err(Error::TooLarge { size, limit });
+        }
+        let bytes = match self.store.fetch(task, limit).await? {
+            Fetched::Object { bytes } => bytes,
+            Fetched::Gone => return Ok(Outcome::SourceGone),
+        };
+        let bytes_in = bytes.len() as u64;
+        let permit = Arc::clone(&self.cpu)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?;
+        let config = Arc::clone(&self.config);
+        let key = task.key.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let settings = Settings {
+                max_pixels: config.max_pixels,
+                jpeg_quality: config.jpeg_quality,
+                webp_quality: config.webp_quality,
+            };
+            imaging::render(
+                &bytes,
+                &settings,
+                config.largest_width(),
+                |displayed, alpha| rendition::plan(&config, &key, displayed, alpha),
+            )
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))??;
+        let stamp = SourceStamp {
+            key: task.key.as_str().to_owned(),
+            etag: task.etag.clone(),
+            version_id: task.version_id.clone(),
+            sequencer: task.sequencer.clone(),
+        };
+        let writes: Vec<RenditionWrite> = rendered
+            .renditions
+            .into_iter()
+            .map(|(spec, body)| RenditionWrite {
+                bucket: task.bucket.clone(),
+                key: spec.key,
+                body: Bytes::from(body),
+                content_type: spec.format.content_type(),
+                cache_control: self.config.cache_control.clone(),
+                stamp: stamp.clone(),
+            })
+            .collect();
+        let bytes_out: u64 = writes.iter().map(|w| w.body.len() as u64).sum();
+        let written =
+            futures::future::try_join_all(writes.iter().map(|write| self.write(write))).await?;
+        let source = rendered.source;
+        self.metrics.emit(
+            &[("Format", source.format.label())],
+            &[
+                Metric::bytes("BytesIn", bytes_in),
+                Metric::bytes("BytesOut", bytes_out),
+                Metric::count("Pixels", u64::from(source.width) * u64::from(source.height)),
+            ],
+        );
+        Ok(Outcome::Rendered {
+            renditions: writes.len(),
+            written: written.into_iter().filter(|w| *w).count(),
+        })
+    }
+
+    /// Writes one rendition without clobbering: `true` if this call wrote it.
+    async fn write(&self, write: &RenditionWrite) -> Result<bool, Error> {
+        if self.store.put_if_absent(write).await? == Put::Created {
+            return Ok(true);
+        }
+        let Some(existing) = self.store.existing(&write.bucket, &write.key).await? else {
+            // Deleted between the two calls: the next delivery writes it.
+            return Err(Error::RenditionConflict {
+                key: write.key.to_string(),
+            });
+        };
+        match on_existing(&write.stamp, &existing.stamp) {
+            OnExisting::Same | OnExisting::Keep => Ok(false),
+            OnExisting::Replace => match self.store.replace(write, &existing.etag).await? {
+                Put::Created => Ok(true),
+                Put::Exists => Err(Error::RenditionConflict {
+                    key: write.key.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+/// The Lambda handler: the batch through the runner, partial failures reported.
+pub async fn handle<S: ObjectStore, T: TaskTable>(
+    processor: &Processor<S, T>,
+    runner: &BatchRunner,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, BatchError> {
+    let deadline_ms = event.context.deadline;
+    runner
+        .run(event.payload, |record| async move {
+            processor
+                .process_message(&record, deadline_ms)
+                .await
+                .map(drop)
+        })
+        .await
+}

@@ -1,0 +1,224 @@
+//! The object store the processor reads sources from and writes renditions to, behind a narrow
+//! trait, with its S3 adapter.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use bytes::{Bytes, BytesMut};
+use shared::ObjectKey;
+
+use crate::error::Error;
+use crate::rendition::SourceStamp;
+use crate::task::Task;
+
+/// The source as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Object {
+        bytes: Bytes,
+    },
+    /// Deleted, or overwritten since the event (the revision it names is gone): nothing to render.
+    Gone,
+}
+
+/// A rendition to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionWrite {
+    pub bucket: String,
+    pub key: ObjectKey,
+    pub body: Bytes,
+    pub content_type: &'static str,
+    pub cache_control: String,
+    pub stamp: SourceStamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    /// Something is already at the key; nothing was written.
+    Exists,
+}
+
+/// A rendition that is already there: its ETag and the source it was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub etag: String,
+    pub stamp: SourceStamp,
+}
+
+pub trait ObjectStore: Send + Sync {
+    /// Reads the revision of the source that `task` names, refusing more than `max_bytes`.
+    fn fetch(
+        &self,
+        task: &Task,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Fetched, Error>> + Send;
+
+    /// Writes the rendition unless something is at its key already.
+    fn put_if_absent(
+        &self,
+        write: &RenditionWrite,
+    ) -> impl Future<Output = Result<Put, Error>> + Send;
+
+    /// The rendition at `key`, if any.
+    fn existing(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Option<Existing>, Error>> + Send;
+
+    /// Overwrites the rendition only if it is still the one with `etag`; `Put::Exists` otherwise.
+    fn replace(
+        &self,
+        write: &RenditionWrite,
+        etag: &str,
+    ) -> impl Future<Output = Result<Put, Error>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Store { client }
+    }
+
+    fn put(
+        &self,
+        write: &RenditionWrite,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let metadata: HashMap<String, String> = write
+            .stamp
+            .to_metadata()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        self.client
+            .put_object()
+            .bucket(&write.bucket)
+            .key(write.key.as_str())
+            .body(ByteStream::from(write.body.clone()))
+            .content_type(write.content_type)
+            .cache_control(&write.cache_control)
+            .set_metadata(Some(metadata))
+            // The body is in memory: let the SDK checksum it so S3 verifies what it stores.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+    }
+}
+
+/// An ETag as HTTP conditions want it: quoted (S3 events carry it bare).
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_owned()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+fn status_of<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+fn precondition_failed<E: ProvideErrorMetadata>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    status_of(err) == Some(412) || err.code() == Some("PreconditionFailed")
+}
+
+impl ObjectStore for S3Store {
+    async fn fetch(&self, task: &Task, max_bytes: u64) -> Result<Fetched, Error> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&task.bucket)
+            .key(task.key.as_str());
+        if let Some(version) = &task.version_id {
+            request = request.version_id(version);
+        } else if let Some(etag) = &task.etag {
+            request = request.if_match(quoted(etag));
+        }
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(err) if precondition_failed(&err) || matches!(status_of(&err), Some(404)) => {
+                return Ok(Fetched::Gone)
+            }
+            Err(err) => return Err(shared::Error::aws("GetObject", err).into()),
+        };
+        let length = output.content_length.unwrap_or_default().max(0) as u64;
+        if length > max_bytes {
+            return Err(Error::TooLarge {
+                size: length,
+                limit: max_bytes,
+            });
+        }
+        let mut body = output.body;
+        let mut bytes = BytesMut::with_capacity(length as usize);
+        while let Some(chunk) = body.try_next().await? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(Error::TooLarge {
+                    size: bytes.len() as u64,
+                    limit: max_bytes,
+                });
+            }
+        }
+        if length > 0 && bytes.len() as u64 != length {
+            return Err(Error::from(shared::Error::Aws {
+                operation: "GetObject body",
+                message: format!("read {} bytes of {length}", bytes.len()),
+                retryable: true,
+            }));
+        }
+        Ok(Fetched::Object {
+            bytes: bytes.freeze(),
+        })
+    }
+
+    async fn put_if_absent(&self, write: &RenditionWrite) -> Result<Put, Error> {
+        match self.put(write).if_none_match("*").send().await {
+            Ok(_) => Ok(Put::Created),
+            Err(err) if precondition_failed(&err) => Ok(Put::Exists),
+            Err(err) => Err(shared::Error::aws("PutObject", err).into()),
+        }
+    }
+
+    async fn existing(&self, bucket: &str, key: &ObjectKey) -> Result<Option<Existing>, Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let metadata = output.metadata.unwrap_or_default();
+                Ok(Some(Existing {
+                    etag: output.e_tag.unwrap_or_default(),
+                    stamp: SourceStamp::from_metadata(|name| {
+                        metadata.get(name).map(String::as_str)
+                    }),
+                }))
+            }
+            Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
+            Err(err) => Err(shared::Error::aws("HeadObject", err).into()),
+        }
+    }
+
+    async fn replace(&self, write: &RenditionWrite, etag: &str) -> Result<Put, Error> {
+        match self.put(write).if_match(quoted(etag)).send().await {
+            Ok(_) => Ok(Put::Created),
+            Err(err) if precondition_failed(&err) || matches!(status_of(&err), Some(404)) => {
+                Ok(Put::Exists)
+            }
+            Err(err) => Err(shared::Error::aws("PutObject", err).into()),
+        }
+    }
+}
