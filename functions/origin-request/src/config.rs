@@ -20,7 +20,8 @@ pub const BUCKET: &str = "x-backfill-bucket";
 /// Optional. Prepended to the request path to make the key: the S3 origin's origin path, so the
 /// key is the one CloudFront asks the bucket for.
 pub const KEY_PREFIX: &str = "x-backfill-key-prefix";
-/// Optional. How long the send may take, retry included (`300ms`, `1s`).
+/// Optional. How long the hook may take when it sends, retry included (`300ms`, `1s`): when SQS
+/// is slow or down, the request goes on after this long, without a backfill.
 pub const SEND_BUDGET: &str = "x-backfill-send-budget";
 /// Optional. How long a key just enqueued is not enqueued again by the same sandbox (`0s` turns
 /// the suppression off).
@@ -30,6 +31,8 @@ pub const DEFAULT_SEND_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_REPEAT_WINDOW: Duration = Duration::from_secs(60);
 /// Origin-request triggers time out at 30 s; leave the viewer's request time to go on.
 pub const MAX_SEND_BUDGET: Duration = Duration::from_secs(5);
+/// Less leaves no time for even a local send.
+pub const MIN_SEND_BUDGET: Duration = Duration::from_millis(10);
 /// SQS accepts at most 80 characters in a queue name; with scheme, host and account a URL stays
 /// well under this.
 const MAX_QUEUE_URL_LEN: usize = 512;
@@ -128,11 +131,11 @@ impl EdgeConfig {
             }
         };
         let send_budget = duration(headers, SEND_BUDGET, DEFAULT_SEND_BUDGET)?;
-        if send_budget.is_zero() || send_budget > MAX_SEND_BUDGET {
+        if !(MIN_SEND_BUDGET..=MAX_SEND_BUDGET).contains(&send_budget) {
             return Err(error(
                 SEND_BUDGET,
                 &format!("is {send_budget:?}"),
-                "a duration from 1ms to 5s",
+                "a duration from 10ms to 5s",
             ));
         }
         let repeat_window = duration(headers, REPEAT_WINDOW, DEFAULT_REPEAT_WINDOW)?;
@@ -265,7 +268,7 @@ mod tests {
                 SEND_BUDGET,
             ),
             (
-                &[(QUEUE_URL, QUEUE), (BUCKET, "b-1"), (SEND_BUDGET, "0ms")],
+                &[(QUEUE_URL, QUEUE), (BUCKET, "b-1"), (SEND_BUDGET, "5ms")],
                 SEND_BUDGET,
             ),
             (

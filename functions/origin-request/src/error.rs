@@ -13,7 +13,7 @@ pub enum EdgeError {
     InvalidEvent(String),
     #[error(transparent)]
     Queue(#[from] shared::Error),
-    #[error("the send did not finish within its budget of {0:?}")]
+    #[error("the send did not finish in the {0:?} left of its budget")]
     Timeout(Duration),
     #[error("the hook panicked: {0}")]
     Panic(String),
@@ -65,7 +65,7 @@ mod tests {
         assert!(timeout.is_retryable());
         assert_eq!(
             timeout.to_string(),
-            "the send did not finish within its budget of 300ms"
+            "the send did not finish in the 300ms left of its budget"
         );
     }
 }

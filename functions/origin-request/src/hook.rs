@@ -19,6 +19,10 @@ use crate::repeat::RepeatFilter;
 /// The CloudWatch namespace of the hook's metrics, beside the other functions'.
 pub const METRICS_NAMESPACE: &str = "OverseasOrigin";
 
+/// Kept out of the send budget for what follows a timeout (the timer's 1 ms resolution, handing
+/// the reply back), so that the whole call, not only the send, fits in the budget.
+pub const REPLY_MARGIN: Duration = Duration::from_millis(2);
+
 /// How one event ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -66,6 +70,7 @@ impl<Q: BackfillQueue> Hook<Q> {
     }
 
     pub async fn handle(&self, event: Event) -> Result<(Reply, Outcome), EdgeError> {
+        let called = tokio::time::Instant::now();
         let plan = plan(event, OffsetDateTime::now_utc())?;
         let outcome = match plan.action {
             Action::Skip(reason) => {
@@ -81,7 +86,13 @@ impl<Q: BackfillQueue> Hook<Q> {
                     key = %backfill.key,
                     trigger = backfill.trigger.as_str(),
                 );
-                let outcome = self.enqueue(&backfill).instrument(span.clone()).await;
+                let time_left = backfill
+                    .send_budget
+                    .saturating_sub(called.elapsed() + REPLY_MARGIN);
+                let outcome = self
+                    .enqueue(&backfill, time_left)
+                    .instrument(span.clone())
+                    .await;
                 span.in_scope(|| self.report(&outcome));
                 outcome
             }
@@ -89,7 +100,7 @@ impl<Q: BackfillQueue> Hook<Q> {
         Ok((plan.reply, outcome))
     }
 
-    async fn enqueue(&self, backfill: &Backfill) -> Outcome {
+    async fn enqueue(&self, backfill: &Backfill, time_left: Duration) -> Outcome {
         let repeat_key = backfill.repeat_key();
         let started = Instant::now();
         if self
@@ -98,7 +109,7 @@ impl<Q: BackfillQueue> Hook<Q> {
         {
             return Outcome::SuppressedRepeat;
         }
-        let result = send_within_budget(&self.queue, &backfill.message, backfill.send_budget).await;
+        let result = send_within_budget(&self.queue, &backfill.message, time_left).await;
         let latency = started.elapsed();
         match result {
             Ok(()) => {

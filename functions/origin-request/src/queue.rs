@@ -21,11 +21,11 @@ pub trait BackfillQueue: Send + Sync {
         -> impl Future<Output = Result<(), EdgeError>> + Send;
 }
 
-/// Sends `message`, retrying once after a retryable failure, within `budget`.
+/// Sends `message`, retrying once after a retryable failure, giving up after `time_left`.
 pub async fn send_within_budget<Q: BackfillQueue>(
     queue: &Q,
     message: &OutgoingMessage,
-    budget: Duration,
+    time_left: Duration,
 ) -> Result<(), EdgeError> {
     let attempts = async {
         match queue.send(message).await {
@@ -37,9 +37,9 @@ pub async fn send_within_budget<Q: BackfillQueue>(
             first => first,
         }
     };
-    tokio::time::timeout(budget, attempts)
+    tokio::time::timeout(time_left, attempts)
         .await
-        .unwrap_or(Err(EdgeError::Timeout(budget)))
+        .unwrap_or(Err(EdgeError::Timeout(time_left)))
 }
 
 #[cfg(test)]
