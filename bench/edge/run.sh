@@ -37,21 +37,22 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
 fi
 
 started_stack=false
-if [[ -z "${AWS_ENDPOINT_URL:-}" ]]; then
-  if ! "$root/scripts/local-stack" status >/dev/null 2>&1; then
-    "$root/scripts/local-stack" up >/dev/null
-    started_stack=true
-  fi
-  set -a
-  eval "$("$root/scripts/local-stack" env)"
-  set +a
-fi
 stop_stack() {
   if $started_stack; then
     "$root/scripts/local-stack" down
   fi
 }
 trap stop_stack EXIT
+if [[ -z "${AWS_ENDPOINT_URL:-}" ]]; then
+  if ! "$root/scripts/local-stack" status >/dev/null 2>&1; then
+    "$root/scripts/local-stack" up >/dev/null
+    started_stack=true
+  fi
+  stack_env="$("$root/scripts/local-stack" env)"
+  set -a
+  eval "$stack_env"
+  set +a
+fi
 
 "$EDGE_NODE22" "$bench/measure.js" "${quick[@]}" --rust "$EDGE_PACKAGE" --zip "$EDGE_ZIP" --out "$out"
 echo "edge bench: results in $out" >&2
