@@ -414,16 +414,17 @@ fn resize_and_encode(
     let mut resizer = Resizer::new();
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     let pixel_type = pixels.pixel_type();
-    let mut resized: Vec<((u32, u32), DynamicImage)> = Vec::with_capacity(sizes.len());
-    let mut previous: Option<Image<'static>> = None;
+    let mut resized: Vec<((u32, u32), Image<'static>)> = Vec::with_capacity(sizes.len());
     for displayed in sizes {
         let (width, height) = if swap {
             (displayed.1, displayed.0)
         } else {
             displayed
         };
-        let source = match &previous {
-            Some(image) => ImageRef::new(image.width(), image.height(), image.buffer(), pixel_type),
+        let source = match resized.last() {
+            Some((_, image)) => {
+                ImageRef::new(image.width(), image.height(), image.buffer(), pixel_type)
+            }
             None => ImageRef::new(pixels.width, pixels.height, &pixels.data, pixel_type),
         }
         .map_err(|e| Error::Encode(e.to_string()))?;
@@ -437,9 +438,12 @@ fn resize_and_encode(
                 .map_err(|e| Error::Encode(e.to_string()))?;
             image
         };
-        resized.push((displayed, oriented(&image, pixels.alpha, orientation)?));
-        previous = Some(image);
+        resized.push((displayed, image));
     }
+    let resized = resized
+        .into_iter()
+        .map(|(size, image)| Ok((size, oriented(image, pixels.alpha, orientation)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
     specs
         .into_iter()
         .map(|spec| {
@@ -455,11 +459,11 @@ fn resize_and_encode(
 
 /// The resized pixels turned the way the EXIF orientation says, as an `image` buffer.
 fn oriented(
-    image: &Image<'_>,
+    image: Image<'_>,
     alpha: bool,
     orientation: Orientation,
 ) -> Result<DynamicImage, Error> {
-    let (width, height, buffer) = (image.width(), image.height(), image.buffer().to_vec());
+    let (width, height, buffer) = (image.width(), image.height(), image.into_vec());
     let bad = || Error::Encode("resized buffer has the wrong size".into());
     let mut out = if alpha {
         DynamicImage::ImageRgba8(image::RgbaImage::from_raw(width, height, buffer).ok_or_else(bad)?)
@@ -500,7 +504,7 @@ fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<V
             let mut encoder = png::Encoder::new(&mut out, width, height);
             encoder.set_color(color);
             encoder.set_depth(png::BitDepth::Eight);
-            encoder.set_compression(png::Compression::Balanced);
+            encoder.set_compression(png::Compression::Fast);
             let mut writer = encoder.write_header().map_err(|e| encode_error(&e))?;
             writer.write_image_data(raw).map_err(|e| encode_error(&e))?;
             writer.finish().map_err(|e| encode_error(&e))?;

@@ -282,4 +282,37 @@ mod tests {
         // No deadline (Context::default()): the longest Lambda timeout.
         assert_eq!(Lease::for_deadline(0, 4_000).until_ms, 4_000 + 900_000);
     }
+
+    #[test]
+    fn sample_events_decide_as_documented() {
+        use crate::event::{parse_body, Body};
+        use aws_lambda_events::event::sqs::SqsEvent;
+        let samples = [
+            (
+                include_str!("../../../events/image-put.json"),
+                Some("images/summer 2024/café terrace.jpg"),
+            ),
+            (
+                include_str!("../../../events/image-sns.json"),
+                Some("images/logo.png"),
+            ),
+            (include_str!("../../../events/image-test-event.json"), None),
+            (include_str!("../../../events/image-own-output.json"), None),
+        ];
+        for (json, processed) in samples {
+            let event: SqsEvent = serde_json::from_str(json).unwrap();
+            let body = event.records[0].body.as_deref().unwrap();
+            let decided = match parse_body(body).unwrap() {
+                Body::TestEvent => None,
+                Body::Notices(notices) => match decide(&config(), &notices[0]).unwrap() {
+                    Decision::Process(task) => Some(task.key.into_string()),
+                    Decision::Ignore(reason) => {
+                        assert_eq!(reason, Ignored::OutputPrefix);
+                        None
+                    }
+                },
+            };
+            assert_eq!(decided.as_deref(), processed);
+        }
+    }
 }
