@@ -27,13 +27,16 @@ rie_free_port() {
 rie_start() {
   local name="$1" bootstrap="$2"
   shift 2
-  local rie port log
+  local rie port api_port log
   rie="$(rie_binary)"
   port="$(rie_free_port)"
+  # Each emulator needs its own Runtime API port (the default, 9001, would be shared).
+  api_port="$(rie_free_port)"
   log="$rie_root/.local/rie-$name.log"
   mkdir -p "$rie_root/.local"
   env AWS_LAMBDA_FUNCTION_NAME="$name" AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 "$@" \
-    "$rie" --log-level error --runtime-interface-emulator-address "127.0.0.1:$port" "$bootstrap" >"$log" 2>&1 &
+    "$rie" --log-level error --runtime-interface-emulator-address "127.0.0.1:$port" \
+    --runtime-api-address "127.0.0.1:$api_port" "$bootstrap" >"$log" 2>&1 &
   rie_pids+=("$!")
   local url="http://127.0.0.1:$port/2015-03-31/functions/function/invocations"
   for _ in $(seq 1 100); do

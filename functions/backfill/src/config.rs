@@ -79,8 +79,8 @@ impl Config {
             allowed_origins,
             origin_headers,
             max_object_size: size("MAX_OBJECT_SIZE", 50 * 1024 * MIB)?,
-            single_put_max: size("SINGLE_PUT_MAX", 16 * MIB)?,
-            part_size: size("PART_SIZE", 16 * MIB)?,
+            single_put_max: size("SINGLE_PUT_MAX", 8 * MIB)?,
+            part_size: size("PART_SIZE", 8 * MIB)?,
             upload_concurrency: env.number_or(
                 "UPLOAD_CONCURRENCY",
                 4,
@@ -230,7 +230,7 @@ mod tests {
     fn defaults() {
         let config = Config::from_env(&env(&[])).unwrap();
         assert_eq!(config.bucket, "overseas-origin");
-        assert_eq!(config.part_size, 16 * MIB);
+        assert_eq!(config.part_size, 8 * MIB);
         assert!(config.allows(Protocol::Https, "WWW.example.com", 443));
         assert!(config.allows(Protocol::Http, "origin.internal", 8080));
         assert!(!config.allows(Protocol::Http, "www.example.com", 443));
