@@ -4,8 +4,10 @@
 //! as permanent failures with a reason: retrying them could never succeed.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -105,6 +107,40 @@ pub struct ObservedResponse {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+}
+
+/// FIFO message groups a backfill queue's messages are spread over. A key always lands in the same
+/// group; different keys are processed in parallel up to this many groups.
+pub const FIFO_GROUPS: u8 = 32;
+
+/// The FIFO queue ids of a backfill message, derived from the object alone: the edge hook and an
+/// operator's pre-warm make the same ids for the same object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoIds {
+    /// The same for every request of one object, so SQS drops the repeats of a burst (for five
+    /// minutes) across all edge locations.
+    pub deduplication_id: String,
+    pub group_id: String,
+}
+
+impl FifoIds {
+    pub fn for_object(bucket: &str, key: &ObjectKey) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(bucket.as_bytes());
+        // A byte no bucket name holds, so that ("a", "b/c") and ("a/b", "c") differ.
+        digest.update([0u8]);
+        digest.update(key.as_str().as_bytes());
+        let digest = digest.finalize();
+        let mut deduplication_id = String::with_capacity(64);
+        for byte in digest.iter() {
+            // Writing to a String cannot fail.
+            let _ = write!(deduplication_id, "{byte:02x}");
+        }
+        FifoIds {
+            deduplication_id,
+            group_id: format!("backfill-{:02}", digest[0] % FIFO_GROUPS),
+        }
+    }
 }
 
 /// Why a message body was refused. Always permanent.
@@ -331,6 +367,19 @@ mod tests {
             BackfillMessage::parse("[1]").unwrap_err(),
             MessageError::NotAnObject
         );
+    }
+
+    #[test]
+    fn fifo_ids_depend_on_the_object_only() {
+        let key = ObjectKey::new("images/1.jpg").unwrap();
+        let ids = FifoIds::for_object("overseas-origin", &key);
+        assert_eq!(ids, FifoIds::for_object("overseas-origin", &key));
+        assert_eq!(ids.deduplication_id.len(), 64);
+        assert!(ids.deduplication_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(ids.group_id.starts_with("backfill-"));
+        let split_differently =
+            FifoIds::for_object("overseas-origin/images", &ObjectKey::new("1.jpg").unwrap());
+        assert_ne!(ids.deduplication_id, split_differently.deduplication_id);
     }
 
     #[test]

@@ -1,10 +1,7 @@
 //! The decision, with no I/O: a CloudFront event in; what to hand back to CloudFront and whether
 //! to enqueue a backfill out.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use shared::cloudfront::{header_value, Cf, CustomOrigin, Event, EventType, Request, Response};
 use shared::config::ConfigError;
 use shared::key::KeyError;
@@ -18,9 +15,7 @@ use time::OffsetDateTime;
 use crate::config::{self, EdgeConfig, QueueTarget};
 use crate::error::EdgeError;
 
-/// FIFO message groups a backfill queue's messages are spread over. A key always lands in the same
-/// group; different keys are processed in parallel up to this many groups.
-pub const FIFO_GROUPS: u8 = 32;
+pub use shared::message::{FifoIds, FIFO_GROUPS};
 
 /// What the trigger hands back to CloudFront: the request for origin-request (and viewer-request)
 /// events, the response for response events.
@@ -69,34 +64,6 @@ pub struct OutgoingMessage {
     pub body: String,
     /// Set for a FIFO queue.
     pub fifo: Option<FifoIds>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FifoIds {
-    /// The same for every request of one object, so SQS drops the repeats of a burst (for five
-    /// minutes) across all edge locations.
-    pub deduplication_id: String,
-    pub group_id: String,
-}
-
-impl FifoIds {
-    pub fn for_object(bucket: &str, key: &ObjectKey) -> Self {
-        let mut digest = Sha256::new();
-        digest.update(bucket.as_bytes());
-        // A byte no bucket name holds, so that ("a", "b/c") and ("a/b", "c") differ.
-        digest.update([0u8]);
-        digest.update(key.as_str().as_bytes());
-        let digest = digest.finalize();
-        let mut deduplication_id = String::with_capacity(64);
-        for byte in digest.iter() {
-            // Writing to a String cannot fail.
-            let _ = write!(deduplication_id, "{byte:02x}");
-        }
-        FifoIds {
-            deduplication_id,
-            group_id: format!("backfill-{:02}", digest[0] % FIFO_GROUPS),
-        }
-    }
 }
 
 /// Why a request was let through without a backfill.
