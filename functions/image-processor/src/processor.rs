@@ -80,10 +80,6 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Every notice of one SQS message, in order. The first failure is returned after the rest
     /// were tried; a retryable one wins over a permanent one, so that the message comes back.
     pub async fn process_message(

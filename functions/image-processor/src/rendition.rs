@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use shared::ObjectKey;
 
 use crate::config::Config;
@@ -97,6 +98,9 @@ pub fn plan(
     Ok(specs)
 }
 
+/// Metadata values travel as HTTP headers: printable ASCII only, so the key is percent-encoded.
+const METADATA_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(b' ').add(b'"');
+
 /// What a rendition says about its source, in its object metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SourceStamp {
@@ -114,11 +118,8 @@ impl SourceStamp {
 
     /// Object metadata (`x-amz-meta-*`) entries. The key is percent-encoded: metadata is ASCII.
     pub fn to_metadata(&self) -> Vec<(&'static str, String)> {
-        let mut entries = vec![(
-            Self::KEY,
-            ObjectKey::new(self.key.clone())
-                .map_or_else(|_| self.key.clone(), |k| k.to_uri_path()[1..].to_owned()),
-        )];
+        let key = utf8_percent_encode(&self.key, METADATA_ESCAPES).to_string();
+        let mut entries = vec![(Self::KEY, key)];
         let optional = [
             (Self::ETAG, &self.etag),
             (Self::VERSION, &self.version_id),
@@ -135,8 +136,8 @@ impl SourceStamp {
     pub fn from_metadata<'a>(mut get: impl FnMut(&str) -> Option<&'a str>) -> Self {
         SourceStamp {
             key: get(Self::KEY)
-                .and_then(|raw| ObjectKey::from_cloudfront_uri(&format!("/{raw}"), "").ok())
-                .map(ObjectKey::into_string)
+                .and_then(|raw| percent_decode_str(raw).decode_utf8().ok())
+                .map(String::from)
                 .unwrap_or_default(),
             etag: get(Self::ETAG).map(str::to_owned),
             version_id: get(Self::VERSION).map(str::to_owned),
