@@ -1,0 +1,197 @@
+//! A local event source mapping: what Lambda does between an SQS queue and a function. Long-polls
+//! the queue, hands batches to the function (through the Runtime Interface Emulator), deletes the
+//! records it did not report as failed, and leaves the failed ones to come back after their
+//! visibility timeout, until the queue's redrive policy moves them to the DLQ.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+pub struct Mapping {
+    pub name: &'static str,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub function_url: String,
+    pub batch_size: i32,
+}
+
+/// What a mapping delivered.
+#[derive(Clone, Default)]
+pub struct Deliveries(Arc<Mutex<DeliveryCounts>>);
+
+#[derive(Default)]
+pub struct DeliveryCounts {
+    pub batches: usize,
+    pub records: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    /// Records delivered per message body's `key` field (backfill messages).
+    pub by_key: HashMap<String, usize>,
+}
+
+impl Deliveries {
+    pub fn records_for(&self, key: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .by_key
+            .get(key)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> (usize, usize, usize, usize) {
+        let counts = self.0.lock().unwrap();
+        (
+            counts.batches,
+            counts.records,
+            counts.deleted,
+            counts.failed,
+        )
+    }
+}
+
+pub async fn start(mapping: Mapping) -> Result<(JoinHandle<()>, Deliveries)> {
+    let arn = mapping
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&mapping.queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .with_context(|| format!("reading the {} queue's ARN", mapping.name))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("the queue has no ARN")?;
+    let deliveries = Deliveries::default();
+    let counts = deliveries.clone();
+    let client = reqwest::Client::new();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Err(err) = poll_once(&mapping, &arn, &client, &counts).await {
+                eprintln!("event source mapping {}: {err:#}", mapping.name);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    Ok((task, deliveries))
+}
+
+async fn poll_once(
+    mapping: &Mapping,
+    arn: &str,
+    client: &reqwest::Client,
+    counts: &Deliveries,
+) -> Result<()> {
+    let received = mapping
+        .sqs
+        .receive_message()
+        .queue_url(&mapping.queue_url)
+        .max_number_of_messages(mapping.batch_size)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await?;
+    let messages = received.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let region = arn.split(':').nth(3).unwrap_or("us-east-1");
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    {
+        let mut counts = counts.0.lock().unwrap();
+        counts.batches += 1;
+        counts.records += messages.len();
+        for message in &messages {
+            let key = message
+                .body()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|v| v["key"].as_str().map(str::to_owned));
+            if let Some(key) = key {
+                *counts.by_key.entry(key).or_default() += 1;
+            }
+        }
+    }
+    let reply = client
+        .post(&mapping.function_url)
+        .json(&json!({"Records": records}))
+        .timeout(Duration::from_secs(900))
+        .send()
+        .await
+        .context("invoking the function")?;
+    let status = reply.status();
+    let body: Value = reply.json().await.unwrap_or(Value::Null);
+    // A failed invocation (or a malformed response) fails the whole batch: nothing is deleted.
+    let Some(failures) = (status.is_success() && body.get("errorType").is_none())
+        .then(|| body.get("batchItemFailures").and_then(Value::as_array))
+        .flatten()
+    else {
+        counts.0.lock().unwrap().failed += messages.len();
+        return Ok(());
+    };
+    let failed: Vec<&str> = failures
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    if failed.len() != failures.len() || failed.iter().any(|id| id.is_empty()) {
+        counts.0.lock().unwrap().failed += messages.len();
+        return Ok(());
+    }
+    let done: Vec<DeleteMessageBatchRequestEntry> = messages
+        .iter()
+        .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+        .enumerate()
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle()?)
+                .build()
+                .ok()
+        })
+        .collect();
+    let deleted = done.len();
+    if !done.is_empty() {
+        mapping
+            .sqs
+            .delete_message_batch()
+            .queue_url(&mapping.queue_url)
+            .set_entries(Some(done))
+            .send()
+            .await?;
+    }
+    let mut counts = counts.0.lock().unwrap();
+    counts.deleted += deleted;
+    counts.failed += failed.len();
+    Ok(())
+}

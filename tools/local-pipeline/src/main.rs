@@ -1,0 +1,189 @@
+//! The whole pipeline on one machine. `scripts/demo` starts the local AWS stack and the functions
+//! (through the Runtime Interface Emulator), then runs `local-pipeline run --play`.
+
+mod catalogue;
+mod edge;
+mod esm;
+mod http;
+mod origin;
+mod scenario;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    about = "The overseas-origin pipeline on one machine: sample origin, edge simulator, event source mappings, demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes the sample domestic catalogue into a folder.
+    Catalogue {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Serves the sample origin and the edge simulator, and feeds the queues to the functions.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TriggerArg {
+    OriginRequest,
+    OriginResponse,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The catalogue the sample domestic origin serves.
+    #[arg(long)]
+    catalogue: PathBuf,
+    /// Port of the sample domestic origin (the backfill function's allow-list names it).
+    #[arg(long)]
+    origin_port: u16,
+    /// Port of the edge simulator (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    edge_port: u16,
+    /// Invocation URL of an edge hook sandbox (repeat for several).
+    #[arg(long = "edge-hook", required = true)]
+    edge_hooks: Vec<String>,
+    /// Which trigger the hook is wired as.
+    #[arg(long, value_enum, default_value = "origin-request")]
+    trigger: TriggerArg,
+    /// Invocation URL of the backfill function.
+    #[arg(long)]
+    backfill_function: String,
+    /// Invocation URL of the image processor.
+    #[arg(long)]
+    image_function: String,
+    /// The backfill function's log (JSON lines), read for its outcomes.
+    #[arg(long)]
+    backfill_log: PathBuf,
+    /// Key prefix of the thumbnails.
+    #[arg(long, default_value = "thumbnails/")]
+    thumbnail_prefix: String,
+    /// Turn the edge cache on.
+    #[arg(long)]
+    cache: bool,
+    /// Play the demo scenario, print the report and exit (otherwise serve until interrupted).
+    #[arg(long)]
+    play: bool,
+    /// Viewers in the scenario's burst.
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| {
+        format!("{name} is not set: source the local stack's environment (scripts/local-stack env)")
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Catalogue { dir } => catalogue::generate(&dir),
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let bucket = var("BUCKET")?;
+    let backfill_queue = var("BACKFILL_QUEUE_URL")?;
+    let image_queue = var("IMAGE_QUEUE_URL")?;
+    let sdk = shared::aws::load_config().await;
+    let s3 = shared::aws::s3_client(&sdk);
+    let sqs = shared::aws::sqs_client(&sdk);
+
+    catalogue::generate(&args.catalogue)?;
+    let (origin_addr, origin_hits) =
+        origin::start(args.catalogue.clone(), args.origin_port).await?;
+    let (edge_addr, edge_stats) = edge::start(
+        edge::EdgeConfig {
+            hooks: args.edge_hooks.clone(),
+            trigger: match args.trigger {
+                TriggerArg::OriginRequest => edge::Trigger::OriginRequest,
+                TriggerArg::OriginResponse => edge::Trigger::OriginResponse,
+            },
+            bucket: bucket.clone(),
+            s3: s3.clone(),
+            domestic_host: "127.0.0.1".into(),
+            domestic_port: origin_addr.port(),
+            domestic_headers: vec![
+                ("X-Backfill-Queue-Url".into(), backfill_queue.clone()),
+                ("X-Backfill-Bucket".into(), bucket.clone()),
+                ("X-Backfill-Send-Budget".into(), "1s".into()),
+            ],
+            failover_statuses: vec![403, 404, 500, 502, 503, 504],
+            cache: args.cache,
+        },
+        args.edge_port,
+    )
+    .await?;
+    let (_backfill_task, backfill) = esm::start(esm::Mapping {
+        name: "backfill",
+        sqs: sqs.clone(),
+        queue_url: backfill_queue,
+        function_url: args.backfill_function.clone(),
+        batch_size: 10,
+    })
+    .await?;
+    let (_image_task, images) = esm::start(esm::Mapping {
+        name: "image-processor",
+        sqs,
+        queue_url: image_queue,
+        function_url: args.image_function.clone(),
+        batch_size: 5,
+    })
+    .await?;
+
+    println!("Overseas origin backfill: the pipeline on this machine");
+    println!(
+        "   domestic origin  http://{origin_addr} ({} catalogue entries)",
+        catalogue::ENTRIES.len()
+    );
+    for entry in catalogue::ENTRIES {
+        println!("                    /{}: {}", entry.path, entry.description);
+    }
+    println!(
+        "   edge simulator   http://{edge_addr} (origin group: bucket {bucket}, then the domestic origin; hook as {}, {} sandboxes{})",
+        match args.trigger {
+            TriggerArg::OriginRequest => "origin-request",
+            TriggerArg::OriginResponse => "origin-response",
+        },
+        args.edge_hooks.len(),
+        if args.cache { ", cache on" } else { "" }
+    );
+    println!(
+        "   event sources    backfill queue -> backfill function; image queue -> image processor"
+    );
+
+    if args.play {
+        scenario::Scenario {
+            edge: format!("http://{edge_addr}"),
+            catalogue: args.catalogue,
+            s3,
+            bucket,
+            thumbnail_prefix: args.thumbnail_prefix,
+            origin_hits,
+            backfill,
+            images,
+            backfill_log: args.backfill_log,
+            edge_stats,
+            burst: args.burst,
+            origin_response: matches!(args.trigger, TriggerArg::OriginResponse),
+        }
+        .play()
+        .await
+    } else {
+        println!("   serving until interrupted (Ctrl-C)");
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}

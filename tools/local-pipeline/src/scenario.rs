@@ -1,0 +1,375 @@
+//! The demo scenario: plays what a viewer abroad would do and reports what each part did, checking
+//! it as it goes (the demo fails when the pipeline does not do what it should).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::edge::{EdgeStats, SERVED_BY};
+use crate::esm::Deliveries;
+use crate::origin::Hits;
+
+pub struct Scenario {
+    pub edge: String,
+    pub catalogue: PathBuf,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub thumbnail_prefix: String,
+    pub origin_hits: Hits,
+    pub backfill: Deliveries,
+    pub images: Deliveries,
+    pub backfill_log: PathBuf,
+    pub edge_stats: EdgeStats,
+    pub burst: usize,
+    /// The hook is wired as origin-response: it enqueues only what the origin answered 2xx.
+    pub origin_response: bool,
+}
+
+struct Fetched {
+    status: u16,
+    served_by: String,
+    body: Vec<u8>,
+    elapsed: Duration,
+}
+
+const WAIT: Duration = Duration::from_secs(90);
+
+impl Scenario {
+    pub async fn play(&self) -> Result<()> {
+        let client = reqwest::Client::new();
+        let mut failures = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            println!("   {} {what}", if ok { "ok  " } else { "FAIL" });
+            if !ok {
+                failures.push(what);
+            }
+        };
+
+        let image = "images/photo-large.jpg";
+        println!("\n1. First request for an object the overseas bucket does not have");
+        let first = self.get(&client, image).await?;
+        println!(
+            "   GET /{image} -> {} from {} ({} bytes, {} ms)",
+            first.status,
+            first.served_by,
+            first.body.len(),
+            first.elapsed.as_millis()
+        );
+        check(
+            first.status == 200 && first.served_by == "domestic",
+            "served by the domestic origin".into(),
+        );
+
+        println!("\n2. The edge hook enqueued a backfill; the backfill function copied the object");
+        let started = Instant::now();
+        let stored = self.wait_for_object(image).await?;
+        let copied = self.outcomes(image).await?;
+        println!(
+            "   {image}: {} bytes in the bucket {} ms after the first response; outcomes {}",
+            stored.len(),
+            started.elapsed().as_millis(),
+            format_outcomes(&copied)
+        );
+        check(
+            stored == first.body,
+            "the copy is byte-identical to the origin's".into(),
+        );
+        check(copied.get("copied") == Some(&1), "copied once".into());
+
+        println!("\n3. Second request: now served by the overseas bucket");
+        let second = self.get(&client, image).await?;
+        println!(
+            "   GET /{image} -> {} from {} ({} ms)",
+            second.status,
+            second.served_by,
+            second.elapsed.as_millis()
+        );
+        check(
+            second.status == 200 && second.served_by == "s3",
+            "served by S3".into(),
+        );
+        check(second.body == first.body, "same bytes".into());
+
+        println!("\n4. The image processor made thumbnails");
+        let thumbnails = self.wait_for_thumbnails(image).await?;
+        for (key, (width, height)) in &thumbnails {
+            println!("   {key}: {width}x{height}");
+        }
+        check(
+            thumbnails.len() >= 4,
+            format!("{} renditions", thumbnails.len()),
+        );
+        check(
+            thumbnails
+                .iter()
+                .all(|(_, (w, h))| *w <= 1280 && (*w as f64 / *h as f64 - 1.5).abs() < 0.02),
+            "no upscaling, aspect kept".into(),
+        );
+
+        println!("\n5. A request for an object the domestic origin does not have either");
+        let missing = "images/no-such-photo.jpg";
+        let answer = self.get(&client, missing).await?;
+        println!(
+            "   GET /{missing} -> {} from {}",
+            answer.status, answer.served_by
+        );
+        check(
+            answer.status == 404,
+            "the viewer gets the origin's 404".into(),
+        );
+        if self.origin_response {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let delivered = self.backfill.records_for(missing);
+            println!("   backfill messages for it: {delivered}");
+            check(
+                delivered == 0,
+                "the origin-response hook saw the 404 and enqueued nothing".into(),
+            );
+        } else {
+            let outcomes = self.wait_for_outcome(missing).await?;
+            println!("   backfill outcomes {}", format_outcomes(&outcomes));
+            check(
+                outcomes.get("not_at_origin") == Some(&1),
+                "ended as \"not at origin\", not retried".into(),
+            );
+        }
+        check(
+            self.object(missing).await?.is_none(),
+            "nothing written".into(),
+        );
+
+        println!(
+            "\n6. A burst: {} viewers miss the same video at once",
+            self.burst
+        );
+        let video = "video/clip.mp4";
+        let expected = std::fs::read(self.catalogue.join(video))?;
+        let requests = (0..self.burst).map(|_| self.get(&client, video));
+        let answers = futures::future::try_join_all(requests).await?;
+        let by_origin = answers
+            .iter()
+            .fold(HashMap::new(), |mut map: HashMap<&str, usize>, a| {
+                *map.entry(a.served_by.as_str()).or_default() += 1;
+                map
+            });
+        println!("   {} responses: {by_origin:?}", answers.len());
+        check(
+            answers
+                .iter()
+                .all(|a| a.status == 200 && a.body == expected),
+            "every viewer got the whole video".into(),
+        );
+        let stored = self.wait_for_object(video).await?;
+        let outcomes = self.wait_for_settled(video).await?;
+        let delivered = self.backfill.records_for(video);
+        println!(
+            "   hook: {delivered} backfill messages for {} misses (repeats suppressed within each sandbox); the domestic origin served the video {} times (viewers and backfill)",
+            self.burst,
+            self.origin_hits.get(&format!("/{video}"))
+        );
+        println!("   backfill outcomes {}", format_outcomes(&outcomes));
+        check(outcomes.get("copied") == Some(&1), "one copy".into());
+        check(
+            Sha256::digest(&stored) == Sha256::digest(&expected),
+            format!(
+                "the bucket holds the whole video ({} bytes, SHA-256 identical)",
+                stored.len()
+            ),
+        );
+
+        let leaked = *self.edge_stats.config_headers_leaked.lock().unwrap();
+        if self.origin_response {
+            // Only an origin-request trigger can take headers off the request before it is sent.
+            println!("\n7. The configuration headers at the domestic origin");
+            println!(
+                "   {} (an origin-response trigger runs after the request went out, so it cannot strip them)",
+                if leaked { "sent" } else { "not sent" }
+            );
+        } else {
+            println!("\n7. The configuration headers never reached the domestic origin");
+            check(!leaked, "no x-backfill-* header at the origin".into());
+        }
+
+        let (batches, records, deleted, failed) = self.backfill.snapshot();
+        println!("\nBackfill queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed");
+        let (batches, records, deleted, failed) = self.images.snapshot();
+        println!(
+            "Image queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed"
+        );
+        if failures.is_empty() {
+            println!("\nAll checks passed.");
+            Ok(())
+        } else {
+            bail!("{} checks failed: {}", failures.len(), failures.join("; "))
+        }
+    }
+
+    async fn get(&self, client: &reqwest::Client, key: &str) -> Result<Fetched> {
+        let path: String = key
+            .split('/')
+            .map(encode_segment)
+            .collect::<Vec<_>>()
+            .join("/");
+        let started = Instant::now();
+        let response = client
+            .get(format!("{}/{path}", self.edge))
+            .send()
+            .await
+            .context("GET through the edge")?;
+        let status = response.status().as_u16();
+        let served_by = response
+            .headers()
+            .get(SERVED_BY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_owned();
+        let body = response.bytes().await?.to_vec();
+        Ok(Fetched {
+            status,
+            served_by,
+            body,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn wait_for_object(&self, key: &str) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if let Some(body) = self.object(key).await? {
+                return Ok(body);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{key} never reached the bucket")
+    }
+
+    async fn wait_for_thumbnails(&self, key: &str) -> Result<Vec<(String, (u32, u32))>> {
+        let prefix = format!("{}{key}/", self.thumbnail_prefix);
+        let started = Instant::now();
+        let mut last = 0;
+        loop {
+            let listed = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .send()
+                .await?;
+            let keys: Vec<String> = listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect();
+            // Done when the count has been stable for a moment.
+            if !keys.is_empty() && keys.len() == last {
+                let mut thumbnails = Vec::new();
+                for key in keys {
+                    let body = self
+                        .object(&key)
+                        .await?
+                        .context("a listed thumbnail vanished")?;
+                    let decoded = image::load_from_memory(&body)
+                        .with_context(|| format!("decoding {key}"))?;
+                    thumbnails.push((key, (decoded.width(), decoded.height())));
+                }
+                return Ok(thumbnails);
+            }
+            if started.elapsed() > WAIT {
+                bail!("no thumbnails under {prefix}");
+            }
+            last = keys.len();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The backfill function's outcomes for `key`, read from its log (one JSON line per record).
+    async fn outcomes(&self, key: &str) -> Result<HashMap<String, usize>> {
+        let text = tokio::fs::read_to_string(&self.backfill_log)
+            .await
+            .unwrap_or_default();
+        let mut outcomes = HashMap::new();
+        for line in text.lines() {
+            let Ok(record) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let record_key = record["span"]["key"].as_str();
+            let outcome = record["outcome"]
+                .as_str()
+                .or_else(|| record["reason"].as_str());
+            if let (Some(record_key), Some(outcome)) = (record_key, outcome) {
+                if record_key == key {
+                    *outcomes.entry(outcome.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn wait_for_outcome(&self, key: &str) -> Result<HashMap<String, usize>> {
+        let started = Instant::now();
+        loop {
+            let outcomes = self.outcomes(key).await?;
+            if !outcomes.is_empty() || started.elapsed() > WAIT {
+                return Ok(outcomes);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every message delivered for `key` has an outcome.
+    async fn wait_for_settled(&self, key: &str) -> Result<HashMap<String, usize>> {
+        let started = Instant::now();
+        loop {
+            let outcomes = self.outcomes(key).await?;
+            let settled: usize = outcomes.values().sum();
+            if (settled > 0 && settled >= self.backfill.records_for(key))
+                || started.elapsed() > WAIT
+            {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return self.outcomes(key).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn format_outcomes(outcomes: &HashMap<String, usize>) -> String {
+    if outcomes.is_empty() {
+        return "(none yet)".into();
+    }
+    let mut parts: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+fn encode_segment(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
