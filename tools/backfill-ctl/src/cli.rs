@@ -1,0 +1,245 @@
+//! The command line.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use shared::message::{is_bucket_name, OriginLocation};
+
+use crate::input::{parse_key_prefix, parse_origin};
+use crate::queue::check_queue_url;
+
+const AFTER_HELP: &str = "\
+AWS access: the normal credential chain and region (AWS_PROFILE, AWS_REGION, ...). Set
+AWS_ENDPOINT_URL to use a local stand-in (scripts/local-stack). A queue URL's own region is used
+for its queue.
+
+Exit codes: 0 all done; 1 something failed (the report says what); 2 bad command line.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backfill-ctl",
+    version,
+    about = "Operate the overseas-origin backfill: pre-warm keys, read the queues, redrive dead letters, check objects.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Prewarm(PrewarmArgs),
+    Status(StatusArgs),
+    Redrive(RedriveArgs),
+    Check(CheckArgs),
+}
+
+/// Enqueue backfill messages for keys, so that the backfill function copies them from the
+/// domestic origin before viewers ask.
+///
+/// Keys come from a key list (--keys) or from an origin manifest (--from-manifest), both UTF-8
+/// text with one decoded key a line (images/café.jpg, not percent-encoded); surrounding spaces
+/// are trimmed, a leading '/' is dropped, blank lines and lines starting with '#' are skipped,
+/// repeated keys are sent once. Keys already in the bucket are skipped (one HeadObject each)
+/// unless --no-check. Messages go out in SendMessageBatch calls of up to 10; entries that fail
+/// for a passing reason are sent again with backoff. On a FIFO queue (URL ending in .fifo) each
+/// message gets the message group and deduplication id the edge hook would give the same object.
+///
+/// The summary (stdout) counts sent, skipped and invalid keys, with a reason for each invalid or
+/// failed one; exit code 1 if any key was invalid or failed.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("source").required(true).args(["keys", "from_manifest"])),
+    after_help = "Examples:\n  backfill-ctl prewarm --keys top-1000.txt --bucket overseas-origin \\\n      --origin https://www.example.com --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill\n  grep '^images/' keys.txt | backfill-ctl prewarm --keys - --rate 20 ...\n  backfill-ctl prewarm --from-manifest https://www.example.com/manifest.txt --prefix images/2026/ ..."
+)]
+pub struct PrewarmArgs {
+    /// Key list file; `-` reads standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub keys: Option<String>,
+    /// Origin manifest (same format as a key list), from an http(s) URL or a file.
+    #[arg(long, value_name = "URL|FILE")]
+    pub from_manifest: Option<String>,
+    /// Only the listed paths that start with this (for example images/2026/).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The overseas bucket the backfill writes into.
+    #[arg(long, value_parser = parse_bucket)]
+    pub bucket: String,
+    /// The domestic origin to copy from: http[s]://host[:port][/path]; the key's path is
+    /// appended to the path.
+    #[arg(long, value_name = "URL", value_parser = parse_origin)]
+    pub origin: OriginLocation,
+    /// The backfill queue.
+    #[arg(long, value_name = "URL", value_parser = check_queue_url)]
+    pub queue_url: String,
+    /// Messages per second, at most.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate: u32,
+    /// Send every key without asking the bucket whether it already has it.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Prefix of the bucket keys before the origin path, as the edge hook's key prefix (the
+    /// object at /images/a.jpg goes to mirror/images/a.jpg with --key-prefix mirror/).
+    #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_key_prefix)]
+    pub key_prefix: String,
+}
+
+/// Show the backfill and image queues and their dead-letter queues: messages waiting (visible),
+/// in flight (received, not yet deleted), delayed, and the oldest message's age.
+///
+/// Each queue's DLQ is found from its RedrivePolicy. SQS has no attribute for the oldest
+/// message's age, so it is read by peeking: up to 10 visible messages are received with a
+/// visibility timeout of 0 (they stay available to consumers) and their SentTimestamp read. This
+/// works on AWS and on local stand-ins alike (CloudWatch's ApproximateAgeOfOldestMessage exists
+/// only on AWS). On a standard queue it is the oldest of a sample, not always the very oldest;
+/// and a peek counts as a receive towards maxReceiveCount for the messages it sees, so do not run
+/// it in a tight loop against a live queue, or give --no-age.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("queues").required(true).multiple(true)
+        .args(["backfill_queue_url", "image_queue_url"])),
+    after_help = "Example:\n  backfill-ctl status --backfill-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill \\\n      --image-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/image-tasks"
+)]
+pub struct StatusArgs {
+    /// The backfill queue.
+    #[arg(long, value_name = "URL", value_parser = check_queue_url)]
+    pub backfill_queue_url: Option<String>,
+    /// The image processor's queue.
+    #[arg(long, value_name = "URL", value_parser = check_queue_url)]
+    pub image_queue_url: Option<String>,
+    /// Do not peek at messages for the oldest message's age.
+    #[arg(long)]
+    pub no_age: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Move dead letters back to the queue they failed on, so that they are tried again.
+///
+/// Each message is received from the DLQ (hidden for 60 s), sent to the source queue with the
+/// same body and message attributes, and deleted from the DLQ only once the send succeeded; on
+/// FIFO queues it keeps its message group and gets a deduplication id made from its DLQ message
+/// id. A message that could not be sent stays in the DLQ (visible again after 60 s). --dry-run
+/// lists what would move and makes the messages visible again at once (on a FIFO DLQ it sees at
+/// most 10 messages of each message group).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  backfill-ctl redrive --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill --dry-run\n  backfill-ctl redrive --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill --max 100"
+)]
+pub struct RedriveArgs {
+    /// The source queue; its DLQ is read from its RedrivePolicy.
+    #[arg(long, value_name = "URL", value_parser = check_queue_url)]
+    pub queue_url: String,
+    /// The DLQ, when the source queue's RedrivePolicy does not name it.
+    #[arg(long, value_name = "URL", value_parser = check_queue_url)]
+    pub dlq_url: Option<String>,
+    /// Move at most N messages (default: all).
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub max: Option<usize>,
+    /// List what would move; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Say, for each key, whether it is in the bucket, its size, content type and metadata
+/// (origin-etag and origin-last-modified on a backfilled object), and its thumbnails.
+///
+/// Keys are decoded keys (images/café.jpg), a leading '/' dropped. Thumbnails are the objects
+/// under THUMBNAIL_PREFIX + key + '/', where the image processor writes each rendition as
+/// {width}.{ext}. Exit code 1 if any key is missing, invalid or could not be checked.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  backfill-ctl check --bucket overseas-origin images/cat.jpg 'images/café au lait.png'"
+)]
+pub struct CheckArgs {
+    /// The overseas bucket.
+    #[arg(long, value_parser = parse_bucket)]
+    pub bucket: String,
+    /// Where the image processor writes renditions (its OUTPUT_PREFIX).
+    #[arg(long, value_name = "PREFIX", default_value = "thumbnails/")]
+    pub thumbnail_prefix: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The keys to check.
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<String>,
+}
+
+fn parse_bucket(raw: &str) -> Result<String, String> {
+    if is_bucket_name(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("{raw:?} is not an S3 bucket name"))
+    }
+}
+
+fn parse_positive(raw: &str) -> Result<usize, String> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{raw:?} is not a whole number of at least 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("backfill-ctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn prewarm_needs_one_source() {
+        let common = [
+            "--bucket",
+            "overseas-origin",
+            "--origin",
+            "https://www.example.com",
+            "--queue-url",
+            "http://127.0.0.1:5000/123456789012/backfill",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = vec!["prewarm"];
+            args.extend_from_slice(&common);
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        assert!(with(&[]).is_err());
+        assert!(with(&["--keys", "a", "--from-manifest", "b"]).is_err());
+        let Command::Prewarm(args) = with(&["--keys", "-"]).unwrap().command else {
+            panic!("not prewarm");
+        };
+        assert_eq!(args.rate, 50);
+        assert_eq!(args.origin.port, 443);
+        assert!(with(&["--keys", "-", "--rate", "0"]).is_err());
+        assert!(with(&["--keys", "-", "--key-prefix", "a//b"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let err = parse(&["check", "--bucket", "Bad_Bucket", "a.jpg"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not an S3 bucket name"), "{err}");
+        let err = parse(&["status"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["status", "--backfill-queue-url", "backfill"]).unwrap_err();
+        assert!(err.to_string().contains("not an SQS queue URL"), "{err}");
+        let err = parse(&[
+            "redrive",
+            "--queue-url",
+            "http://127.0.0.1:5000/1/q",
+            "--max",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}
