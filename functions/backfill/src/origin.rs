@@ -41,8 +41,26 @@ pub struct HttpOrigin {
 
 const MAX_REDIRECTS: usize = 5;
 
+/// Name resolution: the system's, or a fixed table in tests (a name that resolves to the metadata
+/// service cannot be made on a test machine's DNS).
+pub type Lookup = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+pub fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
 impl HttpOrigin {
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+        Self::with_lookup(config, system_lookup())
+    }
+
+    pub fn with_lookup(config: &Config, lookup: Lookup) -> Result<Self, reqwest::Error> {
         let redirects = reqwest::redirect::Policy::custom(|attempt| {
             let first = &attempt.previous()[0];
             let next = attempt.url();
@@ -58,7 +76,7 @@ impl HttpOrigin {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(redirects)
-            .dns_resolver(Arc::new(GuardedResolver))
+            .dns_resolver(Arc::new(GuardedResolver { lookup }))
             .user_agent(concat!(
                 "overseas-origin-backfill/",
                 env!("CARGO_PKG_VERSION")
@@ -134,14 +152,16 @@ struct ForbiddenResolution {
 /// Resolves names, dropping forbidden addresses; a name with nothing else left is refused. This
 /// holds even when the allow-list names a host that (by mistake or by an attacker's DNS) resolves
 /// to the instance metadata service.
-struct GuardedResolver;
+struct GuardedResolver {
+    lookup: Lookup,
+}
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved = lookup(host.clone()).await?;
             let (forbidden, allowed): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
                 .into_iter()
                 .partition(|a| is_forbidden_address(a.ip()));

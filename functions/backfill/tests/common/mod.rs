@@ -2,6 +2,7 @@
 //! What the backfill integration tests share: a real origin server and the S3 under test.
 
 pub mod origin_server;
+pub mod s3_fault_proxy;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_s3::Client;
@@ -45,8 +46,19 @@ impl Harness {
     }
 
     pub async fn start_with(extra: &[(&str, &str)], s3: Option<Client>) -> Harness {
+        Self::start_full(extra, s3, None).await
+    }
+
+    /// With an S3 client of the caller's and a name resolution of the caller's.
+    pub async fn start_full(
+        extra: &[(&str, &str)],
+        s3: Option<Client>,
+        lookup: Option<backfill::origin::Lookup>,
+    ) -> Harness {
         let server = OriginServer::start().await;
-        let allowed = format!("http://127.0.0.1:{}", server.addr.port());
+        let port = server.addr.port();
+        let allowed =
+            format!("http://127.0.0.1:{port},http://metadata.test:{port},http://mixed.test:{port}");
         let bucket = var("BUCKET");
         let mut pairs: Vec<(&str, &str)> = vec![
             ("BUCKET", &bucket),
@@ -63,7 +75,10 @@ impl Harness {
             Some(client) => client,
             None => shared::aws::s3_client(&shared::aws::load_config().await),
         };
-        let origin = HttpOrigin::new(&config).unwrap();
+        let origin = match lookup {
+            Some(lookup) => HttpOrigin::with_lookup(&config, lookup).unwrap(),
+            None => HttpOrigin::new(&config).unwrap(),
+        };
         let app = Backfill::new(config, origin, S3Store::new(s3.clone()));
         Harness {
             server,
