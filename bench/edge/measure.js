@@ -261,6 +261,9 @@ async function main() {
       send_handler_time_at_most_the_peers: results.send_path_ms.rust.handler_p50 <= results.send_path_ms.peer.handler_p50,
       unreachable_within_budget: worst('rust') <= BUDGET_MS,
     };
+    // Beyond the budget, if at all: the timer fires at the budget less the hook's 5 ms margin, so
+    // what is left is scheduling delay on a busy machine.
+    results.unreachable_rust_max_over_budget_ms = round(Math.max(0, worst('rust') - BUDGET_MS));
     fs.writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
     printSummary(results);
   } finally {
@@ -284,8 +287,8 @@ function printSummary(r) {
     `| warm send path total, p50 | | ${r.send_path_ms.rust.total_p50} | ${r.send_path_ms.peer.total_p50} |`,
     `| bare SQS round trip, p50 | | ${r.send_path_ms.rust.round_trip_p50} | ${r.send_path_ms.peer.round_trip_p50} |`,
     `| send path handler time (round trip excluded), p50 | | ${r.send_path_ms.rust.handler_p50} | ${r.send_path_ms.peer.handler_p50} |`,
-    `| SQS refusing, max | | ${r.unreachable_ms.rust.refused.max} | ${r.unreachable_ms.peer.refused.max} |`,
-    `| SQS hanging (budget ${r.budget_ms}), max | | ${r.unreachable_ms.rust.hanging.max} | ${r.unreachable_ms.peer.hanging.max} |`,
+    `| SQS refusing, p50 / max | | ${r.unreachable_ms.rust.refused.p50} / ${r.unreachable_ms.rust.refused.max} | ${r.unreachable_ms.peer.refused.p50} / ${r.unreachable_ms.peer.refused.max} |`,
+    `| SQS hanging (budget ${r.budget_ms}), p50 / max | | ${r.unreachable_ms.rust.hanging.p50} / ${r.unreachable_ms.rust.hanging.max} | ${r.unreachable_ms.peer.hanging.p50} / ${r.unreachable_ms.peer.hanging.max} |`,
   ];
   console.log(lines.join('\n'));
   console.log(`\nratios: ${JSON.stringify(r.ratios)}`);
