@@ -5,6 +5,7 @@ mod catalogue;
 mod edge;
 mod esm;
 mod http;
+mod load;
 mod origin;
 mod scenario;
 
@@ -31,6 +32,34 @@ enum Command {
     },
     /// Serves the sample origin and the edge simulator, and feeds the queues to the functions.
     Run(RunArgs),
+    /// The load run: many backfill messages (many keys, many duplicates) through the queue, the
+    /// backfill function and a domestic origin that fails some requests; checks the invariants.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Where the load catalogue is written and served from.
+    #[arg(long)]
+    catalogue: PathBuf,
+    /// Port of the domestic origin (the backfill function's allow-list names it).
+    #[arg(long)]
+    origin_port: u16,
+    /// Invocation URL of the backfill function.
+    #[arg(long)]
+    backfill_function: String,
+    /// Backfill messages to send.
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Distinct keys they name (fewer keys, more duplicates).
+    #[arg(long, default_value_t = 400)]
+    keys: usize,
+    /// Share of origin requests answered 503.
+    #[arg(long, default_value_t = 0.05)]
+    origin_fail_rate: f64,
+    /// Where to write the report (JSON).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,7 +119,48 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Catalogue { dir } => catalogue::generate(&dir),
         Command::Run(args) => run(args).await,
+        Command::Load(args) => load(args).await,
     }
+}
+
+async fn load(args: LoadArgs) -> Result<()> {
+    let sdk = shared::aws::load_config().await;
+    let sqs = shared::aws::sqs_client(&sdk);
+    let queue_url = var("BACKFILL_QUEUE_URL")?;
+    load::catalogue(&args.catalogue, args.keys)?;
+    let (_, origin_hits) = origin::start(
+        args.catalogue.clone(),
+        args.origin_port,
+        args.origin_fail_rate,
+    )
+    .await?;
+    let (_task, deliveries) = esm::start(esm::Mapping {
+        name: "backfill",
+        sqs: sqs.clone(),
+        queue_url: queue_url.clone(),
+        function_url: args.backfill_function,
+        batch_size: 10,
+    })
+    .await?;
+    let report = load::LoadRun {
+        sqs,
+        s3: shared::aws::s3_client(&sdk),
+        bucket: var("BUCKET")?,
+        queue_url,
+        dlq_url: var("BACKFILL_DLQ_URL")?,
+        origin_port: args.origin_port,
+        messages: args.messages,
+        keys: args.keys,
+        deliveries,
+        origin_hits,
+    }
+    .play(&args.catalogue)
+    .await?;
+    if let Some(path) = args.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -103,7 +173,7 @@ async fn run(args: RunArgs) -> Result<()> {
 
     catalogue::generate(&args.catalogue)?;
     let (origin_addr, origin_hits) =
-        origin::start(args.catalogue.clone(), args.origin_port).await?;
+        origin::start(args.catalogue.clone(), args.origin_port, 0.0).await?;
     let (edge_addr, edge_stats) = edge::start(
         edge::EdgeConfig {
             hooks: args.edge_hooks.clone(),

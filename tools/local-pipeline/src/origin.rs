@@ -11,6 +11,9 @@ use tokio_util::io::ReaderStream;
 
 use crate::http::{self, Body};
 
+/// The pseudo-path under which injected failures are counted.
+pub const FAILED: &str = "(injected 503)";
+
 #[derive(Clone, Default)]
 pub struct Hits(Arc<Mutex<HashMap<String, usize>>>);
 
@@ -29,7 +32,9 @@ impl Hits {
     }
 }
 
-pub async fn start(root: PathBuf, port: u16) -> anyhow::Result<(SocketAddr, Hits)> {
+/// Starts the origin; `fail_rate` of the requests (0.0 to 1.0) are answered 503, as an origin
+/// under load would.
+pub async fn start(root: PathBuf, port: u16, fail_rate: f64) -> anyhow::Result<(SocketAddr, Hits)> {
     let hits = Hits::default();
     let counted = hits.clone();
     let addr = http::serve(port, move |request| {
@@ -38,6 +43,10 @@ pub async fn start(root: PathBuf, port: u16) -> anyhow::Result<(SocketAddr, Hits
         async move {
             let path = decode(request.uri().path());
             hits.add(&path);
+            if fail_rate > 0.0 && fastrand::f64() < fail_rate {
+                hits.add(FAILED);
+                return http::text(503, "busy");
+            }
             if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
                 return http::text(405, "method not allowed");
             }
