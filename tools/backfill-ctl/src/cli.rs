@@ -78,16 +78,16 @@ pub struct PrewarmArgs {
     /// Send every key without asking the bucket whether it already has it.
     #[arg(long)]
     pub no_check: bool,
-    /// Prefix of the bucket keys before the origin path, as the edge hook's key prefix (the
-    /// object at /images/a.jpg goes to mirror/images/a.jpg with --key-prefix mirror/).
+    /// Put before each listed path to make its bucket key, as the edge hook's key prefix does
+    /// (with mirror/, the object at /images/a.jpg goes to mirror/images/a.jpg).
     #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_key_prefix)]
     pub key_prefix: String,
 }
 
-/// Show the backfill and image queues and their dead-letter queues: messages waiting (visible),
-/// in flight (received, not yet deleted), delayed, and the oldest message's age.
+/// Show queue depths, in-flight and dead-letter counts, and the oldest message's age.
 ///
-/// Each queue's DLQ is found from its RedrivePolicy. SQS has no attribute for the oldest
+/// For the backfill and image queues and their dead-letter queues: messages waiting (visible),
+/// in flight (received, not yet deleted) and delayed. Each queue's DLQ is found from its RedrivePolicy. SQS has no attribute for the oldest
 /// message's age, so it is read by peeking: up to 10 visible messages are received with a
 /// visibility timeout of 0 (they stay available to consumers) and their SentTimestamp read. This
 /// works on AWS and on local stand-ins alike (CloudWatch's ApproximateAgeOfOldestMessage exists
@@ -142,10 +142,10 @@ pub struct RedriveArgs {
     pub dry_run: bool,
 }
 
-/// Say, for each key, whether it is in the bucket, its size, content type and metadata
-/// (origin-etag and origin-last-modified on a backfilled object), and its thumbnails.
+/// Say whether keys are in the bucket, with their size, metadata and thumbnails.
 ///
-/// Keys are decoded keys (images/café.jpg), a leading '/' dropped. Thumbnails are the objects
+/// For each key: size, content type, ETag, last modified, and user metadata (origin-etag and
+/// origin-last-modified on a backfilled object). Keys are decoded keys (images/café.jpg), a leading '/' dropped. Thumbnails are the objects
 /// under THUMBNAIL_PREFIX + key + '/', where the image processor writes each rendition as
 /// {width}.{ext}. Exit code 1 if any key is missing, invalid or could not be checked.
 #[derive(Debug, Args)]
