@@ -1,0 +1,589 @@
+//! The real `backfill-ctl` binary against the local AWS stand-ins (moto), every command and its
+//! bad input. Run by `scripts/test`, which starts the stack and exports its environment.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use common::{ctl, serve, unique, QueuePair, Stack, TempFile};
+use serde_json::Value;
+use shared::message::{BackfillMessage, FifoIds, Trigger};
+
+const ORIGIN: &str = "https://www.example.com:8443/static";
+
+fn prewarm_args<'a>(bucket: &'a str, queue: &'a str) -> Vec<&'a str> {
+    vec![
+        "prewarm",
+        "--bucket",
+        bucket,
+        "--origin",
+        ORIGIN,
+        "--queue-url",
+        queue,
+    ]
+}
+
+fn backfills(messages: &[aws_sdk_sqs::types::Message]) -> Vec<BackfillMessage> {
+    messages
+        .iter()
+        .map(|m| BackfillMessage::parse(m.body().unwrap()).expect("a valid backfill message"))
+        .collect()
+}
+
+fn keys_of(messages: &[BackfillMessage]) -> BTreeSet<String> {
+    messages.iter().map(|m| m.key.to_string()).collect()
+}
+
+#[tokio::test]
+async fn prewarm_sends_what_is_missing_and_reports_the_rest() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("prewarm", false).await;
+    let bucket = stack.bucket().await;
+    stack
+        .put(&bucket, "pre/present.jpg", b"already here", "image/jpeg")
+        .await;
+    let list = TempFile::new(
+        "# keys to warm\n\
+         pre/a.jpg\n\
+         pre/b c.jpg\n\
+         /pre/present.jpg\n\
+         pre/../etc/passwd\n\
+         pre/a.jpg\n\
+         \n\
+         pre/café.png\n"
+            .as_bytes(),
+    );
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--keys", list.path()]);
+    let run = ctl(&args, None);
+    run.assert_code(1)
+        .stdout_has("5 keys listed, 1 repeated lines ignored\n")
+        .stdout_has("sent: 3\n")
+        .stdout_has("skipped (already in the bucket): 1\n")
+        .stdout_has(
+            "invalid: 1\n  line 5: \"pre/../etc/passwd\": key has a '.' or '..' path segment\n",
+        )
+        .stdout_has("failed: 0\n");
+    let request_id = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("request id: "))
+        .expect("the run id is printed");
+
+    let messages = backfills(&stack.receive_all(&queues.url).await);
+    assert_eq!(
+        keys_of(&messages),
+        BTreeSet::from([
+            "pre/a.jpg".into(),
+            "pre/b c.jpg".into(),
+            "pre/café.png".into()
+        ])
+    );
+    for message in &messages {
+        assert_eq!(message.trigger, Trigger::Operator);
+        assert_eq!(message.bucket, bucket);
+        assert_eq!(message.request_id, request_id);
+        assert_eq!(message.uri, message.key.to_uri_path());
+        assert_eq!(
+            message.origin_url(),
+            format!("https://www.example.com:8443/static{}", message.uri)
+        );
+    }
+    stack.delete_queues(&queues).await;
+    stack.delete_bucket(&bucket).await;
+}
+
+#[tokio::test]
+async fn prewarm_reads_standard_input_and_keeps_the_rate() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("rate", false).await;
+    let keys: String = (0..12).map(|i| format!("rate/{i}.jpg\n")).collect();
+    // --no-check: the bucket is not asked, so it need not exist.
+    let mut args = prewarm_args("no-such-bucket-for-ctl", &queues.url);
+    args.extend(["--keys", "-", "--no-check", "--rate", "4"]);
+    let started = Instant::now();
+    let run = ctl(&args, Some(&keys));
+    let elapsed = started.elapsed();
+    run.assert_code(0).stdout_has("sent: 12\n");
+    // Batches of 4 at 4 a second: the second and third wait a second each.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(stack.receive_all(&queues.url).await.len(), 12);
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn prewarm_on_a_fifo_queue_uses_the_edge_hooks_ids() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("fifo", true).await;
+    let list = TempFile::new(b"fifo/a.jpg\nfifo/b.jpg\nfifo/c.jpg\n");
+    let mut args = prewarm_args("overseas-origin", &queues.url);
+    args.extend(["--keys", list.path(), "--no-check"]);
+    ctl(&args, None).assert_code(0).stdout_has("sent: 3\n");
+    // Within five minutes the same objects are dropped as repeats.
+    ctl(&args, None).assert_code(0).stdout_has("sent: 3\n");
+    assert_eq!(stack.depth(&queues.url).await, (3, 0));
+    let received = stack.receive_all(&queues.url).await;
+    assert_eq!(received.len(), 3);
+    for message in &received {
+        let backfill = BackfillMessage::parse(message.body().unwrap()).unwrap();
+        let ids = FifoIds::for_object("overseas-origin", &backfill.key);
+        let attributes = message.attributes().unwrap();
+        assert_eq!(
+            attributes[&MessageSystemAttributeName::MessageGroupId],
+            ids.group_id
+        );
+        assert_eq!(
+            attributes[&MessageSystemAttributeName::MessageDeduplicationId],
+            ids.deduplication_id
+        );
+    }
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn prewarm_lists_a_prefix_from_a_manifest() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("manifest", false).await;
+    let bucket = stack.bucket().await;
+    let manifest = "# origin manifest\n/images/a.jpg\n/images/b b.jpg\n/video/c.mp4\n";
+    let server = serve("/manifest.txt", manifest);
+    let url = format!("{server}/manifest.txt");
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend([
+        "--from-manifest",
+        &url,
+        "--prefix",
+        "images/",
+        "--key-prefix",
+        "mirror/",
+    ]);
+    ctl(&args, None)
+        .assert_code(0)
+        .stdout_has("2 keys listed, 1 outside the prefix\n")
+        .stdout_has("sent: 2\n");
+    let messages = backfills(&stack.receive_all(&queues.url).await);
+    assert_eq!(
+        keys_of(&messages),
+        BTreeSet::from(["mirror/images/a.jpg".into(), "mirror/images/b b.jpg".into()])
+    );
+    let uris: BTreeSet<&str> = messages.iter().map(|m| m.uri.as_str()).collect();
+    assert_eq!(uris, BTreeSet::from(["/images/a.jpg", "/images/b%20b.jpg"]));
+
+    let file = TempFile::new(manifest.as_bytes());
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--from-manifest", file.path(), "--prefix", "video/"]);
+    ctl(&args, None).assert_code(0).stdout_has("sent: 1\n");
+
+    let missing = format!("{server}/no-such-manifest.txt");
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--from-manifest", &missing]);
+    ctl(&args, None).assert_code(1).stderr_has(&format!(
+        "cannot fetch manifest {missing}: the server answered 404"
+    ));
+    stack.delete_queues(&queues).await;
+    stack.delete_bucket(&bucket).await;
+}
+
+#[tokio::test]
+async fn prewarm_refuses_bad_input_clearly() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("bad-input", false).await;
+    let bucket = stack.bucket().await;
+    let list = TempFile::new(b"bad/a.jpg\n");
+
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--keys", "/nonexistent/keys.txt"]);
+    ctl(&args, None)
+        .assert_code(1)
+        .stderr_has("cannot read key list /nonexistent/keys.txt: No such file or directory");
+
+    let not_text = TempFile::new(b"bad/a.jpg\n\xff\xfe\n");
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--keys", not_text.path()]);
+    ctl(&args, None)
+        .assert_code(1)
+        .stderr_has("is not UTF-8 text");
+
+    let missing_queue = format!("{}/123456789012/{}", stack.endpoint, unique("missing"));
+    let mut args = prewarm_args(&bucket, &missing_queue);
+    args.extend(["--keys", list.path()]);
+    ctl(&args, None)
+        .assert_code(1)
+        .stderr_has(&format!("queue {missing_queue} does not exist"));
+
+    let mut args = prewarm_args("no-such-bucket-for-ctl", &queues.url);
+    args.extend(["--keys", list.path()]);
+    ctl(&args, None)
+        .assert_code(1)
+        .stderr_has("bucket no-such-bucket-for-ctl does not exist");
+
+    let invalid_only = TempFile::new(b"a/./b\n/\n");
+    let mut args = prewarm_args(&bucket, &queues.url);
+    args.extend(["--keys", invalid_only.path()]);
+    ctl(&args, None)
+        .assert_code(1)
+        .stdout_has("sent: 0\n")
+        .stdout_has("invalid: 2\n")
+        .stdout_has("line 2: \"/\": key is empty");
+
+    let bad_origin = [
+        "prewarm",
+        "--bucket",
+        &bucket,
+        "--origin",
+        "ftp://www.example.com",
+        "--queue-url",
+        &queues.url,
+        "--keys",
+        list.path(),
+    ];
+    ctl(&bad_origin, None)
+        .assert_code(2)
+        .stderr_has("--origin")
+        .stderr_has("the scheme must be http or https");
+    ctl(&prewarm_args(&bucket, &queues.url), None)
+        .assert_code(2)
+        .stderr_has("--keys");
+
+    assert_eq!(stack.depth(&queues.url).await, (0, 0));
+    stack.delete_queues(&queues).await;
+    stack.delete_bucket(&bucket).await;
+}
+
+fn status_rows(stdout: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(stdout)
+        .expect("status --json prints JSON")
+        .as_array()
+        .expect("an array of queues")
+        .clone()
+}
+
+#[tokio::test]
+async fn status_counts_waiting_in_flight_and_dead_letters() {
+    let stack = Stack::new().await;
+    let backfill = stack.queue_pair("status-backfill", false).await;
+    let image = stack.queue_pair("status-image", false).await;
+    for i in 0..3 {
+        stack.send(&backfill.url, &format!("waiting {i}")).await;
+    }
+    stack.send(&backfill.dlq_url, "dead").await;
+    stack.send(&image.dlq_url, "dead").await;
+    stack.send(&image.dlq_url, "dead too").await;
+    // One message in flight.
+    stack
+        .sqs
+        .receive_message()
+        .queue_url(&backfill.url)
+        .visibility_timeout(300)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let run = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &backfill.url,
+            "--image-queue-url",
+            &image.url,
+            "--json",
+        ],
+        None,
+    );
+    run.assert_code(0);
+    let rows = status_rows(&run.stdout);
+    let roles: Vec<&str> = rows.iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["backfill", "backfill DLQ", "image", "image DLQ"]);
+    let counts = |row: &Value| {
+        (
+            row["visible"].as_u64().unwrap(),
+            row["in_flight"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(counts(&rows[0]), (2, 1));
+    assert_eq!(rows[0]["max_receive_count"], 5);
+    assert!(
+        rows[0]["oldest_age_seconds"].as_u64().unwrap() >= 1,
+        "{rows:?}"
+    );
+    assert_eq!(counts(&rows[1]), (1, 0));
+    assert_eq!(rows[1]["url"], backfill.dlq_url.as_str());
+    assert_eq!(counts(&rows[2]), (0, 0));
+    assert_eq!(rows[2]["oldest_age_seconds"], Value::Null);
+    assert_eq!(counts(&rows[3]), (2, 0));
+    assert!(rows[3]["oldest_age_seconds"].as_u64().unwrap() >= 1);
+
+    let table = ctl(&["status", "--backfill-queue-url", &backfill.url], None);
+    table
+        .assert_code(0)
+        .stdout_has("QUEUE         VISIBLE  IN FLIGHT  DELAYED  OLDEST")
+        .stdout_has("backfill DLQ ");
+    let quiet = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &backfill.url,
+            "--no-age",
+            "--json",
+        ],
+        None,
+    );
+    let rows = status_rows(&quiet.assert_code(0).stdout);
+    assert_eq!(rows[0]["oldest_age_seconds"], Value::Null);
+    // The peeks left the messages where they were.
+    assert_eq!(stack.depth(&backfill.url).await, (2, 1));
+    stack.delete_queues(&backfill).await;
+    stack.delete_queues(&image).await;
+}
+
+#[tokio::test]
+async fn status_names_a_missing_queue() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("status-missing", false).await;
+    let missing = format!("{}/123456789012/{}", stack.endpoint, unique("missing"));
+    let run = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &queues.url,
+            "--image-queue-url",
+            &missing,
+        ],
+        None,
+    );
+    run.assert_code(1)
+        .stdout_has("backfill DLQ")
+        .stderr_has(&format!("queue {missing} does not exist"));
+    ctl(&["status"], None)
+        .assert_code(2)
+        .stderr_has("--backfill-queue-url");
+    stack.delete_queues(&queues).await;
+}
+
+async fn send_dead_letter(stack: &Stack, queues: &QueuePair, body: &str, fifo_group: Option<&str>) {
+    let mut request = stack
+        .sqs
+        .send_message()
+        .queue_url(&queues.dlq_url)
+        .message_body(body)
+        .message_attributes(
+            "origin",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("edge")
+                .build()
+                .unwrap(),
+        );
+    if let Some(group) = fifo_group {
+        request = request
+            .message_group_id(group)
+            .message_deduplication_id(format!("{group}-{body}"));
+    }
+    request.send().await.unwrap();
+}
+
+#[tokio::test]
+async fn redrive_moves_dead_letters_back_after_a_dry_run() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("redrive", false).await;
+    for body in ["one", "two", "three"] {
+        send_dead_letter(&stack, &queues, body, None).await;
+    }
+
+    let run = ctl(&["redrive", "--queue-url", &queues.url, "--dry-run"], None);
+    run.assert_code(0)
+        .stdout_has(&format!(
+            "dry run: would move from {} (3 waiting) to {}",
+            queues.dlq_url, queues.url
+        ))
+        .stdout_has("would move: 3\n")
+        .stdout_has("\"two\"");
+    assert_eq!(run.stdout.matches("  sent ").count(), 3, "{run:?}");
+    assert_eq!(stack.depth(&queues.dlq_url).await, (3, 0));
+    assert_eq!(stack.depth(&queues.url).await, (0, 0));
+
+    ctl(&["redrive", "--queue-url", &queues.url, "--max", "2"], None)
+        .assert_code(0)
+        .stdout_has("moved: 2\n");
+    assert_eq!(stack.depth(&queues.url).await, (2, 0));
+    assert_eq!(stack.depth(&queues.dlq_url).await, (1, 0));
+
+    ctl(&["redrive", "--queue-url", &queues.url], None)
+        .assert_code(0)
+        .stdout_has("moved: 1\n");
+    assert_eq!(stack.depth(&queues.dlq_url).await, (0, 0));
+    let moved = stack.receive_all(&queues.url).await;
+    let bodies: BTreeSet<&str> = moved.iter().map(|m| m.body().unwrap()).collect();
+    assert_eq!(bodies, BTreeSet::from(["one", "two", "three"]));
+    for message in &moved {
+        let attribute = &message.message_attributes().unwrap()["origin"];
+        assert_eq!(attribute.string_value(), Some("edge"));
+    }
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn redrive_keeps_fifo_message_groups() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("redrive-fifo", true).await;
+    send_dead_letter(&stack, &queues, "first", Some("backfill-01")).await;
+    send_dead_letter(&stack, &queues, "second", Some("backfill-02")).await;
+    ctl(&["redrive", "--queue-url", &queues.url], None)
+        .assert_code(0)
+        .stdout_has("moved: 2\n");
+    let moved = stack.receive_all(&queues.url).await;
+    let groups: BTreeSet<(&str, &str)> = moved
+        .iter()
+        .map(|m| {
+            (
+                m.body().unwrap(),
+                m.attributes().unwrap()[&MessageSystemAttributeName::MessageGroupId].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeSet::from([("first", "backfill-01"), ("second", "backfill-02")])
+    );
+    for message in &moved {
+        let dedup =
+            &message.attributes().unwrap()[&MessageSystemAttributeName::MessageDeduplicationId];
+        assert!(dedup.starts_with("redrive-"), "{dedup}");
+    }
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn redrive_names_what_is_missing() {
+    let stack = Stack::new().await;
+    let lonely = stack.queue(&unique("no-dlq"), false, None).await;
+    ctl(&["redrive", "--queue-url", &lonely], None)
+        .assert_code(1)
+        .stderr_has("has no RedrivePolicy naming its DLQ: give --dlq-url");
+    let missing = format!("{}/123456789012/{}", stack.endpoint, unique("missing"));
+    ctl(&["redrive", "--queue-url", &missing], None)
+        .assert_code(1)
+        .stderr_has(&format!("queue {missing} does not exist"));
+    ctl(
+        &["redrive", "--queue-url", &lonely, "--dlq-url", &missing],
+        None,
+    )
+    .assert_code(1)
+    .stderr_has(&format!("queue {missing} does not exist"));
+    let _ = stack.sqs.delete_queue().queue_url(&lonely).send().await;
+}
+
+#[tokio::test]
+async fn check_reports_objects_metadata_and_thumbnails() {
+    let stack = Stack::new().await;
+    let bucket = stack.bucket().await;
+    stack
+        .put_with_metadata(
+            &bucket,
+            "images/a b.jpg",
+            &[1; 2048],
+            "image/jpeg",
+            &[("origin-etag", "\"abc\"")],
+        )
+        .await;
+    for rendition in ["160.jpg", "320.jpg"] {
+        stack
+            .put(
+                &bucket,
+                &format!("thumbnails/images/a b.jpg/{rendition}"),
+                &[2; 100],
+                "image/jpeg",
+            )
+            .await;
+    }
+    // Another source's renditions, sharing the first characters.
+    stack
+        .put(
+            &bucket,
+            "thumbnails/images/a b.jpg2/160.jpg",
+            b"x",
+            "image/jpeg",
+        )
+        .await;
+
+    ctl(&["check", "--bucket", &bucket, "images/a b.jpg"], None)
+        .assert_code(0)
+        .stdout_has("images/a b.jpg: in the bucket\n  size: 2048 bytes\n  content type: image/jpeg\n")
+        .stdout_has("  metadata:\n    origin-etag: \"abc\"\n")
+        .stdout_has("  thumbnails under thumbnails/images/a b.jpg/: 2\n    thumbnails/images/a b.jpg/160.jpg  100 bytes\n    thumbnails/images/a b.jpg/320.jpg  100 bytes\n");
+
+    let run = ctl(
+        &[
+            "check",
+            "--bucket",
+            &bucket,
+            "--json",
+            "/images/a b.jpg",
+            "images/missing.jpg",
+            "a/../b",
+        ],
+        None,
+    );
+    run.assert_code(1);
+    let reports: Value = serde_json::from_str(&run.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[0]["key"], "a/../b");
+    assert!(reports[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid key: key has a '.' or '..' path segment"));
+    assert_eq!(reports[1]["present"], true);
+    assert_eq!(reports[1]["object"]["size"], 2048);
+    assert_eq!(reports[1]["object"]["metadata"]["origin-etag"], "\"abc\"");
+    assert_eq!(reports[1]["thumbnails"].as_array().unwrap().len(), 2);
+    assert_eq!(reports[2]["present"], false);
+
+    ctl(
+        &[
+            "check",
+            "--bucket",
+            &bucket,
+            "--thumbnail-prefix",
+            "renditions/",
+            "images/missing.jpg",
+        ],
+        None,
+    )
+    .assert_code(1)
+    .stdout_has("images/missing.jpg: not in the bucket\n  thumbnails under renditions/images/missing.jpg/: none\n");
+
+    ctl(
+        &["check", "--bucket", "no-such-bucket-for-ctl", "a.jpg"],
+        None,
+    )
+    .assert_code(1)
+    .stderr_has("bucket no-such-bucket-for-ctl does not exist");
+    ctl(&["check", "--bucket", &bucket], None)
+        .assert_code(2)
+        .stderr_has("<KEY>");
+    stack.delete_bucket(&bucket).await;
+}
+
+#[test]
+fn every_command_has_help() {
+    ctl(&["--help"], None)
+        .assert_code(0)
+        .stdout_has("prewarm")
+        .stdout_has("Exit codes:");
+    for (command, option) in [
+        ("prewarm", "--from-manifest"),
+        ("status", "--backfill-queue-url"),
+        ("redrive", "--dry-run"),
+        ("check", "--thumbnail-prefix"),
+    ] {
+        ctl(&[command, "--help"], None)
+            .assert_code(0)
+            .stdout_has(&format!("Usage: backfill-ctl {command}"))
+            .stdout_has(option)
+            .stdout_has("Example");
+    }
+}
