@@ -34,6 +34,8 @@ pub struct DeliveryCounts {
     pub failed: usize,
     /// Records delivered per message body's `key` field (backfill messages).
     pub by_key: HashMap<String, usize>,
+    /// Every body delivered (the demo is small), for checks of what messages carry.
+    pub bodies: Vec<String>,
 }
 
 impl Deliveries {
@@ -45,6 +47,10 @@ impl Deliveries {
             .get(key)
             .copied()
             .unwrap_or_default()
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.0.lock().unwrap().bodies.clone()
     }
 
     pub fn snapshot(&self) -> (usize, usize, usize, usize) {
@@ -141,6 +147,9 @@ async fn poll_once(
             if let Some(key) = key {
                 *counts.by_key.entry(key).or_default() += 1;
             }
+            counts
+                .bodies
+                .push(message.body().unwrap_or_default().to_owned());
         }
     }
     let reply = client

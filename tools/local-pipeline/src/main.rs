@@ -103,6 +103,9 @@ struct RunArgs {
     /// Play the demo scenario, print the report and exit (otherwise serve until interrupted).
     #[arg(long)]
     play: bool,
+    /// An edge sandbox's log (repeat), searched for viewer credentials by the scenario.
+    #[arg(long = "edge-log")]
+    edge_logs: Vec<PathBuf>,
     /// Viewers in the scenario's burst.
     #[arg(long, default_value_t = 50)]
     burst: usize,
@@ -247,6 +250,7 @@ async fn run(args: RunArgs) -> Result<()> {
             backfill_log: args.backfill_log,
             edge_stats,
             burst: args.burst,
+            edge_logs: args.edge_logs,
             origin_response: matches!(args.trigger, TriggerArg::OriginResponse),
         }
         .play()

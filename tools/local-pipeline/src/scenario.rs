@@ -25,6 +25,8 @@ pub struct Scenario {
     pub backfill_log: PathBuf,
     pub edge_stats: EdgeStats,
     pub burst: usize,
+    /// The edge sandboxes' logs, searched for viewer secrets.
+    pub edge_logs: Vec<PathBuf>,
     /// The hook is wired as origin-response: it enqueues only what the origin answered 2xx.
     pub origin_response: bool,
 }
@@ -35,6 +37,9 @@ struct Fetched {
     body: Vec<u8>,
     elapsed: Duration,
 }
+
+const VIEWER_COOKIE: &str = "session=viewer-secret-cookie-4711";
+const VIEWER_AUTHORIZATION: &str = "Bearer viewer-secret-token-0815";
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -51,7 +56,17 @@ impl Scenario {
 
         let image = "images/photo-large.jpg";
         println!("\n1. First request for an object the overseas bucket does not have");
-        let first = self.get(&client, image).await?;
+        // The viewer sends credentials: they must not show up in the hook's logs or messages.
+        let first = self
+            .get_with(
+                &client,
+                image,
+                &[
+                    ("cookie", VIEWER_COOKIE),
+                    ("authorization", VIEWER_AUTHORIZATION),
+                ],
+            )
+            .await?;
         println!(
             "   GET /{image} -> {} from {} ({} bytes, {} ms)",
             first.status,
@@ -194,6 +209,38 @@ impl Scenario {
             check(!leaked, "no x-backfill-* header at the origin".into());
         }
 
+        println!("\n8. Viewer credentials stay out of the edge logs and the backfill messages");
+        let mut seen_in = Vec::new();
+        for path in &self.edge_logs {
+            let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+            if text.contains(VIEWER_COOKIE) || text.contains(VIEWER_AUTHORIZATION) {
+                seen_in.push(path.display().to_string());
+            }
+        }
+        let bodies = self.backfill.bodies();
+        if bodies
+            .iter()
+            .any(|b| b.contains(VIEWER_COOKIE) || b.contains(VIEWER_AUTHORIZATION))
+        {
+            seen_in.push("a backfill message".into());
+        }
+        println!(
+            "   searched {} edge logs and {} messages",
+            self.edge_logs.len(),
+            bodies.len()
+        );
+        check(
+            seen_in.is_empty(),
+            format!(
+                "no cookie or authorization found{}",
+                if seen_in.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (found in {})", seen_in.join(", "))
+                }
+            ),
+        );
+
         let (batches, records, deleted, failed) = self.backfill.snapshot();
         println!("\nBackfill queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed");
         let (batches, records, deleted, failed) = self.images.snapshot();
@@ -209,17 +256,26 @@ impl Scenario {
     }
 
     async fn get(&self, client: &reqwest::Client, key: &str) -> Result<Fetched> {
+        self.get_with(client, key, &[]).await
+    }
+
+    async fn get_with(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Fetched> {
         let path: String = key
             .split('/')
             .map(encode_segment)
             .collect::<Vec<_>>()
             .join("/");
         let started = Instant::now();
-        let response = client
-            .get(format!("{}/{path}", self.edge))
-            .send()
-            .await
-            .context("GET through the edge")?;
+        let mut request = client.get(format!("{}/{path}", self.edge));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.context("GET through the edge")?;
         let status = response.status().as_u16();
         let served_by = response
             .headers()
