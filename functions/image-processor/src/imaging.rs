@@ -75,11 +75,13 @@ pub struct Rendered {
     pub renditions: Vec<(RenditionSpec, Vec<u8>)>,
 }
 
-/// 8-bit sRGB pixels, RGB or RGBA, rows top to bottom, as stored (before orientation).
+/// 8-bit pixels, rows top to bottom, as stored (before orientation): sRGB RGB or RGBA, or, for
+/// JPEG sources, JFIF YCbCr, which is resized as it is and encoded to JPEG without converting.
 struct Pixels {
     width: u32,
     height: u32,
     alpha: bool,
+    ycbcr: bool,
     data: Vec<u8>,
 }
 
@@ -261,8 +263,15 @@ fn decode_jpeg_unguarded(
         decompress.color_space(),
         ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
     );
+    // YCbCr stays YCbCr: resizing commutes with the (linear) colour conversion, and JPEG
+    // renditions want YCbCr again, so both conversions are saved.
+    let ycbcr = decompress.color_space() == ColorSpace::JCS_YCbCr;
     let mut started = if cmyk {
         decompress.to_colorspace(ColorSpace::JCS_CMYK).map_err(io)?
+    } else if ycbcr {
+        decompress
+            .to_colorspace(ColorSpace::JCS_YCbCr)
+            .map_err(io)?
     } else {
         decompress.rgb().map_err(io)?
     };
@@ -278,6 +287,7 @@ fn decode_jpeg_unguarded(
             width: out_width,
             height: out_height,
             alpha: false,
+            ycbcr,
             data,
         },
     ))
@@ -356,6 +366,7 @@ fn decode_other(
                 width,
                 height,
                 alpha: false,
+                ycbcr: false,
                 data: rgba
                     .chunks_exact(4)
                     .flat_map(|p| [p[0], p[1], p[2]])
@@ -366,6 +377,7 @@ fn decode_other(
                 width,
                 height,
                 alpha: true,
+                ycbcr: false,
                 data: rgba,
             }
         }
@@ -374,6 +386,7 @@ fn decode_other(
             width,
             height,
             alpha: false,
+            ycbcr: false,
             data: image.into_rgb8().into_raw(),
         }
     };
@@ -451,7 +464,7 @@ fn resize_and_encode(
                 .iter()
                 .find(|(size, _)| *size == (spec.width, spec.height))
                 .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
-            let bytes = encode(image, spec.format, settings)?;
+            let bytes = encode(image, pixels.ycbcr, spec.format, settings)?;
             Ok((spec, bytes))
         })
         .collect()
@@ -474,7 +487,19 @@ fn oriented(
     Ok(out)
 }
 
-fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<Vec<u8>, Error> {
+fn encode(
+    image: &DynamicImage,
+    ycbcr: bool,
+    format: Format,
+    settings: &Settings,
+) -> Result<Vec<u8>, Error> {
+    if ycbcr && format != Format::Jpeg {
+        let rgb = image
+            .as_rgb8()
+            .map(|ycc| DynamicImage::ImageRgb8(ycbcr_to_rgb(ycc)))
+            .ok_or_else(|| Error::Encode("YCbCr pixels must have three channels".into()))?;
+        return encode(&rgb, false, format, settings);
+    }
     let (width, height) = (image.width(), image.height());
     let encode_error = |e: &dyn std::fmt::Display| {
         Error::Encode(format!("{} {width}x{height}: {e}", format.extension()))
@@ -482,9 +507,14 @@ fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<V
     let mut out = Vec::new();
     match format {
         Format::Jpeg => {
-            let rgb = image
+            let pixels = image
                 .as_rgb8()
-                .ok_or_else(|| encode_error(&"JPEG needs RGB pixels"))?;
+                .ok_or_else(|| encode_error(&"JPEG needs three channels"))?;
+            let color = if ycbcr {
+                jpeg_encoder::ColorType::Ycbcr
+            } else {
+                jpeg_encoder::ColorType::Rgb
+            };
             let (w, h) = (
                 u16::try_from(width).map_err(|e| encode_error(&e))?,
                 u16::try_from(height).map_err(|e| encode_error(&e))?,
@@ -492,7 +522,7 @@ fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<V
             let mut encoder = jpeg_encoder::Encoder::new(&mut out, settings.jpeg_quality);
             encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
             encoder
-                .encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
+                .encode(pixels.as_raw(), w, h, color)
                 .map_err(|e| encode_error(&e))?;
         }
         Format::Png => {
@@ -526,4 +556,81 @@ fn encode(image: &DynamicImage, format: Format, settings: &Settings) -> Result<V
         }
     }
     Ok(out)
+}
+
+/// JFIF (full-range BT.601) YCbCr to RGB, as libjpeg converts, in 16-bit fixed point.
+fn ycbcr_to_rgb(ycc: &image::RgbImage) -> image::RgbImage {
+    let mut rgb = ycc.clone();
+    for pixel in rgb.pixels_mut() {
+        let [y, cb, cr] = pixel.0;
+        let (y, cb, cr) = (i32::from(y) << 16, i32::from(cb) - 128, i32::from(cr) - 128);
+        let channel = |v: i32| ((v + (1 << 15)) >> 16).clamp(0, 255) as u8;
+        pixel.0 = [
+            channel(y + 91_881 * cr),
+            channel(y - 22_554 * cb - 46_802 * cr),
+            channel(y + 116_130 * cb),
+        ];
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_sniffed_from_their_signatures() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(), SourceFormat::Jpeg);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest").unwrap(), SourceFormat::Png);
+        assert_eq!(sniff(b"GIF89a...").unwrap(), SourceFormat::Gif);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), SourceFormat::Webp);
+        for other in [&b""[..], b"hello", b"RIFF\0\0\0\0WAVE", b"\xFF\xD8"] {
+            assert!(matches!(sniff(other), Err(Error::NotAnImage)));
+        }
+    }
+
+    #[test]
+    fn dct_scale_covers_the_target() {
+        // 6000x4000 to 1280x853: 2/8 gives 1500x1000.
+        assert_eq!(dct_scale(6000, 4000, 1280, 853), 2);
+        // 4000x3000 to 1280x960: 3/8 gives 1500x1125.
+        assert_eq!(dct_scale(4000, 3000, 1280, 960), 3);
+        // Barely larger than the target: no shrinking.
+        assert_eq!(dct_scale(1400, 1000, 1280, 914), 8);
+        assert_eq!(dct_scale(1, 1, 1, 1), 1);
+        for (w, h, tw, th) in [
+            (6000, 4000, 1280, 853),
+            (3001, 17, 160, 1),
+            (9999, 9999, 1280, 1280),
+        ] {
+            let n = u64::from(dct_scale(w, h, tw, th));
+            assert!((u64::from(w) * n).div_ceil(8) >= u64::from(tw));
+            assert!((u64::from(h) * n).div_ceil(8) >= u64::from(th));
+        }
+    }
+
+    #[test]
+    fn colour_conversions() {
+        let ycc = image::RgbImage::from_raw(3, 1, vec![128, 128, 128, 76, 85, 255, 255, 128, 128])
+            .unwrap();
+        let rgb = ycbcr_to_rgb(&ycc);
+        assert_eq!(rgb.get_pixel(0, 0).0, [128, 128, 128]);
+        let red = rgb.get_pixel(1, 0).0;
+        assert!(red[0] >= 250 && red[1] <= 3 && red[2] <= 3, "{red:?}");
+        assert_eq!(rgb.get_pixel(2, 0).0, [255, 255, 255]);
+        // Adobe CMYK is stored inverted: 255 is no ink.
+        assert_eq!(cmyk_to_rgb(&[255, 0, 255, 255], true), [255, 0, 255]);
+        assert_eq!(cmyk_to_rgb(&[0, 255, 0, 0], false), [255, 0, 255]);
+        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 255], false), [0, 0, 0]);
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_before_decoding() {
+        assert!(check_pixels(10_000, 10_000, 100_000_000).is_ok());
+        assert!(matches!(
+            check_pixels(10_001, 10_000, 100_000_000),
+            Err(Error::TooManyPixels { .. })
+        ));
+        assert!(matches!(check_pixels(0, 10, 100), Err(Error::Corrupt(_))));
+    }
 }
