@@ -8,6 +8,8 @@
 #                                 bench/images/results.json and the results section of docs/images.md
 #   bench/images/run.sh --quick   smoke run (small inputs, debug build, one round): writes
 #                                 .local/bench-images/results.json only
+#   --out DIR                     results.json in DIR instead,
+#                                 docs/images.md left alone (bench/run gathers every benchmark)
 #
 # Installs its peers itself: npm sharp into bench/images/node_modules, PyPI Pillow into
 # bench/images/.venv (both ignored by git), and nasm for the `simd` build (scripts/image-tools.sh).
@@ -15,11 +17,14 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 quick=false
-case "${1:-}" in
-  --quick) quick=true ;;
-  "") ;;
-  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
-esac
+out_dir=""
+while (($#)); do
+  case "$1" in
+    --quick) quick=true; shift ;;
+    --out) out_dir="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
 
 say() { echo "bench/images: $*" >&2; }
 
@@ -45,6 +50,7 @@ else
   divisor=1 rounds=6 iterations=3
   profile_flag=(--release) bin_dir="$root/target/release/examples"
 fi
+[[ -n "$out_dir" ]] && out="$out_dir"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
@@ -63,7 +69,7 @@ if ! $quick; then
 fi
 
 inputs="$here/inputs"
-$quick && inputs="$out/inputs"
+$quick && inputs="$root/.local/bench-images/inputs"
 if [[ ! -f "$inputs/.divisor" || "$(cat "$inputs/.divisor")" != "$divisor" ]]; then
   say "generating inputs in $inputs"
   rm -rf "$inputs"
@@ -89,8 +95,8 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 summary_args=(--raw "$raw" --json "$out/results.json" --quick "$quick"
-  --command "bench/images/run.sh${1:+ $1}" --sharp "$(node -p "require('$here/node_modules/sharp').versions.sharp")"
+  --command "bench/images/run.sh$($quick && echo ' --quick')" --sharp "$(node -p "require('$here/node_modules/sharp').versions.sharp")"
   --pillow "$pillow")
-$quick || summary_args+=(--markdown "$root/docs/images.md")
+$quick || [[ -n "$out_dir" ]] || summary_args+=(--markdown "$root/docs/images.md")
 python3 "$here/summarize.py" "${summary_args[@]}"
 say "results in $out/results.json"
