@@ -11,6 +11,7 @@ pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod retry;
+pub mod s3_event;
 
 pub use error::{Error, Failure};
 pub use key::{KeyError, ObjectKey};
