@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 stamp="$venv/.tools-installed"
-want="moto[server]==5.2.5 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 cargo-zigbuild==0.24.0 ziglang==0.17.1"
+want="moto[server,s3crc32c]==5.2.5 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 cargo-zigbuild==0.24.0 ziglang==0.17.1"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
