@@ -203,19 +203,19 @@ async function main() {
 
     process.stderr.write('edge bench: SQS unreachable\n');
     const refusedPort = await freePort();
-    const unreachable = {};
-    for (const name of ['rust', 'peer']) {
-      unreachable[name] = {};
-      for (const [kind, port] of [
-        ['refused', refusedPort],
-        ['hanging', hanging.port],
-      ]) {
-        const down = `http://127.0.0.1:${port}`;
-        // The JavaScript SDK sends to the queue URL's host, the Rust SDK to its endpoint: both
-        // point at the SQS that is down.
-        const downFile = path.join(work, `events-${kind}.json`);
-        fs.writeFileSync(downFile, JSON.stringify({ ...events, send: marked('origin-request-domestic', `${down}/123456789012/backfill`) }));
-        const env = { ...process.env, AWS_ENDPOINT_URL: down };
+    const unreachable = { rust: {}, peer: {} };
+    // Each kind of outage for one handler, then the other, before the next kind.
+    for (const [kind, port] of [
+      ['refused', refusedPort],
+      ['hanging', hanging.port],
+    ]) {
+      const down = `http://127.0.0.1:${port}`;
+      // The JavaScript SDK sends to the queue URL's host, the Rust SDK to its endpoint: both
+      // point at the SQS that is down.
+      const downFile = path.join(work, `events-${kind}.json`);
+      fs.writeFileSync(downFile, JSON.stringify({ ...events, send: marked('origin-request-domestic', `${down}/123456789012/backfill`) }));
+      const env = { ...process.env, AWS_ENDPOINT_URL: down };
+      for (const name of ['rust', 'peer']) {
         const out = await warm(name, downFile, 'unreachable', UNREACHABLE_ITERATIONS, env);
         unreachable[name][kind] = stats(out.send_total);
       }
