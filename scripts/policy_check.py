@@ -1,0 +1,1031 @@
+#!/usr/bin/env python3
+"""Policy check of the SAM templates: what cfn-lint does not catch and the real services enforce.
+
+The templates are evaluated the way CloudFormation would, once per scenario (the defaults, then
+each allowed value of each choice parameter, in us-east-1 and in another region), with conditions,
+Fn::If, Fn::FindInMap, Fn::Sub and Globals applied. Resource references stay symbolic
+(<<Name>> / <<Name.Attribute>>). Each rule reports findings; none may be left.
+
+Rules (their names are what the findings and the tests use):
+  wildcard-action         an Allow statement with a '*' in an action, or NotAction
+  wildcard-resource       an Allow statement on data-plane actions with '*' in the resource's name
+  unverifiable-policy     managed policies, SAM policy templates or SAM-generated roles
+  visibility-timeout      an SQS event source whose queue's visibility is below 6x the function timeout
+  batch-item-failures     an SQS event source without ReportBatchItemFailures
+  event-source-settings   an SQS event source without batch size, ScalingConfig.MaximumConcurrency,
+                          or with a batching window on a FIFO queue
+  dead-letter-queue       a queue without a DLQ (maxReceiveCount 5, same type, longer retention)
+  queue-encryption        a queue without server-side encryption
+  edge-function           an edge function with environment variables, a runtime other than
+                          Node.js/Python, not x86_64, with layers, over 30 s, unversioned, or a role
+                          not trusted by edgelambda.amazonaws.com
+  failover-codes          an origin group that does not fail over on 403, 404, 500, 502, 503, 504
+  viewer-https            a cache behaviour that lets viewers use plain HTTP
+  bucket-protection       a bucket without full public access block, encryption, or a lifecycle
+                          rule aborting incomplete multipart uploads
+  bucket-policy           a bucket policy allowing anyone but a CloudFront distribution (by OAC)
+  bucket-notification     a notification to a queue without a queue policy for S3 (SourceArn and
+                          SourceAccount), without the bucket depending on it, or without filters
+  queue-alarms            a DLQ without a depth alarm or a consumed queue without an age alarm
+  task-table              a DynamoDB table not on demand or without TTL
+  role-minimum            a function role whose actions differ from what the function calls
+                          (scripts/sdk-calls.json), its event source and its logs need
+  sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources
+
+  policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
+  policy_check.py --derive-sdk-calls              print the SDK calls found in the sources
+"""
+import argparse
+import copy
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATES = ["template.yaml", "template-edge.yaml"]
+SDK_CALLS_FILE = "scripts/sdk-calls.json"
+
+ACCOUNT = "123456789012"
+REGIONS = ["us-east-1", "ap-southeast-1"]
+# Values for parameters that have no default (what an operator would enter).
+SAMPLE_VALUES = {
+    "DomesticOriginDomain": "www.example.com",
+    "BucketName": "overseas-origin-example",
+    "BucketRegion": "ap-southeast-1",
+    "BackfillQueueArn": f"arn:aws:sqs:ap-southeast-1:{ACCOUNT}:backfill",
+}
+
+VISIBILITY_FACTOR = 6
+MAX_RECEIVE_COUNT = 5
+FAILOVER_CODES = {403, 404, 500, 502, 503, 504}
+EDGE_MAX_TIMEOUT = 30
+EDGE_RUNTIME = re.compile(r"^(nodejs|python)\d")
+ESM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# Lambda@Edge replicas create their log groups in the regions they run in.
+EDGE_LOG_ACTIONS = LOG_ACTIONS | {"logs:CreateLogGroup"}
+DATA_PLANE_SERVICES = {"s3", "sqs", "dynamodb", "logs", "lambda", "sns", "kms"}
+
+# SDK operation (the Rust fluent method) -> (service, API name, IAM actions it needs).
+# HeadObject and GetObject answer 404 for a missing key only with s3:ListBucket (403 without), and
+# the functions rely on the 404.
+OPERATIONS = {
+    "head_object": ("s3", "HeadObject", {"s3:GetObject", "s3:ListBucket"}),
+    "get_object": ("s3", "GetObject", {"s3:GetObject", "s3:ListBucket"}),
+    "put_object": ("s3", "PutObject", {"s3:PutObject"}),
+    "create_multipart_upload": ("s3", "CreateMultipartUpload", {"s3:PutObject"}),
+    "upload_part": ("s3", "UploadPart", {"s3:PutObject"}),
+    "complete_multipart_upload": ("s3", "CompleteMultipartUpload", {"s3:PutObject"}),
+    "abort_multipart_upload": ("s3", "AbortMultipartUpload", {"s3:AbortMultipartUpload"}),
+    "delete_object": ("s3", "DeleteObject", {"s3:DeleteObject"}),
+    "copy_object": ("s3", "CopyObject", {"s3:GetObject", "s3:PutObject"}),
+    "list_objects_v2": ("s3", "ListObjectsV2", {"s3:ListBucket"}),
+    "send_message": ("sqs", "SendMessage", {"sqs:SendMessage"}),
+    "send_message_batch": ("sqs", "SendMessageBatch", {"sqs:SendMessage"}),
+    "receive_message": ("sqs", "ReceiveMessage", {"sqs:ReceiveMessage"}),
+    "delete_message": ("sqs", "DeleteMessage", {"sqs:DeleteMessage"}),
+    "change_message_visibility": ("sqs", "ChangeMessageVisibility", {"sqs:ChangeMessageVisibility"}),
+    "get_queue_url": ("sqs", "GetQueueUrl", {"sqs:GetQueueUrl"}),
+    "get_queue_attributes": ("sqs", "GetQueueAttributes", {"sqs:GetQueueAttributes"}),
+    "get_item": ("dynamodb", "GetItem", {"dynamodb:GetItem"}),
+    "put_item": ("dynamodb", "PutItem", {"dynamodb:PutItem"}),
+    "update_item": ("dynamodb", "UpdateItem", {"dynamodb:UpdateItem"}),
+    "delete_item": ("dynamodb", "DeleteItem", {"dynamodb:DeleteItem"}),
+    "query": ("dynamodb", "Query", {"dynamodb:Query"}),
+    "batch_write_item": ("dynamodb", "BatchWriteItem", {"dynamodb:BatchWriteItem"}),
+}
+API_ACTIONS = {f"{svc}:{api}": actions for svc, api, actions in OPERATIONS.values()}
+# A GetObject with a version id needs s3:GetObjectVersion as well.
+VERSIONED_READ = ("s3:GetObject", ".version_id(", "s3:GetObjectVersion")
+# Methods called on a client that are not service operations.
+CLIENT_METHODS = {"clone", "config", "as_ref", "to_owned"}
+
+# What each attribute of a resource type refers to, for resource checks: (service, kind).
+ARN_KINDS = {
+    ("AWS::SQS::Queue", "Arn"): ("sqs", "queue"),
+    ("AWS::S3::Bucket", "Arn"): ("s3", "bucket"),
+    ("AWS::DynamoDB::Table", "Arn"): ("dynamodb", "table"),
+    ("AWS::Logs::LogGroup", "Arn"): ("logs", "log-group"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    where: str
+    message: str
+    scenario: str = ""
+
+    def __str__(self):
+        scenario = f" [{self.scenario}]" if self.scenario else ""
+        return f"{self.rule}: {self.where}: {self.message}{scenario}"
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (!Ref, !GetAtt, !Sub, ...)."""
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_Loader.add_multi_constructor("!", _tag)
+# Keys such as "60" stay strings, as CloudFormation reads them; `on`/`off` are not booleans.
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|false|True|False)$"), list("tTfF"))
+
+
+def load_template(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_Loader)
+
+
+# ---------------------------------------------------------------- evaluation
+
+NO_VALUE = object()
+
+
+class Scenario:
+    """One set of parameter values and a region, with the template's conditions evaluated."""
+
+    def __init__(self, template, name, values, region):
+        self.template = template
+        self.name = name
+        self.values = values
+        self.region = region
+        self.pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "overseas-origin",
+            "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/overseas-origin/"
+            "3f1c8a50-0000-4000-8000-000000000000",
+            "AWS::NoValue": NO_VALUE,
+        }
+        self.resources = template.get("Resources", {})
+        self._conditions = {}
+
+    def condition(self, name):
+        if name not in self._conditions:
+            self._conditions[name] = bool(self.eval(self.template["Conditions"][name]))
+        return self._conditions[name]
+
+    def eval(self, node):
+        if isinstance(node, list):
+            out = [self.eval(v) for v in node]
+            return [v for v in out if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            fn = self._FUNCTIONS.get(key)
+            if fn:
+                return fn(self, arg)
+        out = {}
+        for k, v in node.items():
+            v = self.eval(v)
+            if v is not NO_VALUE:
+                out[k] = v
+        return out
+
+    def _ref(self, name):
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.values:
+            return self.values[name]
+        if name in self.resources or name.split(".")[0] in self.resources:
+            return f"<<{name}>>"
+        raise KeyError(f"Ref to unknown {name}")
+
+    def _getatt(self, arg):
+        name, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+        return f"<<{name}.{self.eval(attribute)}>>"
+
+    def _sub(self, arg):
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        variables = {k: self.eval(v) for k, v in variables.items()}
+
+        def replace(match):
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            if "." in name and name.split(".", 1)[0] in self.resources:
+                return f"<<{name}>>"
+            return str(self._ref(name))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    def _if(self, arg):
+        name, yes, no = arg
+        return self.eval(yes if self.condition(name) else no)
+
+    def _find_in_map(self, arg):
+        mapping, first, second = (self.eval(a) for a in arg)
+        return self.template["Mappings"][mapping][str(first)][str(second)]
+
+    def _select(self, arg):
+        index, items = self.eval(arg[0]), self.eval(arg[1])
+        return items[int(index)]
+
+    def _split(self, arg):
+        sep, text = arg[0], self.eval(arg[1])
+        return text.split(sep)
+
+    def _join(self, arg):
+        sep, items = arg[0], self.eval(arg[1])
+        return sep.join(str(i) for i in items)
+
+    def _equals(self, arg):
+        a, b = (self.eval(v) for v in arg)
+        return str(a) == str(b)
+
+    _FUNCTIONS = {
+        "Ref": lambda self, a: self._ref(a),
+        "Fn::GetAtt": lambda self, a: self._getatt(a),
+        "Fn::Sub": lambda self, a: self._sub(a),
+        "Fn::If": lambda self, a: self._if(a),
+        "Fn::FindInMap": lambda self, a: self._find_in_map(a),
+        "Fn::Select": lambda self, a: self._select(a),
+        "Fn::Split": lambda self, a: self._split(a),
+        "Fn::Join": lambda self, a: self._join(a),
+        "Fn::Equals": lambda self, a: self._equals(a),
+        "Fn::And": lambda self, a: all(self.eval(v) for v in a),
+        "Fn::Or": lambda self, a: any(self.eval(v) for v in a),
+        "Fn::Not": lambda self, a: not self.eval(a[0]),
+        "Condition": lambda self, a: self.condition(a),
+    }
+
+    def evaluated_resources(self):
+        """Resources whose condition holds, evaluated, with SAM Globals applied to functions."""
+        out = {}
+        globals_function = self.eval(self.template.get("Globals", {}).get("Function", {}))
+        for name, resource in self.resources.items():
+            condition = resource.get("Condition")
+            if condition and not self.condition(condition):
+                continue
+            evaluated = self.eval({k: v for k, v in resource.items() if k != "Condition"})
+            evaluated.setdefault("Properties", {})
+            if evaluated["Type"] == "AWS::Serverless::Function":
+                evaluated["Properties"] = apply_globals(globals_function, evaluated["Properties"])
+            out[name] = evaluated
+        return out
+
+
+def apply_globals(globals_function, properties):
+    merged = copy.deepcopy(globals_function)
+    for key, value in properties.items():
+        if key == "Environment" and "Environment" in merged:
+            variables = dict(merged["Environment"].get("Variables", {}))
+            variables.update(value.get("Variables", {}))
+            merged["Environment"] = {"Variables": variables}
+        else:
+            merged[key] = value
+    return merged
+
+
+def scenarios(template, label):
+    """Defaults first, then each allowed value of each choice parameter, in every region."""
+    params = template.get("Parameters", {})
+    defaults = {}
+    for name, spec in params.items():
+        if "Default" in spec:
+            defaults[name] = str(spec["Default"])
+        elif name in SAMPLE_VALUES:
+            defaults[name] = SAMPLE_VALUES[name]
+        else:
+            raise ValueError(f"{label}: parameter {name} has no default and no sample value")
+    variants = [("defaults", {})]
+    for name, spec in params.items():
+        for value in spec.get("AllowedValues", []):
+            if str(value) != defaults[name]:
+                variants.append((f"{name}={value}", {name: str(value)}))
+    for (vname, changes), region in itertools.product(variants, REGIONS):
+        values = dict(defaults, **changes)
+        yield Scenario(template, f"{label} {vname} {region}", values, region)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def ref_name(value):
+    """The resource a symbolic reference names ("<<Queue.Arn>>" -> ("Queue", "Arn"))."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"<<([A-Za-z0-9]+)(?:\.([A-Za-z0-9.]+))?>>", value)
+        if m:
+            return m.group(1), m.group(2)
+    return None, None
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def statements(document):
+    return as_list((document or {}).get("Statement"))
+
+
+def function_timeout(props):
+    return int(props.get("Timeout", 3))
+
+
+def is_fifo(queue_props):
+    return str(queue_props.get("FifoQueue", "false")).lower() == "true"
+
+
+def sqs_event_sources(resources):
+    """(function name, function properties, event name, event properties, queue name)."""
+    for name, res in resources.items():
+        if res["Type"] == "AWS::Serverless::Function":
+            for event_name, event in (res["Properties"].get("Events") or {}).items():
+                if event.get("Type") == "SQS":
+                    queue, _ = ref_name(event["Properties"].get("Queue"))
+                    yield name, res["Properties"], event_name, event["Properties"], queue
+        elif res["Type"] == "AWS::Lambda::EventSourceMapping":
+            props = res["Properties"]
+            queue, _ = ref_name(props.get("EventSourceArn"))
+            function, _ = ref_name(props.get("FunctionName"))
+            if queue and resources.get(queue, {}).get("Type") == "AWS::SQS::Queue":
+                fprops = resources.get(function, {}).get("Properties", {})
+                yield function, fprops, name, props, queue
+
+
+def policy_documents(resources):
+    """(where, document, is_identity_policy, role names it applies to)."""
+    for name, res in resources.items():
+        props = res["Properties"]
+        kind = res["Type"]
+        if kind == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                yield f"{name}/{policy.get('PolicyName')}", policy["PolicyDocument"], True, [name]
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            roles = [ref_name(r)[0] or r for r in props.get("Roles", [])]
+            yield name, props["PolicyDocument"], True, roles
+        elif kind == "AWS::S3::BucketPolicy":
+            yield name, props["PolicyDocument"], False, []
+        elif kind == "AWS::SQS::QueuePolicy":
+            yield name, props["PolicyDocument"], False, []
+        elif kind == "AWS::Serverless::Function":
+            for policy in as_list(props.get("Policies")):
+                if isinstance(policy, dict) and "Statement" in policy:
+                    yield f"{name}/Policies", policy, True, [name]
+
+
+def resource_kind(resources, resource):
+    """(service, kind) of a resource ARN, literal or symbolic."""
+    name, attribute = ref_name(resource)
+    if name:
+        res_type = resources.get(name, {}).get("Type")
+        return ARN_KINDS.get((res_type, attribute), (None, None))
+    if isinstance(resource, str) and resource.startswith("<<"):
+        name = resource[2:].split(".", 1)[0].split(">", 1)[0]
+        res_type = resources.get(name, {}).get("Type")
+        if res_type == "AWS::S3::Bucket" and "/" in resource:
+            return "s3", "object"
+        return None, None
+    if isinstance(resource, str) and resource.startswith("arn:"):
+        parts = resource.split(":", 5)
+        if len(parts) == 6:
+            service, rest = parts[2], parts[5]
+            if service == "s3":
+                return "s3", "object" if "/" in rest else "bucket"
+            if service == "logs":
+                return "logs", "log-group"
+            if service == "sqs":
+                return "sqs", "queue"
+            if service == "dynamodb":
+                return "dynamodb", "table"
+            return service, None
+    return None, None
+
+
+def named_part(resource):
+    """The part of an ARN that names the resource (an S3 object's key excluded)."""
+    if not isinstance(resource, str):
+        return str(resource)
+    if resource == "*":
+        return "*"
+    if resource.startswith("<<"):
+        return re.sub(r"<<[^>]*>>", "", resource.split("/", 1)[0])
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return resource
+    service, rest = parts[2], parts[5]
+    if service == "s3":
+        return rest.split("/", 1)[0]
+    if service == "logs":
+        # log-group:NAME[:*]: the trailing ":*" means its streams.
+        name = rest[len("log-group:"):] if rest.startswith("log-group:") else rest
+        return re.sub(r":\*$", "", name)
+    return rest
+
+
+# ---------------------------------------------------------------- rules
+
+
+def rule_policies(resources):
+    for where, document, identity, _roles in policy_documents(resources):
+        for i, st in enumerate(statements(document)):
+            if st.get("Effect") != "Allow":
+                continue
+            at = f"{where} statement {st.get('Sid', i)}"
+            if "NotAction" in st or "NotResource" in st:
+                yield Finding("wildcard-action", at, "NotAction/NotResource allow more than they name")
+            actions = as_list(st.get("Action"))
+            for action in actions:
+                if "*" in str(action):
+                    yield Finding("wildcard-action", at, f"action {action!r}")
+            if not identity and st.get("Principal") in ("*", {"AWS": "*"}):
+                yield Finding("wildcard-resource", at, "allows any principal")
+            data_plane = any(str(a).split(":", 1)[0] in DATA_PLANE_SERVICES for a in actions)
+            if data_plane:
+                for resource in as_list(st.get("Resource")):
+                    if "*" in named_part(resource):
+                        yield Finding("wildcard-resource", at, f"resource {resource!r} for {actions}")
+    for name, res in resources.items():
+        props = res["Properties"]
+        if res["Type"] == "AWS::IAM::Role" and props.get("ManagedPolicyArns"):
+            yield Finding("unverifiable-policy", name, "managed policies are not checked: write the statements")
+        if res["Type"] == "AWS::Serverless::Function":
+            if "Role" not in props:
+                yield Finding("unverifiable-policy", name, "no Role: SAM would generate one with managed policies")
+            for policy in as_list(props.get("Policies")):
+                if not (isinstance(policy, dict) and "Statement" in policy):
+                    yield Finding("unverifiable-policy", name, f"policy {policy!r} is not a statement list")
+
+
+def rule_event_sources(resources):
+    for function, fprops, event, props, queue in sqs_event_sources(resources):
+        at = f"{function}/{event}"
+        qprops = resources.get(queue, {}).get("Properties")
+        if qprops is None:
+            yield Finding("event-source-settings", at, f"queue {queue!r} is not a queue of this template")
+            continue
+        visibility = int(qprops.get("VisibilityTimeout", 30))
+        timeout = function_timeout(fprops)
+        if visibility < VISIBILITY_FACTOR * timeout:
+            yield Finding(
+                "visibility-timeout", at,
+                f"queue {queue} visibility {visibility}s < {VISIBILITY_FACTOR} x timeout {timeout}s",
+            )
+        if "ReportBatchItemFailures" not in as_list(props.get("FunctionResponseTypes")):
+            yield Finding("batch-item-failures", at, "FunctionResponseTypes lacks ReportBatchItemFailures")
+        if "BatchSize" not in props:
+            yield Finding("event-source-settings", at, "no BatchSize")
+        elif is_fifo(qprops) and int(props["BatchSize"]) > 10:
+            yield Finding("event-source-settings", at, "BatchSize over 10 on a FIFO queue")
+        if not (props.get("ScalingConfig") or {}).get("MaximumConcurrency"):
+            yield Finding("event-source-settings", at, "no ScalingConfig.MaximumConcurrency")
+        window = props.get("MaximumBatchingWindowInSeconds")
+        if is_fifo(qprops) and window is not None:
+            yield Finding("event-source-settings", at, "a batching window on a FIFO queue")
+        if not is_fifo(qprops) and window is None:
+            yield Finding("event-source-settings", at, "no MaximumBatchingWindowInSeconds")
+
+
+def dead_letter_targets(resources):
+    targets = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::SQS::Queue":
+            redrive = res["Properties"].get("RedrivePolicy") or {}
+            target, _ = ref_name(redrive.get("deadLetterTargetArn"))
+            if target:
+                targets[target] = name
+    return targets
+
+
+def rule_queues(resources):
+    targets = dead_letter_targets(resources)
+    for name, res in resources.items():
+        if res["Type"] != "AWS::SQS::Queue":
+            continue
+        props = res["Properties"]
+        if not (str(props.get("SqsManagedSseEnabled", "")).lower() == "true" or props.get("KmsMasterKeyId")):
+            yield Finding("queue-encryption", name, "no server-side encryption")
+        if name in targets:
+            continue
+        redrive = props.get("RedrivePolicy")
+        if not redrive:
+            yield Finding("dead-letter-queue", name, "no RedrivePolicy")
+            continue
+        dlq, _ = ref_name(redrive.get("deadLetterTargetArn"))
+        dlq_props = resources.get(dlq, {}).get("Properties")
+        if dlq_props is None:
+            yield Finding("dead-letter-queue", name, "the DLQ is not a queue of this template")
+            continue
+        if int(redrive.get("maxReceiveCount", 0)) != MAX_RECEIVE_COUNT:
+            yield Finding("dead-letter-queue", name, f"maxReceiveCount is not {MAX_RECEIVE_COUNT}")
+        if is_fifo(props) != is_fifo(dlq_props):
+            yield Finding("dead-letter-queue", name, f"DLQ {dlq} is not of the same type")
+        if int(dlq_props.get("MessageRetentionPeriod", 345600)) <= int(props.get("MessageRetentionPeriod", 345600)):
+            yield Finding("dead-letter-queue", name, f"DLQ {dlq} keeps messages no longer than the queue")
+
+
+def edge_functions(resources):
+    """Functions attached to a distribution, and functions whose role edgelambda may assume."""
+    found = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::CloudFront::Distribution":
+            config = res["Properties"]["DistributionConfig"]
+            behaviours = [config.get("DefaultCacheBehavior", {})] + config.get("CacheBehaviors", [])
+            for behaviour in behaviours:
+                for assoc in behaviour.get("LambdaFunctionAssociations", []):
+                    function, attribute = ref_name(assoc.get("LambdaFunctionARN"))
+                    found[function] = attribute
+    for name, res in resources.items():
+        if res["Type"] == "AWS::Serverless::Function" or res["Type"] == "AWS::Lambda::Function":
+            role, _ = ref_name(res["Properties"].get("Role"))
+            trust = resources.get(role, {}).get("Properties", {}).get("AssumeRolePolicyDocument")
+            services = [
+                s for st in statements(trust) for s in as_list((st.get("Principal") or {}).get("Service"))
+            ]
+            if "edgelambda.amazonaws.com" in services:
+                found.setdefault(name, None)
+    return found
+
+
+def rule_edge(resources):
+    for name, attribute in edge_functions(resources).items():
+        res = resources.get(name)
+        if res is None:
+            yield Finding("edge-function", name, "the associated function is not in this template")
+            continue
+        props = res["Properties"]
+        if props.get("Environment"):
+            yield Finding("edge-function", name, "environment variables (Lambda@Edge has none)")
+        runtime = str(props.get("Runtime", ""))
+        if not EDGE_RUNTIME.match(runtime):
+            yield Finding("edge-function", name, f"runtime {runtime!r}: Lambda@Edge runs Node.js and Python only")
+        if as_list(props.get("Architectures", ["x86_64"])) != ["x86_64"]:
+            yield Finding("edge-function", name, "not x86_64")
+        if props.get("Layers"):
+            yield Finding("edge-function", name, "layers")
+        if function_timeout(props) > EDGE_MAX_TIMEOUT:
+            yield Finding("edge-function", name, f"timeout over {EDGE_MAX_TIMEOUT}s")
+        if res["Type"] == "AWS::Serverless::Function" and not props.get("AutoPublishAlias"):
+            yield Finding("edge-function", name, "no AutoPublishAlias: CloudFront needs a numbered version")
+        if attribute is not None and attribute != "Version":
+            yield Finding("edge-function", name, "the distribution is not given a numbered version")
+        role, _ = ref_name(props.get("Role"))
+        trust = resources.get(role, {}).get("Properties", {}).get("AssumeRolePolicyDocument")
+        services = {s for st in statements(trust) for s in as_list((st.get("Principal") or {}).get("Service"))}
+        if not {"lambda.amazonaws.com", "edgelambda.amazonaws.com"} <= services:
+            yield Finding("edge-function", name, "its role is not trusted by lambda and edgelambda")
+
+
+def rule_distribution(resources):
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudFront::Distribution":
+            continue
+        config = res["Properties"]["DistributionConfig"]
+        for group in (config.get("OriginGroups") or {}).get("Items", []):
+            codes = (group.get("FailoverCriteria") or {}).get("StatusCodes") or {}
+            items = {int(c) for c in codes.get("Items", [])}
+            missing = FAILOVER_CODES - items
+            if missing:
+                yield Finding("failover-codes", f"{name}/{group.get('Id')}", f"no failover on {sorted(missing)}")
+            if int(codes.get("Quantity", -1)) != len(codes.get("Items", [])):
+                yield Finding("failover-codes", f"{name}/{group.get('Id')}", "Quantity differs from the items")
+        behaviours = [config.get("DefaultCacheBehavior", {})] + config.get("CacheBehaviors", [])
+        for behaviour in behaviours:
+            if behaviour.get("ViewerProtocolPolicy") not in ("redirect-to-https", "https-only"):
+                yield Finding("viewer-https", name, f"ViewerProtocolPolicy {behaviour.get('ViewerProtocolPolicy')!r}")
+
+
+def rule_buckets(resources):
+    bucket_policies = {}
+    queue_policies = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::S3::BucketPolicy":
+            bucket, _ = ref_name(res["Properties"].get("Bucket"))
+            bucket_policies[bucket] = (name, res["Properties"]["PolicyDocument"])
+        if res["Type"] == "AWS::SQS::QueuePolicy":
+            for queue in res["Properties"].get("Queues", []):
+                queue_policies[ref_name(queue)[0]] = (name, res["Properties"]["PolicyDocument"])
+    for name, res in resources.items():
+        if res["Type"] != "AWS::S3::Bucket":
+            continue
+        props = res["Properties"]
+        block = props.get("PublicAccessBlockConfiguration") or {}
+        for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if str(block.get(key, "")).lower() != "true":
+                yield Finding("bucket-protection", name, f"{key} is not true")
+        if not props.get("BucketEncryption"):
+            yield Finding("bucket-protection", name, "no default encryption")
+        rules = (props.get("LifecycleConfiguration") or {}).get("Rules", [])
+        if not any(r.get("Status") == "Enabled" and r.get("AbortIncompleteMultipartUpload") for r in rules):
+            yield Finding("bucket-protection", name, "no lifecycle rule aborting incomplete multipart uploads")
+        for policy_name, document in [bucket_policies.get(name, (None, None))]:
+            for st in statements(document):
+                if st.get("Effect") != "Allow":
+                    continue
+                principal = st.get("Principal") or {}
+                condition = (st.get("Condition") or {}).get("StringEquals") or {}
+                source = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn") or ""
+                if principal != {"Service": "cloudfront.amazonaws.com"} or ":distribution/" not in str(source):
+                    yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows other than one distribution")
+                if as_list(st.get("Action")) != ["s3:GetObject"]:
+                    yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows more than s3:GetObject")
+        notifications = (props.get("NotificationConfiguration") or {}).get("QueueConfigurations", [])
+        depends = set(as_list(res.get("DependsOn")))
+        for i, notification in enumerate(notifications):
+            at = f"{name}/QueueConfigurations[{i}]"
+            queue, _ = ref_name(notification.get("Queue"))
+            rules_ = ((notification.get("Filter") or {}).get("S3Key") or {}).get("Rules", [])
+            if {r.get("Name", "").lower() for r in rules_} != {"prefix", "suffix"}:
+                yield Finding("bucket-notification", at, "not filtered by both prefix and suffix")
+            policy_name, document = queue_policies.get(queue, (None, None))
+            if policy_name is None:
+                yield Finding("bucket-notification", at, f"queue {queue} has no queue policy")
+                continue
+            if policy_name not in depends:
+                yield Finding("bucket-notification", at, f"the bucket does not depend on {policy_name}")
+            allowed = False
+            for st in statements(document):
+                conditions = st.get("Condition") or {}
+                source_arn = any("aws:SourceArn" in c for c in conditions.values())
+                source_account = any("aws:SourceAccount" in c for c in conditions.values())
+                if (
+                    st.get("Effect") == "Allow"
+                    and st.get("Principal") == {"Service": "s3.amazonaws.com"}
+                    and "sqs:SendMessage" in as_list(st.get("Action"))
+                    and source_arn
+                    and source_account
+                ):
+                    allowed = True
+            if not allowed:
+                yield Finding(
+                    "bucket-notification", at,
+                    f"{policy_name} does not let s3.amazonaws.com send with SourceArn and SourceAccount",
+                )
+
+
+def rule_alarms(resources):
+    alarms = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::CloudWatch::Alarm":
+            props = res["Properties"]
+            for dimension in props.get("Dimensions", []):
+                if dimension.get("Name") == "QueueName":
+                    queue, _ = ref_name(dimension.get("Value"))
+                    alarms.setdefault(queue, set()).add(props.get("MetricName"))
+    targets = dead_letter_targets(resources)
+    consumed = {queue for *_, queue in sqs_event_sources(resources)}
+    for name, res in resources.items():
+        if res["Type"] != "AWS::SQS::Queue":
+            continue
+        if name in targets and "ApproximateNumberOfMessagesVisible" not in alarms.get(name, set()):
+            yield Finding("queue-alarms", name, "DLQ without a depth alarm")
+        if name in consumed and "ApproximateAgeOfOldestMessage" not in alarms.get(name, set()):
+            yield Finding("queue-alarms", name, "queue without an oldest-message age alarm")
+
+
+def rule_tables(resources):
+    for name, res in resources.items():
+        if res["Type"] != "AWS::DynamoDB::Table":
+            continue
+        props = res["Properties"]
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            yield Finding("task-table", name, "not on demand (PAY_PER_REQUEST)")
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if str(ttl.get("Enabled", "")).lower() != "true" or not ttl.get("AttributeName"):
+            yield Finding("task-table", name, "no TTL")
+
+
+# ---------------------------------------------------------------- SDK calls and role minimum
+
+
+def _skip_string(src, i):
+    """Index after the string literal starting at src[i] (", r", r#")."""
+    if src[i] == "r":
+        j = i + 1
+        hashes = 0
+        while src[j] == "#":
+            hashes += 1
+            j += 1
+        end = '"' + "#" * hashes
+        return src.index(end, j + 1) + len(end)
+    j = i + 1
+    while src[j] != '"':
+        j += 2 if src[j] == "\\" else 1
+    return j + 1
+
+
+def strip_code(src):
+    """Rust source with comments and string literals blanked, so braces and calls can be found."""
+    out = []
+    i = 0
+    n = len(src)
+    while i < n:
+        c = src[i]
+        if src.startswith("//", i):
+            j = src.find("\n", i)
+            i = n if j < 0 else j
+        elif src.startswith("/*", i):
+            depth, j = 1, i + 2
+            while depth and j < n:
+                if src.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif src.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            out.append(" ")
+            i = j
+        elif c == '"' or (c == "r" and re.match(r'r#*"', src[i:i + 10]) and not src[i - 1:i].isalnum()):
+            j = _skip_string(src, i)
+            out.append('""')
+            i = j
+        elif c == "'" and re.match(r"'(\\.|[^\\'])'", src[i:i + 4]):
+            j = src.index("'", i + 2) + 1 if src[i + 1] != "\\" else src.index("'", i + 3) + 1
+            out.append("' '")
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def without_test_code(code):
+    """Drops items under #[cfg(test)]; returns (code, names of `mod x;` test modules)."""
+    test_modules = []
+    while True:
+        m = re.search(r"#\[cfg\(test\)\]", code)
+        if not m:
+            return code, test_modules
+        start, i = m.start(), m.end()
+        semi, brace = code.find(";", i), code.find("{", i)
+        if brace < 0 or (0 <= semi < brace):
+            item = code[i:semi]
+            mod = re.search(r"\bmod\s+([a-z_0-9]+)\s*$", item)
+            if mod:
+                test_modules.append(mod.group(1))
+            code = code[:start] + code[semi + 1:]
+            continue
+        depth, j = 0, brace
+        while True:
+            if code[j] == "{":
+                depth += 1
+            elif code[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        code = code[:start] + code[j + 1:]
+
+
+def rust_sources(crate_dir):
+    """Non-test code of a crate's src/ (test-only module files left out)."""
+    files = sorted(crate_dir.glob("src/**/*.rs"))
+    code = {}
+    excluded = set()
+    for path in files:
+        stripped, test_modules = without_test_code(strip_code(path.read_text(encoding="utf-8")))
+        code[path] = stripped
+        base = path.parent if path.name in ("lib.rs", "main.rs", "mod.rs") else path.with_suffix("")
+        for mod in test_modules:
+            excluded.update({base / f"{mod}.rs", base / mod / "mod.rs"})
+    return {p: c for p, c in code.items() if p not in excluded}
+
+
+def shared_modules(root, features):
+    """The shared crate's module files compiled with these features."""
+    lib = (root / "shared/src/lib.rs").read_text(encoding="utf-8")
+    modules = re.finditer(r'(?:#\[cfg\(feature\s*=\s*"([a-z0-9_-]+)"\)\]\s*)?pub\s+mod\s+([a-z_0-9]+)\s*;', lib)
+    enabled = [m.group(2) for m in modules if m.group(1) is None or m.group(1) in features]
+    sources = rust_sources(root / "shared")
+    src = root / "shared/src"
+    return {
+        p: c
+        for p, c in sources.items()
+        if any(p == src / f"{mod}.rs" or src / mod in p.parents for mod in enabled)
+    }
+
+
+def shared_features(root, crate_dir):
+    """Features of the shared crate a function enables (the workspace turns the defaults off);
+    None when it does not depend on it."""
+    manifest = (crate_dir / "Cargo.toml").read_text(encoding="utf-8")
+    m = re.search(r"^shared(?:\.workspace)?\s*=\s*(.*)$", manifest, re.M)
+    if not m:
+        return None
+    features = re.search(r"features\s*=\s*\[([^\]]*)\]", m.group(1))
+    return set(re.findall(r'"([^"]+)"', features.group(1))) if features else set()
+
+
+def derive_sdk_calls(root, crate_dir):
+    """The AWS SDK operations a function's crate (and the shared code it compiles) calls."""
+    sources = rust_sources(crate_dir)
+    features = shared_features(root, crate_dir)
+    if features is not None:
+        sources.update(shared_modules(root, features))
+    calls = set()
+    unknown = set()
+    versioned = False
+    for path, code in sources.items():
+        for m in re.finditer(r"\bclient\s*\.\s*([a-z_][a-z0-9_]*)\s*\(\s*\)", code):
+            op = m.group(1)
+            if op in CLIENT_METHODS:
+                continue
+            if op not in OPERATIONS:
+                unknown.add(f"{op} ({path.relative_to(root)})")
+                continue
+            service, api, _ = OPERATIONS[op]
+            calls.add(f"{service}:{api}")
+            if f"{service}:{api}" == VERSIONED_READ[0] and VERSIONED_READ[1] in code:
+                versioned = True
+    return sorted(calls), sorted(unknown), versioned
+
+
+def function_crates(resources, root):
+    """Function name -> crate directory, for functions built from this repository."""
+    out = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::Serverless::Function":
+            code = res["Properties"].get("CodeUri")
+            if isinstance(code, str) and (root / code / "Cargo.toml").is_file():
+                out[name] = code
+    return out
+
+
+def required_actions(resources, function, crate, recorded):
+    """IAM actions a function needs: its SDK calls, its SQS event sources, its logs."""
+    needed = set()
+    entry = recorded.get(crate, {})
+    for call in entry.get("calls", []):
+        needed |= API_ACTIONS[call]
+    needed |= set(entry.get("extra_actions", []))
+    if any(f == function for f, *_ in sqs_event_sources(resources)):
+        needed |= ESM_ACTIONS
+    is_edge = function in edge_functions(resources)
+    props = resources[function]["Properties"]
+    if is_edge:
+        needed |= EDGE_LOG_ACTIONS
+    elif (props.get("LoggingConfig") or {}).get("LogGroup"):
+        needed |= LOG_ACTIONS
+    else:
+        needed |= LOG_ACTIONS | {"logs:CreateLogGroup"}
+    return needed
+
+
+def role_grants(resources, role):
+    """(action, resource) pairs the role's Allow statements grant."""
+    grants = set()
+    for _where, document, identity, roles in policy_documents(resources):
+        if not identity or role not in roles:
+            continue
+        for st in statements(document):
+            if st.get("Effect") != "Allow":
+                continue
+            for action in as_list(st.get("Action")):
+                for resource in as_list(st.get("Resource")):
+                    grants.add((action, json.dumps(resource) if not isinstance(resource, str) else resource))
+    return grants
+
+
+def rule_role_minimum(resources, root, recorded):
+    event_queues = {}
+    for function, _f, _e, _p, queue in sqs_event_sources(resources):
+        event_queues.setdefault(function, set()).add(queue)
+    for function, crate in function_crates(resources, root).items():
+        props = resources[function]["Properties"]
+        role, _ = ref_name(props.get("Role"))
+        if role is None:
+            continue
+        if crate not in recorded:
+            yield Finding("role-minimum", function, f"{crate} is not in {SDK_CALLS_FILE}")
+            continue
+        grants = role_grants(resources, role)
+        granted = {a for a, _ in grants}
+        needed = required_actions(resources, function, crate, recorded)
+        for action in sorted(granted - needed):
+            yield Finding("role-minimum", f"{function}/{role}", f"grants {action}, which the function does not need")
+        for action in sorted(needed - granted):
+            yield Finding("role-minimum", f"{function}/{role}", f"lacks {action}, which the function needs")
+        for action, resource in sorted(grants):
+            service = action.split(":", 1)[0]
+            res_service, kind = resource_kind(resources, resource)
+            at = f"{function}/{role}"
+            if res_service and res_service != service:
+                yield Finding("role-minimum", at, f"{action} on a {res_service} resource {resource}")
+            if service == "s3" and kind:
+                bucket_level = action == "s3:ListBucket"
+                if bucket_level != (kind == "bucket"):
+                    yield Finding("role-minimum", at, f"{action} on the wrong level of S3 resource {resource}")
+            if action in ESM_ACTIONS | {"sqs:ChangeMessageVisibility", "sqs:GetQueueUrl"}:
+                queue, _ = ref_name(resource)
+                if queue not in event_queues.get(function, set()):
+                    yield Finding("role-minimum", at, f"{action} on {resource}, not the function's own queue")
+            if service == "logs":
+                log_group = (props.get("LoggingConfig") or {}).get("LogGroup")
+                if log_group and ref_name(log_group)[0] != ref_name(resource)[0]:
+                    yield Finding("role-minimum", at, f"{action} on {resource}, not the function's log group")
+
+
+def rule_sdk_calls(root, recorded, crates):
+    for crate in sorted(crates):
+        calls, unknown, versioned = derive_sdk_calls(root, root / crate)
+        for op in unknown:
+            yield Finding("sdk-calls", crate, f"unknown SDK operation {op}: add it to OPERATIONS")
+        entry = recorded.get(crate)
+        if entry is None:
+            yield Finding("sdk-calls", crate, f"missing from {SDK_CALLS_FILE} (found {calls})")
+            continue
+        if sorted(entry.get("calls", [])) != calls:
+            yield Finding("sdk-calls", crate, f"{SDK_CALLS_FILE} lists {sorted(entry.get('calls', []))}, the sources call {calls}")
+        wants_version = "s3:GetObjectVersion" in entry.get("extra_actions", [])
+        if versioned != wants_version:
+            yield Finding("sdk-calls", crate, f"GetObject with a version id: {versioned}, s3:GetObjectVersion recorded: {wants_version}")
+
+
+# ---------------------------------------------------------------- driver
+
+TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_alarms, rule_tables]
+
+
+def check_template(template, label, root, recorded):
+    findings = []
+    crates = set()
+    for scenario in scenarios(template, label):
+        resources = scenario.evaluated_resources()
+        for rule in TEMPLATE_RULES:
+            findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule(resources))
+        findings.extend(
+            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_role_minimum(resources, root, recorded)
+        )
+        crates |= set(function_crates(resources, root).values())
+    return findings, crates
+
+
+def check(templates, root=ROOT, recorded=None):
+    """Findings of every rule over these templates (dicts keyed by label); unique, in order."""
+    if recorded is None:
+        recorded = json.loads((root / SDK_CALLS_FILE).read_text(encoding="utf-8"))
+    findings = []
+    crates = set()
+    for label, template in templates.items():
+        found, used = check_template(template, label, root, recorded)
+        findings.extend(found)
+        crates |= used
+    findings.extend(rule_sdk_calls(root, recorded, crates))
+    unique = {}
+    for f in findings:
+        unique.setdefault((f.rule, f.where, f.message), f)
+    return list(unique.values())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("templates", nargs="*", default=DEFAULT_TEMPLATES)
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--derive-sdk-calls", action="store_true")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    if args.derive_sdk_calls:
+        derived = {}
+        for crate in sorted(p.parent.relative_to(root).as_posix() for p in root.glob("functions/*/Cargo.toml")):
+            calls, unknown, versioned = derive_sdk_calls(root, root / crate)
+            derived[crate] = {"calls": calls}
+            if versioned:
+                derived[crate]["extra_actions"] = ["s3:GetObjectVersion"]
+            if unknown:
+                derived[crate]["unknown"] = unknown
+        print(json.dumps(derived, indent=2))
+        return 0
+    templates = {name: load_template(root / name) for name in args.templates}
+    findings = check(templates, root)
+    for f in findings:
+        print(f"FINDING {f}")
+    print(f"policy-check: {len(templates)} template(s), {len(findings)} finding(s)")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

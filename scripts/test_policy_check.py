@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Tests of scripts/policy_check.py: the templates as they are pass every rule, and each rule
+catches a broken copy of them. Run: .venv/bin/python scripts/test_policy_check.py"""
+import copy
+import json
+import sys
+import tempfile
+import textwrap
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import policy_check as pc  # noqa: E402
+
+ROOT = pc.ROOT
+BASE = {name: pc.load_template(ROOT / name) for name in pc.DEFAULT_TEMPLATES}
+RECORDED = json.loads((ROOT / pc.SDK_CALLS_FILE).read_text(encoding="utf-8"))
+
+
+def regional(t):
+    return t["template.yaml"]["Resources"]
+
+
+def edge(t):
+    return t["template-edge.yaml"]["Resources"]
+
+
+def statement(resources, role, sid):
+    for policy in resources[role]["Properties"]["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            if st.get("Sid") == sid:
+                return st
+    raise KeyError(f"{role} has no statement {sid}")
+
+
+class PolicyCheckTest(unittest.TestCase):
+    def findings(self, mutate=None, recorded=None):
+        templates = copy.deepcopy(BASE)
+        if mutate:
+            mutate(templates)
+        return pc.check(templates, ROOT, copy.deepcopy(recorded or RECORDED))
+
+    def assertCaught(self, rule, mutate=None, recorded=None, message=None):
+        found = self.findings(mutate, recorded)
+        rules = {f.rule for f in found}
+        self.assertIn(rule, rules, f"expected a {rule} finding, got {[str(f) for f in found]}")
+        if message:
+            self.assertTrue(
+                any(f.rule == rule and message in f.message for f in found),
+                f"no {rule} finding says {message!r}: {[str(f) for f in found]}",
+            )
+        return found
+
+    # ---------------------------------------------------------------- the templates as they are
+
+    def test_the_templates_pass_every_rule(self):
+        self.assertEqual([str(f) for f in self.findings()], [])
+
+    def test_every_scenario_is_evaluated(self):
+        names = [s.name for s in pc.scenarios(BASE["template.yaml"], "regional")]
+        self.assertIn("regional BackfillQueueType=fifo ap-southeast-1", names)
+        self.assertIn("regional BackfillTimeout=60 us-east-1", names)
+        self.assertIn("regional EdgeDeployment=separate us-east-1", names)
+
+    def test_visibility_follows_the_timeout_in_every_scenario(self):
+        for scenario in pc.scenarios(BASE["template.yaml"], "regional"):
+            resources = scenario.evaluated_resources()
+            for _function, fprops, _event, _props, queue in pc.sqs_event_sources(resources):
+                visibility = int(resources[queue]["Properties"]["VisibilityTimeout"])
+                self.assertGreaterEqual(visibility, 6 * int(fprops["Timeout"]), scenario.name)
+
+    def test_the_nested_edge_stack_exists_only_in_us_east_1(self):
+        for scenario in pc.scenarios(BASE["template.yaml"], "regional"):
+            resources = scenario.evaluated_resources()
+            nested = scenario.values["EdgeDeployment"] == "nested" and scenario.region == "us-east-1"
+            self.assertEqual("EdgeStack" in resources, nested, scenario.name)
+
+    def test_the_hook_gets_the_queue_url_of_the_queue_arn(self):
+        scenario = next(pc.scenarios(BASE["template-edge.yaml"], "edge"))
+        origins = scenario.evaluated_resources()["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
+        headers = {h["HeaderName"]: h["HeaderValue"] for h in origins[1]["OriginCustomHeaders"]}
+        self.assertEqual(headers["x-backfill-queue-url"], "https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill")
+        self.assertEqual(headers["x-backfill-bucket"], pc.SAMPLE_VALUES["BucketName"])
+
+    # ---------------------------------------------------------------- IAM
+
+    def test_wildcard_action(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "WriteBackfilledObjects")["Action"] = "s3:*"
+
+        self.assertCaught("wildcard-action", mutate, message="'s3:*'")
+
+    def test_not_action(self):
+        def mutate(t):
+            st = statement(regional(t), "ImageRole", "RecordTasks")
+            st["NotAction"] = st.pop("Action")
+
+        self.assertCaught("wildcard-action", mutate, message="NotAction")
+
+    def test_wildcard_resource(self):
+        def mutate(t):
+            statement(regional(t), "ImageRole", "RecordTasks")["Resource"] = "*"
+
+        self.assertCaught("wildcard-resource", mutate, message="'*'")
+
+    def test_wildcard_bucket_name(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "WriteBackfilledObjects")["Resource"] = {
+                "Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"
+            }
+
+        self.assertCaught("wildcard-resource", mutate, message="arn:aws:s3:::*/*")
+
+    def test_wildcard_queue_for_the_hook(self):
+        def mutate(t):
+            statement(edge(t), "EdgeFunctionRole", "SendBackfill")["Resource"] = {
+                "Fn::Sub": "arn:aws:sqs:*:${AWS::AccountId}:*"
+            }
+
+        self.assertCaught("wildcard-resource", mutate)
+
+    def test_managed_policy(self):
+        def mutate(t):
+            regional(t)["BackfillRole"]["Properties"]["ManagedPolicyArns"] = [
+                "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+            ]
+
+        self.assertCaught("unverifiable-policy", mutate, message="managed policies")
+
+    def test_generated_role(self):
+        def mutate(t):
+            del regional(t)["ImageFunction"]["Properties"]["Role"]
+            regional(t)["ImageFunction"]["Properties"]["Policies"] = ["SQSPollerPolicy"]
+
+        self.assertCaught("unverifiable-policy", mutate, message="no Role")
+
+    # ---------------------------------------------------------------- SQS event sources
+
+    def test_visibility_below_six_times_the_timeout(self):
+        def mutate(t):
+            t["template.yaml"]["Mappings"]["QueueVisibility"]["900"]["Seconds"] = 1800
+
+        self.assertCaught("visibility-timeout", mutate, message="visibility 1800s < 6 x timeout 900s")
+
+    def test_visibility_of_one_timeout_choice(self):
+        def mutate(t):
+            t["template.yaml"]["Mappings"]["QueueVisibility"]["60"]["Seconds"] = 300
+
+        found = self.assertCaught("visibility-timeout", mutate)
+        self.assertTrue(all("Timeout=60" in f.scenario for f in found if f.rule == "visibility-timeout"))
+
+    def test_event_source_without_batch_item_failures(self):
+        def mutate(t):
+            del regional(t)["ImageFunction"]["Properties"]["Events"]["ImageQueue"]["Properties"]["FunctionResponseTypes"]
+
+        self.assertCaught("batch-item-failures", mutate)
+
+    def test_event_source_without_maximum_concurrency(self):
+        def mutate(t):
+            del regional(t)["BackfillFunction"]["Properties"]["Events"]["BackfillQueue"]["Properties"]["ScalingConfig"]
+
+        self.assertCaught("event-source-settings", mutate, message="MaximumConcurrency")
+
+    def test_batching_window_on_a_fifo_queue(self):
+        def mutate(t):
+            events = regional(t)["BackfillFunction"]["Properties"]["Events"]
+            events["BackfillQueue"]["Properties"]["MaximumBatchingWindowInSeconds"] = 5
+
+        found = self.assertCaught("event-source-settings", mutate, message="FIFO")
+        self.assertTrue(all("fifo" in f.scenario for f in found if f.rule == "event-source-settings"))
+
+    # ---------------------------------------------------------------- queues
+
+    def test_queue_without_dead_letter_queue(self):
+        def mutate(t):
+            del regional(t)["ImageQueue"]["Properties"]["RedrivePolicy"]
+
+        self.assertCaught("dead-letter-queue", mutate, message="no RedrivePolicy")
+
+    def test_max_receive_count(self):
+        def mutate(t):
+            regional(t)["BackfillQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] = 50
+
+        self.assertCaught("dead-letter-queue", mutate, message="maxReceiveCount")
+
+    def test_dead_letter_queue_of_another_type(self):
+        def mutate(t):
+            props = regional(t)["BackfillDeadLetterQueue"]["Properties"]
+            del props["FifoQueue"], props["QueueName"]
+
+        self.assertCaught("dead-letter-queue", mutate, message="same type")
+
+    def test_queue_without_encryption(self):
+        def mutate(t):
+            del regional(t)["ImageDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"]
+
+        self.assertCaught("queue-encryption", mutate)
+
+    # ---------------------------------------------------------------- edge
+
+    def test_edge_function_with_environment_variables(self):
+        def mutate(t):
+            edge(t)["OriginRequestFunction"]["Properties"]["Environment"] = {"Variables": {"QUEUE_URL": "x"}}
+
+        self.assertCaught("edge-function", mutate, message="environment variables")
+
+    def test_edge_function_environment_from_globals(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Globals"] = {"Function": {"Environment": {"Variables": {"A": "b"}}}}
+
+        self.assertCaught("edge-function", mutate, message="environment variables")
+
+    def test_edge_function_on_a_custom_runtime(self):
+        def mutate(t):
+            edge(t)["OriginRequestFunction"]["Properties"]["Runtime"] = "provided.al2023"
+
+        self.assertCaught("edge-function", mutate, message="Node.js and Python only")
+
+    def test_edge_function_on_arm(self):
+        def mutate(t):
+            edge(t)["OriginRequestFunction"]["Properties"]["Architectures"] = ["arm64"]
+
+        self.assertCaught("edge-function", mutate, message="x86_64")
+
+    def test_edge_function_without_a_version(self):
+        def mutate(t):
+            del edge(t)["OriginRequestFunction"]["Properties"]["AutoPublishAlias"]
+
+        self.assertCaught("edge-function", mutate, message="numbered version")
+
+    def test_edge_role_not_trusted_by_edgelambda(self):
+        def mutate(t):
+            trust = edge(t)["EdgeFunctionRole"]["Properties"]["AssumeRolePolicyDocument"]
+            trust["Statement"][0]["Principal"]["Service"] = ["lambda.amazonaws.com"]
+
+        self.assertCaught("edge-function", mutate, message="edgelambda")
+
+    def test_failover_codes_without_403(self):
+        def mutate(t):
+            groups = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["OriginGroups"]
+            groups["Items"][0]["FailoverCriteria"]["StatusCodes"] = {"Quantity": 5, "Items": [404, 500, 502, 503, 504]}
+
+        self.assertCaught("failover-codes", mutate, message="[403]")
+
+    def test_plain_http_viewers(self):
+        def mutate(t):
+            edge(t)["Distribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"][
+                "ViewerProtocolPolicy"
+            ] = "allow-all"
+
+        self.assertCaught("viewer-https", mutate)
+
+    # ---------------------------------------------------------------- bucket
+
+    def test_bucket_without_multipart_abort_rule(self):
+        def mutate(t):
+            del regional(t)["Bucket"]["Properties"]["LifecycleConfiguration"]
+
+        self.assertCaught("bucket-protection", mutate, message="multipart")
+
+    def test_bucket_with_public_policies_allowed(self):
+        def mutate(t):
+            regional(t)["Bucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] = False
+
+        self.assertCaught("bucket-protection", mutate, message="BlockPublicPolicy")
+
+    def test_bucket_readable_by_anyone(self):
+        def mutate(t):
+            allow = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][1]["Fn::If"][1]
+            allow["Principal"] = "*"
+            del allow["Condition"]
+
+        self.assertCaught("bucket-policy", mutate)
+
+    def test_notification_before_its_queue_policy(self):
+        def mutate(t):
+            del regional(t)["Bucket"]["DependsOn"]
+
+        self.assertCaught("bucket-notification", mutate, message="depend")
+
+    def test_notification_queue_policy_without_source_account(self):
+        def mutate(t):
+            st = regional(t)["ImageQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+            del st["Condition"]["StringEquals"]
+
+        self.assertCaught("bucket-notification", mutate, message="SourceAccount")
+
+    def test_notification_without_prefix(self):
+        def mutate(t):
+            config = regional(t)["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"][0]
+            config["Filter"]["S3Key"]["Rules"] = config["Filter"]["S3Key"]["Rules"][1:]
+
+        self.assertCaught("bucket-notification", mutate, message="prefix and suffix")
+
+    # ---------------------------------------------------------------- alarms and table
+
+    def test_dead_letter_queue_without_alarm(self):
+        def mutate(t):
+            del regional(t)["BackfillDeadLetterAlarm"]
+
+        self.assertCaught("queue-alarms", mutate, message="depth")
+
+    def test_queue_without_age_alarm(self):
+        def mutate(t):
+            del regional(t)["ImageOldestMessageAlarm"]
+
+        self.assertCaught("queue-alarms", mutate, message="age")
+
+    def test_provisioned_table(self):
+        def mutate(t):
+            regional(t)["TaskTable"]["Properties"]["BillingMode"] = "PROVISIONED"
+
+        self.assertCaught("task-table", mutate, message="on demand")
+
+    def test_table_without_ttl(self):
+        def mutate(t):
+            del regional(t)["TaskTable"]["Properties"]["TimeToLiveSpecification"]
+
+        self.assertCaught("task-table", mutate, message="TTL")
+
+    # ---------------------------------------------------------------- role minimum
+
+    def test_role_with_an_action_nobody_calls(self):
+        def mutate(t):
+            statement(regional(t), "ImageRole", "RecordTasks")["Action"].append("dynamodb:Scan")
+
+        self.assertCaught("role-minimum", mutate, message="grants dynamodb:Scan")
+
+    def test_role_without_an_action_the_code_calls(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "ConsumeBackfillQueue")["Action"].remove("sqs:GetQueueUrl")
+
+        self.assertCaught("role-minimum", mutate, message="lacks sqs:GetQueueUrl")
+
+    def test_edge_role_without_send_message(self):
+        def mutate(t):
+            statement(edge(t), "EdgeFunctionRole", "SendBackfill")["Action"] = "sqs:GetQueueUrl"
+
+        found = self.assertCaught("role-minimum", mutate, message="lacks sqs:SendMessage")
+        self.assertTrue(any("grants sqs:GetQueueUrl" in f.message for f in found))
+
+    def test_list_bucket_on_objects(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "SeeMissingObjects")["Resource"] = {"Fn::Sub": "${Bucket.Arn}/*"}
+
+        self.assertCaught("role-minimum", mutate, message="wrong level")
+
+    def test_consuming_another_functions_queue(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "ConsumeBackfillQueue")["Resource"] = {
+                "Fn::GetAtt": ["ImageQueue", "Arn"]
+            }
+
+        self.assertCaught("role-minimum", mutate, message="not the function's own queue")
+
+    def test_recorded_calls_must_match_the_sources(self):
+        recorded = copy.deepcopy(RECORDED)
+        recorded["functions/backfill"]["calls"].remove("s3:AbortMultipartUpload")
+        found = self.assertCaught("sdk-calls", recorded=recorded, message="s3:AbortMultipartUpload")
+        # The role still grants it, and with the call unrecorded nothing needs it.
+        self.assertTrue(any(f.rule == "role-minimum" and "grants s3:AbortMultipartUpload" in f.message for f in found))
+
+
+class SdkCallDerivationTest(unittest.TestCase):
+    """The derivation of SDK calls from Rust sources, on a small crate of its own."""
+
+    def crate(self, files, shared_lib="pub mod aws;\n#[cfg(feature = \"lambda\")]\npub mod batch;\n", shared=None):
+        root = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(root))
+        (root / "shared/src").mkdir(parents=True)
+        (root / "shared/src/lib.rs").write_text(shared_lib)
+        for name, text in (shared or {}).items():
+            (root / "shared/src" / name).write_text(textwrap.dedent(text))
+        crate = root / "functions/f"
+        (crate / "src").mkdir(parents=True)
+        for name, text in files.items():
+            path = crate / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return root, crate
+
+    def test_calls_outside_tests_comments_and_strings(self):
+        root, crate = self.crate({
+            "Cargo.toml": '[dependencies]\nshared = { workspace = true, features = ["lambda"] }\n',
+            "src/lib.rs": """
+                // self.client.delete_object() in a comment is no call
+                pub async fn run(c: &Client) {
+                    let note = "client.list_objects_v2() in a string";
+                    let brace = '{';
+                    self.client
+                        .put_object()
+                        .send()
+                        .await;
+                }
+                #[cfg(test)]
+                mod tests {
+                    fn f() { let s = "}"; client.receive_message().send(); }
+                }
+                #[cfg(test)]
+                mod integration;
+            """,
+            "src/integration.rs": "fn g() { client.delete_queue().send(); }\n",
+        }, shared={
+            "aws.rs": "",
+            "batch.rs": "fn b() { self.client.change_message_visibility().send(); }\n",
+        })
+        calls, unknown, versioned = pc.derive_sdk_calls(root, crate)
+        self.assertEqual(calls, ["s3:PutObject", "sqs:ChangeMessageVisibility"])
+        self.assertEqual(unknown, [])
+        self.assertFalse(versioned)
+
+    def test_shared_modules_behind_a_feature_not_enabled(self):
+        root, crate = self.crate({
+            "Cargo.toml": "[dependencies]\nshared.workspace = true\n",
+            "src/lib.rs": "fn f() { client.send_message().send(); }\n",
+        }, shared={
+            "aws.rs": "",
+            "batch.rs": "fn b() { self.client.get_queue_url().send(); }\n",
+        })
+        calls, _, _ = pc.derive_sdk_calls(root, crate)
+        self.assertEqual(calls, ["sqs:SendMessage"])
+
+    def test_unknown_operations_and_versioned_reads(self):
+        root, crate = self.crate({
+            "Cargo.toml": "[dependencies]\n",
+            "src/main.rs": """
+                fn f() {
+                    let mut r = client.get_object().bucket(b);
+                    r = r.version_id(v);
+                    client.restore_object().send();
+                }
+            """,
+        })
+        calls, unknown, versioned = pc.derive_sdk_calls(root, crate)
+        self.assertEqual(calls, ["s3:GetObject"])
+        self.assertEqual(len(unknown), 1)
+        self.assertIn("restore_object", unknown[0])
+        self.assertTrue(versioned)
+
+    def test_the_recorded_calls_are_the_derived_ones(self):
+        for crate, entry in RECORDED.items():
+            if crate.startswith("_"):
+                continue
+            calls, unknown, versioned = pc.derive_sdk_calls(ROOT, ROOT / crate)
+            self.assertEqual(calls, entry["calls"], crate)
+            self.assertEqual(unknown, [], crate)
+            self.assertEqual(versioned, "s3:GetObjectVersion" in entry.get("extra_actions", []), crate)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
