@@ -1,0 +1,840 @@
+#!/usr/bin/env python3
+"""Invokes every function `sam build` produced (.aws-sam/build) the way Lambda runs it, against the
+local AWS stack, and checks the answers; measures the Rust functions' init duration.
+
+- Emulator mode (default): AWS's Lambda Runtime Interface Emulator, shipped inside the aws-sam-cli
+  package, runs each artifact on this host: the Rust functions' `bootstrap`, and the edge hook's
+  index.js + addon through Node 22 and AWS's Node.js runtime interface client
+  (scripts/edge-node, installed by scripts/edge-setup).
+- Docker mode (--docker, where a Docker engine runs): `sam local invoke` with a copy of the built
+  template that adds the local stack's endpoint to each function's environment (SAM only passes
+  variables the template declares). Init is measured with the emulator in both modes.
+
+Each function's environment is the built template's (parameter defaults), with what points at real
+AWS replaced by the local stand-ins (bucket, table, allowed origins), and Lambda's own variables
+(log format and level from LoggingConfig, memory, timeout).
+
+Checks:
+  - every sample event under events/ for its function, with the answer and side effects expected;
+  - a pipeline through the three built artifacts: a CloudFront origin-request event aimed at a
+    local "domestic origin" -> the hook's SQS message -> the backfill function copies the object
+    -> S3's notification -> the image function writes the thumbnails (and a second delivery adds
+    nothing);
+  - init duration (the emulator's INIT REPORT: process start to the runtime's first request for
+    work) of fresh sandboxes of the backfill and image functions, under the limit; the figures go
+    to the results file.
+
+  sam_invoke.py [--build-dir .aws-sam/build] [--results bench/sam/results.json] [--docker]
+
+Needs the local stack's environment exported (scripts/local-stack up; .local/env). Prints one line
+per check and, last, "sam-invoke: N passed, M failed"; exits non-zero on a failure.
+"""
+import argparse
+import copy
+import hashlib
+import http.server
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import urllib.request
+import uuid
+import zlib
+from functools import partial
+from pathlib import Path
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import policy_check  # noqa: E402  (the template evaluator)
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+EDGE_NODE = ROOT / "scripts/edge-node"
+INIT_LIMIT_MS = 50.0
+INIT_SAMPLES = 7
+# The sample backfill events name these origins (and the metadata address, which must be refused
+# even when allowed).
+ORIGIN_PORT = 18080
+ALLOWED_ORIGINS = f"http://127.0.0.1:{ORIGIN_PORT},http://127.0.0.1:18081,http://169.254.169.254"
+# The sample edge events name the queue by its AWS URL; the local stack answers for it.
+EDGE_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/backfill"
+
+
+def rie_binary():
+    found = sorted(ROOT.glob(".venv/lib/python3*/site-packages/samcli/local/rapid/aws-lambda-rie-x86_64"))
+    if not found:
+        raise SystemExit("the Runtime Interface Emulator is missing from .venv: run scripts/tools.sh")
+    found[0].chmod(0o755)
+    return found[0]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url, body, timeout=120):
+    request = urllib.request.Request(url, data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+# ---------------------------------------------------------------- functions of the built templates
+
+
+class Function:
+    """A built function: its artifact, what runs it, and its environment."""
+
+    def __init__(self, logical_id, template_path, props, artifact, local_env):
+        self.logical_id = logical_id
+        self.template_path = template_path
+        self.artifact = artifact
+        self.runtime = props["Runtime"]
+        self.handler = props.get("Handler")
+        self.timeout = int(props.get("Timeout", 3))
+        self.memory = int(props.get("MemorySize", 128))
+        env = dict((props.get("Environment") or {}).get("Variables") or {})
+        logging = props.get("LoggingConfig") or {}
+        if logging.get("LogFormat"):
+            env["AWS_LAMBDA_LOG_FORMAT"] = logging["LogFormat"]
+        if logging.get("ApplicationLogLevel"):
+            env["AWS_LAMBDA_LOG_LEVEL"] = logging["ApplicationLogLevel"]
+        for name, value in local_env.items():
+            if name in env or name.startswith("AWS_"):
+                env[name] = value
+        unresolved = {k: v for k, v in env.items() if "<<" in str(v)}
+        if unresolved:
+            raise SystemExit(f"{logical_id}: no local value for {unresolved}")
+        self.template_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        self.env = {k: str(v) for k, v in env.items()}
+
+    @property
+    def is_node(self):
+        return self.runtime.startswith("nodejs")
+
+
+def built_functions(build_dir, local_env):
+    """Every function of the built template and its nested stacks, evaluated with the defaults."""
+    found = {}
+
+    def walk(template_path, prefix):
+        template = policy_check.load_template(template_path)
+        scenario = next(policy_check.scenarios(template, template_path.name))
+        for name, res in scenario.evaluated_resources().items():
+            props = res["Properties"]
+            if res["Type"] == "AWS::Serverless::Function":
+                artifact = template_path.parent / props["CodeUri"]
+                found[prefix + name] = Function(prefix + name, template_path, props, artifact, local_env)
+            elif res["Type"] == "AWS::Serverless::Application":
+                walk(template_path.parent / props["Location"], prefix + name + "/")
+
+    walk(build_dir / "template.yaml", "")
+    return found
+
+
+# ---------------------------------------------------------------- sandboxes
+
+
+class EmulatorSandbox:
+    """One Lambda sandbox: the emulator starts the runtime on the first invocation."""
+
+    def __init__(self, function, workdir):
+        self.function = function
+        self.port = free_port()
+        self.log_path = Path(workdir) / f"{function.logical_id.replace('/', '-')}-{uuid.uuid4().hex[:8]}.log"
+        env = dict(os.environ, **function.env)
+        env.update(
+            AWS_LAMBDA_FUNCTION_NAME=function.logical_id.split("/")[-1],
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(function.memory),
+            AWS_LAMBDA_FUNCTION_TIMEOUT=str(function.timeout),
+            LAMBDA_TASK_ROOT=str(function.artifact),
+        )
+        command = [
+            str(rie_binary()),
+            "--log-level", "info",
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+        ]
+        if function.is_node:
+            command += [str(EDGE_NODE / "bootstrap"), function.handler]
+        else:
+            command += [str(function.artifact / "bootstrap")]
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            command, cwd=function.artifact, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/2015-03-31/functions/function/invocations"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the emulator exited: {self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("the emulator did not listen within 10 s")
+
+    def invoke(self, event):
+        """The function's answer (parsed) and the wall time of the invocation in ms."""
+        started = time.monotonic()
+        raw = post(self.url, json.dumps(event).encode(), timeout=self.function.timeout + 30)
+        return json.loads(raw), (time.monotonic() - started) * 1000
+
+    def logs(self):
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def init_ms(self):
+        m = re.search(r"INIT REPORT\(durationMs: ([0-9.]+)\)", self.logs())
+        return float(m.group(1)) if m else None
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+class DockerSandbox:
+    """`sam local invoke` of the built function: each invocation is a fresh container."""
+
+    def __init__(self, function, workdir):
+        self.function = function
+        self.workdir = Path(workdir)
+        self.template = local_template(function.template_path, self.workdir)
+        self.name = function.logical_id.split("/")[-1]
+        self._logs = []
+
+    def invoke(self, event):
+        event_file = self.workdir / f"event-{uuid.uuid4().hex[:8]}.json"
+        event_file.write_text(json.dumps(event))
+        started = time.monotonic()
+        run = subprocess.run(
+            [str(ROOT / ".venv/bin/sam"), "local", "invoke", "-t", str(self.template), self.name,
+             "-e", str(event_file), "--docker-network", "host"],
+            capture_output=True, text=True, timeout=self.function.timeout + 300,
+        )
+        elapsed = (time.monotonic() - started) * 1000
+        self._logs.append(run.stderr)
+        if run.returncode != 0:
+            raise RuntimeError(f"sam local invoke failed ({run.returncode}): {run.stderr[-2000:]}")
+        answer = run.stdout.strip().splitlines()[-1]
+        return json.loads(answer), elapsed
+
+    def logs(self):
+        return "\n".join(self._logs)
+
+    def stop(self):
+        pass
+
+
+_local_templates = {}
+
+
+def local_template(template_path, workdir):
+    """A copy of a built template, beside it (its CodeUris are relative), whose functions declare
+    the local stack's variables: `sam local invoke` only sets variables the template declares."""
+    if template_path in _local_templates:
+        return _local_templates[template_path]
+    template = policy_check.load_template(template_path)
+    for name, res in template.get("Resources", {}).items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        function = FUNCTIONS[next(k for k in FUNCTIONS if k.split("/")[-1] == name)]
+        res["Properties"]["Environment"] = {"Variables": dict(function.env)}
+    for name, res in template.get("Resources", {}).items():
+        if res.get("Type") == "AWS::Serverless::Application":
+            res["Properties"]["Location"] = str(local_template(template_path.parent / res["Properties"]["Location"], workdir))
+    out = template_path.parent / f"template-local-{uuid.uuid4().hex[:8]}.json"
+    out.write_text(json.dumps(template, indent=1))
+    _cleanup_files.append(out)
+    _local_templates[template_path] = out
+    return out
+
+
+_cleanup_files = []
+FUNCTIONS = {}
+
+
+# ---------------------------------------------------------------- the local stack
+
+
+class LocalStack:
+    def __init__(self):
+        for name in ("AWS_ENDPOINT_URL", "BUCKET", "TASK_TABLE", "BACKFILL_QUEUE_URL", "IMAGE_QUEUE_URL"):
+            if not os.environ.get(name):
+                raise SystemExit(f"{name} is not set: start scripts/local-stack and export .local/env")
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        self.bucket = os.environ["BUCKET"]
+        self.table = os.environ["TASK_TABLE"]
+        self.backfill_queue = os.environ["BACKFILL_QUEUE_URL"]
+        self.image_queue = os.environ["IMAGE_QUEUE_URL"]
+        self.s3 = boto3.client("s3", endpoint_url=endpoint)
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint)
+        self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
+
+    def queue_arn(self, url):
+        return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def receive_all(self, url, wait_seconds=0):
+        """Every message now visible, deleted from the queue."""
+        messages = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            messages.extend(batch)
+            wait_seconds = 0
+
+    def take_notifications(self, keys, timeout=15.0):
+        """The image queue's notifications about these keys (taken and deleted; others are made
+        visible again), waiting for one per key."""
+        wanted, found, deadline = set(keys), [], time.monotonic() + timeout
+        while wanted and time.monotonic() < deadline:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.image_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                VisibilityTimeout=30, MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            for message in batch:
+                key = notification_key(message["Body"])
+                if key in wanted:
+                    wanted.discard(key)
+                    found.append(message)
+                    self.sqs.delete_message(QueueUrl=self.image_queue, ReceiptHandle=message["ReceiptHandle"])
+                else:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.image_queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+        return found
+
+    def forget_tasks(self, keys):
+        """Deletes the task records of these object keys."""
+        for key in keys:
+            items = self.dynamodb.scan(
+                TableName=self.table, FilterExpression="object_key = :k",
+                ExpressionAttributeValues={":k": {"S": key}}, ProjectionExpression="id",
+            )["Items"]
+            for item in items:
+                self.dynamodb.delete_item(TableName=self.table, Key={"id": item["id"]})
+
+    def object_bytes(self, key):
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def listing(self, prefix):
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {o["Key"]: (o["ETag"], o["LastModified"]) for page in pages for o in page.get("Contents", [])}
+
+    def delete(self, keys):
+        for key in keys:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+
+def notification_key(body):
+    """The decoded key of an S3 notification body (form-encoded, as S3 and moto send it)."""
+    try:
+        record = json.loads(body)["Records"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+
+
+def sqs_event(messages, queue_arn):
+    """The event Lambda's SQS event source mapping delivers for these received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+            for m in messages
+        ]
+    }
+
+
+# ---------------------------------------------------------------- a domestic origin and an image
+
+
+class DomesticOrigin:
+    """A plain HTTP origin on 127.0.0.1 serving a directory (the sample events name its port)."""
+
+    def __init__(self, directory, port):
+        handler = partial(_QuietHandler, directory=str(directory))
+        try:
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as err:
+            raise SystemExit(f"port {port}, which the sample backfill events name, is taken: {err}")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def png(width, height):
+    """An opaque RGB PNG of a gradient (no imaging library needed)."""
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)
+        for x in range(width):
+            rows += bytes(((x * 255) // width, (y * 255) // height, ((x + y) * 255) // (width + height)))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 6)) + chunk(b"IEND", b"")
+
+
+# ---------------------------------------------------------------- checks
+
+
+class Suite:
+    def __init__(self, args, stack, functions, workdir):
+        self.args = args
+        self.stack = stack
+        self.functions = functions
+        self.workdir = workdir
+        self.passed = 0
+        self.failed = 0
+        self.sandboxes = []
+        self.created_keys = set()
+        self.run_id = uuid.uuid4().hex[:10]
+
+    def sandbox(self, logical_id):
+        kind = DockerSandbox if self.args.docker else EmulatorSandbox
+        box = kind(self.functions[logical_id], self.workdir)
+        self.sandboxes.append(box)
+        return box
+
+    def check(self, name, test):
+        try:
+            test()
+        except Exception:  # a failed check is reported and the next one runs
+            self.failed += 1
+            print(f"FAIL: {name}\n{traceback.format_exc()}", flush=True)
+        else:
+            self.passed += 1
+            print(f"ok: {name}", flush=True)
+
+    def function_named(self, suffix):
+        matches = [k for k in self.functions if k.split("/")[-1] == suffix]
+        if len(matches) != 1:
+            raise SystemExit(f"expected one built function {suffix}, found {sorted(self.functions)}")
+        return matches[0]
+
+    # -------------------------------------------------------- the artifacts themselves
+
+    def artifacts(self):
+        for logical_id, function in sorted(self.functions.items()):
+            def test(function=function):
+                if function.is_node:
+                    names = sorted(p.name for p in function.artifact.iterdir())
+                    assert names == ["index.js", "origin_request.node"], names
+                    assert not function.template_env, f"environment variables on the edge function: {function.template_env}"
+                    binary = function.artifact / "origin_request.node"
+                else:
+                    binary = function.artifact / "bootstrap"
+                    assert os.access(binary, os.X_OK), f"{binary} is not executable"
+                head = binary.read_bytes()[:20]
+                # ELF, 64-bit, x86-64 (e_machine 0x3e): what the templates' architecture says.
+                assert head[:4] == b"\x7fELF" and head[4] == 2 and head[18] == 0x3E, f"{binary} is not an x86-64 ELF"
+                highest = highest_glibc(binary)
+                assert highest is None or version_tuple(highest) <= (2, 34), f"{binary} needs GLIBC_{highest} (AL2023 has 2.34)"
+
+            self.check(f"{logical_id}: built artifact for Amazon Linux 2023 x86_64", test)
+
+    # -------------------------------------------------------- sample events
+
+    def backfill_samples(self, origin_dir):
+        function = self.function_named("BackfillFunction")
+        photo = os.urandom(200_000)
+        (origin_dir / "images").mkdir(exist_ok=True)
+        (origin_dir / "images/cat photo.jpg").write_bytes(photo)
+        self.stack.delete(["images/cat photo.jpg", "images/missing.jpg"])
+        self.created_keys.add("images/cat photo.jpg")
+        box = self.sandbox(function)
+
+        def batch():
+            answer, _ = box.invoke(json.loads((EVENTS / "backfill-batch.json").read_text()))
+            assert answer == {"batchItemFailures": []}, answer
+            stored = self.stack.object_bytes("images/cat photo.jpg")
+            assert hashlib.sha256(stored).digest() == hashlib.sha256(photo).digest(), f"{len(stored)} bytes stored"
+            missing = self.stack.listing("images/missing.jpg")
+            assert not missing, f"a 404 at the origin wrote {missing}"
+
+        def origin_down():
+            answer, _ = box.invoke(json.loads((EVENTS / "backfill-origin-down.json").read_text()))
+            assert answer == {"batchItemFailures": [{"itemIdentifier": "backfill-5"}]}, answer
+
+        self.check(f"{function} events/backfill-batch.json: copied whole; 404, invalid and forbidden not retried", batch)
+        self.check(f"{function} events/backfill-origin-down.json: reported for retry", origin_down)
+
+    def image_samples(self):
+        function = self.function_named("ImageFunction")
+        # The sample events name objects the local bucket must not have, nor tasks the table: their
+        # outcome is "gone" (the revision they name is not there).
+        sample_keys = ["images/summer 2024/café terrace.jpg", "images/logo.png"]
+        self.stack.delete(sample_keys)
+        self.stack.forget_tasks(sample_keys)
+        expected = {
+            "image-put.json": ("images/summer 2024/café terrace.jpg", "source_gone"),
+            "image-sns.json": ("images/logo.png", "source_gone"),
+            "image-own-output.json": (None, None),
+            "image-test-event.json": (None, "s3:TestEvent dropped"),
+        }
+        samples = sorted(p.name for p in EVENTS.glob("image-*.json"))
+        box = self.sandbox(function)
+
+        def covered():
+            assert samples == sorted(expected), f"sample events {samples}: expectations for {sorted(expected)}"
+
+        self.check(f"{function}: every events/image-*.json has an expectation", covered)
+        for name in samples:
+            if name not in expected:
+                continue
+            key, outcome = expected[name]
+
+            def test(name=name, key=key, outcome=outcome):
+                before = len(box.logs())
+                answer, _ = box.invoke(json.loads((EVENTS / name).read_text()))
+                assert answer == {"batchItemFailures": []}, answer
+                time.sleep(0.05)
+                lines = log_records(box.logs()[before:])
+                tasks = [r for r in lines if r.get("message") == "task done"]
+                if key is None and outcome is None:
+                    assert tasks == [], f"its own output was processed: {tasks}"
+                elif key is None:
+                    assert any(r.get("message") == outcome for r in lines), f"no {outcome!r} log line: {lines}"
+                else:
+                    assert [(t["span"]["key"], t["outcome"]) for t in tasks] == [(key, outcome)], tasks
+
+            self.check(f"{function} events/{name}", test)
+
+    def edge_samples(self):
+        function = self.function_named("OriginRequestFunction")
+        # Messages the hook should send: key and trigger of each (none for the others).
+        expected = {
+            "origin-request-s3.json": None,
+            "origin-request-unmarked.json": None,
+            "origin-request-domestic.json": ("images/cat.jpg", "origin-request"),
+            "origin-request-post.json": None,
+            "origin-request-traversal.json": None,
+            "origin-request-encoded-key.json": ("images/café au lait+1%/寿司 2.jpg", "origin-request"),
+            "origin-response-200.json": ("images/cat.jpg", "origin-response"),
+            "origin-response-404.json": None,
+        }
+        samples = sorted(p.name for p in EVENTS.glob("origin-*.json"))
+
+        def covered():
+            assert samples == sorted(expected), f"sample events {samples}: expectations for {sorted(expected)}"
+
+        self.check(f"{function}: every events/origin-*.json has an expectation", covered)
+        self.stack.receive_all(self.stack.backfill_queue)
+        for name in samples:
+            if name not in expected:
+                continue
+
+            def test(name=name, message=expected[name]):
+                event = json.loads((EVENTS / name).read_text())
+                cf = event["Records"][0]["cf"]
+                # A sandbox per event: a warm one would not enqueue a key it just enqueued.
+                box = self.sandbox(function)
+                try:
+                    answer, _ = box.invoke(event)
+                finally:
+                    box.stop()
+                assert "errorType" not in answer, f"the handler failed (CloudFront answers 502): {answer}"
+                if cf["config"]["eventType"] == "origin-response":
+                    assert answer == cf["response"], f"response changed: {answer}"
+                else:
+                    assert answer == stripped(cf["request"]), f"request: {json.dumps(answer)[:800]}"
+                sent = self.stack.receive_all(self.stack.backfill_queue)
+                if message is None:
+                    assert sent == [], f"unexpected messages: {[m['Body'] for m in sent]}"
+                else:
+                    assert len(sent) == 1, f"expected one message, got {[m['Body'] for m in sent]}"
+                    body = json.loads(sent[0]["Body"])
+                    assert (body["key"], body["trigger"]) == message, body
+                    assert body["bucket"] == "overseas-origin", body
+
+            self.check(f"{function} events/{name}", test)
+
+    # -------------------------------------------------------- the pipeline
+
+    def pipeline(self, origin_dir):
+        edge = self.function_named("OriginRequestFunction")
+        backfill = self.function_named("BackfillFunction")
+        image = self.function_named("ImageFunction")
+        key = f"images/sam-pipeline/{self.run_id}/poster frame.png"
+        poster = png(1600, 900)
+        (origin_dir / Path(key).parent).mkdir(parents=True, exist_ok=True)
+        (origin_dir / key).write_bytes(poster)
+        self.created_keys.add(key)
+        thumbnails = f"{self.functions[image].env['OUTPUT_PREFIX']}{key}/"
+        state = {}
+
+        def edge_enqueues():
+            self.stack.receive_all(self.stack.backfill_queue)
+            event = json.loads((EVENTS / "origin-request-domestic.json").read_text())
+            request = event["Records"][0]["cf"]["request"]
+            custom = request["origin"]["custom"]
+            custom.update(domainName="127.0.0.1", port=ORIGIN_PORT, protocol="http")
+            custom["customHeaders"]["x-backfill-queue-url"][0]["value"] = EDGE_QUEUE_URL
+            custom["customHeaders"]["x-backfill-bucket"][0]["value"] = self.stack.bucket
+            request["uri"] = "/" + urllib.parse.quote(key)
+            box = self.sandbox(edge)
+            try:
+                answer, _ = box.invoke(event)
+            finally:
+                box.stop()
+            assert answer == stripped(request), f"request: {json.dumps(answer)[:800]}"
+            sent = self.stack.receive_all(self.stack.backfill_queue, wait_seconds=1)
+            assert len(sent) == 1, f"expected one message, got {[m['Body'] for m in sent]}"
+            assert json.loads(sent[0]["Body"])["key"] == key, sent[0]["Body"]
+            state["backfill_message"] = sent
+
+        def backfill_copies():
+            event = sqs_event(state["backfill_message"], self.stack.queue_arn(self.stack.backfill_queue))
+            answer, _ = self.sandbox(backfill).invoke(event)
+            assert answer == {"batchItemFailures": []}, answer
+            assert self.stack.object_bytes(key) == poster, "the backfilled object differs from the origin's"
+
+        def image_renders():
+            notices = self.stack.take_notifications([key])
+            assert len(notices) == 1, "no S3 notification for the backfilled object"
+            state["image_event"] = sqs_event(notices, self.stack.queue_arn(self.stack.image_queue))
+            answer, _ = self.sandbox(image).invoke(state["image_event"])
+            assert answer == {"batchItemFailures": []}, answer
+            written = self.stack.listing(thumbnails)
+            widths = sorted(int(Path(k).stem) for k in written)
+            assert widths == [160, 320, 640, 1280], f"renditions {sorted(written)}"
+            state["renditions"] = written
+            self.created_keys.update(written)
+            items = self.stack.dynamodb.scan(
+                TableName=self.stack.table, FilterExpression="object_key = :k",
+                ExpressionAttributeValues={":k": {"S": key}},
+            )["Items"]
+            assert [i["status"]["S"] for i in items] == ["COMPLETED"], items
+
+        def redelivery_adds_nothing():
+            box = self.sandbox(image)
+            answer, _ = box.invoke(state["image_event"])
+            assert answer == {"batchItemFailures": []}, answer
+            assert self.stack.listing(thumbnails) == state["renditions"], "a second delivery rewrote renditions"
+            time.sleep(0.05)
+            tasks = [r for r in log_records(box.logs()) if r.get("message") == "task done"]
+            assert [t["outcome"] for t in tasks] == ["already_completed"], tasks
+            # Renditions under the output prefix notify nothing (the local stack notifies the
+            # whole bucket: the function itself ignores them); drop those notices.
+            self.stack.take_notifications(list(state["renditions"]), timeout=3)
+
+        steps = [
+            ("the hook sends a backfill for a miss on the domestic origin", edge_enqueues),
+            ("the backfill function copies the object from the origin", backfill_copies),
+            ("S3's notification makes the image function write every rendition", image_renders),
+            ("a second delivery of the notification writes nothing", redelivery_adds_nothing),
+        ]
+        failed_before = self.failed
+        for name, step in steps:
+            if self.failed > failed_before:
+                # Each step needs what the one before it produced.
+                self.failed += 1
+                print(f"FAIL: pipeline: {name}: not run, an earlier step failed", flush=True)
+                continue
+            self.check(f"pipeline: {name}", step)
+
+    # -------------------------------------------------------- init duration
+
+    def init_durations(self):
+        figures = {}
+        empty = {"Records": []}
+        for logical_id, limit in (
+            (self.function_named("BackfillFunction"), INIT_LIMIT_MS),
+            (self.function_named("ImageFunction"), INIT_LIMIT_MS),
+            (self.function_named("OriginRequestFunction"), None),
+        ):
+            function = self.functions[logical_id]
+            event = empty if not function.is_node else json.loads((EVENTS / "origin-request-s3.json").read_text())
+            inits, firsts = [], []
+            for _ in range(INIT_SAMPLES):
+                box = EmulatorSandbox(function, self.workdir)
+                try:
+                    answer, first_ms = box.invoke(event)
+                    time.sleep(0.05)
+                    inits.append(box.init_ms())
+                    firsts.append(round(first_ms, 2))
+                finally:
+                    box.stop()
+                if not function.is_node:
+                    assert answer == {"batchItemFailures": []}, answer
+            binary = function.artifact / ("origin_request.node" if function.is_node else "bootstrap")
+            figures[logical_id] = {
+                "runtime": function.runtime,
+                "memory_mb": function.memory,
+                "artifact_bytes": binary.stat().st_size,
+                "init_ms": summary(inits),
+                "first_invoke_wall_ms": summary(firsts),
+                "limit_ms": limit,
+            }
+
+            def test(inits=inits, limit=limit, logical_id=logical_id):
+                assert None not in inits, f"no INIT REPORT in the emulator's log: {inits}"
+                median = statistics.median(inits)
+                assert median < limit, f"median init {median:.1f} ms >= {limit} ms ({inits})"
+
+            if limit is not None:
+                self.check(
+                    f"{logical_id}: init under {limit:.0f} ms (median of {INIT_SAMPLES} cold starts: "
+                    f"{statistics.median([i for i in inits if i is not None] or [0]):.1f} ms)",
+                    test,
+                )
+        return figures
+
+    def cleanup(self):
+        for box in self.sandboxes:
+            box.stop()
+        self.stack.delete(sorted(self.created_keys))
+        self.stack.take_notifications(sorted(self.created_keys), timeout=2)
+
+
+def summary(values):
+    present = [v for v in values if v is not None]
+    return {
+        "samples": values,
+        "median": round(statistics.median(present), 2) if present else None,
+        "min": min(present) if present else None,
+        "max": max(present) if present else None,
+    }
+
+
+def stripped(request):
+    """The request as the hook hands it back: without its own x-backfill-* origin headers."""
+    request = copy.deepcopy(request)
+    headers = ((request.get("origin") or {}).get("custom") or {}).get("customHeaders")
+    if headers and "x-backfill-queue-url" in headers:
+        for name in [n for n in headers if n.startswith("x-backfill-")]:
+            del headers[name]
+    return request
+
+
+def log_records(text):
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    return records
+
+
+def highest_glibc(binary):
+    try:
+        out = subprocess.run(["objdump", "-T", str(binary)], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise AssertionError("objdump is missing (Debian binutils)") from None
+    versions = re.findall(r"GLIBC_([0-9]+(?:\.[0-9]+)+)", out)
+    return max(versions, key=version_tuple) if versions else None
+
+
+def version_tuple(text):
+    return tuple(int(p) for p in text.split("."))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-dir", type=Path, default=ROOT / ".aws-sam/build")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench/sam/results.json")
+    parser.add_argument("--docker", action="store_true", help="invoke with sam local invoke (needs Docker)")
+    args = parser.parse_args()
+
+    stack = LocalStack()
+    local_env = {
+        "BUCKET": stack.bucket,
+        "TASK_TABLE": stack.table,
+        "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
+    }
+    local_env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
+    FUNCTIONS.update(built_functions(args.build_dir.resolve(), local_env))
+
+    workdir = Path(tempfile.mkdtemp(prefix="sam-invoke-"))
+    origin_dir = Path(tempfile.mkdtemp(prefix="sam-origin-"))
+    origin = DomesticOrigin(origin_dir, ORIGIN_PORT)
+    suite = Suite(args, stack, FUNCTIONS, workdir)
+    figures = {}
+    try:
+        suite.artifacts()
+        suite.backfill_samples(origin_dir)
+        suite.image_samples()
+        suite.edge_samples()
+        suite.pipeline(origin_dir)
+        figures = suite.init_durations()
+    finally:
+        suite.cleanup()
+        origin.stop()
+        for path in _cleanup_files:
+            path.unlink(missing_ok=True)
+        if suite.failed:
+            print(f"(emulator logs kept in {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(origin_dir, ignore_errors=True)
+
+    if figures:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        results = {
+            "what": "Init duration of the functions sam build produced, in fresh sandboxes of AWS's "
+            "Lambda Runtime Interface Emulator (its INIT REPORT: process start to the runtime's first "
+            "request for work), and the wall time of each sandbox's first invocation.",
+            "command": "scripts/test-sam (scripts/sam_invoke.py; local stack up)",
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+            "invocations": "sam local invoke (Docker)" if args.docker else "Runtime Interface Emulator on the host",
+            "functions": figures,
+        }
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"sam-invoke: {suite.passed} passed, {suite.failed} failed")
+    return 1 if suite.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
