@@ -57,10 +57,14 @@ async function main() {
   const alpha = (await sharp(input).stats()).isOpaque === false;
   const outputs = await run(input, alpha);
   const times = [];
+  const cpuTimes = [];
   for (let i = 0; i < iterations; i++) {
     const started = process.hrtime.bigint();
+    const cpuStarted = process.cpuUsage();
     await run(input, alpha);
     times.push(Number(process.hrtime.bigint() - started) / 1e6);
+    const cpu = process.cpuUsage(cpuStarted);
+    cpuTimes.push((cpu.user + cpu.system) / 1000);
   }
   console.log(JSON.stringify({
     tool: 'sharp',
@@ -68,6 +72,7 @@ async function main() {
     version: sharp.versions.sharp,
     file: path.basename(file),
     times_ms: times,
+    cpu_ms: cpuTimes,
     renditions: outputs.map((o) => ({ ...o, format: alpha ? 'png' : 'jpg' })),
     peak_rss_kb: process.resourceUsage().maxRSS,
   }));

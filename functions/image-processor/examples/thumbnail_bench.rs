@@ -53,10 +53,12 @@ fn run(file: &Path, iterations: usize) -> anyhow::Result<()> {
     };
     let warm = once()?;
     let mut times = Vec::with_capacity(iterations);
+    let mut cpu_times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
-        let started = Instant::now();
+        let (started, cpu_started) = (Instant::now(), cpu_ms());
         let rendered = once()?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
+        cpu_times.push(cpu_ms() - cpu_started);
         std::hint::black_box(rendered);
     }
     let renditions: Vec<serde_json::Value> = warm
@@ -74,12 +76,25 @@ fn run(file: &Path, iterations: usize) -> anyhow::Result<()> {
         "tool": "rust",
         "file": file.file_name().map(|f| f.to_string_lossy().into_owned()),
         "times_ms": times,
+        "cpu_ms": cpu_times,
         "decoded": [source.decoded_width, source.decoded_height],
         "renditions": renditions,
         "peak_rss_kb": peak_rss_kb(),
     });
     println!("{line}");
     Ok(())
+}
+
+/// CPU time used by the process so far (all threads), in milliseconds: less disturbed than wall
+/// time by other work on a shared machine.
+fn cpu_ms() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 * 1000.0 + now.tv_nsec as f64 / 1e6
 }
 
 /// The process's peak resident set (VmHWM), in KiB.
