@@ -166,7 +166,6 @@ def images_summary(images):
 def merge(args):
     run = Path(args.run)
     out = Path(args.out)
-    previous = json.loads(out.read_text()) if out.exists() else {}
     results = {
         "mode": args.mode,
         "command": args.command_line,
@@ -177,15 +176,13 @@ def merge(args):
         "load_average": load_record(run),
     }
     ran = args.only.split(",")
+    results["parts_run_now"] = ran
     for part in PARTS:
         path = run / ("images/results.json" if part == "images" else f"{part}.json")
-        if part in ran:
-            if not path.exists():
-                raise SystemExit(f"report: {part} left no results ({path})")
+        if path.exists():
             results[part] = json.loads(path.read_text())
-        elif part in previous:
-            results[part] = previous[part]
-            results[part]["carried_over_from"] = previous.get("started")
+        elif part in ran:
+            raise SystemExit(f"report: {part} left no results ({path})")
     summary = {}
     if "backfill" in results:
         summary["backfill"] = backfill_summary(results["backfill"])
