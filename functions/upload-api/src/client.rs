@@ -384,48 +384,28 @@ pub async fn upload_resumable(
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Uploaded, Error> {
     let (file_len, modified) = file_identity(path).await?;
-    let (state, resumed) = match read_state(state_path).await? {
-        Some(state)
-            if state.key == key
-                && state.file_len == file_len
-                && state.file_modified_ns == modified =>
-        {
-            (state, true)
-        }
-        _ => {
-            let plan = PartPlan::new(file_len, None, options.part_size, MAX_OBJECT_BYTES)?;
-            let crcs = part_crcs(path, &plan).await?;
-            let whole = combine_crc32c(
-                crcs.iter()
-                    .enumerate()
-                    .map(|(i, crc)| (*crc, plan.part_len(i as u32 + 1))),
-            );
-            let upload = client
-                .create_multipart(&CreateMultipartRequest {
-                    key: key.to_owned(),
-                    size: file_len,
-                    content_type: content_type.to_owned(),
-                    checksum: ChecksumSpec {
-                        algorithm: ChecksumAlgorithm::Crc32c,
-                        value: Checksum::Crc32c(whole).to_base64(),
-                    },
-                    part_size: Some(plan.part_size),
-                })
-                .await?;
-            let state = ResumeState {
-                key: key.to_owned(),
-                upload_id: upload.upload_id,
-                file_len,
-                file_modified_ns: modified,
-                part_size: upload.part_size,
-                part_checksums: crcs
-                    .iter()
-                    .map(|c| Checksum::Crc32c(*c).to_base64())
-                    .collect(),
-                etags: BTreeMap::new(),
-            };
-            write_state(state_path, &state).await?;
-            (state, false)
+    let saved = read_state(state_path).await?.filter(|state| {
+        state.key == key && state.file_len == file_len && state.file_modified_ns == modified
+    });
+    let (state, listed, resumed) = match saved {
+        Some(state) => match client.list_parts(&state.upload_id).await {
+            Ok(listed) => (state, listed, true),
+            // The saved upload is over (expired, aborted, completed or unknown): start afresh.
+            Err(Error::Refused {
+                status: 404 | 409 | 410,
+                ..
+            }) => {
+                let state =
+                    start_upload(client, path, key, content_type, state_path, options).await?;
+                let listed = client.list_parts(&state.upload_id).await?;
+                (state, listed, false)
+            }
+            Err(err) => return Err(err),
+        },
+        None => {
+            let state = start_upload(client, path, key, content_type, state_path, options).await?;
+            let listed = client.list_parts(&state.upload_id).await?;
+            (state, listed, false)
         }
     };
     let plan = PartPlan {
@@ -434,7 +414,6 @@ pub async fn upload_resumable(
         part_count: u32::try_from(state.part_checksums.len())
             .map_err(|_| Error::ResumeState("too many parts".into()))?,
     };
-    let listed = client.list_parts(&state.upload_id).await?;
     let state = Mutex::new(state);
     {
         // Parts S3 holds whose acknowledgement the crash lost: S3's ETag stands in.
@@ -528,6 +507,51 @@ pub async fn upload_resumable(
         parts_sent: sent,
         resumed,
     })
+}
+
+/// Plans the upload, checksums every part, starts the upload and saves its state.
+async fn start_upload(
+    client: &ApiClient,
+    path: &Path,
+    key: &str,
+    content_type: &str,
+    state_path: &Path,
+    options: &UploadOptions,
+) -> Result<ResumeState, Error> {
+    let (file_len, modified) = file_identity(path).await?;
+    let plan = PartPlan::new(file_len, None, options.part_size, MAX_OBJECT_BYTES)?;
+    let crcs = part_crcs(path, &plan).await?;
+    let whole = combine_crc32c(
+        crcs.iter()
+            .enumerate()
+            .map(|(i, crc)| (*crc, plan.part_len(i as u32 + 1))),
+    );
+    let upload = client
+        .create_multipart(&CreateMultipartRequest {
+            key: key.to_owned(),
+            size: file_len,
+            content_type: content_type.to_owned(),
+            checksum: ChecksumSpec {
+                algorithm: ChecksumAlgorithm::Crc32c,
+                value: Checksum::Crc32c(whole).to_base64(),
+            },
+            part_size: Some(plan.part_size),
+        })
+        .await?;
+    let state = ResumeState {
+        key: key.to_owned(),
+        upload_id: upload.upload_id,
+        file_len,
+        file_modified_ns: modified,
+        part_size: upload.part_size,
+        part_checksums: crcs
+            .iter()
+            .map(|c| Checksum::Crc32c(*c).to_base64())
+            .collect(),
+        etags: BTreeMap::new(),
+    };
+    write_state(state_path, &state).await?;
+    Ok(state)
 }
 
 async fn send_with_retries(

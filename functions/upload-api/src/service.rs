@@ -66,7 +66,7 @@ impl Answer {
             status,
             body: Some(
                 serde_json::to_value(body)
-                    .map_err(|e| Error::InvalidRequest(format!("answer: {e}")))?,
+                    .map_err(|e| Error::CorruptRecord(format!("answer: {e}")))?,
             ),
         })
     }

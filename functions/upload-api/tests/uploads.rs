@@ -367,3 +367,50 @@ async fn the_writer_handler_reports_nothing_for_good_batches() {
     assert!(stack.record_batch(events).await.is_empty());
     assert_eq!(alice.file(key, false).await.unwrap().latest.size, 500);
 }
+
+#[tokio::test]
+async fn a_saved_upload_that_is_over_starts_afresh() {
+    let stack = Stack::start(&[]).await;
+    let alice = stack.client(ALICE);
+    let data = bytes(6 * MIB, 11);
+    let dir = temp_dir("afresh");
+    let path = dir.join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let state = dir.join("big.bin.upload.json");
+    let key = "uploads/alice/big.bin";
+    let options = UploadOptions {
+        part_size: 5 * MIB as u64,
+        concurrency: 1,
+    };
+    // A state file left behind by a run whose upload is over (aborted, expired, unknown).
+    let stale = upload_api::client::ResumeState {
+        key: key.to_owned(),
+        upload_id: "an-upload-that-is-gone".into(),
+        file_len: data.len() as u64,
+        file_modified_ns: std::fs::metadata(&path)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+        part_size: 5 * MIB as u64,
+        part_checksums: vec![crc32c_b64(&data[..5 * MIB]), crc32c_b64(&data[5 * MIB..])],
+        etags: Default::default(),
+    };
+    std::fs::write(&state, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let second = upload_resumable(
+        &alice,
+        &path,
+        key,
+        "application/octet-stream",
+        &state,
+        &options,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!second.resumed);
+    assert_eq!(second.parts_sent, [1, 2]);
+    assert_eq!(stack.object(key).await.as_deref(), Some(&data[..]));
+}
