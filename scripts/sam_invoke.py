@@ -69,6 +69,12 @@ INIT_SAMPLES = 7
 # even when allowed).
 ORIGIN_PORT = 18080
 ALLOWED_ORIGINS = f"http://127.0.0.1:{ORIGIN_PORT},http://127.0.0.1:18081,http://169.254.169.254"
+# What points the functions at the local stack instead of AWS (the rest of the caller's
+# environment is not theirs: Lambda starts a function with its own variables only).
+LOCAL_AWS_VARIABLES = {
+    "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED",
+}
 # The sample edge events name the queue by its AWS URL; the local stack answers for it.
 EDGE_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/backfill"
 
@@ -156,7 +162,7 @@ class EmulatorSandbox:
         self.function = function
         self.port = free_port()
         self.log_path = Path(workdir) / f"{function.logical_id.replace('/', '-')}-{uuid.uuid4().hex[:8]}.log"
-        env = dict(os.environ, **function.env)
+        env = dict(function.env, PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C.UTF-8", TZ=":UTC")
         env.update(
             AWS_LAMBDA_FUNCTION_NAME=function.logical_id.split("/")[-1],
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(function.memory),
@@ -793,7 +799,7 @@ def main():
         "TASK_TABLE": stack.table,
         "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     }
-    local_env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
+    local_env.update({k: v for k, v in os.environ.items() if k in LOCAL_AWS_VARIABLES or k.startswith("AWS_ENDPOINT_URL_")})
     FUNCTIONS.update(built_functions(args.build_dir.resolve(), local_env))
 
     workdir = Path(tempfile.mkdtemp(prefix="sam-invoke-"))
