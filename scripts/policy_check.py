@@ -150,7 +150,7 @@ def _tag(loader, suffix, node):
 
 
 _Loader.add_multi_constructor("!", _tag)
-# Keys such as "60" stay strings, as CloudFormation reads them; `on`/`off` are not booleans.
+# Only true/false are booleans, as in CloudFormation (YAML 1.1 would also read yes/no/on/off).
 _Loader.yaml_implicit_resolvers = {
     k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -642,17 +642,17 @@ def rule_buckets(resources):
         rules = (props.get("LifecycleConfiguration") or {}).get("Rules", [])
         if not any(r.get("Status") == "Enabled" and r.get("AbortIncompleteMultipartUpload") for r in rules):
             yield Finding("bucket-protection", name, "no lifecycle rule aborting incomplete multipart uploads")
-        for policy_name, document in [bucket_policies.get(name, (None, None))]:
-            for st in statements(document):
-                if st.get("Effect") != "Allow":
-                    continue
-                principal = st.get("Principal") or {}
-                condition = (st.get("Condition") or {}).get("StringEquals") or {}
-                source = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn") or ""
-                if principal != {"Service": "cloudfront.amazonaws.com"} or ":distribution/" not in str(source):
-                    yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows other than one distribution")
-                if as_list(st.get("Action")) != ["s3:GetObject"]:
-                    yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows more than s3:GetObject")
+        policy_name, document = bucket_policies.get(name, (None, None))
+        for st in statements(document):
+            if st.get("Effect") != "Allow":
+                continue
+            principal = st.get("Principal") or {}
+            condition = (st.get("Condition") or {}).get("StringEquals") or {}
+            source = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn") or ""
+            if principal != {"Service": "cloudfront.amazonaws.com"} or ":distribution/" not in str(source):
+                yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows other than one distribution")
+            if as_list(st.get("Action")) != ["s3:GetObject"]:
+                yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows more than s3:GetObject")
         notifications = (props.get("NotificationConfiguration") or {}).get("QueueConfigurations", [])
         depends = set(as_list(res.get("DependsOn")))
         for i, notification in enumerate(notifications):
