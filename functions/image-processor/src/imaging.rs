@@ -202,7 +202,7 @@ fn jpeg_error_text(cinfo: &mozjpeg_sys::jpeg_common_struct) -> String {
         if code > 0 && code <= err.last_jpeg_message && !err.jpeg_message_table.is_null() {
             let text = *err.jpeg_message_table.offset(code as isize);
             if !text.is_null() {
-                return CStr::from_ptr(text).to_string_lossy().into_owned();
+                return CStr::from_ptr(text.cast()).to_string_lossy().into_owned();
             }
         }
         format!("libjpeg error {code}")
