@@ -414,7 +414,7 @@ def docs(args):
         "",
         f"One command runs every benchmark on this machine and writes this page: `{results['command']}`"
         f" ({results['mode']} run, {results['started']} to {results['finished']}, commit {v['commit']}).",
-        "`bench/run --quick` runs the same harness on small inputs for CI (scripts/test-bench); its figures mean nothing.",
+        "`bench/run --quick` runs the same harness on small inputs for CI (tests/bench); its figures mean nothing.",
         "",
         f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}. "
         f"**Load average** (1 minute, sampled every 5 s through the run): median {fmt(one.get('median'))}, "

@@ -1,4 +1,4 @@
-# Sourced by scripts/edge-*, scripts/test-edge and bench/edge/run.sh: where the edge hook's local
+# Sourced by scripts/edge-*, tests/edge and bench/edge/run.sh: where the edge hook's local
 # pieces are, and how to run the packaged handler the way Lambda does (AWS's Runtime Interface
 # Emulator from the aws-sam-cli package, plus the aws-lambda-ric npm package on Node 22).
 # Defines variables and functions only.

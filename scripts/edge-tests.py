@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Integration tests of the packaged edge handler, run by scripts/test-edge.
+"""Integration tests of the packaged edge handler, run by tests/edge.
 
 The handler runs as Lambda runs it (Runtime Interface Emulator + aws-lambda-ric on Node 22) in
-three sandboxes that scripts/test-edge starts: one sending to the local stack's SQS (moto), one
+three sandboxes that tests/edge starts: one sending to the local stack's SQS (moto), one
 whose SQS refuses connections, one whose SQS accepts connections and never answers. Messages go
 to queues of the tests' own, so other tests' consumers cannot take them.
 

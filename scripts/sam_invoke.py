@@ -831,7 +831,7 @@ def main():
             "what": "Init duration of the functions sam build produced, in fresh sandboxes of AWS's "
             "Lambda Runtime Interface Emulator (its INIT REPORT: process start to the runtime's first "
             "request for work), and the wall time of each sandbox's first invocation.",
-            "command": "scripts/test-sam (scripts/sam_invoke.py; local stack up)",
+            "command": "tests/sam (scripts/sam_invoke.py; local stack up)",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
             "invocations": "sam local invoke (Docker)" if args.docker else "Runtime Interface Emulator on the host",
