@@ -197,6 +197,18 @@ mod tests {
     }
 
     #[test]
+    fn null_version_and_missing_fields() {
+        let body = r#"{"Records":[{"eventName":"ObjectRemoved:Delete",
+            "s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"null"}}}]}"#;
+        let Body::Notices(notices) = parse_body(body).unwrap() else {
+            panic!("expected notices");
+        };
+        assert!(!notices[0].is_object_created());
+        assert_eq!(notices[0].version_id, None);
+        assert_eq!(notices[0].event_time, None);
+    }
+
+    #[test]
     fn garbage_is_an_invalid_event() {
         for body in [
             "not json",
