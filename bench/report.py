@@ -170,14 +170,18 @@ def images_summary(images):
 def merge(args):
     run = Path(args.run)
     out = Path(args.out)
+    load = load_record(run)
+    # The end of the measuring: the last load sample, taken until the last part ended.
+    finished = datetime.datetime.fromtimestamp(load["last"]["t"], datetime.timezone.utc) if load["last"] \
+        else datetime.datetime.now(datetime.timezone.utc)
     results = {
         "mode": args.mode,
         "command": args.command_line,
         "started": args.started,
-        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         "versions": versions(),
-        "load_average": load_record(run),
+        "load_average": load,
     }
     ran = args.only.split(",")
     results["parts_run_now"] = ran
@@ -187,6 +191,10 @@ def merge(args):
             results[part] = json.loads(path.read_text())
         elif part in ran:
             raise SystemExit(f"report: {part} left no results ({path})")
+    # The init figures of the sam-built artifacts, from the last tests/sam run (committed beside).
+    sam = ROOT / "bench" / "sam" / "results.json"
+    if sam.exists():
+        results["sam_build_init"] = json.loads(sam.read_text())
     summary = {}
     if "backfill" in results:
         summary["backfill"] = backfill_summary(results["backfill"])
@@ -246,16 +254,24 @@ def plot_backfill_throughput(plt, backfill, out):
         tools += [t for t in rows if t not in tools]
     peers = [t for t in tools if t != "ours"]
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    width = 0.8 / len(tools)
-    for i, tool in enumerate(tools):
-        xs = [c + (i - (len(tools) - 1) / 2) * width for c in range(len(cases))]
-        ys = [backfill["cases"][case].get(tool, {}).get("mb_per_s", 0) for case in cases]
-        ax.bar(xs, ys, width, label="backfill (ours)" if tool == "ours" else tool, color=colour(tool, peers),
-               hatch="//" if tool.startswith("ceiling") else None, alpha=0.9)
+    width = 0.8 / max(len(rows) for rows in backfill["cases"].values())
+    labelled = set()
+    for c, case in enumerate(cases):
+        present = list(backfill["cases"][case])
+        for i, tool in enumerate(present):
+            x = c + (i - (len(present) - 1) / 2) * width
+            y = backfill["cases"][case][tool]["mb_per_s"]
+            label = None if tool in labelled else ("backfill (ours)" if tool == "ours" else tool)
+            labelled.add(tool)
+            ax.bar(x, y, width, label=label, color=colour(tool, peers),
+                   hatch="//" if tool.startswith("ceiling") else None, alpha=0.9)
+            ax.annotate(f"{y:.0f}", (x, y), ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(1, max(r["mb_per_s"] for rows in backfill["cases"].values() for r in rows.values()) * 8)
     ax.set_xticks(range(len(cases)), cases)
-    ax.set_ylabel("MB/s (median)")
+    ax.set_ylabel("MB/s (median, log)")
     ax.set_title("Backfill throughput by object size (nginx origin -> s3s-fs)")
-    ax.legend(fontsize=7, ncols=2)
+    ax.legend(fontsize=7, ncols=2, loc="upper right")
     return save(fig, out, "bench-backfill-throughput.png")
 
 
@@ -270,7 +286,7 @@ def plot_backfill_memory(plt, backfill, out):
                label=f"bound: RSS at 1 MiB + PART_SIZE x (UPLOAD_CONCURRENCY + 1) = {bound:.0f} MiB")
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [size_label(r["bytes"]) for r in rows])
-    ax.set_ylim(0, max(bound, *(r["rclone_rss_mib"] for r in rows)) * 1.3)
+    ax.set_ylim(0, max(bound, *(max(r["rclone_rss_mib"], r["ours_rss_mib"]) for r in rows)) * 1.3)
     ax.set_xlabel("object size")
     ax.set_ylabel("peak RSS, MiB")
     ax.set_title("Backfill peak memory as the object grows")
@@ -434,7 +450,7 @@ def docs(args):
     if "images" in results or "pixels" in results:
         lines += images_section(results.get("images"), results.get("pixels"), plt, out, figures)
     if "coldstart" in results:
-        lines += coldstart_section(results["coldstart"], plt, out, figures)
+        lines += coldstart_section(results["coldstart"], results.get("sam_build_init"), plt, out, figures)
     lines += ["## Machine, versions and load", ""]
     lines += table(["what", "value"], [[k, val or "-"] for k, val in v.items()])
     lines += ["", "Time and load average (1 minute) of each part:", ""]
@@ -525,6 +541,14 @@ def backfill_section(b, plt, out, figures):
                   f"whatever the size), rclone copyurl alongside. Ours went from {fmt(mem[0]['ours_rss_mib'], 1)} MiB at "
                   f"{size_label(mem[0]['bytes'])} to {fmt(mem[-1]['ours_rss_mib'], 1)} MiB at {size_label(mem[-1]['bytes'])} "
                   f"(most {fmt(max(r['ours_rss_mib'] for r in mem), 1)} MiB; the bound drawn is the 1 MiB figure + {bound} MiB).", ""]
+        line = mem[0]["ours_rss_mib"] + bound
+        over = [r for r in mem if r["ours_rss_mib"] > line]
+        if over:
+            lines += [f"**Not flat**: from {size_label(over[0]['bytes'])} on, the peak is above that bound "
+                      f"({fmt(over[0]['ours_rss_mib'], 1)} MiB; {fmt(over[-1]['ours_rss_mib'], 1)} MiB at "
+                      f"{size_label(over[-1]['bytes'])}), and it still grows with the object.", ""]
+        else:
+            lines += [f"Flat: every peak is under that bound ({fmt(line, 1)} MiB).", ""]
         lines += table(["object", "ours RSS MiB", "rclone RSS MiB", "ours s", "rclone s", "ratio (rclone time / ours)"],
                        [[size_label(r["bytes"]),
                          fmt(r["ours_rss_mib"], 1), fmt(r["rclone_rss_mib"], 1), fmt(r["ours_seconds"], 3),
@@ -627,7 +651,7 @@ def images_section(images, pixels, plt, out, figures):
     return lines
 
 
-def coldstart_section(c, plt, out, figures):
+def coldstart_section(c, sam, plt, out, figures):
     lines = ["## Cold start of each function (Runtime Interface Emulator)", "",
              f"{c['rounds']} rounds, functions in rotating order, a new emulator per sample ({c['profile']} builds). "
              "The edge hook runs on Node 22 with AWS's runtime interface client, as in Lambda; an empty Node "
@@ -641,6 +665,15 @@ def coldstart_section(c, plt, out, figures):
                     "warm invoke ms", "peak RSS MiB"], rows)
     figures.append(plot_coldstart(plt, c, out))
     lines += ["", f"![Cold start]({figures[-1]})", ""]
+    if sam and all({"runtime", "init_ms", "first_invoke_wall_ms", "artifact_bytes"} <= set(f) for f in sam.get("functions", {}).values()):
+        lines += [f"The artifacts `sam build` makes (cargo-lambda, zig), measured the same way by tests/sam "
+                  f"({sam['measured_at']}, {len(next(iter(sam['functions'].values()))['init_ms']['samples'])} "
+                  "sandboxes each, one function after another; bench/sam/results.json):", ""]
+        lines += table(["function (template)", "runtime", "init ms (median)", "min - max", "first invoke ms", "artifact MB"],
+                       [[name, f["runtime"], fmt(f["init_ms"]["median"], 1), f"{fmt(f['init_ms']['min'], 1)} - {fmt(f['init_ms']['max'], 1)}",
+                         fmt(f["first_invoke_wall_ms"]["median"], 1), fmt(f["artifact_bytes"] / 1e6, 1)]
+                        for name, f in sam["functions"].items()])
+        lines.append("")
     return lines
 
 
