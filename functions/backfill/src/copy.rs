@@ -1,6 +1,8 @@
 //! The copy itself: origin body streamed into S3, verified, never overwriting, nothing partial left
-//! visible. Memory stays below `part_size x (upload_concurrency + 1)` whatever the object's size.
+//! visible. Memory stays below about `part_size x (upload_concurrency + 2)` whatever the object's
+//! size.
 
+use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -190,7 +192,11 @@ async fn stream_parts<S: ObjectStore>(
     upload_id: &mut Option<String>,
 ) -> Result<Streamed, BackfillError> {
     let part_size = part_size as usize;
-    let mut buffer = BytesMut::with_capacity(part_size);
+    // Each part is filled in an allocation of exactly its size and frozen whole: no buffer grows,
+    // and no part shares an allocation with the next, so a part's memory goes as soon as it is
+    // uploaded.
+    let mut filling = BytesMut::new();
+    let mut full: VecDeque<Bytes> = VecDeque::new();
     let mut received: u64 = 0;
     let mut crc: u32 = 0;
     let mut next_number: i32 = 1;
@@ -198,12 +204,15 @@ async fn stream_parts<S: ObjectStore>(
     let mut in_flight = FuturesUnordered::new();
     let mut body_done = false;
     loop {
-        // Cut full parts (and, once the body is done, the last one) while there is room.
-        while in_flight.len() < config.upload_concurrency
-            && (buffer.len() >= part_size
-                || (body_done && !buffer.is_empty() && upload_id.is_some()))
-        {
-            let part = buffer.split_to(buffer.len().min(part_size)).freeze();
+        // Start uploads of full parts (and, once the body is done, the last one) while there is room.
+        while in_flight.len() < config.upload_concurrency {
+            let part = match full.pop_front() {
+                Some(part) => part,
+                None if body_done && !filling.is_empty() && upload_id.is_some() => {
+                    std::mem::take(&mut filling).freeze()
+                }
+                None => break,
+            };
             let part_crc = crc32c::crc32c(&part);
             crc = crc32c::crc32c_combine(crc, part_crc, part.len());
             let id = match upload_id {
@@ -217,14 +226,18 @@ async fn stream_parts<S: ObjectStore>(
             in_flight
                 .push(async move { store.upload_part(target, &id, number, part, part_crc).await });
         }
-        if body_done && in_flight.is_empty() && (buffer.is_empty() || upload_id.is_none()) {
+        if body_done
+            && in_flight.is_empty()
+            && full.is_empty()
+            && (filling.is_empty() || upload_id.is_none())
+        {
             break;
         }
-        let want_body = !body_done && buffer.len() < part_size;
+        let want_body = !body_done && full.is_empty();
         tokio::select! {
             Some(uploaded) = in_flight.next(), if !in_flight.is_empty() => parts.push(uploaded?),
             chunk = body.next(), if want_body => match chunk {
-                Some(Ok(chunk)) => {
+                Some(Ok(mut chunk)) => {
                     received += chunk.len() as u64;
                     if received > config.max_object_size {
                         return Err(BackfillError::TooLarge { size: received, limit: config.max_object_size });
@@ -232,7 +245,16 @@ async fn stream_parts<S: ObjectStore>(
                     if length.is_some_and(|expected| received > expected) {
                         return Err(BackfillError::OriginTransport("origin sent more than its Content-Length".into()));
                     }
-                    buffer.extend_from_slice(&chunk);
+                    while !chunk.is_empty() {
+                        if filling.capacity() == 0 {
+                            filling = BytesMut::with_capacity(part_size);
+                        }
+                        let take = (part_size - filling.len()).min(chunk.len());
+                        filling.extend_from_slice(&chunk.split_to(take));
+                        if filling.len() == part_size {
+                            full.push_back(std::mem::take(&mut filling).freeze());
+                        }
+                    }
                 }
                 Some(Err(err)) => return Err(truncated(err, received, length)),
                 None => body_done = true,
@@ -241,7 +263,7 @@ async fn stream_parts<S: ObjectStore>(
     }
     check_length(received, length)?;
     match upload_id {
-        None => Ok(Streamed::Small(buffer.freeze())),
+        None => Ok(Streamed::Small(filling.freeze())),
         Some(id) => {
             parts.sort_by_key(|part: &Part| part.number);
             Ok(Streamed::Parts {

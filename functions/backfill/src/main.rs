@@ -12,6 +12,7 @@ use shared::retry::Backoff;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    release_large_buffers();
     shared::logging::init();
     let config = Config::from_env(&Env::process())?;
     let sdk = shared::aws::load_config().await;
@@ -30,4 +31,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         handle_batch(app, runner, event)
     }))
     .await
+}
+
+/// Part buffers (megabytes each) come and go all the time. glibc raises its mmap threshold each
+/// time such a buffer is freed, after which they are carved from the heap arenas of the runtime's
+/// threads and the process's memory creeps up with the object's size. A fixed threshold keeps
+/// them in their own mappings, returned to the system when freed: memory stays flat.
+fn release_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a setting of the allocator, which takes its own lock for it.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
