@@ -149,7 +149,7 @@ def backfill_summary(backfill):
         }
     rss = [row["ours_rss_mib"] for row in backfill.get("memory", [])]
     return {"cases": cases, "memory_ours_rss_mib": {"min": min(rss), "max": max(rss)} if rss else None,
-            "memory_bound_buffers_mib": PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)}
+            "memory_bound_buffers_mib": PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 2)}
 
 
 def images_summary(images):
@@ -281,9 +281,9 @@ def plot_backfill_memory(plt, backfill, out):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.plot(xs, [r["ours_rss_mib"] for r in rows], "o-", color=OURS_COLOUR, label="backfill (ours), peak RSS")
     ax.plot(xs, [r["rclone_rss_mib"] for r in rows], "s--", color=PEER_COLOURS[0], label="rclone copyurl, peak RSS")
-    bound = rows[0]["ours_rss_mib"] + PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)
+    bound = rows[0]["ours_rss_mib"] + PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 2)
     ax.axhline(bound, color=OURS_COLOUR, linestyle=":",
-               label=f"bound: RSS at 1 MiB + PART_SIZE x (UPLOAD_CONCURRENCY + 1) = {bound:.0f} MiB")
+               label=f"bound: RSS at 1 MiB + PART_SIZE x (UPLOAD_CONCURRENCY + 2) = {bound:.0f} MiB")
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [size_label(r["bytes"]) for r in rows])
     ax.set_ylim(0, max(bound, *(max(r["rclone_rss_mib"], r["ours_rss_mib"]) for r in rows)) * 1.3)
@@ -533,7 +533,7 @@ def backfill_section(b, plt, out, figures):
     figures.append(plot_backfill_throughput(plt, b, out))
     lines += ["", f"![Backfill throughput by object size]({figures[-1]})", ""]
     if b.get("memory"):
-        bound = PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 1)
+        bound = PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 2)
         mem = b["memory"]
         lines += ["### Memory as the object grows", "",
                   f"Peak RSS of the function process for one object of each size (one record; defaults PART_SIZE "
