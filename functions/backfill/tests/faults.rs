@@ -13,11 +13,11 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::origin::Lookup;
-use common::s3_fault_proxy::{Fault, FaultProxy, Op, Rule};
 use common::{bytes, var, Harness, MIB};
 use shared::batch::{BatchRunner, VisibilityExtender};
 use shared::retry::Backoff;
 use shared::Failure;
+use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
 use tokio::time::Instant;
 
 /// A harness whose S3 requests go through a fault proxy in front of moto.

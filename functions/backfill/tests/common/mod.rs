@@ -2,7 +2,6 @@
 //! What the backfill integration tests share: a real origin server and the S3 under test.
 
 pub mod origin_server;
-pub mod s3_fault_proxy;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_s3::Client;

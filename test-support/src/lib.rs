@@ -1,0 +1,3 @@
+//! What the integration tests of several crates share. Never a dependency of a function.
+
+pub mod fault_proxy;
