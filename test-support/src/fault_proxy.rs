@@ -61,8 +61,8 @@ pub enum Fault {
     Truncate,
     /// Forwarded after a delay.
     Delay(Duration),
-    /// Neither forwarded nor answered: the caller waits until it gives up or is dropped, as if
-    /// its process died while waiting. [`FaultProxy::held`] tells when one arrives.
+    /// Held, neither forwarded nor answered, until [`FaultProxy::release_held`]; a caller dropped
+    /// meanwhile is a process that died at that point. [`FaultProxy::held`] tells when one arrives.
     Hold,
 }
 
@@ -111,6 +111,7 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     held: watch::Sender<usize>,
+    released: watch::Sender<bool>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -150,6 +151,7 @@ impl FaultProxy {
             addr,
             state: Arc::default(),
             held: watch::Sender::new(0),
+            released: watch::Sender::new(false),
         };
         let client = reqwest::Client::new();
         let shared = proxy.clone();
@@ -185,6 +187,8 @@ impl FaultProxy {
         state.seen.clear();
         state.answered.clear();
         state.injected = 0;
+        self.held.send_replace(0);
+        self.released.send_replace(false);
     }
 
     /// Faults injected since the rules were set.
@@ -221,6 +225,11 @@ impl FaultProxy {
     pub async fn held(&self) {
         let mut held = self.held.subscribe();
         held.wait_for(|n| *n > 0).await.unwrap();
+    }
+
+    /// Forwards the held requests, and those the rules would hold from now on.
+    pub fn release_held(&self) {
+        self.released.send_replace(true);
     }
 
     /// Counts the request and picks the fault the rules give it.
@@ -286,8 +295,9 @@ impl FaultProxy {
             Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
             Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
             Some(Fault::Hold) => {
+                let mut released = self.released.subscribe();
                 self.held.send_modify(|n| *n += 1);
-                std::future::pending::<()>().await;
+                released.wait_for(|r| *r).await.unwrap();
             }
             Some(Fault::DropAnswer | Fault::Truncate) | None => {}
         }
