@@ -202,7 +202,8 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
                 {
                     tracing::warn!(
                         task = task.id,
-                        "lease lost before completion: another invocation took the task over"
+                        "task record not completed by this invocation: its lease was taken over, \
+                         or the completion took effect and its answer was lost"
                     );
                 }
                 Ok(outcome)

@@ -7,6 +7,8 @@
 //!   the claim so the next delivery starts afresh.
 //! - A record whose lease ended (the invocation died) or whose TTL passed (DynamoDB deletes
 //!   expired items lazily) counts as absent, so it can be claimed again.
+//! - A refused claim that finds its own token took effect: its answer was lost and the SDK's
+//!   retry of the put was refused by the record the first attempt wrote.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -118,12 +120,16 @@ fn string<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
-/// What an existing record means for a claim made at `now_ms`; `None`: it no longer stands in the way.
-fn explain(item: &HashMap<String, AttributeValue>, now_ms: u64) -> Option<Claim> {
+/// What an existing record means for a claim made at `now_ms` with `token`; `None`: it no longer
+/// stands in the way.
+fn explain(item: &HashMap<String, AttributeValue>, now_ms: u64, token: &str) -> Option<Claim> {
     if number(item, "expires_at").is_some_and(|at| at * 1000 < now_ms) {
         return None;
     }
     match string(item, "status") {
+        Some(IN_PROGRESS) if string(item, "lease_token") == Some(token) => Some(Claim::Claimed {
+            token: token.to_owned(),
+        }),
         Some(COMPLETED) => Some(Claim::Completed),
         Some(FAILED) => Some(Claim::Failed {
             reason: string(item, "reason").unwrap_or("unknown").to_owned(),
@@ -175,7 +181,7 @@ impl TaskTable for DynamoTaskTable {
                     if let Some(claim) = self
                         .read(&task.id)
                         .await?
-                        .and_then(|item| explain(&item, now_ms))
+                        .and_then(|item| explain(&item, now_ms, &token))
                     {
                         return Ok(claim);
                     }
@@ -275,24 +281,35 @@ mod tests {
     fn records_explain_a_refused_claim() {
         let now = 1_700_000_000_000;
         let completed = item(&[("status", s(COMPLETED)), ("expires_at", n(now / 1000 + 60))]);
-        assert_eq!(explain(&completed, now), Some(Claim::Completed));
+        assert_eq!(explain(&completed, now, "t"), Some(Claim::Completed));
         let failed = item(&[("status", s(FAILED)), ("reason", s("corrupt_image"))]);
         assert_eq!(
-            explain(&failed, now),
+            explain(&failed, now, "t"),
             Some(Claim::Failed {
                 reason: "corrupt_image".into()
             })
         );
-        let busy = item(&[("status", s(IN_PROGRESS)), ("lease_until", n(now + 5000))]);
+        let busy = item(&[
+            ("status", s(IN_PROGRESS)),
+            ("lease_until", n(now + 5000)),
+            ("lease_token", s("theirs")),
+        ]);
         assert_eq!(
-            explain(&busy, now),
+            explain(&busy, now, "t"),
             Some(Claim::Busy {
                 until_ms: now + 5000
             })
         );
         let lapsed = item(&[("status", s(IN_PROGRESS)), ("lease_until", n(now - 1))]);
-        assert_eq!(explain(&lapsed, now), None);
+        assert_eq!(explain(&lapsed, now, "t"), None);
         let expired = item(&[("status", s(COMPLETED)), ("expires_at", n(now / 1000 - 1))]);
-        assert_eq!(explain(&expired, now), None);
+        assert_eq!(explain(&expired, now, "t"), None);
+        // Our own claim, whose answer was lost: the SDK's retry was refused by it.
+        assert_eq!(
+            explain(&busy, now, "theirs"),
+            Some(Claim::Claimed {
+                token: "theirs".into()
+            })
+        );
     }
 }
