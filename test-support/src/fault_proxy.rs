@@ -330,11 +330,17 @@ impl FaultProxy {
             }
             Some(Fault::Truncate) => {
                 let half = bytes.slice(..bytes.len() / 2);
-                let frames = [
-                    Ok(Frame::data(half)),
-                    Err(std::io::Error::other("injected truncation")),
-                ];
-                StreamBody::new(futures::stream::iter(frames)).boxed()
+                // The pause lets the headers and the first half go out before the connection
+                // drops; an error at once would drop them unsent, an answer never given.
+                let cut = async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("injected truncation"))
+                };
+                let frames = futures::StreamExt::chain(
+                    futures::stream::iter([Ok(Frame::data(half))]),
+                    futures::stream::once(cut),
+                );
+                StreamBody::new(frames).boxed()
             }
             _ => full(bytes),
         };
