@@ -646,7 +646,7 @@ async fn lasting_s3_faults_fail_retryably_and_the_redelivery_completes() {
             Rule::always(Op::GetObject, Fault::Drop),
         ),
         (
-            "GetObject body cut in half, every attempt",
+            "GetObject body cut in half, every request",
             Rule::always(Op::GetObject, Fault::Truncate),
         ),
         (
@@ -670,9 +670,15 @@ async fn lasting_s3_faults_fail_retryably_and_the_redelivery_completes() {
         .deliveries(&names.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
     for (i, (scenario, rule)) in scenarios.into_iter().enumerate() {
-        lab.proxy.set_rules(vec![rule]);
+        lab.proxy.set_rules(vec![rule.clone()]);
         let started = Instant::now();
+        let err = lab.process(&records[i]).await.unwrap_err();
+        assert!(err.is_retryable(), "{scenario}: {err}");
+        assert_eq!(err.reason(), "aws", "{scenario}: {err}");
+        lab.figure(scenario, &format!("retryable failure: {err}"), started);
+        lab.assert_nothing_partial(&names[i], Claim::Released).await;
         // Through the handler: the message is reported as a batch item failure.
+        lab.proxy.set_rules(vec![rule]);
         let response = lab.invoke(&records[i], now_ms() + 60_000).await;
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -684,7 +690,6 @@ async fn lasting_s3_faults_fail_retryably_and_the_redelivery_completes() {
             [records[i].message_id.as_deref().unwrap()],
             "{scenario}"
         );
-        lab.figure(scenario, "batch item failure (retryable)", started);
         let present = lab.assert_nothing_partial(&names[i], Claim::Released).await;
 
         // The fault is over: the next delivery completes the task, writing only what is missing.
