@@ -11,6 +11,8 @@ const MIB: u64 = 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 pub const MAX_PARTS: u64 = 10_000;
+/// S3's largest single PutObject.
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * MIB;
 
 /// An origin the function may fetch from: protocol, host and port must all match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,8 @@ pub struct Config {
     /// Extra request headers for the origin (a shared secret, say): sent, never logged.
     pub origin_headers: Vec<(HeaderName, HeaderValue)>,
     pub max_object_size: u64,
-    /// Objects of a known length up to this go in one PutObject; larger or unknown, multipart.
+    /// Objects of a known length up to this go in one PutObject (read whole up to a part,
+    /// streamed above); larger or of unknown length, multipart.
     pub single_put_max: u64,
     pub part_size: u64,
     /// Parts of one object uploaded at once.
@@ -79,7 +82,7 @@ impl Config {
             allowed_origins,
             origin_headers,
             max_object_size: size("MAX_OBJECT_SIZE", 50 * 1024 * MIB)?,
-            single_put_max: size("SINGLE_PUT_MAX", 8 * MIB)?,
+            single_put_max: size("SINGLE_PUT_MAX", MAX_PUT_SIZE)?,
             part_size: size("PART_SIZE", 8 * MIB)?,
             upload_concurrency: env.number_or(
                 "UPLOAD_CONCURRENCY",
@@ -129,7 +132,7 @@ impl Config {
                 "at most PART_SIZE x 10000 (raise PART_SIZE)",
             ));
         }
-        if self.single_put_max > MAX_PART_SIZE {
+        if self.single_put_max > MAX_PUT_SIZE {
             return Err(error(
                 "SINGLE_PUT_MAX",
                 &format!("is {}", self.single_put_max),
@@ -231,6 +234,7 @@ mod tests {
         let config = Config::from_env(&env(&[])).unwrap();
         assert_eq!(config.bucket, "overseas-origin");
         assert_eq!(config.part_size, 8 * MIB);
+        assert_eq!(config.single_put_max, MAX_PUT_SIZE);
         assert!(config.allows(Protocol::Https, "WWW.example.com", 443));
         assert!(config.allows(Protocol::Http, "origin.internal", 8080));
         assert!(!config.allows(Protocol::Http, "www.example.com", 443));

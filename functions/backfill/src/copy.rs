@@ -3,16 +3,18 @@
 //! size.
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use tokio::time::{timeout_at, Instant};
+use shared::retry::Backoff;
+use shared::Failure;
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::config::Config;
 use crate::error::BackfillError;
-use crate::origin::{BodyStream, Origin};
+use crate::origin::{BodyStream, Origin, OriginResponse};
 use crate::plan::{attributes_from, judge, upload_for, Fetch, Upload, Verdict};
 use crate::store::{ObjectStore, Part, Target, Written};
 
@@ -75,6 +77,17 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 Written::AlreadyExists => Ok(CopyOutcome::AlreadyPresent),
             }
         }
+        Upload::Stream { length } => {
+            let written =
+                put_streamed(origin, store, fetch, &target, response, length, deadline).await?;
+            Ok(match written {
+                Written::Created => CopyOutcome::Copied {
+                    bytes: length,
+                    parts: 1,
+                },
+                Written::AlreadyExists => CopyOutcome::AlreadyPresent,
+            })
+        }
         Upload::Multipart { length, part_size } => {
             let mut upload_id = None;
             let streamed = timeout_at(
@@ -131,11 +144,55 @@ pub async fn copy<O: Origin, S: ObjectStore>(
     }
 }
 
+/// Attempts at a streamed PutObject. The SDK cannot send a streamed body again, so a transient
+/// S3 failure (503 SlowDown, 500, a reset) is retried here, with a fresh origin response.
+const STREAM_ATTEMPTS: u32 = 3;
+const STREAM_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
+async fn put_streamed<O: Origin, S: ObjectStore>(
+    origin: &O,
+    store: &S,
+    fetch: &Fetch,
+    target: &Target,
+    first: OriginResponse,
+    length: u64,
+    deadline: Instant,
+) -> Result<Written, BackfillError> {
+    let etag = first.headers.get(http::header::ETAG).cloned();
+    let mut response = first;
+    let mut attempt = 1;
+    loop {
+        let sent = timeout_at(deadline, store.put_stream(target, response.body, length))
+            .await
+            .map_err(|_| BackfillError::Deadline)?;
+        let err = match sent {
+            Err(err) if err.is_retryable() && !err.is_origin_failure() => err,
+            done => return done,
+        };
+        if attempt == STREAM_ATTEMPTS || !matches!(err, BackfillError::Aws(_)) {
+            return Err(err);
+        }
+        tracing::info!(error = %err, attempt, "streamed PutObject failed; fetching again");
+        sleep_until((Instant::now() + STREAM_BACKOFF.full_jitter(attempt - 1)).min(deadline)).await;
+        response = timeout_at(deadline, origin.get(&fetch.url))
+            .await
+            .map_err(|_| BackfillError::Deadline)??;
+        // Only the very same object is sent again; anything else is the next delivery's to plan.
+        let same = response.status == 200
+            && response.content_length == Some(length)
+            && response.headers.get(http::header::ETAG).cloned() == etag;
+        if !same {
+            return Err(err);
+        }
+        attempt += 1;
+    }
+}
+
 /// Reads a body of known length whole.
 async fn read_whole(mut body: BodyStream, length: u64) -> Result<Bytes, BackfillError> {
     let mut buffer = BytesMut::with_capacity(length as usize);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|err| truncated(err, buffer.len() as u64, Some(length)))?;
+        let chunk = chunk.map_err(|err| err.in_body(buffer.len() as u64, Some(length)))?;
         buffer.extend_from_slice(&chunk);
         if buffer.len() as u64 > length {
             return Err(BackfillError::OriginTransport(format!(
@@ -145,17 +202,6 @@ async fn read_whole(mut body: BodyStream, length: u64) -> Result<Bytes, Backfill
     }
     check_length(buffer.len() as u64, Some(length))?;
     Ok(buffer.freeze())
-}
-
-/// A body error after some bytes of a known length is a truncation; the cause is logged.
-fn truncated(err: BackfillError, received: u64, expected: Option<u64>) -> BackfillError {
-    match (err, expected) {
-        (BackfillError::OriginTransport(cause), Some(expected)) => {
-            tracing::warn!(%cause, received, expected, "origin body failed");
-            BackfillError::Truncated { received, expected }
-        }
-        (err, _) => err,
-    }
 }
 
 fn check_length(received: u64, expected: Option<u64>) -> Result<(), BackfillError> {
@@ -256,7 +302,7 @@ async fn stream_parts<S: ObjectStore>(
                         }
                     }
                 }
-                Some(Err(err)) => return Err(truncated(err, received, length)),
+                Some(Err(err)) => return Err(err.in_body(received, length)),
                 None => body_done = true,
             },
         }

@@ -57,6 +57,20 @@ impl BackfillError {
     }
 }
 
+impl BackfillError {
+    /// A transport error after `received` bytes of a body of known length is a truncation (the
+    /// cause is logged); anything else stays as it is.
+    pub fn in_body(self, received: u64, expected: Option<u64>) -> Self {
+        match (self, expected) {
+            (BackfillError::OriginTransport(cause), Some(expected)) => {
+                tracing::warn!(%cause, received, expected, "origin body failed");
+                BackfillError::Truncated { received, expected }
+            }
+            (err, _) => err,
+        }
+    }
+}
+
 impl Failure for BackfillError {
     fn is_retryable(&self) -> bool {
         match self {

@@ -114,12 +114,21 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// How the object goes into S3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upload {
-    /// Known length up to the threshold: read it whole, one PutObject.
+    /// Known length up to [`BUFFERED_PUT_MAX`]: read it whole, one PutObject (which the SDK can
+    /// send again without asking the origin).
     Single { length: u64 },
+    /// Known length above that, up to `SINGLE_PUT_MAX`: one PutObject streamed from the origin,
+    /// its CRC32C as a trailer. The origin's bytes go on to S3 as they arrive: nothing is held,
+    /// and there is nothing to abort.
+    Stream { length: u64 },
     /// Larger, or unknown length: parts of `part_size`, started once a first part is full (an
     /// unknown-length body that ends before that goes in one PutObject after all).
     Multipart { length: Option<u64>, part_size: u64 },
 }
+
+/// Bodies this small are read whole before they are written: holding them costs nothing, and a
+/// throttled write is sent again from memory.
+pub const BUFFERED_PUT_MAX: u64 = 256 * 1024;
 
 pub fn upload_for(length: Option<u64>, config: &Config) -> Result<Upload, BackfillError> {
     match length {
@@ -127,7 +136,10 @@ pub fn upload_for(length: Option<u64>, config: &Config) -> Result<Upload, Backfi
             size,
             limit: config.max_object_size,
         }),
-        Some(length) if length <= config.single_put_max => Ok(Upload::Single { length }),
+        Some(length) if length <= config.single_put_max.min(BUFFERED_PUT_MAX) => {
+            Ok(Upload::Single { length })
+        }
+        Some(length) if length <= config.single_put_max => Ok(Upload::Stream { length }),
         length => Ok(Upload::Multipart {
             length,
             part_size: config.part_size,
@@ -359,6 +371,42 @@ mod tests {
                 size: 100_000_001,
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn known_lengths_stream_into_one_put_up_to_the_limit() {
+        const MIB: u64 = 1024 * 1024;
+        let config = Config::from_env(&Env::from_pairs([
+            ("BUCKET", "overseas-origin"),
+            ("ALLOWED_ORIGINS", "https://www.example.com"),
+            ("PART_SIZE", "8388608"),
+            ("SINGLE_PUT_MAX", "1073741824"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            upload_for(Some(BUFFERED_PUT_MAX), &config).unwrap(),
+            Upload::Single {
+                length: BUFFERED_PUT_MAX
+            }
+        );
+        assert_eq!(
+            upload_for(Some(BUFFERED_PUT_MAX + 1), &config).unwrap(),
+            Upload::Stream {
+                length: BUFFERED_PUT_MAX + 1
+            }
+        );
+        assert_eq!(
+            upload_for(Some(1024 * MIB), &config).unwrap(),
+            Upload::Stream { length: 1024 * MIB }
+        );
+        assert!(matches!(
+            upload_for(Some(1024 * MIB + 1), &config).unwrap(),
+            Upload::Multipart { .. }
+        ));
+        assert!(matches!(
+            upload_for(None, &config).unwrap(),
+            Upload::Multipart { length: None, .. }
         ));
     }
 

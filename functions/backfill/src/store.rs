@@ -1,6 +1,9 @@
 //! The overseas bucket: conditional, checksummed writes that never overwrite.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::RequestId;
@@ -8,8 +11,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::base64;
 use bytes::Bytes;
+use futures::StreamExt;
+use http_body::{Frame, SizeHint};
 
 use crate::error::BackfillError;
+use crate::origin::BodyStream;
 use crate::plan::ObjectAttributes;
 
 /// Where and what to write.
@@ -47,6 +53,16 @@ pub trait ObjectStore: Send + Sync {
         target: &Target,
         body: Bytes,
         crc32c: u32,
+    ) -> impl Future<Output = Result<Written, BackfillError>> + Send;
+
+    /// One PutObject streamed from the origin's body of exactly `length` bytes, its CRC32C sent
+    /// as a trailer. S3 keeps nothing unless the whole body arrives and matches; an origin error
+    /// (truncation, more bytes than announced) is returned as such.
+    fn put_stream(
+        &self,
+        target: &Target,
+        body: BodyStream,
+        length: u64,
     ) -> impl Future<Output = Result<Written, BackfillError>> + Send;
 
     fn create_multipart(
@@ -171,7 +187,54 @@ impl ObjectStore for S3Store {
                 .checksum_crc32_c(crc32c_header(crc32c)),
             &target.attributes
         );
-        match request.body(ByteStream::from(body)).send().await {
+        // The CRC32C header is what S3 checks the body against; signing the payload as well
+        // would hash every byte a second time with SHA-256 for no more safety.
+        match request
+            .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Written::Created),
+            Err(err) => write_error("PutObject", err),
+        }
+    }
+
+    async fn put_stream(
+        &self,
+        target: &Target,
+        body: BodyStream,
+        length: u64,
+    ) -> Result<Written, BackfillError> {
+        let origin_failure = Arc::new(Mutex::new(None));
+        let body = ExactBody {
+            stream: Mutex::new(body),
+            expected: length,
+            received: 0,
+            failure: origin_failure.clone(),
+        };
+        let request = with_attributes!(
+            self.client
+                .put_object()
+                .bucket(&target.bucket)
+                .key(&target.key)
+                .if_none_match("*")
+                .content_length(length as i64)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C),
+            &target.attributes
+        );
+        let sent = request
+            .body(ByteStream::new(
+                aws_smithy_types::body::SdkBody::from_body_1_x(body),
+            ))
+            .send()
+            .await;
+        // The origin failing mid-body also fails the request: that is the cause to report.
+        if let Some(failure) = origin_failure.lock().expect("not poisoned").take() {
+            return Err(failure);
+        }
+        match sent {
             Ok(_) => Ok(Written::Created),
             Err(err) => write_error("PutObject", err),
         }
@@ -220,6 +283,8 @@ impl ObjectStore for S3Store {
             .content_length(length)
             .checksum_crc32_c(crc32c_header(crc32c))
             .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| aws_error("UploadPart", e))?;
@@ -290,5 +355,66 @@ impl ObjectStore for S3Store {
             }
             Err(err) => Err(aws_error("AbortMultipartUpload", err)),
         }
+    }
+}
+
+/// The origin's body as an HTTP body of exactly `expected` bytes. An origin error, a body that
+/// ends short or one that runs long ends the request body with an error, so the object is never
+/// completed; the cause is left in `failure` for the caller to report.
+struct ExactBody {
+    /// In a mutex only to be `Sync`, as the SDK's bodies must be; polled through `get_mut`.
+    stream: Mutex<BodyStream>,
+    expected: u64,
+    received: u64,
+    failure: Arc<Mutex<Option<BackfillError>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the origin's body failed; the upload is abandoned")]
+struct OriginBodyFailed;
+
+impl ExactBody {
+    fn fail(&mut self, err: BackfillError) -> Poll<Option<Result<Frame<Bytes>, OriginBodyFailed>>> {
+        *self.failure.lock().expect("not poisoned") = Some(err);
+        Poll::Ready(Some(Err(OriginBodyFailed)))
+    }
+}
+
+impl http_body::Body for ExactBody {
+    type Data = Bytes;
+    type Error = OriginBodyFailed;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let stream = this.stream.get_mut().expect("not poisoned");
+        match stream.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.received += chunk.len() as u64;
+                if this.received > this.expected {
+                    let expected = this.expected;
+                    return this.fail(BackfillError::OriginTransport(format!(
+                        "origin sent more than its Content-Length of {expected} bytes"
+                    )));
+                }
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let err = err.in_body(this.received, Some(this.expected));
+                this.fail(err)
+            }
+            Poll::Ready(None) if this.received < this.expected => {
+                let (received, expected) = (this.received, this.expected);
+                this.fail(BackfillError::Truncated { received, expected })
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.expected - self.received)
     }
 }

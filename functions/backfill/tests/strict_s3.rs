@@ -103,3 +103,46 @@ async fn a_wrong_checksum_is_refused() {
     // s3s-fs 0.14 leaves the refused body in place (AWS does not), and does not check part
     // checksums: the refusal itself is what can be asserted here.
 }
+
+#[tokio::test]
+async fn streamed_puts_verify_on_a_strict_server() {
+    let h = Harness::start_with(&[("SINGLE_PUT_MAX", "67108864")], Some(strict_client())).await;
+    let body = bytes(11 * MIB + 7);
+    h.server
+        .add("large.mp4", body.clone(), &[("content-type", "video/mp4")]);
+    let key = h.key("streamed.mp4");
+    let outcome = h.run(&h.message("/files/large.mp4", &key)).await.unwrap();
+    assert_eq!(
+        outcome,
+        CopyOutcome::Copied {
+            bytes: body.len() as u64,
+            parts: 1
+        }
+    );
+    // s3s-fs refuses a PutObject whose trailing CRC32C differs from what it computed over the
+    // body (BadDigest), so an accepted write is a verified one. (moto keeps the checksum and
+    // tests/streamed.rs asserts it.)
+    let got =
+        h.s3.get_object()
+            .bucket(&h.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    let data = got.body.collect().await.unwrap().into_bytes();
+    assert!(data == body[..], "stored bytes differ");
+
+    let key = h.key("cut.mp4");
+    let err = h
+        .run(&h.message("/truncated/large.mp4", &key))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backfill::error::BackfillError::Truncated { .. }),
+        "{err}"
+    );
+    assert!(
+        h.object(&key).await.is_none(),
+        "nothing of a cut body is kept"
+    );
+}
