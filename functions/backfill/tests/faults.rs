@@ -13,28 +13,12 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::origin::Lookup;
-use common::{bytes, var, Harness, MIB};
+use common::{behind_proxy, bytes, Harness, MIB};
 use shared::batch::{BatchRunner, VisibilityExtender};
 use shared::retry::Backoff;
 use shared::Failure;
-use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
+use test_support::fault_proxy::{Fault, Op, Rule};
 use tokio::time::Instant;
-
-/// A harness whose S3 requests go through a fault proxy in front of moto.
-async fn behind_proxy(extra: &[(&str, &str)]) -> (Harness, FaultProxy, aws_sdk_s3::Client) {
-    let sdk = shared::aws::load_config().await;
-    let direct = shared::aws::s3_client(&sdk);
-    let proxy = FaultProxy::start(var("AWS_ENDPOINT_URL")).await;
-    let proxied = aws_sdk_s3::Client::from_conf(
-        direct
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    let h = Harness::start_with(extra, Some(proxied)).await;
-    (h, proxy, direct)
-}
 
 /// The invariants: whole and identical, or absent; never an open upload.
 async fn assert_invariants(
@@ -77,11 +61,27 @@ fn rule(op: Op, from: usize, to: usize, fault: Fault) -> Rule {
 #[tokio::test]
 async fn s3_transient_faults_are_absorbed_by_sdk_retries() {
     let (h, proxy, direct) = behind_proxy(&[]).await;
+    // "tiny" is read whole and sent again by the SDK; "small" streams, and is sent again with a
+    // fresh origin body; "large" goes in parts.
+    let tiny = bytes(100_000);
     let small = bytes(400_000);
     let large = bytes(11 * MIB);
+    h.server.add("tiny", tiny.clone(), &[]);
     h.server.add("small", small.clone(), &[]);
     h.server.add("large", large.clone(), &[]);
     let scenarios: Vec<(&str, Vec<Rule>, &str, &Vec<u8>)> = vec![
+        (
+            "503 SlowDown on a PutObject from memory",
+            vec![rule(Op::PutObject, 1, 2, Fault::Status(503, "SlowDown"))],
+            "tiny",
+            &tiny,
+        ),
+        (
+            "reset on a PutObject from memory",
+            vec![rule(Op::PutObject, 1, 1, Fault::Drop)],
+            "tiny",
+            &tiny,
+        ),
         (
             "503 SlowDown on PutObject",
             vec![rule(Op::PutObject, 1, 2, Fault::Status(503, "SlowDown"))],

@@ -10,7 +10,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::store::{ObjectStore, S3Store, Target, Written};
-use common::{bytes, var, Harness, MIB};
+use common::{behind_proxy, bytes, Harness, MIB};
 use futures::StreamExt;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
@@ -25,16 +25,8 @@ async fn streaming() -> Harness {
 
 /// A streaming harness whose S3 requests go through a fault proxy in front of moto.
 async fn streaming_behind_proxy() -> (Harness, FaultProxy) {
-    let direct = shared::aws::s3_client(&shared::aws::load_config().await);
-    let proxy = FaultProxy::start(var("AWS_ENDPOINT_URL")).await;
-    let proxied = aws_sdk_s3::Client::from_conf(
-        direct
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    (Harness::start_with(STREAMING, Some(proxied)).await, proxy)
+    let (h, proxy, _direct) = behind_proxy(STREAMING).await;
+    (h, proxy)
 }
 
 /// Reads through a client that bypasses any proxy.

@@ -13,6 +13,7 @@ use backfill::origin::HttpOrigin;
 use backfill::store::S3Store;
 use origin_server::OriginServer;
 use shared::config::Env;
+use test_support::fault_proxy::FaultProxy;
 use tokio::time::{Duration, Instant};
 
 pub const MIB: usize = 1024 * 1024;
@@ -154,4 +155,20 @@ impl Harness {
             .unwrap();
         listed.uploads().len()
     }
+}
+
+/// A harness whose S3 requests go through a fault proxy in front of moto.
+pub async fn behind_proxy(extra: &[(&str, &str)]) -> (Harness, FaultProxy, aws_sdk_s3::Client) {
+    let sdk = shared::aws::load_config().await;
+    let direct = shared::aws::s3_client(&sdk);
+    let proxy = FaultProxy::start(var("AWS_ENDPOINT_URL")).await;
+    let proxied = aws_sdk_s3::Client::from_conf(
+        direct
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let h = Harness::start_with(extra, Some(proxied)).await;
+    (h, proxy, direct)
 }
