@@ -427,7 +427,13 @@ def main():
                         help="largest object of the memory series (e.g. 1GiB: leaves out the 4 GiB point)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default bench/backfill/results.json); the docs page is written only without it")
+    parser.add_argument("--cases", default="single,many,memory,concurrency",
+                        help="which parts to run, comma-separated (single, many, memory, concurrency); "
+                             "a partial run needs --out")
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
+    if cases != {"single", "many", "memory", "concurrency"} and args.out is None and not args.quick:
+        parser.error("a partial run (--cases) needs --out, so that it does not replace the full results")
     www = ROOT / ".local" / "bench-www"
     nginx = Nginx(www)
     try:
@@ -440,19 +446,23 @@ def main():
         if args.max_size is not None:
             sizes = [size for size in sizes if size <= args.max_size]
         results = {"machine": machine(), "rounds": rounds, "quick": args.quick, "cases": {}}
-        label = f"1 x {single // MIB} MiB"
-        print(label, flush=True)
-        results["cases"][label] = bench_single(www, nginx, f"{single}.bin", single, rounds)
-        label = f"{many1m} x 1 MiB"
-        print(label, flush=True)
-        results["cases"][label] = bench_many(www, nginx, f"many-{many1m}x1m", many1m, MIB, rounds)
-        label = f"{many10k} x 10 KiB"
-        print(label, flush=True)
-        results["cases"][label] = bench_many(www, nginx, f"many-{many10k}x10k", many10k, 10 * 1024, rounds)
-        results["memory"] = bench_memory(www, nginx, sizes)
-        print(f"concurrency, {scaling_count} x 1 MiB", flush=True)
-        results["concurrency"] = bench_concurrency(
-            www, nginx, f"many-{scaling_count}x1m", scaling_count, MIB, [1, 2, 4, 8], rounds)
+        if "single" in cases:
+            label = f"1 x {single // MIB} MiB"
+            print(label, flush=True)
+            results["cases"][label] = bench_single(www, nginx, f"{single}.bin", single, rounds)
+        if "many" in cases:
+            label = f"{many1m} x 1 MiB"
+            print(label, flush=True)
+            results["cases"][label] = bench_many(www, nginx, f"many-{many1m}x1m", many1m, MIB, rounds)
+            label = f"{many10k} x 10 KiB"
+            print(label, flush=True)
+            results["cases"][label] = bench_many(www, nginx, f"many-{many10k}x10k", many10k, 10 * 1024, rounds)
+        if "memory" in cases:
+            results["memory"] = bench_memory(www, nginx, sizes)
+        if "concurrency" in cases:
+            print(f"concurrency, {scaling_count} x 1 MiB", flush=True)
+            results["concurrency"] = bench_concurrency(
+                www, nginx, f"many-{scaling_count}x1m", scaling_count, MIB, [1, 2, 4, 8], rounds)
     finally:
         nginx.stop()
     out = args.out or ROOT / "bench" / "backfill" / ("results-quick.json" if args.quick else "results.json")
