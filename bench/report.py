@@ -462,9 +462,10 @@ def docs(args):
               "the edge hook's cold starts in rotating order and its warm calls in rounds of a new process each, "
               "the cold starts in rotating order.",
               "- Backfill: the release build run by the Runtime Interface Emulator, fed one SQS batch; the origin is "
-              "nginx, the S3 is s3s-fs (strict: it checks signatures and checksums; its CompleteMultipartUpload "
-              "re-reads the parts on one thread, so large objects top out near its own ceiling whoever the client "
-              "is: the `ceiling` row is a plain PUT of the file from disk). Peak RSS is the function process's.",
+              "nginx, the S3 is s3s-fs (strict: it checks signatures and checksums, on one thread per request). "
+              "Two ceilings: a plain PUT of the file from disk (no checksum), and the same PUT carrying the "
+              "trailing CRC32C that every write of ours carries (the server's own cost of verifying it). "
+              "Peak RSS is the function process's.",
               "- Edge hook: the deployable package (Node 22, the Rust addon) against the same hook in plain Node.js "
               "with @aws-sdk/client-sqs, each also against an empty handler, on the local stack's SQS (moto).",
               "- Image processor: the Lambda's own pipeline (`imaging::render`, 4 renditions) against sharp and "
@@ -522,7 +523,8 @@ def summary_section(results):
 def backfill_section(b, plt, out, figures):
     lines = ["## Backfill: overseas bucket filled from the domestic origin", "",
              f"Rounds: {b['rounds']}, interleaved. Peers: rclone (`copyurl` for one object, `copy --transfers N` "
-             "for many), `curl | s5cmd pipe`; ceiling: a plain PUT of the file from disk.", ""]
+             "for many), `curl | s5cmd pipe`; ceilings: a plain PUT of the file from disk, and the same PUT with "
+             "the trailing CRC32C every write of ours carries.", ""]
     rows = []
     for case, tools in b["cases"].items():
         ours = tools["ours"]["median_seconds"]
@@ -536,9 +538,11 @@ def backfill_section(b, plt, out, figures):
         bound = PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 2)
         mem = b["memory"]
         lines += ["### Memory as the object grows", "",
-                  f"Peak RSS of the function process for one object of each size (one record; defaults PART_SIZE "
-                  f"{PART_SIZE_MIB} MiB, UPLOAD_CONCURRENCY {UPLOAD_CONCURRENCY}: at most {bound} MiB of part buffers "
-                  f"whatever the size), rclone copyurl alongside. Ours went from {fmt(mem[0]['ours_rss_mib'], 1)} MiB at "
+                  f"Peak RSS of the function process for one object of each size (one record), rclone copyurl "
+                  f"alongside. Known lengths up to SINGLE_PUT_MAX (5 GiB) stream straight from the origin into one "
+                  f"PutObject and hold no part buffers; the bound drawn is the multipart path's (chunked bodies, or "
+                  f"above SINGLE_PUT_MAX; defaults PART_SIZE {PART_SIZE_MIB} MiB, UPLOAD_CONCURRENCY "
+                  f"{UPLOAD_CONCURRENCY}: at most {bound} MiB of part buffers whatever the size). Ours went from {fmt(mem[0]['ours_rss_mib'], 1)} MiB at "
                   f"{size_label(mem[0]['bytes'])} to {fmt(mem[-1]['ours_rss_mib'], 1)} MiB at {size_label(mem[-1]['bytes'])} "
                   f"(most {fmt(max(r['ours_rss_mib'] for r in mem), 1)} MiB; the bound drawn is the 1 MiB figure + {bound} MiB).", ""]
         line = mem[0]["ours_rss_mib"] + bound
