@@ -99,6 +99,22 @@ pub fn crc32c_header(crc: u32) -> String {
     base64::encode(crc.to_be_bytes())
 }
 
+macro_rules! with_attributes {
+    ($builder:expr, $attributes:expr) => {{
+        let attributes = $attributes;
+        let mut builder = $builder
+            .set_content_type(attributes.content_type.clone())
+            .set_cache_control(attributes.cache_control.clone())
+            .set_content_encoding(attributes.content_encoding.clone())
+            .set_content_disposition(attributes.content_disposition.clone())
+            .set_content_language(attributes.content_language.clone());
+        for (name, value) in &attributes.metadata {
+            builder = builder.metadata(name, value);
+        }
+        builder
+    }};
+}
+
 pub struct S3Store {
     client: aws_sdk_s3::Client,
 }
@@ -106,6 +122,23 @@ pub struct S3Store {
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         S3Store { client }
+    }
+
+    /// A PutObject of `length` bytes with the target's attributes, only if the key is free.
+    fn conditional_put(
+        &self,
+        target: &Target,
+        length: u64,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        with_attributes!(
+            self.client
+                .put_object()
+                .bucket(&target.bucket)
+                .key(&target.key)
+                .if_none_match("*")
+                .content_length(length as i64),
+            &target.attributes
+        )
     }
 }
 
@@ -136,22 +169,6 @@ where
     BackfillError::Aws(shared::Error::aws(operation, err))
 }
 
-macro_rules! with_attributes {
-    ($builder:expr, $attributes:expr) => {{
-        let attributes = $attributes;
-        let mut builder = $builder
-            .set_content_type(attributes.content_type.clone())
-            .set_cache_control(attributes.cache_control.clone())
-            .set_content_encoding(attributes.content_encoding.clone())
-            .set_content_disposition(attributes.content_disposition.clone())
-            .set_content_language(attributes.content_language.clone());
-        for (name, value) in &attributes.metadata {
-            builder = builder.metadata(name, value);
-        }
-        builder
-    }};
-}
-
 impl ObjectStore for S3Store {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, BackfillError> {
         match self
@@ -176,17 +193,9 @@ impl ObjectStore for S3Store {
         body: Bytes,
         crc32c: u32,
     ) -> Result<Written, BackfillError> {
-        let length = body.len() as i64;
-        let request = with_attributes!(
-            self.client
-                .put_object()
-                .bucket(&target.bucket)
-                .key(&target.key)
-                .if_none_match("*")
-                .content_length(length)
-                .checksum_crc32_c(crc32c_header(crc32c)),
-            &target.attributes
-        );
+        let request = self
+            .conditional_put(target, body.len() as u64)
+            .checksum_crc32_c(crc32c_header(crc32c));
         // The CRC32C header is what S3 checks the body against; signing the payload as well
         // would hash every byte a second time with SHA-256 for no more safety.
         match request
@@ -214,16 +223,9 @@ impl ObjectStore for S3Store {
             received: 0,
             failure: origin_failure.clone(),
         };
-        let request = with_attributes!(
-            self.client
-                .put_object()
-                .bucket(&target.bucket)
-                .key(&target.key)
-                .if_none_match("*")
-                .content_length(length as i64)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32C),
-            &target.attributes
-        );
+        let request = self
+            .conditional_put(target, length)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C);
         let sent = request
             .body(ByteStream::new(
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),

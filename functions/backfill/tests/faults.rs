@@ -224,25 +224,36 @@ async fn s3_lasting_faults_fail_retryably_and_leave_nothing() {
 
 #[tokio::test]
 async fn a_copy_cut_by_the_deadline_completes_on_the_next_attempt() {
-    let h = Harness::start(&[("ORIGIN_IDLE_TIMEOUT", "10s")]).await;
-    let body = bytes(12 * MIB);
-    h.server.add("long", body.clone(), &[]);
-    let key = h.key("long");
-    let cut = h
-        .run_until(
-            &h.message("/stall/3000/long", &key),
-            Instant::now() + Duration::from_millis(1000),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(cut, BackfillError::Deadline), "{cut}");
-    assert_eq!(h.open_uploads().await, 0, "the abandoned upload is aborted");
-    let outcome = h.run(&h.message("/files/long", &key)).await.unwrap();
-    assert!(
-        matches!(outcome, CopyOutcome::Copied { parts: 3, .. }),
-        "{outcome:?}"
-    );
-    assert!(h.object(&key).await.unwrap() == body);
+    // Both ways a 12 MiB body of known length goes in: parts, or one streamed PutObject.
+    for (single_put_max, parts) in [("1048576", 3), ("67108864", 1)] {
+        let h = Harness::start(&[
+            ("ORIGIN_IDLE_TIMEOUT", "10s"),
+            ("SINGLE_PUT_MAX", single_put_max),
+        ])
+        .await;
+        let body = bytes(12 * MIB);
+        h.server.add("long", body.clone(), &[]);
+        let key = h.key("long");
+        let cut = h
+            .run_until(
+                &h.message("/stall/3000/long", &key),
+                Instant::now() + Duration::from_millis(1000),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(cut, BackfillError::Deadline), "{cut}");
+        assert!(h.object(&key).await.is_none(), "nothing partial is visible");
+        assert_eq!(h.open_uploads().await, 0, "the abandoned upload is aborted");
+        let outcome = h.run(&h.message("/files/long", &key)).await.unwrap();
+        assert_eq!(
+            outcome,
+            CopyOutcome::Copied {
+                bytes: body.len() as u64,
+                parts
+            }
+        );
+        assert!(h.object(&key).await.unwrap() == body);
+    }
 }
 
 #[tokio::test]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
@@ -14,7 +12,6 @@ use common::{behind_proxy, bytes, Harness, MIB};
 use futures::StreamExt;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
-use tokio::time::Instant;
 
 /// Streams everything from a part (5 MiB) up to 64 MiB.
 const STREAMING: &[(&str, &str)] = &[("SINGLE_PUT_MAX", "67108864")];
@@ -122,36 +119,6 @@ async fn a_stalled_streamed_body_times_out_and_leaves_nothing() {
         matches!(outcome, CopyOutcome::Copied { parts: 1, .. }),
         "{outcome:?}"
     );
-}
-
-#[tokio::test]
-async fn a_streamed_copy_cut_by_the_deadline_completes_on_the_next_delivery() {
-    let h = Harness::start(&[
-        ("SINGLE_PUT_MAX", "67108864"),
-        ("ORIGIN_IDLE_TIMEOUT", "10s"),
-    ])
-    .await;
-    let body = bytes(12 * MIB);
-    h.server.add("long", body.clone(), &[]);
-    let key = h.key("long");
-    let cut = h
-        .run_until(
-            &h.message("/stall/3000/long", &key),
-            Instant::now() + Duration::from_millis(1000),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(cut, BackfillError::Deadline), "{cut}");
-    assert!(
-        h.object(&key).await.is_none(),
-        "half an object is never visible"
-    );
-    let outcome = h.run(&h.message("/files/long", &key)).await.unwrap();
-    assert!(
-        matches!(outcome, CopyOutcome::Copied { parts: 1, .. }),
-        "{outcome:?}"
-    );
-    assert!(h.object(&key).await.unwrap() == body);
 }
 
 #[tokio::test]
