@@ -24,16 +24,25 @@ Rules (their names are what the findings and the tests use):
   bucket-protection       a bucket without full public access block, encryption, or a lifecycle
                           rule aborting incomplete multipart uploads
   bucket-policy           a bucket policy allowing anyone but a CloudFront distribution (by OAC)
-  bucket-notification     a notification to a queue without a queue policy for S3 (SourceArn and
-                          SourceAccount), without the bucket depending on it, or without filters
+  bucket-notification     a notification to a queue or topic without a policy letting S3 send
+                          (SourceArn and SourceAccount), without the bucket depending on that
+                          policy, or without filters (prefix and suffix for a queue, prefix for a
+                          topic)
+  topic-subscription      a topic's subscription of a queue without a queue policy letting that
+                          topic send (named by aws:SourceArn)
   queue-alarms            a DLQ without a depth alarm or a consumed queue without an age alarm
-  task-table              a DynamoDB table not on demand or without TTL
+  dynamodb-table          a DynamoDB table not on demand, or with neither TTL nor point-in-time
+                          recovery (items that never expire are a history to keep)
   role-minimum            a function role whose actions differ from what the function calls
-                          (scripts/sdk-calls.json), its event source and its logs need
-  sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources
+                          (scripts/sdk-calls.json; per binary for a crate with several), its event
+                          source and its logs need
+  sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources: a
+                          crate's calls, or for a crate with several binaries the union of theirs,
+                          each binary's among what its main can reach
 
   policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
-  policy_check.py --derive-sdk-calls              print the SDK calls found in the sources
+  policy_check.py --derive-sdk-calls              print the SDK calls found in the sources (per
+                                                  crate, and what each binary's main can reach)
 """
 import argparse
 import copy
@@ -98,12 +107,21 @@ OPERATIONS = {
     "delete_item": ("dynamodb", "DeleteItem", {"dynamodb:DeleteItem"}),
     "query": ("dynamodb", "Query", {"dynamodb:Query"}),
     "batch_write_item": ("dynamodb", "BatchWriteItem", {"dynamodb:BatchWriteItem"}),
+    # ListParts's IAM action has another name.
+    "list_parts": ("s3", "ListParts", {"s3:ListMultipartUploadParts"}),
+    "list_object_versions": ("s3", "ListObjectVersions", {"s3:ListBucketVersions"}),
+    "publish": ("sns", "Publish", {"sns:Publish"}),
 }
 API_ACTIONS = {f"{svc}:{api}": actions for svc, api, actions in OPERATIONS.values()}
-# A GetObject with a version id needs s3:GetObjectVersion as well.
-VERSIONED_READ = ("s3:GetObject", ".version_id(", "s3:GetObjectVersion")
-# Methods called on a client that are not service operations.
-CLIENT_METHODS = {"clone", "config", "as_ref", "to_owned"}
+# A GetObject or HeadObject with a version id (a setter given a value, not the answer's getter)
+# needs s3:GetObjectVersion as well.
+VERSIONED_READS = {"s3:GetObject", "s3:HeadObject"}
+VERSION_ID_SET = re.compile(r"\.(?:set_)?version_id\(\s*[^)\s]")
+VERSIONED_ACTION = "s3:GetObjectVersion"
+# Methods called on a client that are not service operations (`http`: the upload API's own
+# client handing out its HTTP client).
+CLIENT_METHODS = {"clone", "config", "as_ref", "to_owned", "http"}
+SDK_CALL = re.compile(r"\bclient\s*\.\s*([a-z_][a-z0-9_]*)\s*\(\s*\)")
 
 # What each attribute of a resource type refers to, for resource checks: (service, kind).
 ARN_KINDS = {
@@ -622,6 +640,7 @@ def rule_distribution(resources):
 def rule_buckets(resources):
     bucket_policies = {}
     queue_policies = {}
+    topic_policies = {}
     for name, res in resources.items():
         if res["Type"] == "AWS::S3::BucketPolicy":
             bucket, _ = ref_name(res["Properties"].get("Bucket"))
@@ -629,6 +648,9 @@ def rule_buckets(resources):
         if res["Type"] == "AWS::SQS::QueuePolicy":
             for queue in res["Properties"].get("Queues", []):
                 queue_policies[ref_name(queue)[0]] = (name, res["Properties"]["PolicyDocument"])
+        if res["Type"] == "AWS::SNS::TopicPolicy":
+            for topic in res["Properties"].get("Topics", []):
+                topic_policies[ref_name(topic)[0]] = (name, res["Properties"]["PolicyDocument"])
     for name, res in resources.items():
         if res["Type"] != "AWS::S3::Bucket":
             continue
@@ -653,38 +675,74 @@ def rule_buckets(resources):
                 yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows other than one distribution")
             if as_list(st.get("Action")) != ["s3:GetObject"]:
                 yield Finding("bucket-policy", f"{policy_name}/{st.get('Sid')}", "allows more than s3:GetObject")
-        notifications = (props.get("NotificationConfiguration") or {}).get("QueueConfigurations", [])
+        notification_config = props.get("NotificationConfiguration") or {}
         depends = set(as_list(res.get("DependsOn")))
-        for i, notification in enumerate(notifications):
-            at = f"{name}/QueueConfigurations[{i}]"
-            queue, _ = ref_name(notification.get("Queue"))
-            rules_ = ((notification.get("Filter") or {}).get("S3Key") or {}).get("Rules", [])
-            if {r.get("Name", "").lower() for r in rules_} != {"prefix", "suffix"}:
-                yield Finding("bucket-notification", at, "not filtered by both prefix and suffix")
-            policy_name, document = queue_policies.get(queue, (None, None))
-            if policy_name is None:
-                yield Finding("bucket-notification", at, f"queue {queue} has no queue policy")
-                continue
-            if policy_name not in depends:
-                yield Finding("bucket-notification", at, f"the bucket does not depend on {policy_name}")
-            allowed = False
-            for st in statements(document):
-                conditions = st.get("Condition") or {}
-                source_arn = any("aws:SourceArn" in c for c in conditions.values())
-                source_account = any("aws:SourceAccount" in c for c in conditions.values())
-                if (
-                    st.get("Effect") == "Allow"
-                    and st.get("Principal") == {"Service": "s3.amazonaws.com"}
-                    and "sqs:SendMessage" in as_list(st.get("Action"))
-                    and source_arn
-                    and source_account
+        targets = [
+            ("QueueConfigurations", "Queue", queue_policies, "sqs:SendMessage", {"prefix", "suffix"}),
+            ("TopicConfigurations", "Topic", topic_policies, "sns:Publish", {"prefix"}),
+        ]
+        for key, target_key, policies, action, filters in targets:
+            for i, notification in enumerate(notification_config.get(key, [])):
+                at = f"{name}/{key}[{i}]"
+                target, _ = ref_name(notification.get(target_key))
+                rules_ = ((notification.get("Filter") or {}).get("S3Key") or {}).get("Rules", [])
+                if not filters <= {r.get("Name", "").lower() for r in rules_}:
+                    yield Finding("bucket-notification", at, f"not filtered by {' and '.join(sorted(filters))}")
+                policy_name, document = policies.get(target, (None, None))
+                if policy_name is None:
+                    yield Finding("bucket-notification", at, f"{target_key.lower()} {target} has no policy")
+                    continue
+                if policy_name not in depends:
+                    yield Finding("bucket-notification", at, f"the bucket does not depend on {policy_name}")
+                if not any(
+                    allows_service(st, "s3.amazonaws.com", action)
+                    and condition_keys(st) >= {"aws:SourceArn", "aws:SourceAccount"}
+                    for st in statements(document)
                 ):
-                    allowed = True
-            if not allowed:
-                yield Finding(
-                    "bucket-notification", at,
-                    f"{policy_name} does not let s3.amazonaws.com send with SourceArn and SourceAccount",
-                )
+                    yield Finding(
+                        "bucket-notification", at,
+                        f"{policy_name} does not let s3.amazonaws.com send with SourceArn and SourceAccount",
+                    )
+
+
+def allows_service(st, service, action):
+    return (
+        st.get("Effect") == "Allow"
+        and st.get("Principal") == {"Service": service}
+        and action in as_list(st.get("Action"))
+    )
+
+
+def condition_keys(st):
+    return {key for condition in (st.get("Condition") or {}).values() for key in condition}
+
+
+def rule_subscriptions(resources):
+    """A queue subscribed to a topic receives nothing unless its policy lets that topic send."""
+    queue_policies = {}
+    for name, res in resources.items():
+        if res["Type"] == "AWS::SQS::QueuePolicy":
+            for queue in res["Properties"].get("Queues", []):
+                queue_policies[ref_name(queue)[0]] = (name, res["Properties"]["PolicyDocument"])
+    for name, res in resources.items():
+        props = res["Properties"]
+        if res["Type"] != "AWS::SNS::Subscription" or props.get("Protocol") != "sqs":
+            continue
+        queue, _ = ref_name(props.get("Endpoint"))
+        topic, _ = ref_name(props.get("TopicArn"))
+        policy_name, document = queue_policies.get(queue, (None, None))
+        if policy_name is None:
+            yield Finding("topic-subscription", name, f"queue {queue} has no queue policy")
+            continue
+        if not any(
+            allows_service(st, "sns.amazonaws.com", "sqs:SendMessage")
+            and any(
+                ref_name(condition.get("aws:SourceArn"))[0] == topic
+                for condition in (st.get("Condition") or {}).values()
+            )
+            for st in statements(document)
+        ):
+            yield Finding("topic-subscription", name, f"{policy_name} does not let topic {topic} (by SourceArn) send")
 
 
 def rule_alarms(resources):
@@ -713,10 +771,13 @@ def rule_tables(resources):
             continue
         props = res["Properties"]
         if props.get("BillingMode") != "PAY_PER_REQUEST":
-            yield Finding("task-table", name, "not on demand (PAY_PER_REQUEST)")
+            yield Finding("dynamodb-table", name, "not on demand (PAY_PER_REQUEST)")
         ttl = props.get("TimeToLiveSpecification") or {}
-        if str(ttl.get("Enabled", "")).lower() != "true" or not ttl.get("AttributeName"):
-            yield Finding("task-table", name, "no TTL")
+        has_ttl = str(ttl.get("Enabled", "")).lower() == "true" and ttl.get("AttributeName")
+        recovery = props.get("PointInTimeRecoverySpecification") or {}
+        has_recovery = str(recovery.get("PointInTimeRecoveryEnabled", "")).lower() == "true"
+        if not (has_ttl or has_recovery):
+            yield Finding("dynamodb-table", name, "no TTL, and no point-in-time recovery for items kept forever")
 
 
 # ---------------------------------------------------------------- SDK calls and role minimum
@@ -840,28 +901,181 @@ def shared_features(root, crate_dir):
     return set(re.findall(r'"([^"]+)"', features.group(1))) if features else set()
 
 
-def derive_sdk_calls(root, crate_dir):
-    """The AWS SDK operations a function's crate (and the shared code it compiles) calls."""
+def crate_sources(root, crate_dir):
+    """Non-test code of a crate and of the shared modules it compiles."""
     sources = rust_sources(crate_dir)
     features = shared_features(root, crate_dir)
     if features is not None:
         sources.update(shared_modules(root, features))
+    return sources
+
+
+def sdk_calls_in(code):
+    """(operation, API call or None when unknown, whether only presigned) of each call in code."""
+    for m in SDK_CALL.finditer(code):
+        op = m.group(1)
+        if op in CLIENT_METHODS:
+            continue
+        end = code.find(";", m.end())
+        statement = code[m.end():] if end < 0 else code[m.end():end]
+        presigned = ".presigned(" in statement and ".send(" not in statement
+        if op not in OPERATIONS:
+            yield op, None, presigned
+            continue
+        service, api, _ = OPERATIONS[op]
+        yield op, f"{service}:{api}", presigned
+
+
+def reads_versions(code):
+    """Whether code calls GetObject or HeadObject and sets a version id."""
+    return bool(VERSION_ID_SET.search(code)) and any(call in VERSIONED_READS for _, call, _ in sdk_calls_in(code))
+
+
+def derive_sdk_calls(root, crate_dir):
+    """The AWS SDK operations a function's crate (and the shared code it compiles) calls."""
     calls = set()
     unknown = set()
     versioned = False
-    for path, code in sources.items():
-        for m in re.finditer(r"\bclient\s*\.\s*([a-z_][a-z0-9_]*)\s*\(\s*\)", code):
-            op = m.group(1)
-            if op in CLIENT_METHODS:
-                continue
-            if op not in OPERATIONS:
+    for path, code in crate_sources(root, crate_dir).items():
+        for op, call, _ in sdk_calls_in(code):
+            if call is None:
                 unknown.add(f"{op} ({path.relative_to(root)})")
-                continue
-            service, api, _ = OPERATIONS[op]
-            calls.add(f"{service}:{api}")
-            if f"{service}:{api}" == VERSIONED_READ[0] and VERSIONED_READ[1] in code:
-                versioned = True
+            else:
+                calls.add(call)
+        versioned = versioned or any(reads_versions(text) for _, text in code_blocks(code))
     return sorted(calls), sorted(unknown), versioned
+
+
+def presigned_only(root, crate_dir):
+    """Calls every call site of which only presigns (builds a signed URL, sends nothing)."""
+    sites = {}
+    for code in crate_sources(root, crate_dir).values():
+        for _, call, presigned in sdk_calls_in(code):
+            if call:
+                sites.setdefault(call, []).append(presigned)
+    return {call for call, presigns in sites.items() if all(presigns)}
+
+
+ITEM = re.compile(r"\b(impl|struct|enum)\b")
+
+
+def _skip_generics(text, i):
+    depth = 0
+    while i < len(text):
+        if text[i] == "<":
+            depth += 1
+        elif text[i] == ">" and text[i - 1] != "-":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return i
+
+
+def _block_end(code, brace):
+    depth = 0
+    for j in range(brace, len(code)):
+        if code[j] == "{":
+            depth += 1
+        elif code[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return len(code)
+
+
+def _impl_type(header):
+    """The type an impl block is for, from the text between `impl` and its brace."""
+    start = len(header) - len(header.lstrip())
+    if header[start:].startswith("<"):
+        header = header[_skip_generics(header, start):]
+    header = re.split(r"\bwhere\b", header)[0]
+    fors = list(re.finditer(r"\bfor\b", header))
+    if fors:
+        header = header[fors[-1].end():]
+    name = re.match(r"\s*&?\s*(?:'\w+\s+)?(?:mut\s+)?([A-Za-z_][A-Za-z0-9_:]*)", header)
+    return name.group(1).split("::")[-1] if name else None
+
+
+def code_blocks(code):
+    """(type, text) of a source file: each impl block, struct and enum attributed to its type, and
+    the code outside them (type None)."""
+    blocks = []
+    outside = []
+    pos = 0
+    for m in ITEM.finditer(code):
+        if m.start() < pos:
+            continue
+        brace = code.find("{", m.end())
+        semi = code.find(";", m.end())
+        if m.group(1) == "impl":
+            if brace < 0 or 0 <= semi < brace:
+                continue
+            name = _impl_type(code[m.end():brace])
+        else:
+            found = re.match(r"\s+([A-Za-z_][A-Za-z0-9_]*)", code[m.end():])
+            if not found:
+                continue
+            name = found.group(1)
+        end = _block_end(code, brace) if brace >= 0 and not (0 <= semi < brace) else semi + 1
+        outside.append(code[pos:m.start()])
+        blocks.append((name, code[m.start():end]))
+        pos = end
+    outside.append(code[pos:])
+    return blocks + [(None, "".join(outside))]
+
+
+def crate_binaries(crate_dir):
+    """Binary name -> its main file, from the manifest's [[bin]] tables or Cargo's defaults."""
+    manifest = (crate_dir / "Cargo.toml").read_text(encoding="utf-8")
+    found = {}
+    for table in re.split(r"^\[", manifest, flags=re.M):
+        if table.startswith("[bin]]"):
+            name = re.search(r'^name\s*=\s*"([^"]+)"', table, re.M)
+            path = re.search(r'^path\s*=\s*"([^"]+)"', table, re.M)
+            if name:
+                found[name.group(1)] = crate_dir / (path.group(1) if path else f"src/bin/{name.group(1)}.rs")
+    if not found:
+        package = re.search(r'^name\s*=\s*"([^"]+)"', manifest, re.M)
+        if package and (crate_dir / "src/main.rs").is_file():
+            found[package.group(1)] = crate_dir / "src/main.rs"
+        for path in sorted(crate_dir.glob("src/bin/*.rs")):
+            found[path.stem] = path
+    return found
+
+
+def derive_binary_calls(root, crate_dir, binary):
+    """The SDK calls one binary of a crate can reach: those in the impl blocks of the types its
+    main names (and of the types those blocks and their definitions name, transitively), and those
+    outside any impl block, other binaries' mains left out. An upper bound: a type's impl blocks count whole.
+    Returns (calls, versioned), or None when the crate has no such binary."""
+    mains = crate_binaries(crate_dir)
+    if binary not in mains:
+        return None
+    sources = crate_sources(root, crate_dir)
+    by_type = {}
+    free = []
+    for path, code in sources.items():
+        if path in mains.values() and path != mains[binary]:
+            continue
+        for name, text in code_blocks(code):
+            if name is None:
+                free.append(text)
+            else:
+                by_type.setdefault(name, []).append(text)
+    main_code = sources.get(mains[binary]) or without_test_code(strip_code(mains[binary].read_text(encoding="utf-8")))[0]
+    reached = set()
+    frontier = set(re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", main_code))
+    while frontier:
+        name = frontier.pop()
+        if name in reached or name not in by_type:
+            continue
+        reached.add(name)
+        for text in by_type[name]:
+            frontier |= set(re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", text))
+    texts = free + [text for name in reached for text in by_type[name]]
+    calls = {call for text in texts for _, call, _ in sdk_calls_in(text) if call}
+    return sorted(calls), any(reads_versions(text) for text in texts)
 
 
 def function_crates(resources, root):
@@ -875,10 +1089,24 @@ def function_crates(resources, root):
     return out
 
 
-def required_actions(resources, function, crate, recorded):
-    """IAM actions a function needs: its SDK calls, its SQS event sources, its logs."""
+def function_binary(resources, function):
+    """The binary a function is built from (BuildProperties.Binary), if named."""
+    metadata = resources[function].get("Metadata") or {}
+    return (metadata.get("BuildProperties") or {}).get("Binary")
+
+
+def recorded_entry(recorded, crate, binary):
+    """The recorded calls of a function: its crate's, or its binary's in a crate with several."""
+    entry = recorded.get(crate)
+    if entry is not None and "binaries" in entry:
+        return entry["binaries"].get(binary)
+    return entry
+
+
+def required_actions(resources, function, entry):
+    """IAM actions a function needs: its SDK calls, its SQS event sources, its logs. Calls only
+    presigned to learn a URL (url_only) need none."""
     needed = set()
-    entry = recorded.get(crate, {})
     for call in entry.get("calls", []):
         needed |= API_ACTIONS[call]
     needed |= set(entry.get("extra_actions", []))
@@ -922,9 +1150,14 @@ def rule_role_minimum(resources, root, recorded):
         if crate not in recorded:
             yield Finding("role-minimum", function, f"{crate} is not in {SDK_CALLS_FILE}")
             continue
+        binary = function_binary(resources, function)
+        entry = recorded_entry(recorded, crate, binary)
+        if entry is None:
+            yield Finding("role-minimum", function, f"binary {binary} of {crate} is not in {SDK_CALLS_FILE}")
+            continue
         grants = role_grants(resources, role)
         granted = {a for a, _ in grants}
-        needed = required_actions(resources, function, crate, recorded)
+        needed = required_actions(resources, function, entry)
         for action in sorted(granted - needed):
             yield Finding("role-minimum", f"{function}/{role}", f"grants {action}, which the function does not need")
         for action in sorted(needed - granted):
@@ -958,16 +1191,36 @@ def rule_sdk_calls(root, recorded, crates):
         if entry is None:
             yield Finding("sdk-calls", crate, f"missing from {SDK_CALLS_FILE} (found {calls})")
             continue
-        if sorted(entry.get("calls", [])) != calls:
-            yield Finding("sdk-calls", crate, f"{SDK_CALLS_FILE} lists {sorted(entry.get('calls', []))}, the sources call {calls}")
-        wants_version = "s3:GetObjectVersion" in entry.get("extra_actions", [])
+        entries = entry["binaries"] if "binaries" in entry else {None: entry}
+        listed = sorted({c for e in entries.values() for c in e.get("calls", []) + e.get("url_only", [])})
+        if listed != calls:
+            yield Finding("sdk-calls", crate, f"{SDK_CALLS_FILE} lists {listed}, the sources call {calls}")
+        wants_version = any(VERSIONED_ACTION in e.get("extra_actions", []) for e in entries.values())
         if versioned != wants_version:
-            yield Finding("sdk-calls", crate, f"GetObject with a version id: {versioned}, s3:GetObjectVersion recorded: {wants_version}")
+            yield Finding("sdk-calls", crate, f"GetObject or HeadObject with a version id: {versioned}, {VERSIONED_ACTION} recorded: {wants_version}")
+        only_presigned = presigned_only(root, root / crate)
+        for binary, e in entries.items():
+            where = crate if binary is None else f"{crate} {binary}"
+            for call in e.get("url_only", []):
+                if call not in only_presigned:
+                    yield Finding("sdk-calls", where, f"{call} is recorded as url_only but sent (not only presigned)")
+            if binary is None:
+                continue
+            reach = derive_binary_calls(root, root / crate, binary)
+            if reach is None:
+                yield Finding("sdk-calls", where, f"{crate} has no binary {binary}")
+                continue
+            reachable, reads_version = reach
+            for call in sorted(set(e.get("calls", []) + e.get("url_only", [])) - set(reachable)):
+                yield Finding("sdk-calls", where, f"records {call}, which the binary's main cannot reach")
+            wants_version = VERSIONED_ACTION in e.get("extra_actions", [])
+            if reads_version != wants_version:
+                yield Finding("sdk-calls", where, f"reads with a version id: {reads_version}, {VERSIONED_ACTION} recorded: {wants_version}")
 
 
 # ---------------------------------------------------------------- driver
 
-TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_alarms, rule_tables]
+TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions, rule_alarms, rule_tables]
 
 
 def check_template(template, label, root, recorded):
@@ -1014,9 +1267,20 @@ def main():
             calls, unknown, versioned = derive_sdk_calls(root, root / crate)
             derived[crate] = {"calls": calls}
             if versioned:
-                derived[crate]["extra_actions"] = ["s3:GetObjectVersion"]
+                derived[crate]["extra_actions"] = [VERSIONED_ACTION]
             if unknown:
                 derived[crate]["unknown"] = unknown
+            presigned = sorted(presigned_only(root, root / crate))
+            if presigned:
+                derived[crate]["only_presigned"] = presigned
+            binaries = sorted(crate_binaries(root / crate))
+            if len(binaries) > 1:
+                derived[crate]["binaries_can_reach"] = {}
+                for binary in binaries:
+                    reachable, reads_version = derive_binary_calls(root, root / crate, binary)
+                    derived[crate]["binaries_can_reach"][binary] = {"calls": reachable}
+                    if reads_version:
+                        derived[crate]["binaries_can_reach"][binary]["extra_actions"] = [VERSIONED_ACTION]
         print(json.dumps(derived, indent=2))
         return 0
     templates = {name: load_template(root / name) for name in args.templates}

@@ -292,6 +292,41 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("bucket-notification", mutate, message="prefix and suffix")
 
+    def test_upload_notification_before_its_topic_policy(self):
+        def mutate(t):
+            regional(t)["Bucket"]["DependsOn"] = ["ImageQueuePolicy"]
+
+        self.assertCaught("bucket-notification", mutate, message="does not depend on UploadEventsTopicPolicy")
+
+    def test_upload_topic_policy_without_source_arn(self):
+        def mutate(t):
+            st = regional(t)["UploadEventsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+            del st["Condition"]["ArnEquals"]
+
+        self.assertCaught("bucket-notification", mutate, message="UploadEventsTopicPolicy does not let s3.amazonaws.com")
+
+    def test_upload_notification_without_prefix(self):
+        def mutate(t):
+            config = regional(t)["Bucket"]["Properties"]["NotificationConfiguration"]["TopicConfigurations"][0]
+            del config["Filter"]
+
+        self.assertCaught("bucket-notification", mutate, message="not filtered by prefix")
+
+    def test_image_queue_not_open_to_the_upload_topic(self):
+        def mutate(t):
+            statements = regional(t)["ImageQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            statements[:] = [st for st in statements if st.get("Sid") != "UploadEvents"]
+
+        found = self.assertCaught("topic-subscription", mutate, message="UploadEventsTopic")
+        self.assertEqual({f.where for f in found if f.rule == "topic-subscription"}, {"UploadEventsToImages"})
+
+    def test_metadata_queue_open_to_another_topic(self):
+        def mutate(t):
+            st = regional(t)["UploadMetadataQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+            st["Condition"]["ArnEquals"]["aws:SourceArn"] = {"Ref": "ChangesTopic"}
+
+        self.assertCaught("topic-subscription", mutate, message="UploadEventsTopic")
+
     # ---------------------------------------------------------------- alarms and table
 
     def test_dead_letter_queue_without_alarm(self):
@@ -310,13 +345,19 @@ class PolicyCheckTest(unittest.TestCase):
         def mutate(t):
             regional(t)["TaskTable"]["Properties"]["BillingMode"] = "PROVISIONED"
 
-        self.assertCaught("task-table", mutate, message="on demand")
+        self.assertCaught("dynamodb-table", mutate, message="on demand")
 
     def test_table_without_ttl(self):
         def mutate(t):
-            del regional(t)["TaskTable"]["Properties"]["TimeToLiveSpecification"]
+            del regional(t)["UploadsTable"]["Properties"]["TimeToLiveSpecification"]
 
-        self.assertCaught("task-table", mutate, message="TTL")
+        self.assertCaught("dynamodb-table", mutate, message="no TTL")
+
+    def test_kept_history_without_recovery(self):
+        def mutate(t):
+            del regional(t)["FilesTable"]["Properties"]["PointInTimeRecoverySpecification"]
+
+        self.assertCaught("dynamodb-table", mutate, message="point-in-time recovery")
 
     # ---------------------------------------------------------------- role minimum
 
@@ -352,6 +393,61 @@ class PolicyCheckTest(unittest.TestCase):
             }
 
         self.assertCaught("role-minimum", mutate, message="not the function's own queue")
+
+    def test_upload_api_role_with_the_writers_actions(self):
+        def mutate(t):
+            statement(regional(t), "UploadApiRole", "ReadVersionsAndFeed")["Action"] = ["dynamodb:Query", "dynamodb:PutItem"]
+            statement(regional(t), "UploadApiRole", "SignedUploads")["Action"].append("sns:Publish")
+
+        found = self.assertCaught("role-minimum", mutate, message="grants sns:Publish")
+        # PutItem is the API's own (sessions): granted twice is still granted once.
+        self.assertFalse(any("dynamodb:PutItem" in f.message for f in found), [str(f) for f in found])
+
+    def test_metadata_role_without_list_bucket(self):
+        def mutate(t):
+            policy = regional(t)["UploadMetadataRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            policy["Statement"] = [st for st in policy["Statement"] if st.get("Sid") != "SeeMissingObjects"]
+
+        self.assertCaught("role-minimum", mutate, message="lacks s3:ListBucket")
+
+    def test_url_only_call_needs_no_action(self):
+        def mutate(t):
+            statement(regional(t), "UploadApiRole", "SignedUploads")["Action"].append("s3:ListBucketVersions")
+
+        self.assertCaught("role-minimum", mutate, message="grants s3:ListBucketVersions")
+
+    def test_function_of_a_binary_not_recorded(self):
+        def mutate(t):
+            regional(t)["UploadMetadataFunction"]["Metadata"]["BuildProperties"]["Binary"] = "upload-sync"
+
+        self.assertCaught("role-minimum", mutate, message="binary upload-sync of functions/upload-api")
+
+    def test_binary_recording_a_call_its_main_cannot_reach(self):
+        recorded = copy.deepcopy(RECORDED)
+        binaries = recorded["functions/upload-api"]["binaries"]
+        binaries["upload-metadata"]["calls"].remove("sns:Publish")
+        binaries["upload-api"]["calls"].append("sns:Publish")
+        self.assertCaught("sdk-calls", recorded=recorded, message="records sns:Publish, which the binary's main cannot reach")
+
+    def test_binaries_together_must_be_the_crate(self):
+        recorded = copy.deepcopy(RECORDED)
+        recorded["functions/upload-api"]["binaries"]["upload-api"]["calls"].remove("s3:ListParts")
+        self.assertCaught("sdk-calls", recorded=recorded, message="s3:ListParts")
+
+    def test_a_sent_call_recorded_as_url_only(self):
+        recorded = copy.deepcopy(RECORDED)
+        entry = recorded["functions/upload-api"]["binaries"]["upload-api"]
+        entry["calls"].remove("s3:CreateMultipartUpload")
+        entry["url_only"].append("s3:CreateMultipartUpload")
+        found = self.assertCaught("sdk-calls", recorded=recorded, message="s3:CreateMultipartUpload is recorded as url_only")
+        # CreateMultipartUpload still needs s3:PutObject, which the other calls need too: no role finding.
+        self.assertFalse(any(f.rule == "role-minimum" for f in found), [str(f) for f in found])
+
+    def test_versioned_head_recorded_for_the_writer(self):
+        recorded = copy.deepcopy(RECORDED)
+        del recorded["functions/upload-api"]["binaries"]["upload-metadata"]["extra_actions"]
+        found = self.assertCaught("sdk-calls", recorded=recorded, message="version id")
+        self.assertTrue(any(f.rule == "role-minimum" and "grants s3:GetObjectVersion" in f.message for f in found))
 
     def test_recorded_calls_must_match_the_sources(self):
         recorded = copy.deepcopy(RECORDED)
@@ -437,14 +533,69 @@ class SdkCallDerivationTest(unittest.TestCase):
         self.assertIn("restore_object", unknown[0])
         self.assertTrue(versioned)
 
+    def test_binaries_reach_the_calls_of_the_types_their_main_names(self):
+        root, crate = self.crate({
+            "Cargo.toml": textwrap.dedent("""
+                [package]
+                name = "f"
+                [[bin]]
+                name = "api"
+                path = "src/main.rs"
+                [[bin]]
+                name = "writer"
+                path = "src/bin/writer.rs"
+                [dependencies]
+                shared = { workspace = true, features = ["lambda"] }
+            """),
+            "src/main.rs": "fn main() { let s = Signer::new(); }\n",
+            "src/bin/writer.rs": "fn main() { let w = Writer::new(Visibility::new()); }\n",
+            "src/lib.rs": """
+                pub struct Signer { client: Client }
+                impl<T: Send> Store for Signer where T: Sync {
+                    fn sign(&self) { self.client.put_object().presigned(c); }
+                    fn url(&self) { self.client.list_object_versions().bucket(b).presigned(c); }
+                }
+                pub struct Writer { client: Client, files: Files }
+                impl Writer {
+                    fn head(&self) { self.client.head_object().set_version_id(v).send(); self.files.get(); }
+                }
+                impl Files { fn get(&self) { self.client.get_item().send(); } }
+                fn helper(client: &Client) { client.query().send(); }
+            """,
+        }, shared={
+            "aws.rs": "",
+            "batch.rs": "impl Visibility { fn b(&self) { self.client.change_message_visibility().send(); } }\n",
+        })
+        self.assertEqual(sorted(pc.crate_binaries(crate)), ["api", "writer"])
+        self.assertEqual(
+            pc.derive_binary_calls(root, crate, "api"),
+            (["dynamodb:Query", "s3:ListObjectVersions", "s3:PutObject"], False),
+        )
+        self.assertEqual(
+            pc.derive_binary_calls(root, crate, "writer"),
+            (["dynamodb:GetItem", "dynamodb:Query", "s3:HeadObject", "sqs:ChangeMessageVisibility"], True),
+        )
+        self.assertIsNone(pc.derive_binary_calls(root, crate, "other"))
+        self.assertEqual(pc.presigned_only(root, crate), {"s3:ListObjectVersions", "s3:PutObject"})
+
     def test_the_recorded_calls_are_the_derived_ones(self):
         for crate, entry in RECORDED.items():
             if crate.startswith("_"):
                 continue
             calls, unknown, versioned = pc.derive_sdk_calls(ROOT, ROOT / crate)
-            self.assertEqual(calls, entry["calls"], crate)
+            entries = entry.get("binaries", {None: entry})
+            listed = sorted({c for e in entries.values() for c in e["calls"] + e.get("url_only", [])})
+            self.assertEqual(calls, listed, crate)
             self.assertEqual(unknown, [], crate)
-            self.assertEqual(versioned, "s3:GetObjectVersion" in entry.get("extra_actions", []), crate)
+            self.assertEqual(
+                versioned, any("s3:GetObjectVersion" in e.get("extra_actions", []) for e in entries.values()), crate
+            )
+            for binary, e in entries.items():
+                if binary is None:
+                    continue
+                reachable, reads_version = pc.derive_binary_calls(ROOT, ROOT / crate, binary)
+                self.assertLessEqual(set(e["calls"] + e.get("url_only", [])), set(reachable), binary)
+                self.assertEqual(reads_version, "s3:GetObjectVersion" in e.get("extra_actions", []), binary)
 
 
 if __name__ == "__main__":
