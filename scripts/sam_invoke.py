@@ -11,8 +11,10 @@ local AWS stack, and checks the answers; measures the Rust functions' init durat
   variables the template declares). Init is measured with the emulator in both modes.
 
 Each function's environment is the built template's (parameter defaults), with what points at real
-AWS replaced by the local stand-ins (bucket, table, allowed origins), and Lambda's own variables
-(log format and level from LoggingConfig, memory, timeout).
+AWS replaced by the local stand-ins (bucket, tables, topic, allowed origins), and Lambda's own
+variables (log format and level from LoggingConfig, memory, timeout). One parameter differs from
+its default: the upload API runs with UploadAuthMode=token and a sample caller's token hash, since
+IAM auth happens in the function URL, before the function, and the sample events carry tokens.
 
 Checks:
   - every sample event under events/ for its function, with the answer and side effects expected;
@@ -20,9 +22,13 @@ Checks:
     local "domestic origin" -> the hook's SQS message -> the backfill function copies the object
     -> S3's notification -> the image function writes the thumbnails (and a second delivery adds
     nothing);
+  - an upload through the built upload functions: the upload API signs a PUT, the image goes to
+    S3 through the signed URL, its S3 event (as the upload-event topic delivers it to both queues)
+    makes the metadata writer record the version and the image function write the thumbnails, and
+    the API serves the version;
   - init duration (the emulator's INIT REPORT: process start to the runtime's first request for
-    work) of fresh sandboxes of the backfill and image functions, under the limit; the figures go
-    to the results file.
+    work) of fresh sandboxes of the Rust functions, under the limit; the figures go to the results
+    file.
 
   sam_invoke.py [--build-dir .aws-sam/build] [--results bench/sam/results.json] [--docker]
 
@@ -30,6 +36,7 @@ Needs the local stack's environment exported (scripts/local-stack up; .local/env
 per check and, last, "sam-invoke: N passed, M failed"; exits non-zero on a failure.
 """
 import argparse
+import base64
 import copy
 import hashlib
 import http.server
@@ -77,6 +84,14 @@ LOCAL_AWS_VARIABLES = {
 }
 # The sample edge events name the queue by its AWS URL; the local stack answers for it.
 EDGE_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/backfill"
+# The sample upload events authenticate as this caller with this bearer token.
+UPLOAD_CALLER = "alice"
+UPLOAD_TOKEN = "sample-token-alice"
+# Parameters the built template is evaluated with, other than the defaults.
+PARAMETER_OVERRIDES = {
+    "UploadAuthMode": "token",
+    "UploadAuthTokens": f"{UPLOAD_CALLER}:{hashlib.sha256(UPLOAD_TOKEN.encode()).hexdigest()}",
+}
 
 
 def rie_binary():
@@ -134,12 +149,14 @@ class Function:
 
 
 def built_functions(build_dir, local_env):
-    """Every function of the built template and its nested stacks, evaluated with the defaults."""
+    """Every function of the built template and its nested stacks, evaluated with the defaults
+    (and PARAMETER_OVERRIDES where a template has those parameters)."""
     found = {}
 
     def walk(template_path, prefix):
         template = policy_check.load_template(template_path)
         scenario = next(policy_check.scenarios(template, template_path.name))
+        scenario.values.update({k: v for k, v in PARAMETER_OVERRIDES.items() if k in template.get("Parameters", {})})
         for name, res in scenario.evaluated_resources().items():
             props = res["Properties"]
             if res["Type"] == "AWS::Serverless::Function":
@@ -298,6 +315,45 @@ class LocalStack:
         self.s3 = boto3.client("s3", endpoint_url=endpoint)
         self.sqs = boto3.client("sqs", endpoint_url=endpoint)
         self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
+        self.sns = boto3.client("sns", endpoint_url=endpoint)
+        self.upload_tables = []
+        self.changes_topic = None
+
+    def create_upload_resources(self, suffix):
+        """The upload functions' tables and change topic, of this run's own (as in template.yaml);
+        their environment variables."""
+        uploads, files = f"uploads-sam-{suffix}", f"files-sam-{suffix}"
+        self.dynamodb.create_table(
+            TableName=uploads, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        )
+        self.upload_tables.append(uploads)
+        self.dynamodb.create_table(
+            TableName=files, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("key", "version", "owner", "change")],
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}, {"AttributeName": "version", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "feed", "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}, {"AttributeName": "change", "KeyType": "RANGE"}],
+            }],
+        )
+        self.upload_tables.append(files)
+        self.changes_topic = self.sns.create_topic(Name=f"changes-sam-{suffix}")["TopicArn"]
+        return {"UPLOADS_TABLE": uploads, "FILES_TABLE": files, "CHANGES_TOPIC_ARN": self.changes_topic}
+
+    def delete_upload_resources(self):
+        for table in self.upload_tables:
+            self.dynamodb.delete_table(TableName=table)
+        if self.changes_topic:
+            self.sns.delete_topic(TopicArn=self.changes_topic)
+
+    def file_versions(self, key):
+        """The metadata writer's records of a key."""
+        return self.dynamodb.query(
+            TableName=self.upload_tables[1], KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": "key"}, ExpressionAttributeValues={":k": {"S": key}},
+        )["Items"]
 
     def queue_arn(self, url):
         return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -603,7 +659,141 @@ class Suite:
 
             self.check(f"{function} events/{name}", test)
 
-    # -------------------------------------------------------- the pipeline
+    def upload_samples(self):
+        api = self.function_named("UploadApiFunction")
+        writer = self.function_named("UploadMetadataFunction")
+        # Each function URL sample: status, refusal reason (None: an answer), and what else to check.
+        expected = {
+            "upload-api-me.json": (200, None),
+            "upload-api-unauthenticated.json": (401, "unauthenticated"),
+            "upload-api-put.json": (200, None),
+            "upload-api-outside-prefix.json": (403, "key_outside_prefix"),
+        }
+        writer_samples = ["upload-metadata-put.json"]
+        samples = sorted(p.name for p in EVENTS.glob("upload-*.json"))
+
+        def covered():
+            assert samples == sorted(list(expected) + writer_samples), (
+                f"sample events {samples}: expectations for {sorted(list(expected) + writer_samples)}"
+            )
+
+        self.check("upload functions: every events/upload-*.json has an expectation", covered)
+        box = self.sandbox(api)
+        for name in samples:
+            if name not in expected:
+                continue
+
+            def test(name=name, status=expected[name][0], reason=expected[name][1]):
+                answer, _ = box.invoke(json.loads((EVENTS / name).read_text()))
+                assert "errorType" not in answer, f"the handler failed: {answer}"
+                body = json.loads(answer.get("body") or "null")
+                assert answer["statusCode"] == status, answer
+                assert answer["headers"].get("x-request-id"), f"no request id: {answer['headers']}"
+                if reason is not None:
+                    assert body["reason"] == reason, body
+                elif name == "upload-api-me.json":
+                    assert (body["caller"], body["prefix"]) == (UPLOAD_CALLER, f"uploads/{UPLOAD_CALLER}/"), body
+                else:
+                    signed = body["url"] + " " + " ".join(body["headers"])
+                    assert body["method"] == "PUT" and "x-amz-checksum-sha256" in signed, body
+
+            self.check(f"{api} events/{name}", test)
+
+        key = f"uploads/{UPLOAD_CALLER}/notes/sample note.bin"
+
+        def records_the_upload():
+            event = json.loads((EVENTS / "upload-metadata-put.json").read_text())
+            for record in event["Records"]:
+                record["body"] = record["body"].replace("overseas-origin", self.stack.bucket)
+            self.stack.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=b"hello")
+            self.created_keys.add(key)
+            answer, _ = self.sandbox(writer).invoke(event)
+            assert answer == {"batchItemFailures": []}, answer
+            items = self.stack.file_versions(key)
+            summary = [(i["owner"]["S"], i["size"]["N"], i["notified"]["BOOL"]) for i in items]
+            assert summary == [(UPLOAD_CALLER, "5", True)], items
+
+        self.check(f"{writer} events/upload-metadata-put.json: test event dropped, the upload recorded and announced",
+                   records_the_upload)
+
+    # -------------------------------------------------------- the pipelines
+
+    def upload_pipeline(self):
+        api = self.function_named("UploadApiFunction")
+        writer = self.function_named("UploadMetadataFunction")
+        image = self.function_named("ImageFunction")
+        key = f"uploads/{UPLOAD_CALLER}/sam-pipeline/{self.run_id}/poster.png"
+        poster = png(800, 450)
+        thumbnails = f"{self.functions[image].env['OUTPUT_PREFIX']}{key}/"
+        state = {}
+        box = self.sandbox(api)
+
+        def request(method, path, body=None):
+            event = json.loads((EVENTS / "upload-api-put.json").read_text())
+            event["rawPath"] = event["requestContext"]["http"]["path"] = path
+            event["requestContext"]["http"]["method"] = method
+            event["requestContext"]["requestId"] = str(uuid.uuid4())
+            if body is None:
+                event.pop("body", None)
+                event["headers"].pop("content-type", None)
+            else:
+                event["body"] = json.dumps(body)
+            answer, _ = box.invoke(event)
+            assert "errorType" not in answer, f"the handler failed: {answer}"
+            return answer["statusCode"], json.loads(answer.get("body") or "null")
+
+        def api_signs_and_s3_takes_the_bytes():
+            checksum = base64.b64encode(hashlib.sha256(poster).digest()).decode()
+            status, signed = request("POST", "/uploads", {
+                "key": key, "size": len(poster), "content_type": "image/png",
+                "checksum": {"algorithm": "sha256", "value": checksum},
+            })
+            assert status == 200 and signed["method"] == "PUT", signed
+            self.created_keys.add(key)
+            put = urllib.request.Request(signed["url"], data=poster, method="PUT", headers=signed["headers"])
+            with urllib.request.urlopen(put, timeout=30) as response:
+                assert response.status == 200, response.status
+            assert self.stack.object_bytes(key) == poster, "the bucket holds other bytes"
+
+        def writer_records_the_version():
+            notices = self.stack.take_notifications([key])
+            assert len(notices) == 1, "no S3 notification for the upload"
+            # The upload-event topic delivers S3's own event body (raw) to both queues.
+            state["event"] = sqs_event(notices, self.stack.queue_arn(self.stack.image_queue))
+            answer, _ = self.sandbox(writer).invoke(state["event"])
+            assert answer == {"batchItemFailures": []}, answer
+            items = self.stack.file_versions(key)
+            assert [(i["owner"]["S"], int(i["size"]["N"]), i["content_type"]["S"]) for i in items] == [
+                (UPLOAD_CALLER, len(poster), "image/png")
+            ], items
+
+        def image_function_renders_the_upload():
+            answer, _ = self.sandbox(image).invoke(state["event"])
+            assert answer == {"batchItemFailures": []}, answer
+            written = self.stack.listing(thumbnails)
+            self.created_keys.update(written)
+            widths = sorted(int(Path(k).stem) for k in written)
+            assert widths == [160, 320, 640, 1280], f"renditions {sorted(written)}"
+            self.stack.take_notifications(list(written), timeout=3)
+
+        def api_serves_the_version():
+            status, body = request("GET", f"/files/{key}")
+            assert status == 200, body
+            assert (body["latest"]["key"], body["latest"]["size"]) == (key, len(poster)), body
+
+        steps = [
+            ("the upload API signs a PUT and S3 takes the bytes through it", api_signs_and_s3_takes_the_bytes),
+            ("the upload's S3 event makes the metadata writer record its version", writer_records_the_version),
+            ("the same event makes the image function write the upload's thumbnails", image_function_renders_the_upload),
+            ("the upload API serves the recorded version", api_serves_the_version),
+        ]
+        failed_before = self.failed
+        for name, step in steps:
+            if self.failed > failed_before:
+                self.failed += 1
+                print(f"FAIL: upload pipeline: {name}: not run, an earlier step failed", flush=True)
+                continue
+            self.check(f"upload pipeline: {name}", step)
 
     def pipeline(self, origin_dir):
         edge = self.function_named("OriginRequestFunction")
@@ -692,13 +882,19 @@ class Suite:
     def init_durations(self):
         figures = {}
         empty = {"Records": []}
-        for logical_id, limit in (
-            (self.function_named("BackfillFunction"), INIT_LIMIT_MS),
-            (self.function_named("ImageFunction"), INIT_LIMIT_MS),
-            (self.function_named("OriginRequestFunction"), None),
+        batch = (empty, lambda answer: answer == {"batchItemFailures": []})
+        # Events that need no AWS call, and how to tell the function answered them.
+        edge_event = (json.loads((EVENTS / "origin-request-s3.json").read_text()), lambda answer: "errorType" not in answer)
+        refused = (json.loads((EVENTS / "upload-api-unauthenticated.json").read_text()),
+                   lambda answer: answer.get("statusCode") == 401)
+        for logical_id, limit, (event, answered) in (
+            (self.function_named("BackfillFunction"), INIT_LIMIT_MS, batch),
+            (self.function_named("ImageFunction"), INIT_LIMIT_MS, batch),
+            (self.function_named("UploadApiFunction"), INIT_LIMIT_MS, refused),
+            (self.function_named("UploadMetadataFunction"), INIT_LIMIT_MS, batch),
+            (self.function_named("OriginRequestFunction"), None, edge_event),
         ):
             function = self.functions[logical_id]
-            event = empty if not function.is_node else json.loads((EVENTS / "origin-request-s3.json").read_text())
             inits, firsts = [], []
             for _ in range(INIT_SAMPLES):
                 box = EmulatorSandbox(function, self.workdir)
@@ -709,8 +905,7 @@ class Suite:
                     firsts.append(round(first_ms, 2))
                 finally:
                     box.stop()
-                if not function.is_node:
-                    assert answer == {"batchItemFailures": []}, answer
+                assert answered(answer), f"{logical_id}: {answer}"
             binary = function.artifact / ("origin_request.node" if function.is_node else "bootstrap")
             figures[logical_id] = {
                 "runtime": function.runtime,
@@ -794,11 +989,19 @@ def main():
     args = parser.parse_args()
 
     stack = LocalStack()
+    try:
+        return run(args, stack)
+    finally:
+        stack.delete_upload_resources()
+
+
+def run(args, stack):
     local_env = {
         "BUCKET": stack.bucket,
         "TASK_TABLE": stack.table,
         "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     }
+    local_env.update(stack.create_upload_resources(f"{int(time.time())}-{os.getpid()}"))
     local_env.update({k: v for k, v in os.environ.items() if k in LOCAL_AWS_VARIABLES or k.startswith("AWS_ENDPOINT_URL_")})
     FUNCTIONS.update(built_functions(args.build_dir.resolve(), local_env))
 
@@ -812,7 +1015,9 @@ def main():
         suite.backfill_samples(origin_dir)
         suite.image_samples()
         suite.edge_samples()
+        suite.upload_samples()
         suite.pipeline(origin_dir)
+        suite.upload_pipeline()
         figures = suite.init_durations()
     finally:
         suite.cleanup()
