@@ -9,10 +9,12 @@ round (the order rotates), so that a busy neighbour slows each alike.
 
     coldstart.py --rounds N --profile release|debug --out FILE
 
-Needs the built binaries (target/<profile>/backfill, image-processor), the edge package
-(scripts/edge-build), the edge peer's node_modules (bench/edge/run.sh installs it) and the Node 22
-runtime interface client (scripts/edge-setup). No AWS endpoint is called: the events used need
-none (an empty batch, an s3:TestEvent, an origin-request for the S3 attempt).
+Needs the built binaries (target/<profile>/backfill, image-processor, upload-api,
+upload-metadata), the edge package (scripts/edge-build), the edge peer's node_modules
+(bench/edge/run.sh installs it) and the Node 22 runtime interface client (scripts/edge-setup). No
+AWS endpoint is called: the events used need none (an empty batch, an s3:TestEvent, an
+origin-request for the S3 attempt, an upload API request without a token, refused before any
+call).
 """
 
 import argparse
@@ -51,6 +53,19 @@ def functions(profile):
             "command": [str(target / "image-processor")],
             "env": {"TASK_TABLE": "image-tasks"},
             "event": json.loads((ROOT / "events" / "image-test-event.json").read_text()),
+            "expect": {"batchItemFailures": []},
+        },
+        "upload-api": {
+            "command": [str(target / "upload-api")],
+            "env": {"BUCKET": "overseas-origin", "UPLOADS_TABLE": "uploads", "FILES_TABLE": "files",
+                    "AUTH_TOKENS": "alice:" + "0" * 64},
+            "event": json.loads((ROOT / "events" / "upload-api-unauthenticated.json").read_text()),
+            "expect_status": 401,
+        },
+        "upload-metadata": {
+            "command": [str(target / "upload-metadata")],
+            "env": {"FILES_TABLE": "files", "CHANGES_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:changes"},
+            "event": {"Records": []},
             "expect": {"batchItemFailures": []},
         },
         "edge hook (Rust addon, Node 22)": {
@@ -140,6 +155,8 @@ def sample(rie, spec, log_path):
         url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
         cold_ms, body = invoke(url, spec["event"])
         if "expect" in spec and body != spec["expect"]:
+            raise RuntimeError(f"unexpected reply {body}; log: {log_path.read_text()[-2000:]}")
+        if "expect_status" in spec and (body or {}).get("statusCode") != spec["expect_status"]:
             raise RuntimeError(f"unexpected reply {body}; log: {log_path.read_text()[-2000:]}")
         if body is None or "errorType" in (body if isinstance(body, dict) else {}):
             raise RuntimeError(f"the function failed: {body}; log: {log_path.read_text()[-2000:]}")
