@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use shared::cloudfront::Event;
 use shared::message::BackfillMessage;
 use shared::ObjectKey;
+use test_support::json::mutate;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -54,25 +55,6 @@ fn sample_message() -> Value {
            "origin": {"protocol": "https", "host": "example.org", "port": 443, "path": ""},
            "uri": "/a/b.jpg", "request_id": "r", "enqueued_at": "2026-11-25T08:00:00Z",
            "trigger": "origin-request"})
-}
-
-/// Replaces the value at a random path of `node` with `replacement`.
-fn mutate(node: &mut Value, path: &[usize], replacement: Value) {
-    let Some((step, rest)) = path.split_first() else {
-        *node = replacement;
-        return;
-    };
-    match node {
-        Value::Object(map) if !map.is_empty() => {
-            let key = map.keys().nth(step % map.len()).cloned().expect("a key");
-            mutate(map.get_mut(&key).expect("the key"), rest, replacement);
-        }
-        Value::Array(items) if !items.is_empty() => {
-            let len = items.len();
-            mutate(&mut items[step % len], rest, replacement);
-        }
-        _ => *node = replacement,
-    }
 }
 
 proptest! {

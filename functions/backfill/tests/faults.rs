@@ -18,6 +18,7 @@ use shared::batch::{BatchRunner, VisibilityExtender};
 use shared::retry::Backoff;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, Op, Rule};
+use test_support::queues::create_queue;
 use tokio::time::Instant;
 
 /// The invariants: whole and identical, or absent; never an open upload.
@@ -337,37 +338,19 @@ async fn a_poison_message_reaches_the_dlq_and_the_rest_of_the_batch_succeeds() {
     let sdk = shared::aws::load_config().await;
     let sqs = shared::aws::sqs_client(&sdk);
     let name = format!("faults-{}", fastrand::u32(..));
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (dlq, dlq_arn) = create_queue(&sqs, &format!("{name}-dlq"), &[]).await;
+    let (queue, _) = create_queue(
+        &sqs,
+        &name,
+        &[
+            (QueueAttributeName::VisibilityTimeout, "1".to_owned()),
+            (
+                QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#),
+            ),
+        ],
+    )
+    .await;
     let arn = dlq_arn.trim_end_matches("-dlq").to_owned();
     for i in 0..4 {
         h.server.add(&format!("good-{i}"), bytes(1000 + i), &[]);

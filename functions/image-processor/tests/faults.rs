@@ -36,6 +36,7 @@ use shared::config::Env;
 use shared::metrics::Metrics;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
+use test_support::queues::create_queue;
 use tokio::time::Instant;
 
 type Item = HashMap<String, AttributeValue>;
@@ -526,29 +527,6 @@ impl Lab {
             .await
             .unwrap();
     }
-}
-
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> (String, String) {
-    let mut request = sqs.create_queue().queue_name(name);
-    for (attribute, value) in attributes {
-        request = request.attributes(attribute.clone(), value);
-    }
-    let url = request.send().await.unwrap().queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    (url, arn)
 }
 
 fn rendered_all(outcome: &[Outcome]) -> bool {

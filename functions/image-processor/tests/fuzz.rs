@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::config::Env;
 use shared::ObjectKey;
+use test_support::json::mutate;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -67,24 +68,6 @@ fn sample_notification() -> Value {
         "s3": {"bucket": {"name": "overseas-origin"},
                "object": {"key": "images/a+b.jpg", "size": 1024, "eTag": "abc", "sequencer": "0055AED6DCD90281E5"}}
     }]})
-}
-
-fn mutate(node: &mut Value, path: &[usize], replacement: Value) {
-    let Some((step, rest)) = path.split_first() else {
-        *node = replacement;
-        return;
-    };
-    match node {
-        Value::Object(map) if !map.is_empty() => {
-            let key = map.keys().nth(step % map.len()).cloned().expect("a key");
-            mutate(map.get_mut(&key).expect("the key"), rest, replacement);
-        }
-        Value::Array(items) if !items.is_empty() => {
-            let len = items.len();
-            mutate(&mut items[step % len], rest, replacement);
-        }
-        _ => *node = replacement,
-    }
 }
 
 fn leaf() -> impl Strategy<Value = Value> {

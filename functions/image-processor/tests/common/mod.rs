@@ -14,8 +14,9 @@ use lambda_runtime::{Context, LambdaEvent};
 use shared::batch::BatchRunner;
 use shared::config::Env;
 use shared::metrics::Metrics;
-use shared::ObjectKey;
 use tokio::sync::{Mutex, MutexGuard};
+
+pub use test_support::queues::notified_keys;
 
 pub type StackProcessor = Processor<S3Store, DynamoTaskTable>;
 
@@ -337,24 +338,6 @@ pub fn context() -> Context {
         .as_millis() as u64
         + 60_000;
     context
-}
-
-/// The decoded keys a notification body names.
-pub fn notified_keys(body: &str) -> Vec<String> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    value["Records"]
-        .as_array()
-        .map(|records| {
-            records
-                .iter()
-                .filter_map(|r| r["s3"]["object"]["key"].as_str())
-                .filter_map(|raw| ObjectKey::from_s3_event_key(raw).ok())
-                .map(ObjectKey::into_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub fn string_attr<'a>(

@@ -25,7 +25,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use shared::batch::BatchRunner;
 use shared::config::Env;
 use shared::metrics::Metrics;
-use shared::ObjectKey;
+use test_support::queues::notified_keys;
 use upload_api::auth::token_hash_hex;
 use upload_api::client::ApiClient;
 use upload_api::metadata::Outcome;
@@ -648,24 +648,6 @@ async fn create_files_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
         .send()
         .await
         .expect("create the files table");
-}
-
-/// The decoded keys an S3 event body names.
-pub fn notified_keys(body: &str) -> Vec<String> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    value["Records"]
-        .as_array()
-        .map(|records| {
-            records
-                .iter()
-                .filter_map(|r| r["s3"]["object"]["key"].as_str())
-                .filter_map(|raw| ObjectKey::from_s3_event_key(raw).ok())
-                .map(ObjectKey::into_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Deterministic bytes.
