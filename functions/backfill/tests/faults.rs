@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::origin::Lookup;
-use common::{behind_proxy, bytes, Harness, MIB};
+use common::{behind_proxy, bytes, object_in, Harness, MIB};
 use shared::batch::{BatchRunner, VisibilityExtender};
 use shared::retry::Backoff;
 use shared::Failure;
@@ -29,12 +29,7 @@ async fn assert_invariants(
     body: &[u8],
     expect_present: bool,
 ) {
-    let stored = match direct.get_object().bucket(&h.bucket).key(key).send().await {
-        Ok(object) => Some(object.body.collect().await.unwrap().into_bytes()),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
-        Err(err) => panic!("{err:?}"),
-    };
-    match stored {
+    match object_in(direct, &h.bucket, key).await {
         Some(stored) => assert!(stored == body, "{key}: partial or different object visible"),
         None => assert!(!expect_present, "{key}: missing"),
     }

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::store::{ObjectStore, S3Store, Target, Written};
-use common::{behind_proxy, bytes, Harness, MIB};
+use common::{behind_proxy, bytes, object_in, Harness, MIB};
 use futures::StreamExt;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
@@ -29,11 +29,7 @@ async fn streaming_behind_proxy() -> (Harness, FaultProxy) {
 /// Reads through a client that bypasses any proxy.
 async fn stored(h: &Harness, key: &str) -> Option<Vec<u8>> {
     let direct = shared::aws::s3_client(&shared::aws::load_config().await);
-    match direct.get_object().bucket(&h.bucket).key(key).send().await {
-        Ok(object) => Some(object.body.collect().await.unwrap().into_bytes().to_vec()),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
-        Err(err) => panic!("GetObject {key}: {err:?}"),
-    }
+    object_in(&direct, &h.bucket, key).await
 }
 
 #[tokio::test]

@@ -129,18 +129,7 @@ impl Harness {
     }
 
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
-        match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(object) => Some(object.body.collect().await.unwrap().into_bytes().to_vec()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
-            Err(err) => panic!("GetObject {key}: {err:?}"),
-        }
+        object_in(&self.s3, &self.bucket, key).await
     }
 
     /// Multipart uploads still open under this test's prefix.
@@ -171,4 +160,13 @@ pub async fn behind_proxy(extra: &[(&str, &str)]) -> (Harness, FaultProxy, aws_s
     );
     let h = Harness::start_with(extra, Some(proxied)).await;
     (h, proxy, direct)
+}
+
+/// The object's bytes through `s3`, or `None` when there is no such key.
+pub async fn object_in(s3: &Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => Some(object.body.collect().await.unwrap().into_bytes().to_vec()),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+        Err(err) => panic!("GetObject {key}: {err:?}"),
+    }
 }
