@@ -30,8 +30,8 @@ pub struct Config {
     /// Extra request headers for the origin (a shared secret, say): sent, never logged.
     pub origin_headers: Vec<(HeaderName, HeaderValue)>,
     pub max_object_size: u64,
-    /// Objects of a known length up to this go in one PutObject (read whole up to a part,
-    /// streamed above); larger or of unknown length, multipart.
+    /// Objects of a known length up to this go in one PutObject (read whole up to
+    /// `plan::BUFFERED_PUT_MAX`, streamed above); larger or of unknown length, multipart.
     pub single_put_max: u64,
     pub part_size: u64,
     /// Parts of one object uploaded at once.

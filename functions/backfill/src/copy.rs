@@ -69,24 +69,12 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 .await
                 .map_err(|_| BackfillError::Deadline)??;
             let crc = crc32c::crc32c(&body);
-            match store.put(&target, body, crc).await? {
-                Written::Created => Ok(CopyOutcome::Copied {
-                    bytes: length,
-                    parts: 1,
-                }),
-                Written::AlreadyExists => Ok(CopyOutcome::AlreadyPresent),
-            }
+            Ok(one_put(store.put(&target, body, crc).await?, length))
         }
         Upload::Stream { length } => {
             let written =
                 put_streamed(origin, store, fetch, &target, response, length, deadline).await?;
-            Ok(match written {
-                Written::Created => CopyOutcome::Copied {
-                    bytes: length,
-                    parts: 1,
-                },
-                Written::AlreadyExists => CopyOutcome::AlreadyPresent,
-            })
+            Ok(one_put(written, length))
         }
         Upload::Multipart { length, part_size } => {
             let mut upload_id = None;
@@ -108,10 +96,7 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 Ok(Streamed::Small(body)) => {
                     let bytes = body.len() as u64;
                     let crc = crc32c::crc32c(&body);
-                    return match store.put(&target, body, crc).await? {
-                        Written::Created => Ok(CopyOutcome::Copied { bytes, parts: 1 }),
-                        Written::AlreadyExists => Ok(CopyOutcome::AlreadyPresent),
-                    };
+                    return Ok(one_put(store.put(&target, body, crc).await?, bytes));
                 }
                 Ok(Streamed::Parts {
                     upload_id: id,
@@ -144,6 +129,14 @@ pub async fn copy<O: Origin, S: ObjectStore>(
     }
 }
 
+/// The outcome of a copy written in one PutObject of `bytes`.
+fn one_put(written: Written, bytes: u64) -> CopyOutcome {
+    match written {
+        Written::Created => CopyOutcome::Copied { bytes, parts: 1 },
+        Written::AlreadyExists => CopyOutcome::AlreadyPresent,
+    }
+}
+
 /// Attempts at a streamed PutObject. The SDK cannot send a streamed body again, so a transient
 /// S3 failure (503 SlowDown, 500, a reset) is retried here, with a fresh origin response.
 const STREAM_ATTEMPTS: u32 = 3;
@@ -165,13 +158,13 @@ async fn put_streamed<O: Origin, S: ObjectStore>(
         let sent = timeout_at(deadline, store.put_stream(target, response.body, length))
             .await
             .map_err(|_| BackfillError::Deadline)?;
+        // Only S3's transient failures are worth a fresh body; the origin's speak for themselves.
         let err = match sent {
-            Err(err) if err.is_retryable() && !err.is_origin_failure() => err,
+            Err(err @ BackfillError::Aws(_)) if err.is_retryable() && attempt < STREAM_ATTEMPTS => {
+                err
+            }
             done => return done,
         };
-        if attempt == STREAM_ATTEMPTS || !matches!(err, BackfillError::Aws(_)) {
-            return Err(err);
-        }
         tracing::info!(error = %err, attempt, "streamed PutObject failed; fetching again");
         sleep_until((Instant::now() + STREAM_BACKOFF.full_jitter(attempt - 1)).min(deadline)).await;
         response = timeout_at(deadline, origin.get(&fetch.url))
@@ -195,9 +188,7 @@ async fn read_whole(mut body: BodyStream, length: u64) -> Result<Bytes, Backfill
         let chunk = chunk.map_err(|err| err.in_body(buffer.len() as u64, Some(length)))?;
         buffer.extend_from_slice(&chunk);
         if buffer.len() as u64 > length {
-            return Err(BackfillError::OriginTransport(format!(
-                "origin sent more than its Content-Length of {length} bytes"
-            )));
+            return Err(BackfillError::longer_than(length));
         }
     }
     check_length(buffer.len() as u64, Some(length))?;
@@ -288,8 +279,8 @@ async fn stream_parts<S: ObjectStore>(
                     if received > config.max_object_size {
                         return Err(BackfillError::TooLarge { size: received, limit: config.max_object_size });
                     }
-                    if length.is_some_and(|expected| received > expected) {
-                        return Err(BackfillError::OriginTransport("origin sent more than its Content-Length".into()));
+                    if let Some(expected) = length.filter(|&expected| received > expected) {
+                        return Err(BackfillError::longer_than(expected));
                     }
                     while !chunk.is_empty() {
                         if filling.capacity() == 0 {

@@ -55,9 +55,14 @@ impl BackfillError {
                 | BackfillError::Truncated { .. }
         )
     }
-}
 
-impl BackfillError {
+    /// The origin sent more bytes than its Content-Length announced.
+    pub fn longer_than(expected: u64) -> Self {
+        BackfillError::OriginTransport(format!(
+            "origin sent more than its Content-Length of {expected} bytes"
+        ))
+    }
+
     /// A transport error after `received` bytes of a body of known length is a truncation (the
     /// cause is logged); anything else stays as it is.
     pub fn in_body(self, received: u64, expected: Option<u64>) -> Self {

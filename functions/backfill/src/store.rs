@@ -397,10 +397,7 @@ impl http_body::Body for ExactBody {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.received += chunk.len() as u64;
                 if this.received > this.expected {
-                    let expected = this.expected;
-                    return this.fail(BackfillError::OriginTransport(format!(
-                        "origin sent more than its Content-Length of {expected} bytes"
-                    )));
+                    return this.fail(BackfillError::longer_than(this.expected));
                 }
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
