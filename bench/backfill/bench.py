@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import platform
+import pwd
 import shutil
 import socket
 import statistics
@@ -52,8 +53,12 @@ class Nginx:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
         self.port = free_port()
         conf = self.dir / "nginx.conf"
+        # Run as root, nginx hands the requests to an unprivileged worker, which cannot read a
+        # checkout under a private directory (a clone in `mktemp -d`, say): keep the workers ours.
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
         conf.write_text(
             f"""
+{user}
 worker_processes 2;
 daemon off;
 pid {self.dir}/nginx.pid;
