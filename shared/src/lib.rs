@@ -1,6 +1,8 @@
 //! What the edge hook, the backfill function and the image processor share.
 
 pub mod aws;
+#[cfg(feature = "s3")]
+pub mod checksum;
 #[cfg(feature = "lambda")]
 pub mod batch;
 pub mod cloudfront;

@@ -7,9 +7,9 @@ use std::task::{Context, Poll};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::RequestId;
+use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
-use aws_smithy_types::base64;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body::{Frame, SizeHint};
@@ -95,9 +95,7 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<(), BackfillError>> + Send;
 }
 
-pub fn crc32c_header(crc: u32) -> String {
-    base64::encode(crc.to_be_bytes())
-}
+pub use shared::checksum::crc32c_value as crc32c_header;
 
 macro_rules! with_attributes {
     ($builder:expr, $attributes:expr) => {{
@@ -226,10 +224,21 @@ impl ObjectStore for S3Store {
         let request = self
             .conditional_put(target, length)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C);
+        // The shared client computes checksums only where S3 requires one, and PutObject does
+        // not: under that setting the SDK would send `x-amz-sdk-checksum-algorithm` with no
+        // checksum at all, which S3 refuses with 400 InvalidRequest. For this write the SDK
+        // computes the CRC32C as it streams and sends it as an `x-amz-checksum-crc32c` trailer
+        // of an aws-chunked body (signed chunks over http, STREAMING-UNSIGNED-PAYLOAD-TRAILER
+        // over https).
         let sent = request
             .body(ByteStream::new(
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),
             ))
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported),
+            )
             .send()
             .await;
         // The origin failing mid-body also fails the request: that is the cause to report.

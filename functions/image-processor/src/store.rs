@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bytes::{Bytes, BytesMut};
 use shared::ObjectKey;
@@ -106,8 +105,11 @@ impl S3Store {
             .content_type(write.content_type)
             .cache_control(&write.cache_control)
             .set_metadata(Some(metadata))
-            // The body is in memory: let the SDK checksum it so S3 verifies what it stores.
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            // The body is in memory: its CRC32C goes in the `x-amz-checksum-crc32c` header, which
+            // S3 checks the body against. Naming only the algorithm would not do: the shared
+            // client computes no checksum S3 does not require, and S3 refuses an algorithm
+            // header with no checksum beside it (400 InvalidRequest).
+            .checksum_crc32_c(shared::checksum::crc32c_base64(&write.body))
     }
 }
 
