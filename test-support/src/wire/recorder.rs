@@ -180,6 +180,8 @@ impl Forwarder {
         scheme: &'static str,
     ) -> Result<Response<Body>, std::io::Error> {
         let (parts, body) = request.into_parts();
+        // A request without a body (no Content-Length, nothing framed) is forwarded without one.
+        let exact = hyper::body::Body::size_hint(&body).exact();
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or_default().to_owned();
         let headers: Vec<(String, String)> = parts
@@ -253,10 +255,18 @@ impl Forwarder {
                 .map(|p| p.as_str())
                 .unwrap_or("/")
         );
-        let mut forwarded = self
-            .client
-            .request(parts.method.clone(), url)
-            .body(reqwest::Body::wrap_stream(stream));
+        let length = parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or(exact);
+        let mut forwarded =
+            self.client
+                .request(parts.method.clone(), url)
+                .body(reqwest::Body::wrap(KnownLength {
+                    frames: StreamBody::new(Box::pin(stream.map(|chunk| chunk.map(Frame::data)))),
+                    length,
+                }));
         for (name, value) in &parts.headers {
             if !matches!(name.as_str(), "transfer-encoding" | "connection" | "expect") {
                 forwarded = forwarded.header(name, value);
@@ -336,6 +346,35 @@ impl Forwarder {
     }
 }
 
+/// A streamed body whose length is known from its Content-Length: the client sends that header
+/// as it was, rather than switching to chunked transfer encoding.
+struct KnownLength<B> {
+    frames: B,
+    length: Option<u64>,
+}
+
+impl<B> hyper::body::Body for KnownLength<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.frames).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.length {
+            Some(length) => hyper::body::SizeHint::with_exact(length),
+            None => self.frames.size_hint(),
+        }
+    }
+}
+
 /// The Authorization header without its signature: what it says (algorithm, scope, signed
 /// headers) is what the rules read; the signature itself is of no use in a log.
 fn without_signature(value: &str) -> String {
@@ -343,6 +382,52 @@ fn without_signature(value: &str) -> String {
         Some(at) => format!("{}Signature=…", &value[..at]),
         None => value.to_owned(),
     }
+}
+
+/// An HTTP client for the AWS SDK that trusts the recorder's test CA (and nothing else): a
+/// client of the deployed kind (rustls, HTTPS) for the recorder's HTTPS endpoint.
+pub fn trusting(ca_pem: &str) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(ca_pem.as_bytes().to_vec());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
+}
+
+/// The SDK configuration the functions load (`shared::aws::load_config`), pointed at the
+/// recorder's HTTPS endpoint with the strict S3's credentials, its test CA trusted.
+pub async fn https_sdk_config(
+    recorder: &Recorder,
+    access_key: &str,
+    secret_key: &str,
+) -> aws_config::SdkConfig {
+    let endpoint = recorder
+        .tls_endpoint()
+        .expect("the recorder listens on HTTPS");
+    let ca = recorder
+        .ca_pem
+        .as_deref()
+        .expect("the recorder has a test CA");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key,
+            secret_key,
+            None,
+            None,
+            "strict-s3",
+        ))
+        .http_client(trusting(ca))
+        .load()
+        .await
 }
 
 fn fail(err: impl std::fmt::Display) -> std::io::Error {
