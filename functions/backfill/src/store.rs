@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use aws_sdk_s3::config::{RequestChecksumCalculation, StalledStreamProtectionConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::RequestId;
-use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -230,6 +230,11 @@ impl ObjectStore for S3Store {
         // computes the CRC32C as it streams and sends it as an `x-amz-checksum-crc32c` trailer
         // of an aws-chunked body (signed chunks over http, STREAMING-UNSIGNED-PAYLOAD-TRAILER
         // over https).
+        //
+        // The SDK's upload stall protection counts a body waiting for the origin as 0 B/s and
+        // fails the request after its grace period (5 s), however short the origin's pause. It
+        // is off for this write: the body fails on the origin's own idle timeout, which alone
+        // bounds a pause. (Bodies from memory never wait, so their writes keep it.)
         let sent = request
             .body(ByteStream::new(
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),
@@ -237,7 +242,12 @@ impl ObjectStore for S3Store {
             .customize()
             .config_override(
                 aws_sdk_s3::config::Builder::default()
-                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported),
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+                    .stalled_stream_protection(
+                        StalledStreamProtectionConfig::enabled()
+                            .upload_enabled(false)
+                            .build(),
+                    ),
             )
             .send()
             .await;
