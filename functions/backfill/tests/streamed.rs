@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::store::{ObjectStore, S3Store, Target, Written};
-use common::{behind_proxy, bytes, object_in, Harness, MIB};
+use common::{a_minute, behind_proxy, bytes, object_in, Harness, MIB};
 use futures::StreamExt;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
@@ -194,7 +194,7 @@ async fn a_streamed_put_never_overwrites() {
     )
     .boxed();
     let written = store
-        .put_stream(&target, stream, body.len() as u64)
+        .put_stream(&target, stream, body.len() as u64, a_minute())
         .await
         .unwrap();
     assert_eq!(written, Written::AlreadyExists);
