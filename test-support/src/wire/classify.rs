@@ -51,7 +51,10 @@ pub fn operation(
 /// S3's operations, path-style (`/bucket` or `/bucket/key`), as the local stand-ins are addressed.
 fn s3_operation(method: &str, path: &str, query: &str, copy: bool) -> &'static str {
     let has = |name: &str| super::query_param(query, name).is_some();
-    let object = path.trim_start_matches('/').contains('/');
+    let object = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
     match (method, object) {
         ("HEAD", true) => "HeadObject",
         ("HEAD", false) => "HeadBucket",
@@ -120,6 +123,7 @@ mod tests {
         assert_eq!(op("POST", "/b/k", "uploads"), "CreateMultipartUpload");
         assert_eq!(op("POST", "/b/k", "uploadId=x"), "CompleteMultipartUpload");
         assert_eq!(op("POST", "/b", "delete"), "DeleteObjects");
+        assert_eq!(op("POST", "/b/", ""), "PostObject");
         assert_eq!(op("GET", "/b", "list-type=2"), "ListObjectsV2");
         assert_eq!(op("DELETE", "/b/k", "uploadId=x"), "AbortMultipartUpload");
         let target = h(&[("x-amz-target", "AmazonSQS.SendMessageBatch")]);
