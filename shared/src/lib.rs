@@ -1,10 +1,10 @@
 //! What the edge hook, the backfill function and the image processor share.
 
 pub mod aws;
-#[cfg(feature = "s3")]
-pub mod checksum;
 #[cfg(feature = "lambda")]
 pub mod batch;
+#[cfg(feature = "s3")]
+pub mod checksum;
 pub mod cloudfront;
 pub mod config;
 pub mod error;
