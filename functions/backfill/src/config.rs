@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use shared::config::{error, ConfigError, Env};
 use shared::message::{is_bucket_name, is_host_name, Protocol};
+use shared::retry::MAX_VISIBILITY;
 
 const MIB: u64 = 1024 * 1024;
 /// S3's multipart limits.
@@ -13,6 +14,13 @@ pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 pub const MAX_PARTS: u64 = 10_000;
 /// S3's largest single PutObject.
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * MIB;
+
+/// The visibility backoff of a failed message. Sized against the backfill queue's redrive
+/// (`maxReceiveCount` 5 in template.yaml): with equal jitter the four waits before the fifth and
+/// last delivery add up to at least 2.5 + 5 + 10 + 20 = 37.5 minutes, so that a domestic-origin
+/// outage of half an hour sends no message to the DLQ.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(60 * 60);
 
 /// An origin the function may fetch from: protocol, host and port must all match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +112,8 @@ impl Config {
                 "a whole number of failures",
             )?,
             breaker_cooldown: env.duration_or("BREAKER_COOLDOWN", Duration::from_secs(60))?,
-            retry_base: env.duration_or("RETRY_BASE", Duration::from_secs(10))?,
-            retry_cap: env.duration_or("RETRY_CAP", Duration::from_secs(900))?,
+            retry_base: env.duration_or("RETRY_BASE", DEFAULT_RETRY_BASE)?,
+            retry_cap: env.duration_or("RETRY_CAP", DEFAULT_RETRY_CAP)?,
             deadline_margin: env.duration_or("DEADLINE_MARGIN", Duration::from_secs(3))?,
             metrics_namespace: env
                 .get("METRICS_NAMESPACE")
@@ -137,6 +145,23 @@ impl Config {
                 "SINGLE_PUT_MAX",
                 &format!("is {}", self.single_put_max),
                 "at most 5 GiB",
+            ));
+        }
+        if self.retry_base.is_zero() || self.retry_cap < self.retry_base {
+            return Err(error(
+                "RETRY_CAP",
+                &format!(
+                    "is {:?} with RETRY_BASE {:?}",
+                    self.retry_cap, self.retry_base
+                ),
+                "a RETRY_BASE above zero and a RETRY_CAP at least as long",
+            ));
+        }
+        if self.retry_cap > MAX_VISIBILITY {
+            return Err(error(
+                "RETRY_CAP",
+                &format!("is {:?}", self.retry_cap),
+                "at most 12h, SQS's longest visibility timeout",
             ));
         }
         for (name, value) in [
@@ -217,7 +242,7 @@ fn parse_origin_headers(raw: Option<&str>) -> Result<Vec<(HeaderName, HeaderValu
 mod tests {
     use super::*;
 
-    fn env(extra: &[(&'static str, &'static str)]) -> Env {
+    fn env(extra: &[(&str, &str)]) -> Env {
         let mut pairs = vec![
             ("BUCKET", "overseas-origin"),
             (
@@ -277,6 +302,8 @@ mod tests {
             ),
             (&[("UPLOAD_CONCURRENCY", "0")], "UPLOAD_CONCURRENCY"),
             (&[("ORIGIN_IDLE_TIMEOUT", "soon")], "ORIGIN_IDLE_TIMEOUT"),
+            (&[("RETRY_BASE", "2m"), ("RETRY_CAP", "1m")], "RETRY_CAP"),
+            (&[("RETRY_CAP", "13h")], "RETRY_CAP"),
         ];
         for (extra, variable) in cases {
             let err = Config::from_env(&env(extra)).unwrap_err();
@@ -284,6 +311,47 @@ mod tests {
         }
         let err = Config::from_env(&Env::from_pairs([])).unwrap_err();
         assert_eq!(err.variable, "BUCKET");
+    }
+
+    /// The value of `name:` on the first line that sets it after the line `  {resource}:` of
+    /// template.yaml.
+    fn template_value(resource: &str, name: &str) -> String {
+        let template = include_str!("../../../template.yaml");
+        let start = template
+            .find(&format!("\n  {resource}:\n"))
+            .unwrap_or_else(|| panic!("template.yaml has no resource {resource}"));
+        template[start..]
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{resource} sets no {name}"))
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_half_hour_outage_sends_no_message_to_the_dlq() {
+        use shared::retry::{min_time_to_last_receive, Backoff};
+        let half_hour = Duration::from_secs(30 * 60);
+        let max_receive_count: u32 = template_value("BackfillQueue", "maxReceiveCount")
+            .parse()
+            .unwrap();
+        let template = Config::from_env(&env(&[
+            (
+                "RETRY_BASE",
+                &template_value("BackfillFunction", "RETRY_BASE"),
+            ),
+            (
+                "RETRY_CAP",
+                &template_value("BackfillFunction", "RETRY_CAP"),
+            ),
+        ]))
+        .unwrap();
+        let defaults = Config::from_env(&env(&[])).unwrap();
+        for config in [template, defaults] {
+            let backoff = Backoff::new(config.retry_base, config.retry_cap);
+            let least = min_time_to_last_receive(&backoff, max_receive_count);
+            assert!(least > half_hour, "{least:?} with {backoff:?}");
+        }
     }
 
     #[test]
