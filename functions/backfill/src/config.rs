@@ -57,6 +57,9 @@ pub struct Config {
     pub retry_cap: Duration,
     /// Work stops this long before the invocation's deadline, to abort cleanly.
     pub deadline_margin: Duration,
+    /// A record starts only with at least this long left before the margin; later ones are handed
+    /// back at once with a short visibility.
+    pub min_record_time: Duration,
     pub metrics_namespace: String,
 }
 
@@ -115,6 +118,7 @@ impl Config {
             retry_base: env.duration_or("RETRY_BASE", DEFAULT_RETRY_BASE)?,
             retry_cap: env.duration_or("RETRY_CAP", DEFAULT_RETRY_CAP)?,
             deadline_margin: env.duration_or("DEADLINE_MARGIN", Duration::from_secs(3))?,
+            min_record_time: env.duration_or("MIN_RECORD_TIME", Duration::from_secs(5))?,
             metrics_namespace: env
                 .get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| "OverseasOrigin".to_owned()),

@@ -127,7 +127,7 @@ pub async fn handle_batch<O: Origin, S: ObjectStore>(
 ) -> Result<SqsBatchResponse, Diagnostic> {
     let deadline = work_deadline(event.context.deadline(), app.config.deadline_margin);
     let response = runner
-        .run(event.payload, |record| async move {
+        .run_until(event.payload, deadline, |record| async move {
             app.handle_record(record, deadline).await.map(drop)
         })
         .await?;
