@@ -3,6 +3,8 @@
 //! the normal AWS chain (region, credentials) applies.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_types::timeout::TimeoutConfig;
+use tokio::time::Instant;
 
 /// Loads the shared SDK configuration from the environment.
 pub async fn load_config() -> SdkConfig {
@@ -36,6 +38,19 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 #[cfg(feature = "dynamodb")]
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
+}
+
+/// The timeouts of one call that must end by `deadline`: the client's own (`base`: connect and the
+/// rest, which a per-call override would otherwise drop) with an operation timeout, retries
+/// included, of the time left. `None` once the deadline has passed. The SDK sets no operation
+/// timeout of its own: without one a call may outlast the invocation.
+pub fn timeouts_until(base: Option<&TimeoutConfig>, deadline: Instant) -> Option<TimeoutConfig> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let builder = base.map(TimeoutConfig::to_builder).unwrap_or_default();
+    Some(builder.operation_timeout(left).build())
 }
 
 /// The parts of an SQS queue ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`).
@@ -90,6 +105,26 @@ pub fn region_of_queue_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_gets_the_time_left_and_keeps_the_clients_other_timeouts() {
+        use std::time::Duration;
+        let base = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(3100))
+            .build();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let timeouts = timeouts_until(Some(&base), deadline).unwrap();
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            timeouts.connect_timeout(),
+            Some(Duration::from_millis(3100))
+        );
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let timeouts = timeouts_until(None, deadline).unwrap();
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(timeouts_until(Some(&base), deadline), None);
+    }
 
     #[test]
     fn queue_arns() {

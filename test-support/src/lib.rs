@@ -3,3 +3,4 @@
 pub mod fault_proxy;
 pub mod json;
 pub mod queues;
+pub mod wire;

@@ -47,7 +47,7 @@ pub async fn copy<O: Origin, S: ObjectStore>(
     fetch: &Fetch,
     deadline: Instant,
 ) -> Result<CopyOutcome, BackfillError> {
-    if store.exists(&fetch.bucket, &fetch.key).await? {
+    if store.exists(&fetch.bucket, &fetch.key, deadline).await? {
         return Ok(CopyOutcome::AlreadyPresent);
     }
     let response = timeout_at(deadline, origin.get(&fetch.url))
@@ -69,7 +69,10 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 .await
                 .map_err(|_| BackfillError::Deadline)??;
             let crc = crc32c::crc32c(&body);
-            Ok(one_put(store.put(&target, body, crc).await?, length))
+            Ok(one_put(
+                store.put(&target, body, crc, deadline).await?,
+                length,
+            ))
         }
         Upload::Stream { length } => {
             let written =
@@ -88,6 +91,7 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                     length,
                     part_size,
                     &mut upload_id,
+                    deadline,
                 ),
             )
             .await
@@ -96,7 +100,10 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 Ok(Streamed::Small(body)) => {
                     let bytes = body.len() as u64;
                     let crc = crc32c::crc32c(&body);
-                    return Ok(one_put(store.put(&target, body, crc).await?, bytes));
+                    return Ok(one_put(
+                        store.put(&target, body, crc, deadline).await?,
+                        bytes,
+                    ));
                 }
                 Ok(Streamed::Parts {
                     upload_id: id,
@@ -105,7 +112,10 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                     bytes,
                 }) => {
                     let count = parts.len() as u32;
-                    match store.complete_multipart(&target, &id, parts, crc).await {
+                    match store
+                        .complete_multipart(&target, &id, parts, crc, deadline)
+                        .await
+                    {
                         Ok(Written::Created) => {
                             return Ok(CopyOutcome::Copied {
                                 bytes,
@@ -118,9 +128,11 @@ pub async fn copy<O: Origin, S: ObjectStore>(
                 }
                 Err(err) => Err(err),
             };
-            // Not completed: abort, so that no upload is left behind to be billed.
+            // Not completed: abort, so that no upload is left behind to be billed. Past the
+            // deadline too, within a part of the margin kept before the invocation's end.
             if let Some(id) = upload_id {
-                if let Err(abort) = store.abort_multipart(&target, &id).await {
+                let abort_by = Instant::now().max(deadline) + config.deadline_margin / 2;
+                if let Err(abort) = store.abort_multipart(&target, &id, abort_by).await {
                     tracing::warn!(error = %abort, upload_id = %id, "could not abort the multipart upload; the lifecycle rule will");
                 }
             }
@@ -155,9 +167,9 @@ async fn put_streamed<O: Origin, S: ObjectStore>(
     let mut response = first;
     let mut attempt = 1;
     loop {
-        let sent = timeout_at(deadline, store.put_stream(target, response.body, length))
-            .await
-            .map_err(|_| BackfillError::Deadline)?;
+        let sent = store
+            .put_stream(target, response.body, length, deadline)
+            .await;
         // Only S3's transient failures are worth a fresh body; the origin's speak for themselves.
         let err = match sent {
             Err(err @ BackfillError::Aws(_)) if err.is_retryable() && attempt < STREAM_ATTEMPTS => {
@@ -227,6 +239,7 @@ async fn stream_parts<S: ObjectStore>(
     length: Option<u64>,
     part_size: u64,
     upload_id: &mut Option<String>,
+    deadline: Instant,
 ) -> Result<Streamed, BackfillError> {
     let part_size = part_size as usize;
     // Each part is filled in an allocation of exactly its size and frozen whole: no buffer grows,
@@ -255,13 +268,16 @@ async fn stream_parts<S: ObjectStore>(
             let id = match upload_id {
                 Some(id) => id.clone(),
                 None => upload_id
-                    .insert(store.create_multipart(target).await?)
+                    .insert(store.create_multipart(target, deadline).await?)
                     .clone(),
             };
             let number = next_number;
             next_number += 1;
-            in_flight
-                .push(async move { store.upload_part(target, &id, number, part, part_crc).await });
+            in_flight.push(async move {
+                store
+                    .upload_part(target, &id, number, part, part_crc, deadline)
+                    .await
+            });
         }
         if body_done
             && in_flight.is_empty()

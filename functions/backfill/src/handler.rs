@@ -160,10 +160,21 @@ mod tests {
     struct Bucket;
 
     impl ObjectStore for Bucket {
-        async fn exists(&self, _bucket: &str, key: &str) -> Result<bool, BackfillError> {
+        async fn exists(
+            &self,
+            _bucket: &str,
+            key: &str,
+            _: Instant,
+        ) -> Result<bool, BackfillError> {
             Ok(key.ends_with("present.jpg"))
         }
-        async fn put(&self, _: &Target, _: Bytes, _: u32) -> Result<Written, BackfillError> {
+        async fn put(
+            &self,
+            _: &Target,
+            _: Bytes,
+            _: u32,
+            _: Instant,
+        ) -> Result<Written, BackfillError> {
             unreachable!("the origin never answers 200")
         }
         async fn put_stream(
@@ -171,10 +182,11 @@ mod tests {
             _: &Target,
             _: crate::origin::BodyStream,
             _: u64,
+            _: Instant,
         ) -> Result<Written, BackfillError> {
             unreachable!("the origin never answers 200")
         }
-        async fn create_multipart(&self, _: &Target) -> Result<String, BackfillError> {
+        async fn create_multipart(&self, _: &Target, _: Instant) -> Result<String, BackfillError> {
             unreachable!("the origin never answers 200")
         }
         async fn upload_part(
@@ -184,6 +196,7 @@ mod tests {
             _: i32,
             _: Bytes,
             _: u32,
+            _: Instant,
         ) -> Result<Part, BackfillError> {
             unreachable!("the origin never answers 200")
         }
@@ -193,10 +206,16 @@ mod tests {
             _: &str,
             _: Vec<Part>,
             _: u32,
+            _: Instant,
         ) -> Result<Written, BackfillError> {
             unreachable!("the origin never answers 200")
         }
-        async fn abort_multipart(&self, _: &Target, _: &str) -> Result<(), BackfillError> {
+        async fn abort_multipart(
+            &self,
+            _: &Target,
+            _: &str,
+            _: Instant,
+        ) -> Result<(), BackfillError> {
             unreachable!("the origin never answers 200")
         }
     }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use aws_sdk_s3::config::RequestChecksumCalculation;
+use aws_sdk_s3::config::{RequestChecksumCalculation, StalledStreamProtectionConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,6 +13,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUploa
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body::{Frame, SizeHint};
+use tokio::time::Instant;
 
 use crate::error::BackfillError;
 use crate::origin::BodyStream;
@@ -41,11 +42,14 @@ pub struct Part {
     pub crc32c: u32,
 }
 
+/// Every call ends by its `deadline`: one cut there fails with [`BackfillError::Deadline`], so that
+/// the invocation still answers with its batch response.
 pub trait ObjectStore: Send + Sync {
     fn exists(
         &self,
         bucket: &str,
         key: &str,
+        deadline: Instant,
     ) -> impl Future<Output = Result<bool, BackfillError>> + Send;
 
     fn put(
@@ -53,6 +57,7 @@ pub trait ObjectStore: Send + Sync {
         target: &Target,
         body: Bytes,
         crc32c: u32,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Written, BackfillError>> + Send;
 
     /// One PutObject streamed from the origin's body of exactly `length` bytes, its CRC32C sent
@@ -63,11 +68,13 @@ pub trait ObjectStore: Send + Sync {
         target: &Target,
         body: BodyStream,
         length: u64,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Written, BackfillError>> + Send;
 
     fn create_multipart(
         &self,
         target: &Target,
+        deadline: Instant,
     ) -> impl Future<Output = Result<String, BackfillError>> + Send;
 
     fn upload_part(
@@ -77,6 +84,7 @@ pub trait ObjectStore: Send + Sync {
         number: i32,
         body: Bytes,
         crc32c: u32,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Part, BackfillError>> + Send;
 
     /// Completes with the parts and the full-object CRC32C, only if the key does not exist yet.
@@ -86,12 +94,14 @@ pub trait ObjectStore: Send + Sync {
         upload_id: &str,
         parts: Vec<Part>,
         crc32c: u32,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Written, BackfillError>> + Send;
 
     fn abort_multipart(
         &self,
         target: &Target,
         upload_id: &str,
+        deadline: Instant,
     ) -> impl Future<Output = Result<(), BackfillError>> + Send;
 }
 
@@ -140,6 +150,16 @@ impl S3Store {
     }
 }
 
+/// A configuration for one call that ends it by `deadline`; none when the deadline has passed.
+fn until(
+    client: &aws_sdk_s3::Client,
+    deadline: Instant,
+) -> Result<aws_sdk_s3::config::Builder, BackfillError> {
+    let timeouts = shared::aws::timeouts_until(client.config().timeout_config(), deadline)
+        .ok_or(BackfillError::Deadline)?;
+    Ok(aws_sdk_s3::config::Builder::default().timeout_config(timeouts))
+}
+
 /// Classifies an S3 error: 412 is "already exists", 409 a concurrent write to retry.
 fn write_error<E, R>(
     operation: &'static str,
@@ -164,16 +184,27 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + shared::error::HttpStatus,
 {
+    // The client sets no other timeout that ends a call this way: this is the operation timeout.
+    if let aws_sdk_s3::error::SdkError::TimeoutError(_) = err {
+        return BackfillError::Deadline;
+    }
     BackfillError::Aws(shared::Error::aws(operation, err))
 }
 
 impl ObjectStore for S3Store {
-    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, BackfillError> {
+    async fn exists(
+        &self,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<bool, BackfillError> {
         match self
             .client
             .head_object()
             .bucket(bucket)
             .key(key)
+            .customize()
+            .config_override(until(&self.client, deadline)?)
             .send()
             .await
         {
@@ -190,6 +221,7 @@ impl ObjectStore for S3Store {
         target: &Target,
         body: Bytes,
         crc32c: u32,
+        deadline: Instant,
     ) -> Result<Written, BackfillError> {
         let request = self
             .conditional_put(target, body.len() as u64)
@@ -199,6 +231,7 @@ impl ObjectStore for S3Store {
         match request
             .body(ByteStream::from(body))
             .customize()
+            .config_override(until(&self.client, deadline)?)
             .disable_payload_signing()
             .send()
             .await
@@ -213,7 +246,9 @@ impl ObjectStore for S3Store {
         target: &Target,
         body: BodyStream,
         length: u64,
+        deadline: Instant,
     ) -> Result<Written, BackfillError> {
+        let bounded = until(&self.client, deadline)?;
         let origin_failure = Arc::new(Mutex::new(None));
         let body = ExactBody {
             stream: Mutex::new(body),
@@ -230,14 +265,24 @@ impl ObjectStore for S3Store {
         // computes the CRC32C as it streams and sends it as an `x-amz-checksum-crc32c` trailer
         // of an aws-chunked body (signed chunks over http, STREAMING-UNSIGNED-PAYLOAD-TRAILER
         // over https).
+        //
+        // The SDK's upload stall protection counts a body waiting for the origin as 0 B/s and
+        // fails the request after its grace period (5 s), however short the origin's pause. It
+        // is off for this write: the body fails on the origin's own idle timeout, which alone
+        // bounds a pause. (Bodies from memory never wait, so their writes keep it.)
         let sent = request
             .body(ByteStream::new(
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),
             ))
             .customize()
             .config_override(
-                aws_sdk_s3::config::Builder::default()
-                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported),
+                bounded
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+                    .stalled_stream_protection(
+                        StalledStreamProtectionConfig::enabled()
+                            .upload_enabled(false)
+                            .build(),
+                    ),
             )
             .send()
             .await;
@@ -251,7 +296,11 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn create_multipart(&self, target: &Target) -> Result<String, BackfillError> {
+    async fn create_multipart(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<String, BackfillError> {
         let request = with_attributes!(
             self.client
                 .create_multipart_upload()
@@ -262,6 +311,8 @@ impl ObjectStore for S3Store {
             &target.attributes
         );
         let created = request
+            .customize()
+            .config_override(until(&self.client, deadline)?)
             .send()
             .await
             .map_err(|e| aws_error("CreateMultipartUpload", e))?;
@@ -282,6 +333,7 @@ impl ObjectStore for S3Store {
         number: i32,
         body: Bytes,
         crc32c: u32,
+        deadline: Instant,
     ) -> Result<Part, BackfillError> {
         let length = body.len() as i64;
         let uploaded = self
@@ -295,6 +347,7 @@ impl ObjectStore for S3Store {
             .checksum_crc32_c(crc32c_header(crc32c))
             .body(ByteStream::from(body))
             .customize()
+            .config_override(until(&self.client, deadline)?)
             .disable_payload_signing()
             .send()
             .await
@@ -312,6 +365,7 @@ impl ObjectStore for S3Store {
         upload_id: &str,
         parts: Vec<Part>,
         crc32c: u32,
+        deadline: Instant,
     ) -> Result<Written, BackfillError> {
         let parts = parts
             .into_iter()
@@ -337,6 +391,8 @@ impl ObjectStore for S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .customize()
+            .config_override(until(&self.client, deadline)?)
             .send()
             .await;
         match completed {
@@ -345,13 +401,20 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn abort_multipart(&self, target: &Target, upload_id: &str) -> Result<(), BackfillError> {
+    async fn abort_multipart(
+        &self,
+        target: &Target,
+        upload_id: &str,
+        deadline: Instant,
+    ) -> Result<(), BackfillError> {
         match self
             .client
             .abort_multipart_upload()
             .bucket(&target.bucket)
             .key(&target.key)
             .upload_id(upload_id)
+            .customize()
+            .config_override(until(&self.client, deadline)?)
             .send()
             .await
         {

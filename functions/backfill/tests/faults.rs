@@ -252,6 +252,111 @@ async fn a_copy_cut_by_the_deadline_completes_on_the_next_attempt() {
     }
 }
 
+/// How late after its deadline a cut call may return, on a busy machine.
+const TOLERANCE: Duration = Duration::from_millis(400);
+
+/// Runs `message` until `deadline`, failing the test if it outlives it by far.
+async fn run_bounded(
+    h: &Harness,
+    message: &str,
+    deadline: Instant,
+) -> Result<CopyOutcome, BackfillError> {
+    tokio::time::timeout_at(
+        deadline + Duration::from_secs(10),
+        h.run_until(message, deadline),
+    )
+    .await
+    .expect("the copy hangs past its deadline")
+}
+
+#[tokio::test]
+async fn every_s3_call_held_by_s3_ends_by_the_deadline() {
+    let (h, proxy, direct) = behind_proxy(&[]).await;
+    // "tiny" is read whole, "small" streams, "large" goes in parts.
+    let tiny = bytes(100_000);
+    let small = bytes(400_000);
+    let large = bytes(11 * MIB);
+    h.server.add("tiny", tiny.clone(), &[]);
+    h.server.add("small", small.clone(), &[]);
+    h.server.add("large", large.clone(), &[]);
+    let scenarios: [(Op, &str, &Vec<u8>); 6] = [
+        (Op::HeadObject, "tiny", &tiny),
+        (Op::PutObject, "tiny", &tiny),
+        (Op::PutObject, "small", &small),
+        (Op::CreateMultipartUpload, "large", &large),
+        (Op::UploadPart, "large", &large),
+        (Op::CompleteMultipartUpload, "large", &large),
+    ];
+    for (i, (op, file, body)) in scenarios.into_iter().enumerate() {
+        proxy.set_rules(vec![Rule::always(op, Fault::Hold)]);
+        let key = h.key(&format!("held-{i}"));
+        let deadline = Instant::now() + Duration::from_millis(1000);
+        let err = run_bounded(&h, &h.message(&format!("/files/{file}"), &key), deadline)
+            .await
+            .unwrap_err();
+        let late = Instant::now().saturating_duration_since(deadline);
+        assert!(
+            matches!(err, BackfillError::Deadline),
+            "{op:?} {file}: {err}"
+        );
+        assert!(err.is_retryable());
+        assert!(
+            late < TOLERANCE,
+            "{op:?} {file}: {late:?} after the deadline"
+        );
+        assert!(proxy.injected() > 0, "{op:?} {file}: nothing was held");
+        assert_invariants(&h, &direct, &key, body, false).await;
+    }
+}
+
+#[tokio::test]
+async fn an_abort_after_the_deadline_has_a_bounded_time_of_its_own() {
+    let (h, proxy, direct) = behind_proxy(&[("DEADLINE_MARGIN", "1s")]).await;
+    h.server.add("large", bytes(11 * MIB), &[]);
+    proxy.set_rules(vec![
+        Rule::always(Op::UploadPart, Fault::Hold),
+        Rule::always(Op::AbortMultipartUpload, Fault::Hold),
+    ]);
+    let key = h.key("abort-held");
+    let deadline = Instant::now() + Duration::from_millis(1000);
+    let err = run_bounded(&h, &h.message("/files/large", &key), deadline)
+        .await
+        .unwrap_err();
+    let late = Instant::now().saturating_duration_since(deadline);
+    assert!(matches!(err, BackfillError::Deadline), "{err}");
+    // Half the margin for the abort, the rest for the batch response.
+    let abort_time = Duration::from_millis(500);
+    assert!(
+        late >= abort_time - Duration::from_millis(50) && late < abort_time + TOLERANCE,
+        "{late:?} after the deadline"
+    );
+    assert_eq!(
+        proxy.count(Op::AbortMultipartUpload),
+        1,
+        "the abort was tried"
+    );
+    // Left to the lifecycle rule; tidied here.
+    let uploads = direct
+        .list_multipart_uploads()
+        .bucket(&h.bucket)
+        .prefix(&h.prefix)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploads.uploads().len(), 1);
+    for upload in uploads.uploads() {
+        direct
+            .abort_multipart_upload()
+            .bucket(&h.bucket)
+            .key(upload.key().unwrap())
+            .upload_id(upload.upload_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_invariants(&h, &direct, &key, &[], false).await;
+}
+
 #[tokio::test]
 async fn duplicate_deliveries_copy_once() {
     let h = Harness::start(&[]).await;

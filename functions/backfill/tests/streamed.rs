@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::store::{ObjectStore, S3Store, Target, Written};
-use common::{behind_proxy, bytes, object_in, Harness, MIB};
+use common::{a_minute, behind_proxy, bytes, object_in, Harness, MIB};
 use futures::StreamExt;
 use shared::Failure;
 use test_support::fault_proxy::{Fault, FaultProxy, Op, Rule};
@@ -22,7 +22,11 @@ async fn streaming() -> Harness {
 
 /// A streaming harness whose S3 requests go through a fault proxy in front of moto.
 async fn streaming_behind_proxy() -> (Harness, FaultProxy) {
-    let (h, proxy, _direct) = behind_proxy(STREAMING).await;
+    streaming_behind_proxy_with(&[]).await
+}
+
+async fn streaming_behind_proxy_with(extra: &[(&str, &str)]) -> (Harness, FaultProxy) {
+    let (h, proxy, _direct) = behind_proxy(&[STREAMING, extra].concat()).await;
     (h, proxy)
 }
 
@@ -117,6 +121,53 @@ async fn a_stalled_streamed_body_times_out_and_leaves_nothing() {
     );
 }
 
+/// The SDK's upload stall protection (5 s grace) would fail a PutObject whose body waits for the
+/// origin; the origin's idle timeout alone decides how long a pause may be.
+#[tokio::test]
+async fn origin_pauses_shorter_than_the_idle_timeout_never_fail_a_streamed_put() {
+    let (h, proxy) = streaming_behind_proxy_with(&[("ORIGIN_IDLE_TIMEOUT", "15s")]).await;
+    let body = bytes(MIB);
+    h.server.add("paused", body.clone(), &[]);
+    proxy.set_rules(vec![]);
+    let key = h.key("paused");
+    let outcome = h
+        .run(&h.message("/stall/6000,12000/paused", &key))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        CopyOutcome::Copied {
+            bytes: body.len() as u64,
+            parts: 1
+        }
+    );
+    assert_eq!(proxy.count(Op::PutObject), 1, "one attempt");
+    assert_eq!(
+        h.server.hits("/stall/6000,12000/paused"),
+        1,
+        "one origin GET"
+    );
+    assert!(
+        stored(&h, &key).await.unwrap() == body,
+        "the object is whole"
+    );
+}
+
+#[tokio::test]
+async fn an_origin_pause_longer_than_the_idle_timeout_fails_a_streamed_put() {
+    let (h, proxy) = streaming_behind_proxy_with(&[("ORIGIN_IDLE_TIMEOUT", "2s")]).await;
+    h.server.add("paused", bytes(MIB), &[]);
+    proxy.set_rules(vec![]);
+    let key = h.key("paused");
+    let err = h
+        .run(&h.message("/stall/3000/paused", &key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "origin_idle_timeout", "{err}");
+    assert_eq!(h.server.hits("/stall/3000/paused"), 1, "not fetched again");
+    assert!(stored(&h, &key).await.is_none());
+}
+
 #[tokio::test]
 async fn a_streamed_put_never_overwrites() {
     let h = streaming().await;
@@ -143,7 +194,7 @@ async fn a_streamed_put_never_overwrites() {
     )
     .boxed();
     let written = store
-        .put_stream(&target, stream, body.len() as u64)
+        .put_stream(&target, stream, body.len() as u64, a_minute())
         .await
         .unwrap();
     assert_eq!(written, Written::AlreadyExists);

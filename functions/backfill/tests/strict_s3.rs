@@ -10,7 +10,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::store::{ObjectStore, S3Store, Target};
 use bytes::Bytes;
-use common::{bytes, var, Harness, MIB};
+use common::{a_minute, bytes, var, Harness, MIB};
 
 fn strict_client() -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
@@ -93,7 +93,7 @@ async fn a_wrong_checksum_is_refused() {
     let body = Bytes::from(bytes(10_000));
     let right = crc32c::crc32c(&body);
     let err = store
-        .put(&target, body.clone(), right ^ 1)
+        .put(&target, body.clone(), right ^ 1, a_minute())
         .await
         .unwrap_err();
     assert!(

@@ -33,6 +33,9 @@ pub struct Config {
     /// Images decoded and encoded at once (`IMAGE_CONCURRENCY`, default: the cores).
     pub image_concurrency: usize,
     pub cache_control: String,
+    /// AWS calls end this long before the invocation's deadline (`DEADLINE_MARGIN`), so that a
+    /// claim can still be released and the batch response sent.
+    pub deadline_margin: Duration,
     pub metrics_namespace: String,
 }
 
@@ -84,6 +87,7 @@ impl Config {
             cache_control: env
                 .get("CACHE_CONTROL")
                 .unwrap_or_else(|| "public, max-age=31536000".to_owned()),
+            deadline_margin: env.duration_or("DEADLINE_MARGIN", Duration::from_secs(1))?,
             metrics_namespace: env
                 .get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| "OverseasOrigin".to_owned()),

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use aws_sdk_s3::error::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use shared::{Failure, KeyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum Error {
     RenditionConflict { key: String },
     #[error("image work was cancelled: {0}")]
     Worker(String),
+    #[error("the invocation's deadline is near; the task is abandoned and will be retried")]
+    Deadline,
     #[error(transparent)]
     Shared(#[from] shared::Error),
 }
@@ -36,7 +40,10 @@ pub enum Error {
 impl Failure for Error {
     fn is_retryable(&self) -> bool {
         match self {
-            Error::TaskBusy { .. } | Error::RenditionConflict { .. } | Error::Worker(_) => true,
+            Error::TaskBusy { .. }
+            | Error::RenditionConflict { .. }
+            | Error::Worker(_)
+            | Error::Deadline => true,
             Error::Shared(err) => err.is_retryable(),
             Error::TooLarge { .. }
             | Error::TooManyPixels { .. }
@@ -62,6 +69,7 @@ impl Failure for Error {
             Error::TaskBusy { .. } => "task_in_progress",
             Error::RenditionConflict { .. } => "rendition_conflict",
             Error::Worker(_) => "worker",
+            Error::Deadline => "deadline",
             Error::Shared(err) => err.reason(),
         }
     }
@@ -70,6 +78,21 @@ impl Failure for Error {
         match self {
             Error::TaskBusy { retry_after } => Some(*retry_after),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// An AWS call's failure; one cut by its operation timeout (the only timeout the clients
+    /// set that ends a call this way) ran into the deadline.
+    pub fn aws<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + shared::error::HttpStatus,
+    {
+        match err {
+            SdkError::TimeoutError(_) => Error::Deadline,
+            err => Error::Shared(shared::Error::aws(operation, err)),
         }
     }
 }
@@ -108,6 +131,8 @@ mod tests {
         assert!(busy.is_retryable());
         assert_eq!(busy.retry_after(), Some(Duration::from_secs(30)));
         assert_eq!(busy.reason(), "task_in_progress");
+        assert!(Error::Deadline.is_retryable());
+        assert_eq!(Error::Deadline.reason(), "deadline");
         let throttled = Error::from(shared::Error::Aws {
             operation: "PutItem",
             message: "ThrottlingException".into(),

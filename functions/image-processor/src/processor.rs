@@ -1,7 +1,7 @@
 //! The handler: every S3 notice of a message through decide, claim, fetch, render, write, record.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use shared::metrics::{Metric, Metrics};
 use shared::Failure;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -169,11 +170,12 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
 
     async fn claim_and_process(&self, task: &Task, deadline_ms: u64) -> Result<Outcome, Error> {
         let now = now_ms();
-        let token = match self
-            .tasks
-            .claim(task, Lease::for_deadline(deadline_ms, now), now)
-            .await?
-        {
+        let lease = Lease::for_deadline(deadline_ms, now);
+        // Every AWS call ends by this, inside the lease and before the invocation's end.
+        let deadline = Instant::now()
+            + Duration::from_millis(lease.until_ms.saturating_sub(now))
+                .saturating_sub(self.config.deadline_margin);
+        let token = match self.tasks.claim(task, lease, now, deadline).await? {
             Claim::Claimed { token } => token,
             Claim::Completed => return Ok(Outcome::AlreadyCompleted),
             Claim::Failed { reason } => return Ok(Outcome::AlreadyFailed { reason }),
@@ -184,7 +186,7 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
             }
         };
         let expires_at_s = now_ms() / 1000 + self.config.task_ttl.as_secs();
-        match self.render_task(task).await {
+        match self.render_task(task, deadline).await {
             Ok(outcome) => {
                 let renditions = match outcome {
                     Outcome::Rendered { renditions, .. } => renditions,
@@ -197,6 +199,7 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
                         &token,
                         &Finish::Completed { renditions },
                         expires_at_s,
+                        deadline,
                     )
                     .await?
                 {
@@ -214,12 +217,14 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
                     detail: err.to_string(),
                 };
                 self.tasks
-                    .finish(&task.id, &token, &finish, expires_at_s)
+                    .finish(&task.id, &token, &finish, expires_at_s, deadline)
                     .await?;
                 Err(err)
             }
             Err(err) => {
-                if let Err(release) = self.tasks.release(&task.id, &token).await {
+                // Past the deadline too, within a part of the margin kept for it.
+                let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
+                if let Err(release) = self.tasks.release(&task.id, &token, release_by).await {
                     // The lease still ends with this invocation, so the task is not stuck.
                     tracing::warn!(error = %release, "could not release the task claim");
                 }
@@ -228,12 +233,12 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         }
     }
 
-    async fn render_task(&self, task: &Task) -> Result<Outcome, Error> {
+    async fn render_task(&self, task: &Task, deadline: Instant) -> Result<Outcome, Error> {
         let limit = self.config.max_object_bytes;
         if let Some(size) = task.size.filter(|size| *size > limit) {
             return Err(Error::TooLarge { size, limit });
         }
-        let bytes = match self.store.fetch(task, limit).await? {
+        let bytes = match self.store.fetch(task, limit, deadline).await? {
             Fetched::Object { bytes } => bytes,
             Fetched::Gone => return Ok(Outcome::SourceGone),
         };
@@ -280,7 +285,8 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
             .collect();
         let bytes_out: u64 = writes.iter().map(|w| w.body.len() as u64).sum();
         let written =
-            futures::future::try_join_all(writes.iter().map(|write| self.write(write))).await?;
+            futures::future::try_join_all(writes.iter().map(|write| self.write(write, deadline)))
+                .await?;
         let source = rendered.source;
         self.metrics.emit(
             &[("Format", source.format.label())],
@@ -297,11 +303,15 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
     }
 
     /// Writes one rendition without clobbering: `true` if this call wrote it.
-    async fn write(&self, write: &RenditionWrite) -> Result<bool, Error> {
-        if self.store.put_if_absent(write).await? == Put::Created {
+    async fn write(&self, write: &RenditionWrite, deadline: Instant) -> Result<bool, Error> {
+        if self.store.put_if_absent(write, deadline).await? == Put::Created {
             return Ok(true);
         }
-        let Some(existing) = self.store.existing(&write.bucket, &write.key).await? else {
+        let Some(existing) = self
+            .store
+            .existing(&write.bucket, &write.key, deadline)
+            .await?
+        else {
             // Deleted between the two calls: the next delivery writes it.
             return Err(Error::RenditionConflict {
                 key: write.key.to_string(),
@@ -309,7 +319,8 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         };
         match on_existing(&write.stamp, &existing.stamp) {
             OnExisting::Same | OnExisting::Keep => Ok(false),
-            OnExisting::Replace => match self.store.replace(write, &existing.etag).await? {
+            OnExisting::Replace => match self.store.replace(write, &existing.etag, deadline).await?
+            {
                 Put::Created => Ok(true),
                 Put::Exists => Err(Error::RenditionConflict {
                     key: write.key.to_string(),

@@ -8,6 +8,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bytes::{Bytes, BytesMut};
 use shared::ObjectKey;
+use tokio::time::{timeout_at, Instant};
 
 use crate::error::Error;
 use crate::rendition::SourceStamp;
@@ -48,18 +49,21 @@ pub struct Existing {
     pub stamp: SourceStamp,
 }
 
+/// Every call ends by its `deadline`: one cut there fails with [`Error::Deadline`].
 pub trait ObjectStore: Send + Sync {
     /// Reads the revision of the source that `task` names, refusing more than `max_bytes`.
     fn fetch(
         &self,
         task: &Task,
         max_bytes: u64,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Fetched, Error>> + Send;
 
     /// Writes the rendition unless something is at its key already.
     fn put_if_absent(
         &self,
         write: &RenditionWrite,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Put, Error>> + Send;
 
     /// The rendition at `key`, if any.
@@ -67,6 +71,7 @@ pub trait ObjectStore: Send + Sync {
         &self,
         bucket: &str,
         key: &ObjectKey,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Option<Existing>, Error>> + Send;
 
     /// Overwrites the rendition only if it is still the one with `etag`; `Put::Exists` otherwise.
@@ -74,6 +79,7 @@ pub trait ObjectStore: Send + Sync {
         &self,
         write: &RenditionWrite,
         etag: &str,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Put, Error>> + Send;
 }
 
@@ -113,6 +119,16 @@ impl S3Store {
     }
 }
 
+/// A configuration for one call that ends it by `deadline`; none when the deadline has passed.
+fn until(
+    client: &aws_sdk_s3::Client,
+    deadline: Instant,
+) -> Result<aws_sdk_s3::config::Builder, Error> {
+    let timeouts = shared::aws::timeouts_until(client.config().timeout_config(), deadline)
+        .ok_or(Error::Deadline)?;
+    Ok(aws_sdk_s3::config::Builder::default().timeout_config(timeouts))
+}
+
 /// An ETag as HTTP conditions want it: quoted (S3 events carry it bare).
 fn quoted(etag: &str) -> String {
     if etag.starts_with('"') {
@@ -135,7 +151,12 @@ fn precondition_failed<E: ProvideErrorMetadata>(
 }
 
 impl ObjectStore for S3Store {
-    async fn fetch(&self, task: &Task, max_bytes: u64) -> Result<Fetched, Error> {
+    async fn fetch(
+        &self,
+        task: &Task,
+        max_bytes: u64,
+        deadline: Instant,
+    ) -> Result<Fetched, Error> {
         let mut request = self
             .client
             .get_object()
@@ -146,12 +167,17 @@ impl ObjectStore for S3Store {
         } else if let Some(etag) = &task.etag {
             request = request.if_match(quoted(etag));
         }
-        let output = match request.send().await {
+        let output = match request
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
             Ok(output) => output,
             Err(err) if precondition_failed(&err) || matches!(status_of(&err), Some(404)) => {
                 return Ok(Fetched::Gone)
             }
-            Err(err) => return Err(shared::Error::aws("GetObject", err).into()),
+            Err(err) => return Err(Error::aws("GetObject", err)),
         };
         let length = output.content_length.unwrap_or_default().max(0) as u64;
         if length > max_bytes {
@@ -160,9 +186,13 @@ impl ObjectStore for S3Store {
                 limit: max_bytes,
             });
         }
+        // The operation ends with the answer's head: the body is read within the deadline here.
         let mut body = output.body;
         let mut bytes = BytesMut::with_capacity(length as usize);
-        while let Some(chunk) = body.try_next().await? {
+        while let Some(chunk) = timeout_at(deadline, body.try_next())
+            .await
+            .map_err(|_| Error::Deadline)??
+        {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > max_bytes {
                 return Err(Error::TooLarge {
@@ -183,20 +213,34 @@ impl ObjectStore for S3Store {
         })
     }
 
-    async fn put_if_absent(&self, write: &RenditionWrite) -> Result<Put, Error> {
-        match self.put(write).if_none_match("*").send().await {
+    async fn put_if_absent(&self, write: &RenditionWrite, deadline: Instant) -> Result<Put, Error> {
+        match self
+            .put(write)
+            .if_none_match("*")
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
             Ok(_) => Ok(Put::Created),
             Err(err) if precondition_failed(&err) => Ok(Put::Exists),
-            Err(err) => Err(shared::Error::aws("PutObject", err).into()),
+            Err(err) => Err(Error::aws("PutObject", err)),
         }
     }
 
-    async fn existing(&self, bucket: &str, key: &ObjectKey) -> Result<Option<Existing>, Error> {
+    async fn existing(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        deadline: Instant,
+    ) -> Result<Option<Existing>, Error> {
         match self
             .client
             .head_object()
             .bucket(bucket)
             .key(key.as_str())
+            .customize()
+            .config_override(until(&self.client, deadline)?)
             .send()
             .await
         {
@@ -210,17 +254,29 @@ impl ObjectStore for S3Store {
                 }))
             }
             Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
-            Err(err) => Err(shared::Error::aws("HeadObject", err).into()),
+            Err(err) => Err(Error::aws("HeadObject", err)),
         }
     }
 
-    async fn replace(&self, write: &RenditionWrite, etag: &str) -> Result<Put, Error> {
-        match self.put(write).if_match(quoted(etag)).send().await {
+    async fn replace(
+        &self,
+        write: &RenditionWrite,
+        etag: &str,
+        deadline: Instant,
+    ) -> Result<Put, Error> {
+        match self
+            .put(write)
+            .if_match(quoted(etag))
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
             Ok(_) => Ok(Put::Created),
             Err(err) if precondition_failed(&err) || matches!(status_of(&err), Some(404)) => {
                 Ok(Put::Exists)
             }
-            Err(err) => Err(shared::Error::aws("PutObject", err).into()),
+            Err(err) => Err(Error::aws("PutObject", err)),
         }
     }
 }

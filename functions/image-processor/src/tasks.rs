@@ -16,6 +16,7 @@ use std::future::Future;
 use crate::error::Error;
 use crate::task::{Lease, Task};
 use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::time::Instant;
 
 pub const IN_PROGRESS: &str = "IN_PROGRESS";
 pub const COMPLETED: &str = "COMPLETED";
@@ -45,12 +46,14 @@ pub enum Finish {
     Failed { reason: String, detail: String },
 }
 
+/// Every call ends by its `deadline`: one cut there fails with [`Error::Deadline`].
 pub trait TaskTable: Send + Sync {
     fn claim(
         &self,
         task: &Task,
         lease: Lease,
         now_ms: u64,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Claim, Error>> + Send;
 
     /// Records the end of a claimed task; `false` if the claim was lost (its lease ended and
@@ -61,10 +64,16 @@ pub trait TaskTable: Send + Sync {
         token: &str,
         finish: &Finish,
         expires_at_s: u64,
+        deadline: Instant,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Gives a claimed task back, so that the next delivery can claim it at once.
-    fn release(&self, id: &str, token: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    fn release(
+        &self,
+        id: &str,
+        token: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -90,17 +99,30 @@ impl DynamoTaskTable {
         }
     }
 
-    async fn read(&self, id: &str) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
+    async fn read(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("id", s(id))
             .consistent_read(true)
+            .customize()
+            .config_override(self.until(deadline)?)
             .send()
             .await
-            .map_err(|e| shared::Error::aws("GetItem", e))?;
+            .map_err(|e| Error::aws("GetItem", e))?;
         Ok(output.item)
+    }
+
+    /// A configuration for one call that ends it by `deadline`; none when it has passed.
+    fn until(&self, deadline: Instant) -> Result<aws_sdk_dynamodb::config::Builder, Error> {
+        let timeouts = shared::aws::timeouts_until(self.client.config().timeout_config(), deadline)
+            .ok_or(Error::Deadline)?;
+        Ok(aws_sdk_dynamodb::config::Builder::default().timeout_config(timeouts))
     }
 }
 
@@ -147,7 +169,13 @@ fn token() -> String {
 }
 
 impl TaskTable for DynamoTaskTable {
-    async fn claim(&self, task: &Task, lease: Lease, now_ms: u64) -> Result<Claim, Error> {
+    async fn claim(
+        &self,
+        task: &Task,
+        lease: Lease,
+        now_ms: u64,
+        deadline: Instant,
+    ) -> Result<Claim, Error> {
         for _ in 0..CLAIM_ATTEMPTS {
             let token = token();
             let result = self
@@ -169,6 +197,8 @@ impl TaskTable for DynamoTaskTable {
                 .expression_attribute_values(":now_s", n(now_ms / 1000))
                 .expression_attribute_values(":now_ms", n(now_ms))
                 .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+                .customize()
+                .config_override(self.until(deadline)?)
                 .send()
                 .await;
             match result {
@@ -179,14 +209,14 @@ impl TaskTable for DynamoTaskTable {
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
                 {
                     if let Some(claim) = self
-                        .read(&task.id)
+                        .read(&task.id, deadline)
                         .await?
                         .and_then(|item| explain(&item, now_ms, &token))
                     {
                         return Ok(claim);
                     }
                 }
-                Err(err) => return Err(shared::Error::aws("PutItem", err).into()),
+                Err(err) => return Err(Error::aws("PutItem", err)),
             }
         }
         // The record kept changing under us: someone else is at work on it.
@@ -201,6 +231,7 @@ impl TaskTable for DynamoTaskTable {
         token: &str,
         finish: &Finish,
         expires_at_s: u64,
+        deadline: Instant,
     ) -> Result<bool, Error> {
         let mut request = self
             .client
@@ -228,7 +259,12 @@ impl TaskTable for DynamoTaskTable {
                 .expression_attribute_values(":reason", s(reason))
                 .expression_attribute_values(":detail", s(detail)),
         };
-        match request.send().await {
+        match request
+            .customize()
+            .config_override(self.until(deadline)?)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(err)
                 if err
@@ -237,11 +273,11 @@ impl TaskTable for DynamoTaskTable {
             {
                 Ok(false)
             }
-            Err(err) => Err(shared::Error::aws("UpdateItem", err).into()),
+            Err(err) => Err(Error::aws("UpdateItem", err)),
         }
     }
 
-    async fn release(&self, id: &str, token: &str) -> Result<(), Error> {
+    async fn release(&self, id: &str, token: &str, deadline: Instant) -> Result<(), Error> {
         let result = self
             .client
             .delete_item()
@@ -249,6 +285,8 @@ impl TaskTable for DynamoTaskTable {
             .key("id", s(id))
             .condition_expression("lease_token = :token")
             .expression_attribute_values(":token", s(token))
+            .customize()
+            .config_override(self.until(deadline)?)
             .send()
             .await;
         match result {
@@ -261,7 +299,7 @@ impl TaskTable for DynamoTaskTable {
             {
                 Ok(())
             }
-            Err(err) => Err(shared::Error::aws("DeleteItem", err).into()),
+            Err(err) => Err(Error::aws("DeleteItem", err)),
         }
     }
 }

@@ -848,10 +848,19 @@ async fn another_worker_holds_the_claim_has_finished_it_or_died() {
     let table = DynamoTaskTable::new(lab.dynamodb.clone(), &lab.name, lab.config.task_ttl);
     let done = Finish::Completed { renditions: 4 };
     assert!(!table
-        .finish(&task.id, "dead-worker", &done, now_ms() / 1000 + 60)
+        .finish(
+            &task.id,
+            "dead-worker",
+            &done,
+            now_ms() / 1000 + 60,
+            common::a_minute()
+        )
         .await
         .unwrap());
-    table.release(&task.id, "dead-worker").await.unwrap();
+    table
+        .release(&task.id, "dead-worker", common::a_minute())
+        .await
+        .unwrap();
     lab.assert_complete("dead").await;
     lab.assert_no_work_after_completion("dead", record).await;
     lab.remove().await;
@@ -910,19 +919,32 @@ async fn a_crash_between_the_renditions_and_the_task_record() {
     );
     redeliver_after_the_lease("unrecorded", &lab, record, deadline).await;
 
-    // A slow worker outlives its lease while its completion is on the way; the redelivery takes
-    // the task over and completes it; the slow worker's completion then arrives and is refused.
+    // A slow worker's completion is on the way when its deadline comes: the call is cut there
+    // (retryable, the renditions written, the claim left to its lease), so the worker never
+    // outlives its lease. The redelivery after the lease takes the task over and completes it; the
+    // slow worker's completion, were it to reach DynamoDB that late, is refused.
     let record = &records[2];
     lab.proxy
         .set_rules(vec![Rule::first(Op::UpdateItem, 1, Fault::Hold)]);
     let deadline = now_ms() + 2000;
     let started = Instant::now();
-    let mut slow = Box::pin(lab.processor.process_message(record, deadline));
-    tokio::select! {
-        result = &mut slow => panic!("the slow worker ended: {result:?}"),
-        () = lab.proxy.held() => {}
-    }
+    let err = lab
+        .processor
+        .process_message(record, deadline)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Deadline), "{err}");
+    assert!(err.is_retryable());
+    assert!(now_ms() < deadline, "cut before the lease ends");
+    assert_eq!(
+        lab.assert_nothing_partial("overtaken", Claim::LeftToExpire)
+            .await,
+        4
+    );
+    let slow_token =
+        common::string_attr(&lab.records("overtaken").await[0], "lease_token").to_owned();
     wait_until(deadline).await;
+    lab.proxy.set_rules(vec![]);
     let taken_over = lab.process(record).await.unwrap();
     assert_eq!(
         taken_over,
@@ -932,20 +954,76 @@ async fn a_crash_between_the_renditions_and_the_task_record() {
         }]
     );
     lab.assert_complete("overtaken").await;
-    lab.proxy.release_held();
-    let late = slow.await.unwrap();
-    assert!(rendered_all(&late), "{late:?}");
-    assert_eq!(lab.proxy.answered(Op::UpdateItem, 200), 1);
-    assert_eq!(lab.proxy.answered(Op::UpdateItem, 400), 1);
-    assert_eq!(lab.proxy.answered(Op::PutObject, 200), 4);
+    let table = DynamoTaskTable::new(lab.dynamodb.clone(), &lab.name, lab.config.task_ttl);
+    let late = table
+        .finish(
+            &lab.task(record).id,
+            &slow_token,
+            &Finish::Completed { renditions: 4 },
+            now_ms() / 1000 + 60,
+            common::a_minute(),
+        )
+        .await
+        .unwrap();
+    assert!(!late, "the late completion is refused");
     lab.figure(
-        "slow worker's lease taken over before its completion",
+        "slow worker's completion cut at its deadline, its lease taken over",
         "completed once by the new holder, the late completion refused",
         started,
     );
     lab.assert_complete("overtaken").await;
     lab.assert_no_work_after_completion("overtaken", record)
         .await;
+    lab.remove().await;
+}
+
+/// A call S3 or DynamoDB never answers ends by the deadline less the margin (1 s): the delivery is
+/// reported failed in the batch response, before the invocation's end, and the next one completes.
+#[tokio::test]
+async fn a_call_held_by_s3_or_dynamodb_ends_by_the_deadline() {
+    let lab = Lab::new("held").await;
+    let names = ["held-get", "held-put", "held-claim", "held-complete"];
+    let records = lab.deliveries(&names).await;
+    let margin = lab.config.deadline_margin;
+    let scenarios = [
+        (Op::GetObject, Claim::Released),
+        (Op::PutObject, Claim::Released),
+        (Op::PutItem, Claim::Released),
+        // The renditions are written; the claim is left to its lease, as after any failed
+        // completion.
+        (Op::UpdateItem, Claim::LeftToExpire),
+    ];
+    for ((op, claim), (name, record)) in scenarios.into_iter().zip(names.iter().zip(&records)) {
+        lab.proxy.set_rules(vec![Rule::always(op, Fault::Hold)]);
+        let deadline = now_ms() + 2500;
+        let started = Instant::now();
+        let response = tokio::time::timeout(Duration::from_secs(10), lab.invoke(record, deadline))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the invocation hangs"));
+        let ended = now_ms();
+        assert!(lab.proxy.injected() > 0, "{name}: nothing was held");
+        assert_eq!(response.batch_item_failures.len(), 1, "{name}");
+        let cut = deadline - margin.as_millis() as u64;
+        assert!(
+            ended + 50 >= cut && ended < cut + 400,
+            "{name}: ended {} ms after the work deadline",
+            ended as i64 - cut as i64
+        );
+        lab.figure(
+            &format!("{op:?} held"),
+            "cut at the deadline less the margin, batch item failure (retryable)",
+            started,
+        );
+        lab.assert_nothing_partial(name, claim).await;
+        match claim {
+            Claim::Released => {
+                lab.proxy.set_rules(vec![]);
+                assert!(rendered_all(&lab.process(record).await.unwrap()), "{name}");
+                lab.assert_complete(name).await;
+            }
+            Claim::LeftToExpire => redeliver_after_the_lease(name, &lab, record, deadline).await,
+        }
+    }
     lab.remove().await;
 }
 

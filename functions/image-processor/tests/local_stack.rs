@@ -4,7 +4,7 @@
 mod common;
 
 use common::fixtures::{self, Jpeg, Png, BASELINE};
-use common::{notified_keys, string_attr, Stack};
+use common::{a_minute, notified_keys, string_attr, Stack};
 use image::ImageFormat;
 use image_processor::rendition::fit;
 use image_processor::store::{ObjectStore, Put, RenditionWrite, S3Store};
@@ -487,6 +487,7 @@ async fn task_table_leases() {
                 until_ms: now + 1000,
             },
             now,
+            a_minute(),
         )
         .await
         .unwrap()
@@ -501,7 +502,8 @@ async fn task_table_leases() {
                 Lease {
                     until_ms: now + 5000
                 },
-                now + 500
+                now + 500,
+                a_minute()
             )
             .await
             .unwrap(),
@@ -517,6 +519,7 @@ async fn task_table_leases() {
                 until_ms: now + 9000,
             },
             now + 2000,
+            a_minute(),
         )
         .await
         .unwrap()
@@ -526,11 +529,11 @@ async fn task_table_leases() {
     assert_ne!(token, second);
     let done = Finish::Completed { renditions: 4 };
     assert!(!table
-        .finish(&task.id, &token, &done, now / 1000 + 60)
+        .finish(&task.id, &token, &done, now / 1000 + 60, a_minute())
         .await
         .unwrap());
     // Released by its holder: claimable at once.
-    table.release(&task.id, &second).await.unwrap();
+    table.release(&task.id, &second, a_minute()).await.unwrap();
     let Claim::Claimed { token: third } = table
         .claim(
             &task,
@@ -538,6 +541,7 @@ async fn task_table_leases() {
                 until_ms: now + 9000,
             },
             now + 2100,
+            a_minute(),
         )
         .await
         .unwrap()
@@ -545,7 +549,7 @@ async fn task_table_leases() {
         panic!("claim after release");
     };
     assert!(table
-        .finish(&task.id, &third, &done, now / 1000 + 60)
+        .finish(&task.id, &third, &done, now / 1000 + 60, a_minute())
         .await
         .unwrap());
     assert_eq!(
@@ -555,7 +559,8 @@ async fn task_table_leases() {
                 Lease {
                     until_ms: now + 9000
                 },
-                now + 3000
+                now + 3000,
+                a_minute()
             )
             .await
             .unwrap(),
@@ -569,7 +574,8 @@ async fn task_table_leases() {
                 Lease {
                     until_ms: now + 200_000
                 },
-                now + 120_000
+                now + 120_000,
+                a_minute()
             )
             .await
             .unwrap(),
@@ -621,18 +627,21 @@ async fn overwritten_sources_and_older_renditions() {
         },
     };
     assert_eq!(
-        store.put_if_absent(&write(b"first", "0010")).await.unwrap(),
+        store
+            .put_if_absent(&write(b"first", "0010"), a_minute())
+            .await
+            .unwrap(),
         Put::Created
     );
     assert_eq!(
         store
-            .put_if_absent(&write(b"second", "0020"))
+            .put_if_absent(&write(b"second", "0020"), a_minute())
             .await
             .unwrap(),
         Put::Exists
     );
     let existing = store
-        .existing(&stack.bucket, &write(b"", "0").key)
+        .existing(&stack.bucket, &write(b"", "0").key, a_minute())
         .await
         .unwrap()
         .unwrap();
@@ -640,14 +649,14 @@ async fn overwritten_sources_and_older_renditions() {
     assert_eq!(existing.stamp.key, format!("{input}seq.jpg"));
     assert_eq!(
         store
-            .replace(&write(b"second", "0020"), "\"not-the-etag\"")
+            .replace(&write(b"second", "0020"), "\"not-the-etag\"", a_minute())
             .await
             .unwrap(),
         Put::Exists
     );
     assert_eq!(
         store
-            .replace(&write(b"second", "0020"), &existing.etag)
+            .replace(&write(b"second", "0020"), &existing.etag, a_minute())
             .await
             .unwrap(),
         Put::Created

@@ -65,7 +65,7 @@ fn assert_refused(result: Result<impl std::fmt::Debug, Error>, status: u16, code
 
 #[tokio::test]
 async fn presigned_puts_are_checked_by_the_strict_s3() {
-    let stack = Stack::start_with(Signer::Strict, &[]).await;
+    let stack = Stack::start_with(Signer::StrictUnrecorded, &[]).await;
     let alice = stack.client(ALICE);
     let http = alice.http().clone();
     let data = bytes(300_000, 1);

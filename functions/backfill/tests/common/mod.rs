@@ -125,8 +125,7 @@ impl Harness {
     }
 
     pub async fn run(&self, body: &str) -> Result<CopyOutcome, BackfillError> {
-        self.run_until(body, Instant::now() + Duration::from_secs(60))
-            .await
+        self.run_until(body, a_minute()).await
     }
 
     pub async fn run_until(
@@ -156,6 +155,11 @@ impl Harness {
             .unwrap();
         listed.uploads().len()
     }
+}
+
+/// The deadline of a test that is not about deadlines.
+pub fn a_minute() -> Instant {
+    Instant::now() + Duration::from_secs(60)
 }
 
 /// A harness whose S3 requests go through a fault proxy in front of moto.

@@ -11,7 +11,8 @@
 //! - `/redirect-here/NAME`: 302 to `/files/NAME` on this host.
 //! - `/redirect-loop`: 302 to itself.
 //! - `/slow-first-byte/MS/NAME`: waits MS milliseconds before answering.
-//! - `/stall/MS/NAME`: sends half the body, waits MS milliseconds, sends the rest.
+//! - `/stall/MS/NAME`: sends half the body, waits MS milliseconds, sends the rest. `MS` may be a
+//!   comma-separated list (`6000,12000`): the body goes in that many pauses plus one equal pieces.
 //!
 //! A path registered with [`OriginServer::alias`] is served as its route (and recorded as it).
 
@@ -215,18 +216,23 @@ async fn serve(
                 let f = file(name).unwrap();
                 respond(&mut stream, 200, &f.headers, Some(&f.body)).await?;
             }
-            ["stall", ms, name] => {
+            ["stall", pauses, name] => {
                 let f = file(name).unwrap();
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
                     f.body.len()
                 );
                 stream.write_all(head.as_bytes()).await?;
-                let half = f.body.len() / 2;
-                stream.write_all(&f.body[..half]).await?;
-                stream.flush().await?;
-                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
-                stream.write_all(&f.body[half..]).await?;
+                let pauses: Vec<u64> = pauses.split(',').map(|ms| ms.parse().unwrap()).collect();
+                let piece = f.body.len() / (pauses.len() + 1);
+                for (i, ms) in pauses.iter().enumerate() {
+                    stream
+                        .write_all(&f.body[i * piece..(i + 1) * piece])
+                        .await?;
+                    stream.flush().await?;
+                    tokio::time::sleep(Duration::from_millis(*ms)).await;
+                }
+                stream.write_all(&f.body[pauses.len() * piece..]).await?;
             }
             _ => respond(&mut stream, 404, &[], Some(b"no route")).await?,
         }

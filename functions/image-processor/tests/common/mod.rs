@@ -325,6 +325,11 @@ impl Stack {
     }
 }
 
+/// The deadline of a call that is not about deadlines.
+pub fn a_minute() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60)
+}
+
 pub fn runner() -> BatchRunner {
     BatchRunner::new(4, Metrics::new("ImageProcessorTest"))
 }

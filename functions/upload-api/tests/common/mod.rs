@@ -75,6 +75,10 @@ pub enum Signer {
     Moto,
     /// s3s-fs, the strict S3 (signatures and checksums checked, no notifications).
     Strict,
+    /// The strict S3 itself, not through the wire recorder `scripts/test` puts in front of it:
+    /// for requests tampered with on purpose, which AWS refuses and the recorder would report
+    /// (and which s3s-fs answers before reading their body, a reset once relayed).
+    StrictUnrecorded,
 }
 
 pub struct Stack {
@@ -186,7 +190,7 @@ impl Stack {
                     .build();
                 (bucket, shared::aws::s3_client(&fixed), credentials)
             }
-            Signer::Strict => {
+            Signer::Strict | Signer::StrictUnrecorded => {
                 let credentials = SharedCredentialsProvider::new(Credentials::new(
                     var("STRICT_S3_ACCESS_KEY"),
                     var("STRICT_S3_SECRET_KEY"),
@@ -196,7 +200,13 @@ impl Stack {
                 ));
                 let config = aws_sdk_s3::Config::builder()
                     .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                    .endpoint_url(var("STRICT_S3_ENDPOINT"))
+                    .endpoint_url(match signer {
+                        Signer::StrictUnrecorded => {
+                            std::env::var("WIRE_UPSTREAM_STRICT_S3_ENDPOINT")
+                                .unwrap_or_else(|_| var("STRICT_S3_ENDPOINT"))
+                        }
+                        _ => var("STRICT_S3_ENDPOINT"),
+                    })
                     .region(Region::new("us-east-1"))
                     .credentials_provider(credentials.clone())
                     .force_path_style(true)
@@ -259,13 +269,15 @@ impl Stack {
     pub async fn another_api(&self, extra: &[(&str, &str)]) -> String {
         let credentials = match self.signer {
             Signer::Moto => self.sdk.credentials_provider().expect("credentials"),
-            Signer::Strict => SharedCredentialsProvider::new(Credentials::new(
-                var("STRICT_S3_ACCESS_KEY"),
-                var("STRICT_S3_SECRET_KEY"),
-                None,
-                None,
-                "strict-s3",
-            )),
+            Signer::Strict | Signer::StrictUnrecorded => {
+                SharedCredentialsProvider::new(Credentials::new(
+                    var("STRICT_S3_ACCESS_KEY"),
+                    var("STRICT_S3_SECRET_KEY"),
+                    None,
+                    None,
+                    "strict-s3",
+                ))
+            }
         };
         let api = api(
             &self.bucket,

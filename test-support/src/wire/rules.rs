@@ -1,0 +1,1591 @@
+//! The rules AWS applies to a request, each with where it is written down. A rule looks at one
+//! [`Exchange`] (and, for multipart uploads, at what the upload's earlier requests said) and
+//! names what AWS would refuse. Where a local stand-in accepts what AWS refuses, this is the only
+//! place that sees it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::Exchange;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub message: String,
+    /// The request, as [`Exchange::describe`] names it.
+    pub request: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}: {}", self.rule, self.request, self.message)
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+const CHECKSUMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+
+/// What a multipart upload's CreateMultipartUpload declared, and the parts uploaded since.
+#[derive(Debug, Default)]
+struct Upload {
+    algorithm: Option<String>,
+    kind: Option<String>,
+    parts: BTreeMap<u32, u64>,
+}
+
+/// Checks exchanges in the order they happened; keeps the multipart uploads' state between them.
+#[derive(Debug, Default)]
+pub struct Checker {
+    uploads: HashMap<String, Upload>,
+    /// Exchanges checked per service and operation.
+    pub counts: BTreeMap<(String, String), usize>,
+}
+
+/// Collects one exchange's violations.
+struct Report<'a> {
+    exchange: &'a Exchange,
+    found: Vec<Violation>,
+}
+
+impl Report<'_> {
+    fn add(&mut self, rule: &'static str, message: impl Into<String>) {
+        self.found.push(Violation {
+            rule,
+            message: message.into(),
+            request: self.exchange.describe(),
+        });
+    }
+}
+
+impl Checker {
+    pub fn check(&mut self, exchange: &Exchange) -> Vec<Violation> {
+        *self
+            .counts
+            .entry((exchange.service.clone(), exchange.operation.clone()))
+            .or_default() += 1;
+        let mut report = Report {
+            exchange,
+            found: Vec::new(),
+        };
+        match exchange.service.as_str() {
+            "s3" => self.s3(exchange, &mut report),
+            "sqs" => json_document(exchange, &mut report, sqs),
+            "dynamodb" => json_document(exchange, &mut report, dynamodb),
+            "sns" => sns(exchange, &mut report),
+            _ => {}
+        }
+        report.found
+    }
+
+    fn s3(&mut self, ex: &Exchange, report: &mut Report) {
+        checksum_announced(ex, report);
+        single_checksum(ex, report);
+        content_sha256(ex, report);
+        aws_chunked(ex, report);
+        if matches!(ex.operation.as_str(), "PutObject" | "UploadPart") {
+            checksum_values(ex, report);
+            content_length(ex, report);
+        }
+        conditional_writes(ex, report);
+        key_and_metadata(ex, report);
+        let upload_id = ex.query_param("uploadId");
+        match (ex.operation.as_str(), upload_id) {
+            ("CreateMultipartUpload", _) => self.created(ex, report),
+            ("UploadPart", Some(id)) => self.part(ex, &id, report),
+            ("CompleteMultipartUpload", Some(id)) => self.complete(ex, &id, report),
+            _ => {}
+        }
+    }
+
+    fn created(&mut self, ex: &Exchange, report: &mut Report) {
+        let algorithm = ex
+            .header("x-amz-checksum-algorithm")
+            .map(str::to_ascii_uppercase);
+        let kind = ex
+            .header("x-amz-checksum-type")
+            .map(str::to_ascii_uppercase);
+        // Full-object checksums exist for the CRC family only ("Checking object integrity",
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html:
+        // "full object checksums ... CRC-64/NVME, CRC-32, and CRC-32C").
+        if kind.as_deref() == Some("FULL_OBJECT")
+            && !matches!(algorithm.as_deref(), Some("CRC32" | "CRC32C" | "CRC64NVME"))
+        {
+            report.add(
+                "s3.checksum-type",
+                format!("a FULL_OBJECT upload needs a CRC algorithm, not {algorithm:?}"),
+            );
+        }
+        let Some(id) = ex
+            .answer
+            .as_deref()
+            .and_then(|xml| xml_values(xml, "UploadId").pop())
+        else {
+            return;
+        };
+        self.uploads.insert(
+            id,
+            Upload {
+                algorithm,
+                kind,
+                parts: BTreeMap::new(),
+            },
+        );
+    }
+
+    fn part(&mut self, ex: &Exchange, upload_id: &str, report: &mut Report) {
+        // UploadPart (https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html):
+        // "Part numbers can be any number from 1 to 10,000, inclusive"; a part is at most 5 GiB
+        // ("Amazon S3 multipart upload limits",
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+        let number = ex
+            .query_param("partNumber")
+            .and_then(|n| n.parse::<u32>().ok());
+        let Some(number) = number.filter(|n| (1..=10_000).contains(n)) else {
+            report.add(
+                "s3.part-number",
+                "partNumber must be a whole number from 1 to 10,000",
+            );
+            return;
+        };
+        if ex.body.decoded_length > 5 * 1024 * MIB {
+            report.add("s3.part-size", "a part is larger than 5 GiB");
+        }
+        if (200..300).contains(&ex.status) {
+            if let Some(upload) = self.uploads.get_mut(upload_id) {
+                upload.parts.insert(number, ex.body.decoded_length);
+            }
+        }
+    }
+
+    fn complete(&mut self, ex: &Exchange, upload_id: &str, report: &mut Report) {
+        let Some(xml) = ex.body.text.as_deref() else {
+            return;
+        };
+        let parts = xml_elements(xml, "Part");
+        let numbers: Vec<u32> = parts
+            .iter()
+            .filter_map(|part| xml_values(part, "PartNumber").pop()?.parse().ok())
+            .collect();
+        // CompleteMultipartUpload
+        // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html):
+        // the parts list is in ascending part-number order (InvalidPartOrder), at most 10,000
+        // parts; each part but the last is at least 5 MiB (EntityTooSmall).
+        if numbers.is_empty() || numbers.len() != parts.len() {
+            report.add(
+                "s3.complete-parts",
+                "every Part needs a PartNumber, and there must be one",
+            );
+        }
+        if numbers.windows(2).any(|w| w[0] >= w[1]) {
+            report.add(
+                "s3.complete-parts",
+                "parts are not in ascending order of PartNumber",
+            );
+        }
+        if numbers.len() > 10_000 {
+            report.add("s3.complete-parts", "more than 10,000 parts");
+        }
+        let Some(upload) = self.uploads.get(upload_id) else {
+            return;
+        };
+        for &number in numbers.iter().rev().skip(1) {
+            if let Some(&size) = upload.parts.get(&number) {
+                if size < 5 * MIB {
+                    report.add(
+                        "s3.part-size",
+                        format!(
+                            "part {number} is {size} bytes: every part but the last needs 5 MiB"
+                        ),
+                    );
+                }
+            }
+        }
+        // Checksum types ("Checking object integrity", as above): the complete request uses the
+        // type the upload was created with, and its full-object checksum is of the upload's
+        // algorithm; a COMPOSITE upload lists each part's checksum (real S3: "The upload was
+        // created using a sha256 checksum. The complete request must include the checksum for
+        // each part", quoted in floci-io/floci#3093).
+        let kind = ex
+            .header("x-amz-checksum-type")
+            .map(str::to_ascii_uppercase);
+        if kind.is_some() && kind != upload.kind {
+            report.add(
+                "s3.checksum-type",
+                format!("completed as {kind:?}, created as {:?}", upload.kind),
+            );
+        }
+        let whole: Vec<&str> = CHECKSUMS
+            .iter()
+            .copied()
+            .filter(|alg| ex.header(&format!("x-amz-checksum-{alg}")).is_some())
+            .collect();
+        for alg in &whole {
+            if upload.algorithm.as_deref() != Some(&alg.to_ascii_uppercase()) {
+                report.add(
+                    "s3.checksum-type",
+                    format!(
+                        "the whole-object checksum is {alg}, the upload was created with {:?}",
+                        upload.algorithm
+                    ),
+                );
+            }
+        }
+        if let Some(algorithm) = &upload.algorithm {
+            if upload.kind.as_deref() != Some("FULL_OBJECT") {
+                let element = format!("Checksum{algorithm}");
+                if parts
+                    .iter()
+                    .any(|part| xml_values(part, &element).is_empty())
+                {
+                    report.add(
+                        "s3.checksum-type",
+                        format!("a COMPOSITE {algorithm} upload lists every part's {element}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The algorithms named by checksum headers and trailers, lower case.
+fn sent_checksums(ex: &Exchange) -> Vec<(String, String, &'static str)> {
+    let mut sent = Vec::new();
+    for alg in CHECKSUMS {
+        let name = format!("x-amz-checksum-{alg}");
+        if let Some(value) = ex.header(&name) {
+            sent.push((alg.to_owned(), value.to_owned(), "header"));
+        }
+        if let Some(value) = ex.body.chunked.as_ref().and_then(|c| c.trailer(&name)) {
+            sent.push((alg.to_owned(), value.to_owned(), "trailer"));
+        }
+    }
+    sent
+}
+
+fn announced_trailers(ex: &Exchange) -> BTreeSet<String> {
+    ex.headers_named("x-amz-trailer")
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// `x-amz-sdk-checksum-algorithm` needs the checksum it names, as a header or an announced
+/// trailer. PutObject (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html):
+/// "When you send this header, there must be a corresponding x-amz-checksum-algorithm or
+/// x-amz-trailer header sent. Otherwise, Amazon S3 fails the request with the HTTP status code
+/// 400 Bad Request." Seen on real S3: "x-amz-sdk-checksum-algorithm specified, but no
+/// corresponding x-amz-checksum-* or x-amz-trailer headers were found" (apache/hadoop#6467), and
+/// for a checksum of another algorithm "Value for x-amz-sdk-checksum-algorithm header is
+/// invalid" (versity/versitygw#1598). S3 reads the header on PutObject and UploadPart only
+/// (versity/versitygw#1417).
+fn checksum_announced(ex: &Exchange, report: &mut Report) {
+    if !matches!(ex.operation.as_str(), "PutObject" | "UploadPart") {
+        return;
+    }
+    let Some(algorithm) = ex.header("x-amz-sdk-checksum-algorithm") else {
+        return;
+    };
+    let wanted = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
+    let in_header = ex.header(&wanted).is_some();
+    let announced = announced_trailers(ex).contains(&wanted);
+    if !in_header && !announced {
+        report.add(
+            "s3.checksum-announced",
+            format!("x-amz-sdk-checksum-algorithm: {algorithm} without a {wanted} header or x-amz-trailer"),
+        );
+    }
+}
+
+/// One checksum per request: S3 answers several with 400 InvalidRequest "Expecting a single
+/// x-amz-checksum- header. Multiple checksum Types are not allowed." (real S3's answer quoted in
+/// versity/versitygw#1186 for PutObject and #1188 for UploadPart).
+fn single_checksum(ex: &Exchange, report: &mut Report) {
+    let algorithms: BTreeSet<String> = sent_checksums(ex).into_iter().map(|(a, ..)| a).collect();
+    if algorithms.len() > 1 {
+        report.add(
+            "s3.single-checksum",
+            format!("several checksum algorithms in one request: {algorithms:?}"),
+        );
+    }
+}
+
+/// A checksum S3 is given must be the body's: S3 answers a mismatch with 400 BadDigest
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html).
+fn checksum_values(ex: &Exchange, report: &mut Report) {
+    if !ex.body.complete {
+        return;
+    }
+    for (alg, value, place) in sent_checksums(ex) {
+        let computed = match alg.as_str() {
+            "crc32c" => Some(ex.body.crc32c.clone()),
+            "crc32" => ex.body.crc32.clone(),
+            "sha256" => ex.body.sha256.clone(),
+            _ => None,
+        };
+        if let Some(computed) = computed.filter(|c| *c != value) {
+            report.add(
+                "s3.checksum-value",
+                format!("the {alg} {place} says {value}, the body's is {computed}"),
+            );
+        }
+    }
+}
+
+/// `x-amz-content-sha256` is required on every header-signed S3 request and must describe the
+/// body as sent: the payload's SHA-256 in hex, `UNSIGNED-PAYLOAD`, or one of the streaming
+/// values with an aws-chunked body ("Authenticating requests: Using the Authorization header",
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html; "Signature
+/// calculations for the Authorization header: transferring payload in multiple chunks",
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html). A SHA-256 that does
+/// not match is 400 XAmzContentSHA256Mismatch.
+fn content_sha256(ex: &Exchange, report: &mut Report) {
+    if ex.header("authorization").is_none() {
+        return; // presigned (the value is UNSIGNED-PAYLOAD by definition) or an unsigned POST
+    }
+    let Some(value) = ex.header("x-amz-content-sha256") else {
+        report.add(
+            "s3.content-sha256",
+            "a header-signed S3 request without x-amz-content-sha256",
+        );
+        return;
+    };
+    let chunked = ex.body.chunked.as_ref();
+    let trailer = !announced_trailers(ex).is_empty();
+    let problem = match value {
+        "UNSIGNED-PAYLOAD" if chunked.is_some() => Some("UNSIGNED-PAYLOAD on an aws-chunked body"),
+        "UNSIGNED-PAYLOAD" if trailer => Some("x-amz-trailer without a streaming -TRAILER payload"),
+        "UNSIGNED-PAYLOAD" => None,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => match chunked {
+            None => Some("a streaming value on a body that is not aws-chunked"),
+            Some(_) if !trailer => Some("a -TRAILER payload without x-amz-trailer"),
+            Some(c) if c.signed_chunks > 0 => Some("signed chunks in an unsigned streaming body"),
+            Some(_) => None,
+        },
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => {
+            let wants_trailer = value.ends_with("-TRAILER");
+            match chunked {
+                None => Some("a streaming value on a body that is not aws-chunked"),
+                Some(_) if wants_trailer != trailer => {
+                    Some("x-amz-trailer must be sent exactly with the -TRAILER payloads")
+                }
+                Some(c) if c.finished && c.signed_chunks != c.chunks + 1 => {
+                    Some("a signed streaming body with chunks that carry no chunk-signature")
+                }
+                Some(c)
+                    if wants_trailer
+                        && c.finished
+                        && c.trailer("x-amz-trailer-signature").is_none() =>
+                {
+                    Some("a signed trailer without x-amz-trailer-signature")
+                }
+                Some(_) => None,
+            }
+        }
+        hex if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            if chunked.is_some() {
+                Some("a payload hash on an aws-chunked body")
+            } else if ex.body.complete
+                && ex
+                    .body
+                    .sha256_hex
+                    .as_deref()
+                    .is_some_and(|h| !h.eq_ignore_ascii_case(hex))
+            {
+                Some("the payload hash is not the body's SHA-256 (XAmzContentSHA256Mismatch)")
+            } else {
+                None
+            }
+        }
+        _ => Some("a value S3 does not know"),
+    };
+    if let Some(problem) = problem {
+        report.add(
+            "s3.content-sha256",
+            format!("x-amz-content-sha256: {value}: {problem}"),
+        );
+    }
+}
+
+/// An aws-chunked body (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html,
+/// and for trailers sigv4-streaming-trailers.html): `Content-Encoding` includes `aws-chunked`,
+/// `x-amz-decoded-content-length` is the payload's length, `Content-Length` (when sent instead
+/// of `Transfer-Encoding`) the encoded length, the framing ends with a zero-length chunk, and the
+/// trailers that follow are exactly those `x-amz-trailer` announced.
+fn aws_chunked(ex: &Exchange, report: &mut Report) {
+    let Some(chunked) = &ex.body.chunked else {
+        if !announced_trailers(ex).is_empty() {
+            report.add(
+                "s3.aws-chunked",
+                "x-amz-trailer on a body that is not aws-chunked",
+            );
+        }
+        return;
+    };
+    let encodings = ex
+        .headers_named("content-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    if !encodings.iter().any(|e| e == "aws-chunked") {
+        report.add(
+            "s3.aws-chunked",
+            "an aws-chunked body without aws-chunked in Content-Encoding",
+        );
+    }
+    let content_length = ex.header("content-length");
+    let transfer_encoding = ex.header("transfer-encoding");
+    if content_length.is_some() == transfer_encoding.is_some() {
+        report.add(
+            "s3.aws-chunked",
+            "exactly one of Content-Length and Transfer-Encoding goes with an aws-chunked body",
+        );
+    }
+    if !ex.body.complete {
+        return;
+    }
+    if let Some(error) = &chunked.error {
+        report.add("s3.aws-chunked", format!("framing: {error}"));
+        return;
+    }
+    match ex
+        .header("x-amz-decoded-content-length")
+        .map(str::parse::<u64>)
+    {
+        Some(Ok(length)) if length == ex.body.decoded_length => {}
+        Some(Ok(length)) => report.add(
+            "s3.aws-chunked",
+            format!(
+                "x-amz-decoded-content-length is {length}, the chunks carried {}",
+                ex.body.decoded_length
+            ),
+        ),
+        _ => report.add("s3.aws-chunked", "no valid x-amz-decoded-content-length"),
+    }
+    if let Some(Ok(length)) = content_length.map(str::parse::<u64>) {
+        if length != ex.body.wire_length {
+            report.add(
+                "s3.aws-chunked",
+                format!(
+                    "Content-Length is {length}, the body was {}",
+                    ex.body.wire_length
+                ),
+            );
+        }
+    }
+    let sent: BTreeSet<String> = chunked
+        .trailers
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name != "x-amz-trailer-signature")
+        .collect();
+    let announced = announced_trailers(ex);
+    if sent != announced {
+        report.add(
+            "s3.aws-chunked",
+            format!("trailers sent {sent:?}, announced in x-amz-trailer {announced:?}"),
+        );
+    }
+}
+
+/// S3 needs the length of object data up front: without Content-Length a PutObject or
+/// UploadPart is 411 MissingContentLength ("Error responses",
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html); an aws-chunked body
+/// may use Transfer-Encoding instead, with x-amz-decoded-content-length.
+fn content_length(ex: &Exchange, report: &mut Report) {
+    let has_length = ex.header("content-length").is_some();
+    let streamed = ex.body.chunked.is_some() && ex.header("x-amz-decoded-content-length").is_some();
+    if !has_length && !streamed {
+        report.add("s3.content-length", "object data without Content-Length");
+    }
+}
+
+/// Conditional writes ("How to prevent object overwrites with conditional writes",
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html; PutObject's
+/// reference: If-None-Match "Expects the '*' (asterisk) character"): If-None-Match is `*` and
+/// If-Match an ETag, and only PutObject and CompleteMultipartUpload take them among the writes.
+fn conditional_writes(ex: &Exchange, report: &mut Report) {
+    if matches!(ex.method.as_str(), "GET" | "HEAD") {
+        return;
+    }
+    let none_match = ex.header("if-none-match");
+    let if_match = ex.header("if-match");
+    if none_match.is_none() && if_match.is_none() {
+        return;
+    }
+    match ex.operation.as_str() {
+        "PutObject" | "CompleteMultipartUpload" => {
+            if none_match.is_some_and(|v| v.trim() != "*") {
+                report.add("s3.conditional-write", "If-None-Match on a write must be *");
+            }
+            if if_match.is_some_and(|v| !(v.trim().starts_with('"') && v.trim().ends_with('"'))) {
+                report.add(
+                    "s3.conditional-write",
+                    "If-Match on a write must be a quoted ETag",
+                );
+            }
+        }
+        "DeleteObject" if none_match.is_none() => {}
+        other => report.add(
+            "s3.conditional-write",
+            format!("{other} does not take conditional write headers"),
+        ),
+    }
+}
+
+/// Object keys are at most 1024 bytes of UTF-8 ("Naming Amazon S3 objects",
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html); user-defined metadata
+/// at most 2 KB, "the sum of the number of bytes in the UTF-8 encoding of each key and value"
+/// ("Working with object metadata",
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html).
+fn key_and_metadata(ex: &Exchange, report: &mut Report) {
+    let path = ex.path.trim_start_matches('/');
+    if let Some((_, key)) = path.split_once('/') {
+        let key = percent_encoding::percent_decode_str(key).collect::<Vec<u8>>();
+        if key.len() > 1024 {
+            report.add(
+                "s3.key",
+                format!("a key of {} bytes (at most 1024)", key.len()),
+            );
+        }
+    }
+    let metadata: usize = ex
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some(name.strip_prefix("x-amz-meta-")?.len() + value.len()))
+        .sum();
+    if metadata > 2048 {
+        report.add(
+            "s3.metadata",
+            format!("{metadata} bytes of user metadata (at most 2 KB)"),
+        );
+    }
+}
+
+/// Runs a JSON protocol's rules over the request document.
+fn json_document(ex: &Exchange, report: &mut Report, rules: fn(&str, &Value, &mut Report)) {
+    let Some(text) = ex.body.text.as_deref() else {
+        return;
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(document) => rules(&ex.operation, &document, report),
+        Err(err) => report.add("json", format!("the request is not JSON: {err}")),
+    }
+}
+
+/// SQS ("Amazon SQS message quotas",
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html,
+/// and each action's API reference, e.g.
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html):
+/// a message and a whole batch are at most 1 MiB (body and attributes), a batch holds 1 to 10
+/// entries with distinct ids of at most 80 alphanumerics, `-` and `_`; bodies are XML characters
+/// only; DelaySeconds 0 to 900 and never per message on a FIFO queue, where MessageGroupId is
+/// required; a visibility timeout is 0 to 43,200 s; ReceiveMessage takes 1 to 10 messages and
+/// waits 0 to 20 s.
+fn sqs(operation: &str, doc: &Value, report: &mut Report) {
+    let fifo = doc["QueueUrl"]
+        .as_str()
+        .is_some_and(|url| url.ends_with(".fifo"));
+    match operation {
+        "SendMessage" => {
+            let size = sqs_message(doc, fifo, report);
+            if size > MIB {
+                report.add(
+                    "sqs.message-size",
+                    format!("a message of {size} bytes (at most 1 MiB)"),
+                );
+            }
+        }
+        "SendMessageBatch" => {
+            let entries = sqs_entries(doc, report);
+            let total: u64 = entries.iter().map(|e| sqs_message(e, fifo, report)).sum();
+            if total > MIB {
+                report.add(
+                    "sqs.message-size",
+                    format!("a batch of {total} bytes (at most 1 MiB)"),
+                );
+            }
+        }
+        "DeleteMessageBatch" => {
+            sqs_entries(doc, report);
+        }
+        "ChangeMessageVisibilityBatch" => {
+            for entry in sqs_entries(doc, report) {
+                visibility(entry, report);
+            }
+        }
+        "ChangeMessageVisibility" => visibility(doc, report),
+        "ReceiveMessage" => {
+            in_range(doc, "MaxNumberOfMessages", 1, 10, "sqs.receive", report);
+            in_range(doc, "WaitTimeSeconds", 0, 20, "sqs.receive", report);
+            in_range(
+                doc,
+                "VisibilityTimeout",
+                0,
+                43_200,
+                "sqs.visibility",
+                report,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn sqs_entries<'a>(doc: &'a Value, report: &mut Report) -> Vec<&'a Value> {
+    let entries: Vec<&Value> = doc["Entries"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    if !(1..=10).contains(&entries.len()) {
+        report.add(
+            "sqs.batch",
+            format!("{} entries in a batch (1 to 10)", entries.len()),
+        );
+    }
+    let mut ids = BTreeSet::new();
+    for entry in &entries {
+        let id = entry["Id"].as_str().unwrap_or_default();
+        let valid = (1..=80).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            report.add(
+                "sqs.batch",
+                format!("batch entry id {id:?} (1 to 80 of A-Z a-z 0-9 - _)"),
+            );
+        }
+        if !ids.insert(id) {
+            report.add("sqs.batch", format!("batch entry id {id:?} twice"));
+        }
+    }
+    entries
+}
+
+/// Checks one message (a SendMessage request or a batch entry); returns its size.
+fn sqs_message(message: &Value, fifo: bool, report: &mut Report) -> u64 {
+    let body = message["MessageBody"].as_str().unwrap_or_default();
+    if body.is_empty() {
+        report.add("sqs.message", "an empty MessageBody");
+    }
+    if let Some(c) = body.chars().find(|&c| !is_xml_char(c)) {
+        report.add(
+            "sqs.message",
+            format!("character U+{:04X} is not allowed in a message", c as u32),
+        );
+    }
+    let mut size = body.len() as u64;
+    if let Some(attributes) = message["MessageAttributes"].as_object() {
+        for (name, value) in attributes {
+            size += name.len() as u64;
+            size += value["DataType"].as_str().map_or(0, str::len) as u64;
+            size += value["StringValue"].as_str().map_or(0, str::len) as u64;
+            size += value["BinaryValue"].as_str().map_or(0, |b| b.len() * 3 / 4) as u64;
+        }
+    }
+    if message.get("DelaySeconds").is_some() {
+        if fifo {
+            report.add("sqs.delay", "DelaySeconds per message on a FIFO queue");
+        }
+        in_range(message, "DelaySeconds", 0, 900, "sqs.delay", report);
+    }
+    if fifo && message["MessageGroupId"].as_str().is_none_or(str::is_empty) {
+        report.add(
+            "sqs.fifo",
+            "a message to a FIFO queue without MessageGroupId",
+        );
+    }
+    for field in ["MessageGroupId", "MessageDeduplicationId"] {
+        if let Some(value) = message[field].as_str() {
+            let valid =
+                (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
+            if !valid {
+                report.add(
+                    "sqs.fifo",
+                    format!("{field} {value:?} (1 to 128 printable characters)"),
+                );
+            }
+        }
+    }
+    size
+}
+
+fn visibility(doc: &Value, report: &mut Report) {
+    if doc.get("VisibilityTimeout").is_none() {
+        report.add(
+            "sqs.visibility",
+            "ChangeMessageVisibility without VisibilityTimeout",
+        );
+    }
+    in_range(
+        doc,
+        "VisibilityTimeout",
+        0,
+        43_200,
+        "sqs.visibility",
+        report,
+    );
+}
+
+fn in_range(
+    doc: &Value,
+    field: &str,
+    low: i64,
+    high: i64,
+    rule: &'static str,
+    report: &mut Report,
+) {
+    if let Some(value) = doc.get(field) {
+        match value.as_i64() {
+            Some(n) if (low..=high).contains(&n) => {}
+            _ => report.add(rule, format!("{field} is {value} ({low} to {high})")),
+        }
+    }
+}
+
+/// The characters SQS and SNS allow: "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+/// #x10000 to #x10FFFF" (SendMessage's reference).
+fn is_xml_char(c: char) -> bool {
+    matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+/// DynamoDB ("Quotas in Amazon DynamoDB",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html): an item
+/// is at most 400 KB, an expression string at most 4 KB; BatchWriteItem takes at most 25 requests,
+/// BatchGetItem 100 keys, a transaction 100 actions. Every placeholder an expression uses is
+/// defined, and every one defined is used ("Using expression attribute values",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ExpressionAttributeValues.html;
+/// real DynamoDB refuses the unused ones: "Value provided in ExpressionAttributeValues unused in
+/// expressions", "Value provided in ExpressionAttributeNames unused in expressions").
+fn dynamodb(operation: &str, doc: &Value, report: &mut Report) {
+    match operation {
+        "BatchWriteItem" => {
+            let count: usize = doc["RequestItems"]
+                .as_object()
+                .map(|tables| {
+                    tables
+                        .values()
+                        .filter_map(Value::as_array)
+                        .map(Vec::len)
+                        .sum()
+                })
+                .unwrap_or_default();
+            if !(1..=25).contains(&count) {
+                report.add(
+                    "dynamodb.batch",
+                    format!("{count} requests in BatchWriteItem (1 to 25)"),
+                );
+            }
+            for request in doc["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                for put in request.as_array().into_iter().flatten() {
+                    item_size(&put["PutRequest"]["Item"], report);
+                }
+            }
+        }
+        "BatchGetItem" => {
+            let count: usize = doc["RequestItems"]
+                .as_object()
+                .map(|tables| {
+                    tables
+                        .values()
+                        .filter_map(|t| t["Keys"].as_array())
+                        .map(Vec::len)
+                        .sum()
+                })
+                .unwrap_or_default();
+            if !(1..=100).contains(&count) {
+                report.add(
+                    "dynamodb.batch",
+                    format!("{count} keys in BatchGetItem (1 to 100)"),
+                );
+            }
+        }
+        "TransactWriteItems" | "TransactGetItems" => {
+            let actions = doc["TransactItems"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if !(1..=100).contains(&actions.len()) {
+                report.add(
+                    "dynamodb.batch",
+                    format!("{} actions in a transaction (1 to 100)", actions.len()),
+                );
+            }
+            for action in actions {
+                for (_, inner) in action.as_object().into_iter().flatten() {
+                    expressions(inner, report);
+                    item_size(&inner["Item"], report);
+                }
+            }
+        }
+        _ => {
+            expressions(doc, report);
+            item_size(&doc["Item"], report);
+        }
+    }
+}
+
+fn expressions(doc: &Value, report: &mut Report) {
+    let fields = [
+        "ConditionExpression",
+        "UpdateExpression",
+        "KeyConditionExpression",
+        "FilterExpression",
+        "ProjectionExpression",
+    ];
+    let mut text = String::new();
+    for field in fields {
+        if let Some(expression) = doc[field].as_str() {
+            if expression.len() > 4096 {
+                report.add(
+                    "dynamodb.expression",
+                    format!("{field} is {} bytes (at most 4 KB)", expression.len()),
+                );
+            }
+            text.push_str(expression);
+            text.push(' ');
+        }
+    }
+    for (field, sigil) in [
+        ("ExpressionAttributeValues", ':'),
+        ("ExpressionAttributeNames", '#'),
+    ] {
+        let defined: BTreeSet<&str> = doc[field]
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let used = placeholders(&text, sigil);
+        for name in used.iter().filter(|u| !defined.contains(u.as_str())) {
+            report.add(
+                "dynamodb.expression",
+                format!("{name} is used but not in {field}"),
+            );
+        }
+        for name in defined.iter().filter(|d| !used.contains(**d)) {
+            report.add(
+                "dynamodb.expression",
+                format!("{name} is in {field} but unused in expressions"),
+            );
+        }
+    }
+}
+
+fn placeholders(text: &str, sigil: char) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c != sigil {
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, next)) = chars.peek() {
+            if next.is_alphanumeric() || next == '_' {
+                end = i + next.len_utf8();
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if end > start + 1 {
+            found.insert(text[start..end].to_owned());
+        }
+    }
+    found
+}
+
+/// An item's size as DynamoDB counts it ("Item sizes and formats",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html):
+/// attribute names and values in UTF-8 bytes; numbers about one byte per two digits plus one;
+/// lists and maps 3 bytes plus one per element.
+fn item_size(item: &Value, report: &mut Report) {
+    let Some(attributes) = item.as_object() else {
+        return;
+    };
+    let size: usize = attributes
+        .iter()
+        .map(|(n, v)| n.len() + value_size(v))
+        .sum();
+    if size > 400 * 1024 {
+        report.add(
+            "dynamodb.item-size",
+            format!("an item of about {size} bytes (at most 400 KB)"),
+        );
+    }
+}
+
+fn value_size(value: &Value) -> usize {
+    let Some((kind, inner)) = value.as_object().and_then(|m| m.iter().next()) else {
+        return 0;
+    };
+    match (kind.as_str(), inner) {
+        ("S", Value::String(s)) => s.len(),
+        ("N", Value::String(n)) => n.len().div_ceil(2) + 1,
+        ("B", Value::String(b)) => b.len() * 3 / 4,
+        ("BOOL" | "NULL", _) => 1,
+        ("SS" | "NS" | "BS", Value::Array(items)) => {
+            items.iter().map(|s| s.as_str().map_or(0, str::len)).sum()
+        }
+        ("L", Value::Array(items)) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        ("M", Value::Object(map)) => {
+            3 + map
+                .iter()
+                .map(|(n, v)| 1 + n.len() + value_size(v))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+/// SNS (Publish, https://docs.aws.amazon.com/sns/latest/api/API_Publish.html; PublishBatch,
+/// https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html): a message is at most
+/// 256 KiB with its attributes, a batch 1 to 10 entries and 256 KiB in all; a subject at most 100
+/// printable ASCII characters; at most 10 message attributes.
+fn sns(ex: &Exchange, report: &mut Report) {
+    let Some(text) = ex.body.text.as_deref() else {
+        return;
+    };
+    let form: Vec<(String, String)> = text
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (super::percent_decode(k), super::percent_decode(v))
+        })
+        .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let check_one = |prefix: &str, report: &mut Report| -> usize {
+        let message = field(&format!("{prefix}Message")).unwrap_or_default();
+        if message.is_empty() {
+            report.add("sns.message", "an empty Message");
+        }
+        if let Some(subject) = field(&format!("{prefix}Subject")) {
+            if subject.is_empty()
+                || subject.len() > 100
+                || !subject.bytes().all(|b| (0x20..0x7f).contains(&b))
+            {
+                report.add(
+                    "sns.message",
+                    format!("Subject {subject:?} (1 to 100 printable ASCII)"),
+                );
+            }
+        }
+        let attributes: BTreeSet<&str> = form
+            .iter()
+            .filter_map(|(k, _)| {
+                k.strip_prefix(&format!("{prefix}MessageAttributes.entry."))?
+                    .split('.')
+                    .next()
+            })
+            .collect();
+        if attributes.len() > 10 {
+            report.add(
+                "sns.message",
+                format!("{} message attributes (at most 10)", attributes.len()),
+            );
+        }
+        let attribute_bytes: usize = form
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{prefix}MessageAttributes.")))
+            .map(|(_, v)| v.len())
+            .sum();
+        message.len() + attribute_bytes
+    };
+    match ex.operation.as_str() {
+        "Publish" => {
+            let size = check_one("", report);
+            if size > 256 * 1024 {
+                report.add(
+                    "sns.message-size",
+                    format!("a message of {size} bytes (at most 256 KiB)"),
+                );
+            }
+        }
+        "PublishBatch" => {
+            let entries: BTreeSet<&str> = form
+                .iter()
+                .filter_map(|(k, _)| {
+                    k.strip_prefix("PublishBatchRequestEntries.member.")?
+                        .split('.')
+                        .next()
+                })
+                .collect();
+            if !(1..=10).contains(&entries.len()) {
+                report.add(
+                    "sns.batch",
+                    format!("{} entries in PublishBatch (1 to 10)", entries.len()),
+                );
+            }
+            let total: usize = entries
+                .iter()
+                .map(|n| check_one(&format!("PublishBatchRequestEntries.member.{n}."), report))
+                .sum();
+            if total > 256 * 1024 {
+                report.add(
+                    "sns.message-size",
+                    format!("a batch of {total} bytes (at most 256 KiB)"),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The text inside each `<name>...</name>` (no nesting of the same name; enough for S3's
+/// answers and CompleteMultipartUpload's document).
+fn xml_elements(xml: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        found.push(after[..end].to_owned());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+fn xml_values(xml: &str, name: &str) -> Vec<String> {
+    xml_elements(xml, name)
+        .into_iter()
+        .map(|v| v.trim().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::body::{b64, Chunked};
+    use crate::wire::BodySummary;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn crc(bytes: &[u8]) -> String {
+        b64(&crc32c::crc32c(bytes).to_be_bytes())
+    }
+
+    /// A streamed PutObject as the SDK sends it over HTTPS, which S3 accepts.
+    fn streamed_put() -> Exchange {
+        Exchange {
+            service: "s3".into(),
+            operation: "PutObject".into(),
+            scheme: "https".into(),
+            method: "PUT".into(),
+            path: "/overseas-origin/videos/a.mp4".into(),
+            headers: headers(&[
+                ("authorization", "AWS4-HMAC-SHA256 Credential=k/20261204/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=…"),
+                ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", "11"),
+                ("content-length", "70"),
+                ("x-amz-trailer", "x-amz-checksum-crc32c"),
+                ("x-amz-sdk-checksum-algorithm", "CRC32C"),
+                ("if-none-match", "*"),
+            ]),
+            body: BodySummary {
+                wire_length: 70,
+                complete: true,
+                decoded_length: 11,
+                crc32c: crc(b"hello world"),
+                chunked: Some(Chunked {
+                    chunks: 1,
+                    signed_chunks: 0,
+                    finished: true,
+                    trailers: vec![("x-amz-checksum-crc32c".into(), crc(b"hello world"))],
+                    error: None,
+                }),
+                ..BodySummary::default()
+            },
+            status: 200,
+            ..Exchange::default()
+        }
+    }
+
+    fn set(exchange: &mut Exchange, name: &str, value: &str) {
+        exchange.headers.retain(|(n, _)| n != name);
+        exchange.headers.push((name.into(), value.into()));
+    }
+
+    fn remove(exchange: &mut Exchange, name: &str) {
+        exchange.headers.retain(|(n, _)| n != name);
+    }
+
+    fn rules_broken(exchange: &Exchange) -> Vec<&'static str> {
+        Checker::default()
+            .check(exchange)
+            .into_iter()
+            .map(|v| v.rule)
+            .collect()
+    }
+
+    fn assert_caught(exchange: &Exchange, rule: &str) {
+        let broken = rules_broken(exchange);
+        assert!(
+            broken.contains(&rule),
+            "{rule} not caught; found {broken:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_streamed_put_breaks_nothing() {
+        assert_eq!(rules_broken(&streamed_put()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_algorithm_header_alone_is_caught() {
+        // The request real S3 refused: the algorithm, a plain body, no checksum, no trailer.
+        let mut put = streamed_put();
+        set(&mut put, "x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        remove(&mut put, "x-amz-trailer");
+        remove(&mut put, "content-encoding");
+        remove(&mut put, "x-amz-decoded-content-length");
+        put.body.chunked = None;
+        put.body.wire_length = 11;
+        set(&mut put, "content-length", "11");
+        assert_eq!(rules_broken(&put), vec!["s3.checksum-announced"]);
+        // An algorithm header naming another checksum than the one sent.
+        let mut other = streamed_put();
+        set(&mut other, "x-amz-sdk-checksum-algorithm", "CRC32");
+        assert_caught(&other, "s3.checksum-announced");
+    }
+
+    #[test]
+    fn two_checksums_are_caught() {
+        let mut put = streamed_put();
+        set(&mut put, "x-amz-checksum-sha256", "x");
+        assert_caught(&put, "s3.single-checksum");
+    }
+
+    #[test]
+    fn a_wrong_checksum_is_caught() {
+        let mut put = streamed_put();
+        put.body.chunked.as_mut().unwrap().trailers[0].1 = crc(b"something else");
+        assert_caught(&put, "s3.checksum-value");
+    }
+
+    #[test]
+    fn aws_chunked_framing_rules_are_caught() {
+        let mut no_encoding = streamed_put();
+        remove(&mut no_encoding, "content-encoding");
+        assert_caught(&no_encoding, "s3.aws-chunked");
+        let mut wrong_length = streamed_put();
+        set(&mut wrong_length, "x-amz-decoded-content-length", "12");
+        assert_caught(&wrong_length, "s3.aws-chunked");
+        let mut unannounced = streamed_put();
+        unannounced
+            .body
+            .chunked
+            .as_mut()
+            .unwrap()
+            .trailers
+            .push(("x-amz-checksum-crc32".into(), "x".into()));
+        assert_caught(&unannounced, "s3.aws-chunked");
+        let mut missing = streamed_put();
+        missing.body.chunked.as_mut().unwrap().trailers.clear();
+        assert_caught(&missing, "s3.aws-chunked");
+        let mut cut = streamed_put();
+        cut.body.chunked.as_mut().unwrap().error =
+            Some("the body ended before the final chunk".into());
+        assert_caught(&cut, "s3.aws-chunked");
+        let mut both = streamed_put();
+        set(&mut both, "transfer-encoding", "chunked");
+        assert_caught(&both, "s3.aws-chunked");
+        let mut content_length = streamed_put();
+        set(&mut content_length, "content-length", "71");
+        assert_caught(&content_length, "s3.aws-chunked");
+    }
+
+    #[test]
+    fn content_sha256_values_are_checked() {
+        let mut unsigned = streamed_put();
+        set(&mut unsigned, "x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        assert_caught(&unsigned, "s3.content-sha256");
+        let mut signed = streamed_put();
+        set(
+            &mut signed,
+            "x-amz-content-sha256",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        );
+        assert_caught(&signed, "s3.content-sha256"); // no chunk signatures
+        let mut unknown = streamed_put();
+        set(&mut unknown, "x-amz-content-sha256", "STREAMING-PAYLOAD");
+        assert_caught(&unknown, "s3.content-sha256");
+        let mut missing = streamed_put();
+        remove(&mut missing, "x-amz-content-sha256");
+        assert_caught(&missing, "s3.content-sha256");
+        // A plain body with a payload hash that is not its own.
+        let mut hashed = streamed_put();
+        hashed.body.chunked = None;
+        for name in [
+            "content-encoding",
+            "x-amz-decoded-content-length",
+            "x-amz-trailer",
+            "x-amz-sdk-checksum-algorithm",
+        ] {
+            remove(&mut hashed, name);
+        }
+        let right = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+        hashed.body.sha256_hex = Some(right.into());
+        set(&mut hashed, "content-length", "11");
+        hashed.body.wire_length = 11;
+        set(&mut hashed, "x-amz-content-sha256", right);
+        assert_eq!(rules_broken(&hashed), Vec::<&str>::new());
+        set(&mut hashed, "x-amz-content-sha256", &"0".repeat(64));
+        assert_caught(&hashed, "s3.content-sha256");
+    }
+
+    #[test]
+    fn object_data_needs_a_length() {
+        let mut put = streamed_put();
+        remove(&mut put, "content-length");
+        remove(&mut put, "x-amz-decoded-content-length");
+        assert_caught(&put, "s3.content-length");
+    }
+
+    #[test]
+    fn conditional_write_headers_are_checked() {
+        let mut etag = streamed_put();
+        set(&mut etag, "if-none-match", "\"abc\"");
+        assert_caught(&etag, "s3.conditional-write");
+        let mut bare = streamed_put();
+        set(&mut bare, "if-match", "abc");
+        assert_caught(&bare, "s3.conditional-write");
+        let mut part = streamed_put();
+        part.operation = "UploadPart".into();
+        part.query = "partNumber=1&uploadId=u".into();
+        assert_caught(&part, "s3.conditional-write");
+    }
+
+    #[test]
+    fn keys_and_metadata_are_bounded() {
+        let mut long = streamed_put();
+        long.path = format!("/overseas-origin/{}", "k".repeat(1025));
+        assert_caught(&long, "s3.key");
+        let mut metadata = streamed_put();
+        set(&mut metadata, "x-amz-meta-big", &"v".repeat(2100));
+        assert_caught(&metadata, "s3.metadata");
+    }
+
+    fn multipart(
+        checker: &mut Checker,
+        kind: &str,
+        algorithm: &str,
+        sizes: &[u64],
+    ) -> Vec<Violation> {
+        let create = Exchange {
+            service: "s3".into(),
+            operation: "CreateMultipartUpload".into(),
+            method: "POST".into(),
+            path: "/b/k".into(),
+            query: "uploads".into(),
+            headers: headers(&[("x-amz-checksum-algorithm", algorithm), ("x-amz-checksum-type", kind)]),
+            status: 200,
+            answer: Some("<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>".into()),
+            ..Exchange::default()
+        };
+        let mut found = checker.check(&create);
+        for (i, size) in sizes.iter().enumerate() {
+            let part = Exchange {
+                service: "s3".into(),
+                operation: "UploadPart".into(),
+                method: "PUT".into(),
+                path: "/b/k".into(),
+                query: format!("partNumber={}&uploadId=u1", i + 1),
+                headers: headers(&[("content-length", &size.to_string())]),
+                body: BodySummary {
+                    complete: true,
+                    decoded_length: *size,
+                    wire_length: *size,
+                    crc32c: crc(b""),
+                    ..BodySummary::default()
+                },
+                status: 200,
+                ..Exchange::default()
+            };
+            found.extend(checker.check(&part));
+        }
+        found
+    }
+
+    fn complete(parts: &str, extra: &[(&str, &str)]) -> Exchange {
+        Exchange {
+            service: "s3".into(),
+            operation: "CompleteMultipartUpload".into(),
+            method: "POST".into(),
+            path: "/b/k".into(),
+            query: "uploadId=u1".into(),
+            headers: headers(extra),
+            body: BodySummary {
+                complete: true,
+                text: Some(format!(
+                    "<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>"
+                )),
+                ..BodySummary::default()
+            },
+            status: 200,
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn multipart_rules_are_caught() {
+        let full = [
+            ("x-amz-checksum-type", "FULL_OBJECT"),
+            ("x-amz-checksum-crc32c", "AAAAAA=="),
+        ];
+        let two = "<Part><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber></Part>";
+        let mut checker = Checker::default();
+        assert!(multipart(&mut checker, "FULL_OBJECT", "CRC32C", &[5 * MIB, 10]).is_empty());
+        assert!(checker.check(&complete(two, &full)).is_empty());
+
+        let mut checker = Checker::default();
+        multipart(&mut checker, "FULL_OBJECT", "CRC32C", &[MIB, 10]);
+        let rules: Vec<_> = checker
+            .check(&complete(two, &full))
+            .into_iter()
+            .map(|v| v.rule)
+            .collect();
+        assert_eq!(rules, vec!["s3.part-size"]);
+
+        let mut checker = Checker::default();
+        multipart(&mut checker, "FULL_OBJECT", "CRC32C", &[5 * MIB, 10]);
+        let reversed =
+            "<Part><PartNumber>2</PartNumber></Part><Part><PartNumber>1</PartNumber></Part>";
+        assert!(checker
+            .check(&complete(reversed, &full))
+            .iter()
+            .any(|v| v.rule == "s3.complete-parts"));
+        let composite = [("x-amz-checksum-type", "COMPOSITE")];
+        assert!(checker
+            .check(&complete(two, &composite))
+            .iter()
+            .any(|v| v.rule == "s3.checksum-type"));
+        let crc32 = [
+            ("x-amz-checksum-type", "FULL_OBJECT"),
+            ("x-amz-checksum-crc32", "AAAAAA=="),
+        ];
+        assert!(checker
+            .check(&complete(two, &crc32))
+            .iter()
+            .any(|v| v.rule == "s3.checksum-type"));
+
+        let mut checker = Checker::default();
+        let found = multipart(&mut checker, "FULL_OBJECT", "SHA256", &[]);
+        assert!(found.iter().any(|v| v.rule == "s3.checksum-type"));
+        let mut checker = Checker::default();
+        multipart(&mut checker, "COMPOSITE", "SHA256", &[5 * MIB, 10]);
+        assert!(checker
+            .check(&complete(two, &[]))
+            .iter()
+            .any(|v| v.rule == "s3.checksum-type"));
+
+        let mut checker = Checker::default();
+        let mut part = complete("", &[]);
+        part.operation = "UploadPart".into();
+        part.method = "PUT".into();
+        part.query = "partNumber=10001&uploadId=u1".into();
+        assert!(checker
+            .check(&part)
+            .iter()
+            .any(|v| v.rule == "s3.part-number"));
+    }
+
+    fn json(service: &str, operation: &str, document: serde_json::Value) -> Exchange {
+        Exchange {
+            service: service.into(),
+            operation: operation.into(),
+            method: "POST".into(),
+            path: "/".into(),
+            body: BodySummary {
+                complete: true,
+                text: Some(document.to_string()),
+                ..BodySummary::default()
+            },
+            status: 200,
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn sqs_rules_are_caught() {
+        use serde_json::json as j;
+        let url = "http://127.0.0.1/1/backfill";
+        let fifo = "http://127.0.0.1/1/backfill.fifo";
+        let valid = json(
+            "sqs",
+            "SendMessageBatch",
+            j!({"QueueUrl": url, "Entries": [{"Id": "a", "MessageBody": "x"}, {"Id": "b", "MessageBody": "y", "DelaySeconds": 5}]}),
+        );
+        assert!(rules_broken(&valid).is_empty());
+        let cases = [
+            (
+                j!({"QueueUrl": url, "Entries": []}),
+                "SendMessageBatch",
+                "sqs.batch",
+            ),
+            (
+                j!({"QueueUrl": url, "Entries": (0..11).map(|i| j!({"Id": format!("m{i}"), "MessageBody": "x"})).collect::<Vec<_>>()}),
+                "SendMessageBatch",
+                "sqs.batch",
+            ),
+            (
+                j!({"QueueUrl": url, "Entries": [{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}]}),
+                "SendMessageBatch",
+                "sqs.batch",
+            ),
+            (
+                j!({"QueueUrl": url, "Entries": [{"Id": "a.b", "MessageBody": "x"}]}),
+                "SendMessageBatch",
+                "sqs.batch",
+            ),
+            (
+                j!({"QueueUrl": url, "Entries": [{"Id": "a", "MessageBody": "x".repeat(600_000)}, {"Id": "b", "MessageBody": "x".repeat(600_000)}]}),
+                "SendMessageBatch",
+                "sqs.message-size",
+            ),
+            (
+                j!({"QueueUrl": url, "MessageBody": "x".repeat(1_100_000)}),
+                "SendMessage",
+                "sqs.message-size",
+            ),
+            (
+                j!({"QueueUrl": url, "MessageBody": "bell \u{7}"}),
+                "SendMessage",
+                "sqs.message",
+            ),
+            (
+                j!({"QueueUrl": url, "MessageBody": "x", "DelaySeconds": 901}),
+                "SendMessage",
+                "sqs.delay",
+            ),
+            (
+                j!({"QueueUrl": fifo, "MessageBody": "x", "MessageGroupId": "g", "DelaySeconds": 1}),
+                "SendMessage",
+                "sqs.delay",
+            ),
+            (
+                j!({"QueueUrl": fifo, "MessageBody": "x"}),
+                "SendMessage",
+                "sqs.fifo",
+            ),
+            (
+                j!({"QueueUrl": url, "ReceiptHandle": "r", "VisibilityTimeout": 43_201}),
+                "ChangeMessageVisibility",
+                "sqs.visibility",
+            ),
+            (
+                j!({"QueueUrl": url, "Entries": [{"Id": "a", "ReceiptHandle": "r", "VisibilityTimeout": -1}]}),
+                "ChangeMessageVisibilityBatch",
+                "sqs.visibility",
+            ),
+            (
+                j!({"QueueUrl": url, "MaxNumberOfMessages": 11}),
+                "ReceiveMessage",
+                "sqs.receive",
+            ),
+            (
+                j!({"QueueUrl": url, "WaitTimeSeconds": 21}),
+                "ReceiveMessage",
+                "sqs.receive",
+            ),
+        ];
+        for (document, operation, rule) in cases {
+            assert_caught(&json("sqs", operation, document), rule);
+        }
+    }
+
+    #[test]
+    fn dynamodb_rules_are_caught() {
+        use serde_json::json as j;
+        let valid = j!({"TableName": "t", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET #s = :s", "ConditionExpression": "attribute_not_exists(pk) OR #s = :old",
+            "ExpressionAttributeNames": {"#s": "status"}, "ExpressionAttributeValues": {":s": {"S": "done"}, ":old": {"S": "x"}}});
+        assert!(rules_broken(&json("dynamodb", "UpdateItem", valid)).is_empty());
+        let cases = [
+            (
+                j!({"TableName": "t", "UpdateExpression": "SET a = :a", "ExpressionAttributeValues": {":a": {"S": "x"}, ":unused": {"S": "y"}}}),
+                "UpdateItem",
+            ),
+            (
+                j!({"TableName": "t", "UpdateExpression": "SET #a = :a", "ExpressionAttributeValues": {":a": {"S": "x"}}}),
+                "UpdateItem",
+            ),
+            (
+                j!({"TableName": "t", "ConditionExpression": format!("a = :a{}", " AND a = :a".repeat(400)), "ExpressionAttributeValues": {":a": {"S": "x"}}}),
+                "PutItem",
+            ),
+            (
+                j!({"TableName": "t", "Item": {"pk": {"S": "a"}, "big": {"S": "x".repeat(410_000)}}}),
+                "PutItem",
+            ),
+            (
+                j!({"RequestItems": {"t": (0..26).map(|i| j!({"PutRequest": {"Item": {"pk": {"S": i.to_string()}}}})).collect::<Vec<_>>()}}),
+                "BatchWriteItem",
+            ),
+        ];
+        let rules = [
+            "dynamodb.expression",
+            "dynamodb.expression",
+            "dynamodb.expression",
+            "dynamodb.item-size",
+            "dynamodb.batch",
+        ];
+        for ((document, operation), rule) in cases.into_iter().zip(rules) {
+            assert_caught(&json("dynamodb", operation, document), rule);
+        }
+    }
+
+    #[test]
+    fn sns_rules_are_caught() {
+        let form = |operation: &str, body: String| Exchange {
+            service: "sns".into(),
+            operation: operation.into(),
+            method: "POST".into(),
+            path: "/".into(),
+            body: BodySummary {
+                complete: true,
+                text: Some(body),
+                ..BodySummary::default()
+            },
+            status: 200,
+            ..Exchange::default()
+        };
+        assert!(rules_broken(&form(
+            "Publish",
+            "Action=Publish&TopicArn=t&Message=hello".into()
+        ))
+        .is_empty());
+        assert_caught(
+            &form(
+                "Publish",
+                format!("Action=Publish&Message={}", "x".repeat(262_145)),
+            ),
+            "sns.message-size",
+        );
+        assert_caught(
+            &form(
+                "Publish",
+                format!("Action=Publish&Message=x&Subject={}", "s".repeat(101)),
+            ),
+            "sns.message",
+        );
+        let eleven: String = (1..=11).map(|i| format!("&PublishBatchRequestEntries.member.{i}.Id=m{i}&PublishBatchRequestEntries.member.{i}.Message=x")).collect();
+        assert_caught(
+            &form("PublishBatch", format!("Action=PublishBatch{eleven}")),
+            "sns.batch",
+        );
+    }
+}
