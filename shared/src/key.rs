@@ -106,6 +106,36 @@ impl ObjectKey {
     }
 }
 
+/// What goes before a decoded URI to make its key (the edge hook's `x-backfill-key-prefix`, the
+/// backfill's `KEY_PREFIX`): empty, or `/`-separated segments ending with a `/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// `""` and `"/"` are no prefix; `"/mirror/v1"` is `"mirror/v1/"`. `None` for an empty, `.`
+    /// or `..` segment or a control character.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "/" {
+            return Some(KeyPrefix::default());
+        }
+        let prefix = raw.trim_matches('/');
+        if prefix.is_empty()
+            || prefix.chars().any(char::is_control)
+            || prefix
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return None;
+        }
+        Some(KeyPrefix(format!("{prefix}/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -214,6 +244,24 @@ mod tests {
     #[test]
     fn cloudfront_uri_takes_the_prefix() {
         let key = ObjectKey::from_cloudfront_uri("/a.jpg", "/mirror/").unwrap();
+        assert_eq!(key.as_str(), "mirror/a.jpg");
+    }
+
+    #[test]
+    fn key_prefixes() {
+        for (raw, prefix) in [
+            ("", ""),
+            ("/", ""),
+            ("mirror", "mirror/"),
+            ("/mirror/v1/", "mirror/v1/"),
+        ] {
+            assert_eq!(KeyPrefix::parse(raw).unwrap().as_str(), prefix, "{raw:?}");
+        }
+        for bad in ["//", "a//b", "a/../b", "./a", "a\u{7}"] {
+            assert!(KeyPrefix::parse(bad).is_none(), "{bad:?}");
+        }
+        let prefix = KeyPrefix::parse("/mirror/").unwrap();
+        let key = ObjectKey::from_cloudfront_uri("/a.jpg", prefix.as_str()).unwrap();
         assert_eq!(key.as_str(), "mirror/a.jpg");
     }
 

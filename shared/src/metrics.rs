@@ -2,6 +2,7 @@
 //! log pipeline turns into metrics without an API call.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
@@ -68,6 +69,26 @@ impl Metric {
 pub struct Metrics {
     namespace: String,
     dimensions: Vec<(String, String)>,
+    kept: Option<Captured>,
+}
+
+/// The documents a [`Metrics`] made by [`Metrics::capturing`] wrote, for tests that check what
+/// a handler counts.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<Value>>>);
+
+impl Captured {
+    pub fn documents(&self) -> Vec<Value> {
+        self.0.lock().expect("metrics lock").clone()
+    }
+
+    /// The sum of one metric over every document that has it.
+    pub fn total(&self, name: &str) -> f64 {
+        self.documents()
+            .iter()
+            .filter_map(|doc| doc.get(name).and_then(Value::as_f64))
+            .sum()
+    }
 }
 
 impl Metrics {
@@ -75,7 +96,15 @@ impl Metrics {
         Metrics {
             namespace: namespace.into(),
             dimensions: Vec::new(),
+            kept: None,
         }
+    }
+
+    /// The same metrics kept in memory instead of written to stdout.
+    pub fn capturing(mut self) -> (Self, Captured) {
+        let captured = Captured::default();
+        self.kept = Some(captured.clone());
+        (self, captured)
     }
 
     /// Namespace plus the `FunctionName` dimension from the Lambda environment, when present.
@@ -147,6 +176,11 @@ impl Metrics {
     /// Writes one EMF line to stdout, where Lambda picks it up.
     pub fn emit(&self, dimensions: &[(&str, &str)], metrics: &[Metric]) {
         if metrics.is_empty() {
+            return;
+        }
+        if let Some(kept) = &self.kept {
+            let document = self.document(dimensions, metrics);
+            kept.0.lock().expect("metrics lock").push(document);
             return;
         }
         // A metric that cannot be written must not fail the work it describes.

@@ -34,8 +34,12 @@ impl Backoff {
 
     /// "Equal jitter": uniform in `[ceiling / 2, ceiling]`, for waits that must not be near zero.
     pub fn equal_jitter(&self, attempt: u32) -> Duration {
-        let ceiling = self.ceiling(attempt);
-        random_between(ceiling / 2, ceiling)
+        random_between(self.equal_jitter_floor(attempt), self.ceiling(attempt))
+    }
+
+    /// The shortest wait equal jitter gives before attempt `attempt + 1`.
+    pub fn equal_jitter_floor(&self, attempt: u32) -> Duration {
+        self.ceiling(attempt) / 2
     }
 }
 
@@ -74,6 +78,23 @@ where
             Err(err) => return Err(err),
         }
     }
+}
+
+/// The shortest [`visibility_delay`] for a receive count (whatever the hint).
+pub fn min_visibility_delay(backoff: &Backoff, receive_count: u32) -> Duration {
+    backoff
+        .equal_jitter_floor(receive_count.saturating_sub(1))
+        .min(MAX_VISIBILITY)
+}
+
+/// The least time between a message's first delivery and its last one before the queue's redrive
+/// (`max_receive_count`) sends it to the DLQ, if every delivery fails at once: the sum of the
+/// shortest delays after receives 1 to `max_receive_count - 1`. An outage shorter than this
+/// sends no message to the DLQ.
+pub fn min_time_to_last_receive(backoff: &Backoff, max_receive_count: u32) -> Duration {
+    (1..max_receive_count)
+        .map(|receive| min_visibility_delay(backoff, receive))
+        .sum()
 }
 
 /// How long a message that failed stays invisible before its next delivery, from SQS's
@@ -160,6 +181,23 @@ mod tests {
         );
         // A receive count of 0 (absent attribute) behaves as a first delivery.
         assert!(visibility_delay(&backoff, 0, None) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_time_to_the_last_receive_is_the_sum_of_the_shortest_delays() {
+        let backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
+        for receive in 1..8 {
+            let floor = min_visibility_delay(&backoff, receive);
+            for _ in 0..50 {
+                assert!(visibility_delay(&backoff, receive, None) >= floor);
+            }
+        }
+        // 5 + 10 + 20 + 30 (the cap halved): receives 1 to 4, the fifth is the last.
+        assert_eq!(
+            min_time_to_last_receive(&backoff, 5),
+            Duration::from_secs(65)
+        );
+        assert_eq!(min_time_to_last_receive(&backoff, 1), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

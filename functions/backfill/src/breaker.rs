@@ -30,12 +30,14 @@ impl Breaker {
         }
     }
 
-    /// Refuses while open. Once the cooldown is over, requests go through again; the next failure
-    /// opens it at once (the count is still at the threshold), the next success closes it.
+    /// Refuses while open, with the time left until it closes (so the record comes back then,
+    /// not a whole cooldown later). Once the cooldown is over, requests go through again; the next
+    /// failure opens it at once (the count is still at the threshold), the next success closes it.
     pub fn check(&self) -> Result<(), BackfillError> {
         let state = self.state.lock().expect("breaker lock");
+        let now = Instant::now();
         match state.open_until {
-            Some(until) if Instant::now() < until => Err(BackfillError::CircuitOpen(self.cooldown)),
+            Some(until) if now < until => Err(BackfillError::CircuitOpen(until - now)),
             _ => Ok(()),
         }
     }
@@ -78,7 +80,14 @@ mod tests {
             shared::Failure::retry_after(&err),
             Some(Duration::from_secs(30))
         );
-        tokio::time::advance(Duration::from_secs(31)).await;
+        tokio::time::advance(Duration::from_secs(12)).await;
+        let err = breaker.check().unwrap_err();
+        assert_eq!(
+            shared::Failure::retry_after(&err),
+            Some(Duration::from_secs(18)),
+            "the time left, not the whole cooldown"
+        );
+        tokio::time::advance(Duration::from_secs(19)).await;
         assert!(breaker.check().is_ok(), "half-open after the cooldown");
         breaker.record_failure();
         assert!(breaker.check().is_err(), "one more failure reopens it");

@@ -14,6 +14,19 @@ pub enum BackfillError {
     OriginNotAllowed(String),
     #[error("origin host {host} resolves to a forbidden address {address}")]
     ForbiddenAddress { host: String, address: String },
+    #[error("origin URL {url:?} does not parse: {reason}")]
+    InvalidOriginUrl { url: String, reason: String },
+    #[error("origin path {path:?} is not allowed for {origin}")]
+    OriginPathNotAllowed { origin: String, path: String },
+    #[error("origin host {host} is the loopback ({address}), which no allow-list entry names")]
+    LoopbackNotAllowed { host: String, address: String },
+    #[error("uri {uri:?} names no key: {reason}")]
+    UriNotAKey {
+        uri: String,
+        reason: shared::KeyError,
+    },
+    #[error("message key {key:?} is not the key its uri names ({derived:?})")]
+    KeyMismatch { key: String, derived: String },
     #[error("origin answered {status}")]
     OriginRefused { status: u16 },
     #[error("origin redirected with {status} to another host or in a loop; not followed")]
@@ -83,6 +96,11 @@ impl Failure for BackfillError {
             | BackfillError::WrongBucket(_)
             | BackfillError::OriginNotAllowed(_)
             | BackfillError::ForbiddenAddress { .. }
+            | BackfillError::InvalidOriginUrl { .. }
+            | BackfillError::OriginPathNotAllowed { .. }
+            | BackfillError::LoopbackNotAllowed { .. }
+            | BackfillError::UriNotAKey { .. }
+            | BackfillError::KeyMismatch { .. }
             | BackfillError::OriginRefused { .. }
             | BackfillError::RedirectRefused { .. }
             | BackfillError::TooLarge { .. } => false,
@@ -104,6 +122,11 @@ impl Failure for BackfillError {
             BackfillError::WrongBucket(_) => "wrong_bucket",
             BackfillError::OriginNotAllowed(_) => "origin_not_allowed",
             BackfillError::ForbiddenAddress { .. } => "forbidden_address",
+            BackfillError::InvalidOriginUrl { .. } => "invalid_origin_url",
+            BackfillError::OriginPathNotAllowed { .. } => "origin_path_not_allowed",
+            BackfillError::LoopbackNotAllowed { .. } => "loopback_not_allowed",
+            BackfillError::UriNotAKey { .. } => "uri_not_a_key",
+            BackfillError::KeyMismatch { .. } => "key_mismatch",
             BackfillError::OriginRefused { .. } => "origin_refused",
             BackfillError::RedirectRefused { .. } => "redirect_refused",
             BackfillError::OriginUnavailable { .. } => "origin_unavailable",

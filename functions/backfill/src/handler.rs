@@ -37,7 +37,7 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
         }
     }
 
-    /// Handles one record, logging one line and writing its metrics.
+    /// Handles one record, logging one line and writing its duration, age and bytes.
     pub async fn handle_record(
         &self,
         record: SqsMessage,
@@ -58,10 +58,9 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
             Ok(outcome) => outcome.label(),
             Err(err) => err.reason(),
         };
-        let mut metrics = vec![
-            Metric::count("Records", 1),
-            Metric::millis("Duration", elapsed),
-        ];
+        // `Records` is the batch runner's, which sees every outcome (records it handed back or
+        // never attempted too): counting here as well would count each record twice.
+        let mut metrics = vec![Metric::millis("Duration", elapsed)];
         if let Some(age) = age {
             metrics.push(Metric::millis("MessageAge", age));
         }
@@ -98,8 +97,13 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
         let fetch = plan(message, &self.config)?;
         self.breaker.check()?;
         let result = copy(&self.origin, &self.store, &self.config, &fetch, deadline).await;
+        // Only an answer of the origin's speaks of its health: an object found already in the
+        // bucket never reached it, so it neither closes the breaker nor resets its count.
         match &result {
-            Ok(_) => self.breaker.record_success(),
+            Ok(CopyOutcome::Copied { .. } | CopyOutcome::NotAtOrigin(_)) => {
+                self.breaker.record_success()
+            }
+            Ok(CopyOutcome::AlreadyPresent) => {}
             Err(err) if err.is_origin_failure() => self.breaker.record_failure(),
             Err(_) => {}
         }
@@ -123,9 +127,178 @@ pub async fn handle_batch<O: Origin, S: ObjectStore>(
 ) -> Result<SqsBatchResponse, Diagnostic> {
     let deadline = work_deadline(event.context.deadline(), app.config.deadline_margin);
     let response = runner
-        .run(event.payload, |record| async move {
+        .run_until(event.payload, deadline, |record| async move {
             app.handle_record(record, deadline).await.map(drop)
         })
         .await?;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::OriginResponse;
+    use crate::store::{Part, Target, Written};
+    use bytes::Bytes;
+    use shared::config::Env;
+
+    /// An origin that is down.
+    struct DownOrigin;
+
+    impl Origin for DownOrigin {
+        async fn get(&self, _url: &str) -> Result<OriginResponse, BackfillError> {
+            Ok(OriginResponse {
+                status: 503,
+                headers: http::HeaderMap::new(),
+                content_length: Some(0),
+                body: Box::pin(futures::stream::empty()),
+            })
+        }
+    }
+
+    /// A bucket that has the keys ending in `present.jpg` and takes no writes (none is reached).
+    struct Bucket;
+
+    impl ObjectStore for Bucket {
+        async fn exists(
+            &self,
+            _bucket: &str,
+            key: &str,
+            _: Instant,
+        ) -> Result<bool, BackfillError> {
+            Ok(key.ends_with("present.jpg"))
+        }
+        async fn put(
+            &self,
+            _: &Target,
+            _: Bytes,
+            _: u32,
+            _: Instant,
+        ) -> Result<Written, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn put_stream(
+            &self,
+            _: &Target,
+            _: crate::origin::BodyStream,
+            _: u64,
+            _: Instant,
+        ) -> Result<Written, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn create_multipart(&self, _: &Target, _: Instant) -> Result<String, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn upload_part(
+            &self,
+            _: &Target,
+            _: &str,
+            _: i32,
+            _: Bytes,
+            _: u32,
+            _: Instant,
+        ) -> Result<Part, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn complete_multipart(
+            &self,
+            _: &Target,
+            _: &str,
+            _: Vec<Part>,
+            _: u32,
+            _: Instant,
+        ) -> Result<Written, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn abort_multipart(
+            &self,
+            _: &Target,
+            _: &str,
+            _: Instant,
+        ) -> Result<(), BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+    }
+
+    fn app(extra: &[(&'static str, &'static str)]) -> Backfill<DownOrigin, Bucket> {
+        let mut pairs = vec![
+            ("BUCKET", "overseas-origin"),
+            ("ALLOWED_ORIGINS", "https://www.example.com"),
+        ];
+        pairs.extend_from_slice(extra);
+        Backfill::new(
+            Config::from_env(&Env::from_pairs(pairs)).unwrap(),
+            DownOrigin,
+            Bucket,
+        )
+    }
+
+    fn record(id: &str, name: &str) -> SqsMessage {
+        let body = serde_json::json!({
+            "version": 1,
+            "bucket": "overseas-origin",
+            "key": format!("images/{name}"),
+            "origin": {"protocol": "https", "host": "www.example.com", "port": 443, "path": ""},
+            "uri": format!("/images/{name}"),
+            "request_id": "r",
+            "enqueued_at": "2026-11-25T08:00:00Z",
+            "trigger": "origin-request",
+        });
+        let mut record = SqsMessage::default();
+        record.message_id = Some(id.to_owned());
+        record.body = Some(body.to_string());
+        record
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn an_object_already_present_does_not_reset_the_breaker() {
+        let app = app(&[("BREAKER_THRESHOLD", "2")]);
+        let err = app.handle_record(record("1", "a.jpg"), later()).await;
+        assert!(matches!(err, Err(BackfillError::OriginUnavailable { .. })));
+        let outcome = app.handle_record(record("2", "present.jpg"), later()).await;
+        assert_eq!(outcome.unwrap(), CopyOutcome::AlreadyPresent);
+        let err = app.handle_record(record("3", "b.jpg"), later()).await;
+        assert!(matches!(err, Err(BackfillError::OriginUnavailable { .. })));
+        let err = app
+            .handle_record(record("4", "c.jpg"), later())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackfillError::CircuitOpen(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn each_record_is_counted_once() {
+        let (metrics, captured) = Metrics::new("Test").capturing();
+        let mut app = app(&[]);
+        app.metrics = metrics.clone();
+        let runner = BatchRunner::new(4, metrics);
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("1", "a.jpg"),
+            record("2", "present.jpg"),
+            record("3", "also-present.jpg"),
+        ];
+        let app = &app;
+        let response = runner
+            .run(event, |record| async move {
+                app.handle_record(record, later()).await.map(drop)
+            })
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(captured.total("Records"), 3.0);
+        assert_eq!(
+            captured
+                .documents()
+                .iter()
+                .filter(|doc| doc.get("Duration").is_some())
+                .count(),
+            3,
+            "one duration per record"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use backfill::handler::{handle_batch, Backfill};
 use backfill::origin::HttpOrigin;
 use backfill::store::S3Store;
 use lambda_runtime::{service_fn, LambdaEvent};
-use shared::batch::{BatchRunner, VisibilityExtender};
+use shared::batch::{BatchRunner, HandBack, VisibilityExtender};
 use shared::config::Env;
 use shared::metrics::Metrics;
 use shared::retry::Backoff;
@@ -24,7 +24,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_visibility(VisibilityExtender::new(
         shared::aws::sqs_client(&sdk),
         Backoff::new(config.retry_base, config.retry_cap),
-    ));
+    ))
+    .with_hand_back(HandBack {
+        min_start: config.min_record_time,
+        ..HandBack::default()
+    });
     let app = Backfill::new(config, origin, S3Store::new(shared::aws::s3_client(&sdk)));
     let (app, runner) = (&app, &runner);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

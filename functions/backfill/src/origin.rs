@@ -13,7 +13,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::config::Config;
 use crate::error::BackfillError;
-use crate::plan::is_forbidden_address;
+use crate::plan::{is_forbidden_address, is_loopback};
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BackfillError>> + Send>>;
 
@@ -31,7 +31,8 @@ pub trait Origin: Send + Sync {
 }
 
 /// The origin over HTTP(S), with timeouts, the configured extra headers, redirects followed only
-/// on the same origin, and a resolver that refuses forbidden addresses.
+/// on the same origin, no proxy whatever the environment says (the checked URL is the one
+/// fetched), and a resolver that refuses forbidden addresses and the loopback.
 pub struct HttpOrigin {
     client: reqwest::Client,
     headers: HeaderMap,
@@ -76,7 +77,11 @@ impl HttpOrigin {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(redirects)
-            .dns_resolver(Arc::new(GuardedResolver { lookup }))
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup,
+                loopback_names: config.loopback_names(),
+            }))
             .user_agent(concat!(
                 "overseas-origin-backfill/",
                 env!("CARGO_PKG_VERSION")
@@ -130,9 +135,11 @@ fn transport_error(err: reqwest::Error) -> BackfillError {
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<ForbiddenResolution>() {
-            return BackfillError::ForbiddenAddress {
-                host: refused.host.clone(),
-                address: refused.addresses.clone(),
+            let (host, address) = (refused.host.clone(), refused.addresses.clone());
+            return if refused.loopback_only {
+                BackfillError::LoopbackNotAllowed { host, address }
+            } else {
+                BackfillError::ForbiddenAddress { host, address }
             };
         }
         text.push_str(": ");
@@ -147,34 +154,92 @@ fn transport_error(err: reqwest::Error) -> BackfillError {
 struct ForbiddenResolution {
     host: String,
     addresses: String,
+    /// Every address dropped was the loopback's.
+    loopback_only: bool,
 }
 
-/// Resolves names, dropping forbidden addresses; a name with nothing else left is refused. This
-/// holds even when the allow-list names a host that (by mistake or by an attacker's DNS) resolves
-/// to the instance metadata service.
+/// Resolves names, dropping forbidden addresses, and the loopback's unless the allow-list names
+/// the host itself (`localhost`); a name with nothing else left is refused. This holds even when
+/// the allow-list names a host that (by mistake or by an attacker's DNS) resolves to the instance
+/// metadata service or to the function's own loopback.
 struct GuardedResolver {
     lookup: Lookup,
+    loopback_names: Vec<String>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let lookup = self.lookup.clone();
+        let loopback_allowed = self
+            .loopback_names
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name.as_str()));
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved = lookup(host.clone()).await?;
-            let (forbidden, allowed): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
-                .into_iter()
-                .partition(|a| is_forbidden_address(a.ip()));
+            let (refused, allowed): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                resolved.into_iter().partition(|a| {
+                    is_forbidden_address(a.ip()) || (!loopback_allowed && is_loopback(a.ip()))
+                });
             if allowed.is_empty() {
-                let addresses = forbidden
+                let addresses = refused
                     .iter()
                     .map(|a| a.ip().to_string())
                     .collect::<Vec<_>>()
                     .join(", ");
-                return Err(Box::new(ForbiddenResolution { host, addresses })
+                let loopback_only =
+                    !refused.is_empty() && refused.iter().all(|a| is_loopback(a.ip()));
+                return Err(Box::new(ForbiddenResolution {
+                    host,
+                    addresses,
+                    loopback_only,
+                })
                     as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver() -> GuardedResolver {
+        GuardedResolver {
+            lookup: Arc::new(|host: String| {
+                Box::pin(async move {
+                    let addresses: &[&str] = match host.as_str() {
+                        "origin.internal" | "localhost" => &["127.0.0.1:0", "[::1]:0"],
+                        "mixed.internal" => &["169.254.169.254:0", "127.0.0.1:0", "10.0.0.5:0"],
+                        _ => &[],
+                    };
+                    Ok(addresses.iter().map(|a| a.parse().unwrap()).collect())
+                })
+            }),
+            loopback_names: vec!["localhost".into()],
+        }
+    }
+
+    async fn resolve(name: &str) -> Result<Vec<SocketAddr>, String> {
+        match resolver().resolve(name.parse().unwrap()).await {
+            Ok(addrs) => Ok(addrs.collect()),
+            Err(err) => Err(match err.downcast_ref::<ForbiddenResolution>() {
+                Some(refused) if refused.loopback_only => "loopback".into(),
+                Some(_) => "forbidden".into(),
+                None => err.to_string(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn names_reach_the_loopback_only_when_the_allow_list_names_it() {
+        assert_eq!(resolve("origin.internal").await.unwrap_err(), "loopback");
+        assert_eq!(resolve("localhost").await.unwrap().len(), 2);
+        assert_eq!(
+            resolve("mixed.internal").await.unwrap(),
+            ["10.0.0.5:0".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(resolve("nothing.internal").await.unwrap_err(), "forbidden");
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use shared::message::BackfillMessage;
+use shared::ObjectKey;
 
 use crate::config::Config;
 use crate::error::BackfillError;
@@ -17,31 +18,86 @@ pub struct Fetch {
     pub key: String,
 }
 
-/// Checks a message against the configuration: the bucket must be ours and the origin allowed.
+/// Checks a message against the configuration. The message can name nothing the origin does not:
+/// the bucket must be ours; the URL, read by the HTTP client's own parser (so `2852039166` is the
+/// address 169.254.169.254), must not reach a forbidden address, nor the loopback unless an
+/// allow-list entry names it; its protocol, host, port and origin path must be on the allow-list;
+/// and the key must be the one the shared key rules derive from the uri and the key prefix.
 pub fn plan(message: &BackfillMessage, config: &Config) -> Result<Fetch, BackfillError> {
     if message.bucket != config.bucket {
         return Err(BackfillError::WrongBucket(message.bucket.clone()));
     }
     let origin = &message.origin;
-    if !config.allows(origin.protocol, &origin.host, origin.port) {
-        return Err(BackfillError::OriginNotAllowed(format!(
-            "{}://{}:{}",
-            origin.protocol, origin.host, origin.port
-        )));
+    let text = message.origin_url();
+    let url = url::Url::parse(&text).map_err(|err| BackfillError::InvalidOriginUrl {
+        url: text.clone(),
+        reason: err.to_string(),
+    })?;
+    let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
+        return Err(BackfillError::InvalidOriginUrl {
+            url: text,
+            reason: "no host or port".into(),
+        });
+    };
+    let host = host.to_owned();
+    let address = match &host {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(*v6)),
+        url::Host::Domain(_) => None,
+    };
+    if let Some(address) = address.filter(|a| is_forbidden_address(*a)) {
+        return Err(BackfillError::ForbiddenAddress {
+            host: origin.host.clone(),
+            address: address.to_string(),
+        });
     }
-    if let Ok(address) = origin.host.parse::<IpAddr>() {
-        if is_forbidden_address(address) {
-            return Err(BackfillError::ForbiddenAddress {
-                host: origin.host.clone(),
-                address: address.to_string(),
-            });
-        }
+    let named = format!("{}://{host}:{port}", origin.protocol);
+    let entries: Vec<_> = config.entries_for(origin.protocol, &host, port).collect();
+    if entries.is_empty() {
+        return Err(BackfillError::OriginNotAllowed(named));
+    }
+    if !entries.iter().any(|entry| entry.path == origin.path) {
+        return Err(BackfillError::OriginPathNotAllowed {
+            origin: named,
+            path: origin.path.clone(),
+        });
+    }
+    let loopback = match &host {
+        url::Host::Domain(name) => name == "localhost" || name.ends_with(".localhost"),
+        _ => address.is_some_and(is_loopback),
+    };
+    if loopback && !entries.iter().any(|entry| entry.names_loopback()) {
+        return Err(BackfillError::LoopbackNotAllowed {
+            host: origin.host.clone(),
+            address: host.to_string(),
+        });
+    }
+    let derived = ObjectKey::from_cloudfront_uri(&message.uri, config.key_prefix.as_str())
+        .map_err(|reason| BackfillError::UriNotAKey {
+            uri: message.uri.clone(),
+            reason,
+        })?;
+    if derived != message.key {
+        return Err(BackfillError::KeyMismatch {
+            key: message.key.as_str().to_owned(),
+            derived: derived.into_string(),
+        });
     }
     Ok(Fetch {
-        url: message.origin_url(),
+        url: url.into(),
         bucket: message.bucket.clone(),
-        key: message.key.as_str().to_owned(),
+        key: derived.into_string(),
     })
+}
+
+/// The loopback: 127.0.0.0/8, `::1`, and either as an IPv4-mapped IPv6 address.
+pub fn is_loopback(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 /// Addresses no origin may resolve to, whatever the allow-list says: link-local (the instance
@@ -197,7 +253,8 @@ mod tests {
             ("BUCKET", "overseas-origin"),
             (
                 "ALLOWED_ORIGINS",
-                "https://www.example.com,http://169.254.169.254",
+                "https://www.example.com,https://www.example.com/static,http://169.254.169.254,\
+                 http://127.0.0.1:8080,http://app.localhost",
             ),
             ("SINGLE_PUT_MAX", "1000"),
             ("MAX_OBJECT_SIZE", "100000000"),
@@ -227,8 +284,131 @@ mod tests {
     #[test]
     fn allowed_message_is_planned() {
         let fetch = plan(&message("www.example.com", Protocol::Https, 443), &config()).unwrap();
-        assert_eq!(fetch.url, "https://www.example.com:443/images/a%20b.jpg");
+        assert_eq!(fetch.url, "https://www.example.com/images/a%20b.jpg");
         assert_eq!(fetch.key, "images/a b.jpg");
+        let mut under_path = message("WWW.Example.com", Protocol::Https, 443);
+        under_path.origin.path = "/static".into();
+        let fetch = plan(&under_path, &config()).unwrap();
+        assert_eq!(fetch.url, "https://www.example.com/static/images/a%20b.jpg");
+    }
+
+    fn refusal(edit: impl FnOnce(&mut BackfillMessage)) -> BackfillError {
+        let mut message = message("www.example.com", Protocol::Https, 443);
+        edit(&mut message);
+        let err = plan(&message, &config()).unwrap_err();
+        assert!(!shared::Failure::is_retryable(&err), "{err}");
+        err
+    }
+
+    #[test]
+    fn the_key_must_be_the_one_the_uri_names() {
+        let err = refusal(|m| m.key = ObjectKey::new("images/other.jpg").unwrap());
+        assert!(matches!(err, BackfillError::KeyMismatch { .. }), "{err}");
+        assert_eq!(shared::Failure::reason(&err), "key_mismatch");
+        // '+' in a URI path is a plus, not a space.
+        let err = refusal(|m| m.uri = "/images/a+b.jpg".into());
+        assert!(matches!(err, BackfillError::KeyMismatch { .. }), "{err}");
+        let err = refusal(|m| m.uri = "/images/%2E%2E/secret".into());
+        assert!(matches!(err, BackfillError::UriNotAKey { .. }), "{err}");
+        assert_eq!(shared::Failure::reason(&err), "uri_not_a_key");
+        let err = refusal(|m| m.uri = "/images/a%2Fb.jpg".into());
+        assert!(matches!(err, BackfillError::UriNotAKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_key_takes_the_configured_prefix() {
+        let config = Config::from_env(&Env::from_pairs([
+            ("BUCKET", "overseas-origin"),
+            ("ALLOWED_ORIGINS", "https://www.example.com"),
+            ("KEY_PREFIX", "mirror/"),
+        ]))
+        .unwrap();
+        let mut prefixed = message("www.example.com", Protocol::Https, 443);
+        let err = plan(&prefixed, &config).unwrap_err();
+        assert!(matches!(err, BackfillError::KeyMismatch { .. }), "{err}");
+        prefixed.key = ObjectKey::new("mirror/images/a b.jpg").unwrap();
+        assert_eq!(
+            plan(&prefixed, &config).unwrap().key,
+            "mirror/images/a b.jpg"
+        );
+    }
+
+    #[test]
+    fn the_origin_path_must_be_on_the_allow_list() {
+        for path in ["/other", "/static/sub", "/STATIC"] {
+            let err = refusal(|m| m.origin.path = path.into());
+            assert!(
+                matches!(err, BackfillError::OriginPathNotAllowed { .. }),
+                "{path}: {err}"
+            );
+            assert_eq!(shared::Failure::reason(&err), "origin_path_not_allowed");
+        }
+        // An entry without a path allows only the empty path.
+        let err = plan(
+            &{
+                let mut m = message("127.0.0.1", Protocol::Http, 8080);
+                m.origin.path = "/static".into();
+                m
+            },
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, BackfillError::OriginPathNotAllowed { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn addresses_are_read_as_the_http_client_reads_them() {
+        // Decimal, hex, octal and short forms of the metadata service's address.
+        for host in [
+            "2852039166",
+            "0xA9FEA9FE",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+        ] {
+            let err = plan(&message(host, Protocol::Http, 80), &config()).unwrap_err();
+            match &err {
+                BackfillError::ForbiddenAddress { address, .. } => {
+                    assert_eq!(address, "169.254.169.254", "{host}")
+                }
+                other => panic!("{host}: {other}"),
+            }
+        }
+        // The loopback, in another form, is the address the allow-list names.
+        let fetch = plan(&message("2130706433", Protocol::Http, 8080), &config()).unwrap();
+        assert_eq!(fetch.url, "http://127.0.0.1:8080/images/a%20b.jpg");
+        // A number too large for an address does not parse.
+        let err = plan(&message("99999999999", Protocol::Http, 80), &config()).unwrap_err();
+        assert!(
+            matches!(err, BackfillError::InvalidOriginUrl { .. }),
+            "{err}"
+        );
+        assert_eq!(shared::Failure::reason(&err), "invalid_origin_url");
+    }
+
+    #[test]
+    fn the_loopback_only_where_an_entry_names_it() {
+        assert!(plan(&message("127.0.0.1", Protocol::Http, 8080), &config()).is_ok());
+        for (host, port) in [("localhost", 8080), ("127.0.0.2", 8080), ("127.0.0.1", 80)] {
+            let err = plan(&message(host, Protocol::Http, port), &config()).unwrap_err();
+            assert!(
+                matches!(err, BackfillError::OriginNotAllowed(_)),
+                "{host}:{port}: {err}"
+            );
+        }
+        // On the list, but a name under .localhost is the loopback all the same.
+        let err = plan(&message("app.localhost", Protocol::Http, 80), &config()).unwrap_err();
+        assert!(
+            matches!(err, BackfillError::LoopbackNotAllowed { .. }),
+            "{err}"
+        );
+        assert_eq!(shared::Failure::reason(&err), "loopback_not_allowed");
+        for loopback in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(loopback.parse().unwrap()), "{loopback}");
+        }
+        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
     }
 
     #[test]

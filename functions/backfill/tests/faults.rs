@@ -385,8 +385,8 @@ async fn duplicate_deliveries_copy_once() {
     assert_eq!(h.open_uploads().await, 0);
 }
 
-/// Resolves the test names: `metadata.test` to the instance metadata address only, `mixed.test` to
-/// it and to the loopback where the test origin listens.
+/// Resolves the test names: `metadata.test` to the instance metadata address only, `mixed.test` and
+/// `localhost` to it and to the loopback where the test origin listens.
 fn test_lookup() -> Lookup {
     Arc::new(|host: String| {
         Box::pin(async move {
@@ -394,7 +394,7 @@ fn test_lookup() -> Lookup {
             let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
             match host.as_str() {
                 "metadata.test" => Ok(vec![metadata]),
-                "mixed.test" => Ok(vec![metadata, loopback]),
+                "mixed.test" | "localhost" => Ok(vec![metadata, loopback]),
                 _ => Err(std::io::Error::other("unknown test name")),
             }
         })
@@ -416,9 +416,21 @@ async fn an_allowed_name_resolving_to_the_metadata_service_is_refused() {
     );
     assert!(!err.is_retryable());
     assert!(h.server.requests().is_empty());
-    // A name with a good address beside the forbidden one is fetched from the good one only.
-    let outcome = h
+    // A name that resolves to the loopback (beside the metadata service) is refused: no entry
+    // names the loopback as this host.
+    let err = h
         .run(&h.message_for("mixed.test", port, "/files/x.jpg", &h.key("x.jpg")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackfillError::ForbiddenAddress { address, .. } if address.contains("127.0.0.1")),
+        "{err}"
+    );
+    assert!(h.server.requests().is_empty());
+    // A name with a good address beside the forbidden one is fetched from the good one only
+    // (`localhost` is on the allow-list, so its loopback address is good).
+    let outcome = h
+        .run(&h.message_for("localhost", port, "/files/x.jpg", &h.key("x.jpg")))
         .await
         .unwrap();
     assert_eq!(

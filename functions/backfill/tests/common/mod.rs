@@ -57,8 +57,10 @@ impl Harness {
     ) -> Harness {
         let server = OriginServer::start().await;
         let port = server.addr.port();
-        let allowed =
-            format!("http://127.0.0.1:{port},http://metadata.test:{port},http://mixed.test:{port}");
+        let allowed = format!(
+            "http://127.0.0.1:{port},http://metadata.test:{port},http://mixed.test:{port},\
+             http://localhost:{port}"
+        );
         let bucket = var("BUCKET");
         let mut pairs: Vec<(&str, &str)> = vec![
             ("BUCKET", &bucket),
@@ -93,12 +95,22 @@ impl Harness {
         format!("{}{name}", self.prefix)
     }
 
-    /// A version 1 backfill message for `uri` on this server, writing `key`.
+    /// A version 1 backfill message writing `key` with what the origin answers at `uri`. The
+    /// message's uri is the key's own (the backfill refuses any other), which the test origin
+    /// serves as `uri`.
     pub fn message(&self, uri: &str, key: &str) -> String {
         self.message_for("127.0.0.1", self.server.addr.port(), uri, key)
     }
 
     pub fn message_for(&self, host: &str, port: u16, uri: &str, key: &str) -> String {
+        let uri = match shared::ObjectKey::new(key) {
+            Ok(key) => {
+                let own = key.to_uri_path();
+                self.server.alias(&own, uri);
+                own
+            }
+            Err(_) => uri.to_owned(),
+        };
         serde_json::json!({
             "version": 1,
             "bucket": self.bucket,

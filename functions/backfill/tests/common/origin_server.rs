@@ -13,6 +13,8 @@
 //! - `/slow-first-byte/MS/NAME`: waits MS milliseconds before answering.
 //! - `/stall/MS/NAME`: sends half the body, waits MS milliseconds, sends the rest. `MS` may be a
 //!   comma-separated list (`6000,12000`): the body goes in that many pauses plus one equal pieces.
+//!
+//! A path registered with [`OriginServer::alias`] is served as its route (and recorded as it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ pub struct File {
 #[derive(Default)]
 struct State {
     files: HashMap<String, File>,
+    aliases: HashMap<String, String>,
     hits: HashMap<String, usize>,
     requests: Vec<(String, Vec<(String, String)>)>,
 }
@@ -76,6 +79,16 @@ impl OriginServer {
             .insert(name.to_owned(), File { body, headers });
     }
 
+    /// Serves `path` (percent-encoded) as `route` (percent-encoded): a message's uri must name its
+    /// key, and a key is any name a test likes, the route what the test wants of the origin.
+    pub fn alias(&self, path: &str, route: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .aliases
+            .insert(percent_decode(path), percent_decode(route));
+    }
+
     /// Requests seen, with their headers (names lower-cased).
     pub fn requests(&self) -> Vec<(String, Vec<(String, String)>)> {
         self.state.lock().unwrap().requests.clone()
@@ -100,6 +113,10 @@ async fn serve(
     loop {
         let Some((path, headers)) = read_request(&mut stream).await? else {
             return Ok(());
+        };
+        let path = {
+            let state = state.lock().unwrap();
+            state.aliases.get(&path).cloned().unwrap_or(path)
         };
         state.lock().unwrap().requests.push((path.clone(), headers));
         let hit = {
