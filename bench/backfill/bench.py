@@ -5,6 +5,7 @@ bench/backfill/run.sh, which installs the peers and starts s3s-fs."""
 import argparse
 import base64
 import json
+import re
 import os
 import platform
 import pwd
@@ -79,6 +80,10 @@ http {{
     listen 127.0.0.1:{self.port};
     root {root};
     autoindex on;
+    # A backfill message's key is what its uri names (the function refuses any other), so the
+    # function asks for each object by its key; these map the keys back to the files.
+    rewrite ^/bench/ours/[^/]+/(.*)$ /$1 break;
+    rewrite ^/bench/mem/(.*)$ /single/$1 break;
   }}
 }}
 """
@@ -164,12 +169,23 @@ class Function:
 
 
 def message(key, uri, port):
+    """A message for `key`; nginx maps the key's own uri back to the file at `uri`."""
+    own = "/" + key
+    assert nginx_path(own) == uri, (key, uri)
     return {
         "version": 1, "bucket": BUCKET, "key": key,
         "origin": {"protocol": "http", "host": "127.0.0.1", "port": port, "path": ""},
-        "uri": uri, "request_id": "bench", "enqueued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "uri": own, "request_id": "bench", "enqueued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "trigger": "operator",
     }
+
+
+def nginx_path(uri):
+    """The file nginx serves for `uri` (its rewrites, in Python)."""
+    for pattern, replacement in ((r"^/bench/ours/[^/]+/(.*)$", r"/\1"), (r"^/bench/mem/(.*)$", r"/single/\1")):
+        if re.match(pattern, uri):
+            return re.sub(pattern, replacement, uri)
+    return uri
 
 
 def sqs_event(messages):
