@@ -76,14 +76,21 @@ async fn presigned_puts_are_checked_by_the_strict_s3() {
         let http = http.clone();
         async move {
             // s3s-fs may answer a refusal and close the connection before it has read the body;
-            // the client then sees the connection closed instead of the answer. Send again.
+            // the client then sees the connection closed (or its write refused: a broken pipe,
+            // a reset) instead of the answer. Send again.
             let mut attempt = 0;
             loop {
                 let result = send_signed(&http, "PUT", &url, &headers, body.clone()).await;
                 match &result {
                     Err(Error::Transfer(message))
-                        if attempt < 4
-                            && message.contains("connection closed before message completed") =>
+                        if attempt < 8
+                            && [
+                                "connection closed before message completed",
+                                "Broken pipe",
+                                "Connection reset by peer",
+                            ]
+                            .iter()
+                            .any(|cut| message.contains(cut)) =>
                     {
                         attempt += 1;
                     }
