@@ -267,7 +267,7 @@ def bench_single(www, nginx, name, size, rounds):
     results = {tool: {"seconds": [], "rss_kib": []} for tool in tools}
     for round_ in range(rounds):
         for tool, argv in tools.items():
-            key = f"bench/{tool.split()[0]}/{round_}/{name}"
+            key = f"bench/{tool.split()[0]}/{round_}/{path}"
             if argv is None:
                 function = Function(nginx.port)
                 seconds = function.invoke(sqs_event([message(key, "/" + path, nginx.port)]))
