@@ -111,24 +111,18 @@ impl EdgeConfig {
                 "an S3 bucket name",
             ));
         }
-        let key_prefix = match header_value(headers, KEY_PREFIX).map(str::trim) {
-            None | Some("") | Some("/") => String::new(),
-            Some(raw) => {
-                let prefix = raw.trim_matches('/');
-                if prefix.is_empty()
-                    || prefix.chars().any(char::is_control)
-                    || prefix
-                        .split('/')
-                        .any(|s| s.is_empty() || s == "." || s == "..")
-                {
-                    return Err(error(
+        let key_prefix = match header_value(headers, KEY_PREFIX) {
+            None => String::new(),
+            Some(raw) => shared::key::KeyPrefix::parse(raw)
+                .ok_or_else(|| {
+                    error(
                         KEY_PREFIX,
-                        &format!("is {raw:?}"),
+                        &format!("is {:?}", raw.trim()),
                         "a key prefix such as mirror/ (no empty, '.' or '..' segments)",
-                    ));
-                }
-                format!("{prefix}/")
-            }
+                    )
+                })?
+                .as_str()
+                .to_owned(),
         };
         let send_budget = duration(headers, SEND_BUDGET, DEFAULT_SEND_BUDGET)?;
         if !(MIN_SEND_BUDGET..=MAX_SEND_BUDGET).contains(&send_budget) {

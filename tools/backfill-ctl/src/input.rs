@@ -67,20 +67,13 @@ pub fn parse_origin(raw: &str) -> Result<OriginLocation, String> {
 
 /// Parses `--key-prefix` as the edge hook reads its key prefix: empty, or segments ending in `/`.
 pub fn parse_key_prefix(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim().trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    if trimmed.chars().any(char::is_control)
-        || trimmed
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(format!(
-            "{raw:?} is not a key prefix such as mirror/ (no empty, '.' or '..' segments)"
-        ));
-    }
-    Ok(format!("{trimmed}/"))
+    // The functions' own rule (shared::key::KeyPrefix), so that a prefix given here is one the
+    // backfill function derives its keys with.
+    shared::key::KeyPrefix::parse(raw)
+        .map(|prefix| prefix.as_str().to_owned())
+        .ok_or_else(|| {
+            format!("{raw:?} is not a key prefix such as mirror/ (no empty, '.' or '..' segments)")
+        })
 }
 
 /// One line of a key list that names a usable path.
