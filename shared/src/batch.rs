@@ -625,12 +625,12 @@ mod tests {
         assert!(order("m4") < order("m7"));
     }
 
-    #[tokio::test]
-    async fn fifo_groups_run_at_once_up_to_the_bound() {
+    /// Runs `batch` with a handler that takes 5 ms; returns the response and the most records
+    /// that were in the handler at once.
+    async fn peak_concurrency(runner: BatchRunner, batch: SqsEvent) -> (SqsBatchResponse, usize) {
         let running = AtomicUsize::new(0);
         let peak = AtomicUsize::new(0);
-        let batch = fifo_event(&[("a", "ok"), ("b", "ok"), ("c", "ok"), ("a", "ok")]);
-        BatchRunner::new(2, Metrics::new("Test"))
+        let response = runner
             .run(batch, |_| async {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
@@ -640,7 +640,14 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        (response, peak.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn fifo_groups_run_at_once_up_to_the_bound() {
+        let batch = fifo_event(&[("a", "ok"), ("b", "ok"), ("c", "ok"), ("a", "ok")]);
+        let (_, peak) = peak_concurrency(BatchRunner::new(2, Metrics::new("Test")), batch).await;
+        assert_eq!(peak, 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -734,21 +741,11 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_is_bounded() {
-        let running = AtomicUsize::new(0);
-        let peak = AtomicUsize::new(0);
         let bodies = vec!["ok"; 20];
-        let response = BatchRunner::new(3, Metrics::new("Test"))
-            .run(event(&bodies, STANDARD), |_| async {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
-                Ok::<(), TestError>(())
-            })
-            .await
-            .unwrap();
+        let runner = BatchRunner::new(3, Metrics::new("Test"));
+        let (response, peak) = peak_concurrency(runner, event(&bodies, STANDARD)).await;
         assert!(response.batch_item_failures.is_empty());
-        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        assert_eq!(peak, 3);
     }
 
     #[test]
