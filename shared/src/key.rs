@@ -48,14 +48,21 @@ impl ObjectKey {
         Ok(ObjectKey(key))
     }
 
-    /// The key a CloudFront request URI names. `uri` is the percent-encoded path (no query
-    /// string); `prefix` is prepended to the decoded path, as an S3 origin path would be.
+    /// The key S3 looks up when CloudFront asks the bucket for a viewer's URI: the one rule the
+    /// edge hook, the backfill and the local edge simulator share. `uri` is the percent-encoded
+    /// path (no query string); `prefix` is prepended to the decoded path, as an S3 origin path
+    /// would be.
+    ///
+    /// CloudFront passes the viewer's path to the S3 origin as sent, and S3 reads a literal `+`
+    /// in a request path as a space: `/a+b.jpg` looks up `a b.jpg`, while `a+b.jpg` is reached
+    /// only as `/a%2Bb.jpg`. A key derived any other way would be written where S3 never looks,
+    /// so the object would fall back, and be enqueued again, forever.
     pub fn from_cloudfront_uri(uri: &str, prefix: &str) -> Result<Self, KeyError> {
         let path = uri.strip_prefix('/').ok_or(KeyError::RelativeUri)?;
         if contains_encoded_slash(path) {
             return Err(KeyError::EncodedSlash);
         }
-        let decoded = percent_decode(path.as_bytes())?;
+        let decoded = percent_decode(path.replace('+', " ").as_bytes())?;
         let decoded = String::from_utf8(decoded).map_err(|_| KeyError::InvalidUtf8)?;
         let prefix = prefix.trim_start_matches('/');
         ObjectKey::new(format!("{prefix}{decoded}"))
@@ -236,9 +243,33 @@ mod tests {
     #[test]
     fn cloudfront_uri_is_percent_decoded() {
         let key =
-            ObjectKey::from_cloudfront_uri("/images/caf%C3%A9%20au%20lait+1.jpg", "").unwrap();
-        // In a URI path '+' is a plus, not a space.
+            ObjectKey::from_cloudfront_uri("/images/caf%C3%A9%20au%20lait%2B1.jpg", "").unwrap();
         assert_eq!(key.as_str(), "images/café au lait+1.jpg");
+    }
+
+    /// S3 reads a literal `+` in a request path as a space; only `%2B` is a plus.
+    #[test]
+    fn cloudfront_uri_gives_the_key_s3_looks_up() {
+        for (uri, key) in [
+            ("/a+b.jpg", "a b.jpg"),
+            ("/a%2Bb.jpg", "a+b.jpg"),
+            ("/a%2bb.jpg", "a+b.jpg"),
+            ("/a%20b.jpg", "a b.jpg"),
+            ("/a++%2B.jpg", "a  +.jpg"),
+        ] {
+            assert_eq!(
+                ObjectKey::from_cloudfront_uri(uri, "").unwrap().as_str(),
+                key,
+                "{uri}"
+            );
+        }
+        // The way back names the same key: a plus is always sent encoded.
+        let plus = ObjectKey::new("a+b.jpg").unwrap();
+        assert_eq!(plus.to_uri_path(), "/a%2Bb.jpg");
+        assert_eq!(
+            ObjectKey::from_cloudfront_uri(&plus.to_uri_path(), "").unwrap(),
+            plus
+        );
     }
 
     #[test]

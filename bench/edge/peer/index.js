@@ -51,7 +51,8 @@ function keyOf(uri, prefix) {
   if (/%2f|%5c|\\/i.test(path)) return null;
   let decoded;
   try {
-    decoded = decodeURIComponent(path);
+    // S3 reads a literal + in a request path as a space (shared::key::ObjectKey::from_cloudfront_uri).
+    decoded = decodeURIComponent(path.replace(/\+/g, " "));
   } catch {
     return null;
   }

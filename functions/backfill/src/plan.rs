@@ -292,6 +292,24 @@ mod tests {
         assert_eq!(fetch.url, "https://www.example.com/static/images/a%20b.jpg");
     }
 
+    /// The origin is asked for the URI the viewer asked for, `+` and all; the object is written
+    /// at the key S3 looks up for that URI.
+    #[test]
+    fn a_plus_is_fetched_as_sent_and_written_where_s3_looks() {
+        for (uri, key) in [
+            ("/images/a+b.jpg", "images/a b.jpg"),
+            ("/images/a%2Bb.jpg", "images/a+b.jpg"),
+            ("/images/a%20b.jpg", "images/a b.jpg"),
+        ] {
+            let mut message = message("www.example.com", Protocol::Https, 443);
+            message.uri = uri.into();
+            message.key = ObjectKey::new(key).unwrap();
+            let fetch = plan(&message, &config()).unwrap();
+            assert_eq!(fetch.url, format!("https://www.example.com{uri}"), "{uri}");
+            assert_eq!(fetch.key, key, "{uri}");
+        }
+    }
+
     fn refusal(edit: impl FnOnce(&mut BackfillMessage)) -> BackfillError {
         let mut message = message("www.example.com", Protocol::Https, 443);
         edit(&mut message);
@@ -305,8 +323,9 @@ mod tests {
         let err = refusal(|m| m.key = ObjectKey::new("images/other.jpg").unwrap());
         assert!(matches!(err, BackfillError::KeyMismatch { .. }), "{err}");
         assert_eq!(shared::Failure::reason(&err), "key_mismatch");
-        // '+' in a URI path is a plus, not a space.
-        let err = refusal(|m| m.uri = "/images/a+b.jpg".into());
+        // S3 reads '+' in a request path as a space: the key of "/images/a+b.jpg" is
+        // "images/a b.jpg", and "images/a+b.jpg" is "/images/a%2Bb.jpg".
+        let err = refusal(|m| m.uri = "/images/a%2Bb.jpg".into());
         assert!(matches!(err, BackfillError::KeyMismatch { .. }), "{err}");
         let err = refusal(|m| m.uri = "/images/%2E%2E/secret".into());
         assert!(matches!(err, BackfillError::UriNotAKey { .. }), "{err}");
