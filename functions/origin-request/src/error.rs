@@ -13,7 +13,7 @@ pub enum EdgeError {
     InvalidEvent(String),
     #[error(transparent)]
     Queue(#[from] shared::Error),
-    #[error("the send did not finish in the {0:?} left of its budget")]
+    #[error("the send did not finish in {0:?}")]
     Timeout(Duration),
     #[error("the hook panicked: {0}")]
     Panic(String),
@@ -63,9 +63,6 @@ mod tests {
         assert_eq!(denied.to_string(), "SendMessage failed: AccessDenied: no");
         let timeout = EdgeError::Timeout(Duration::from_millis(300));
         assert!(timeout.is_retryable());
-        assert_eq!(
-            timeout.to_string(),
-            "the send did not finish in the 300ms left of its budget"
-        );
+        assert_eq!(timeout.to_string(), "the send did not finish in 300ms");
     }
 }

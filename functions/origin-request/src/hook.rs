@@ -1,19 +1,29 @@
 //! The hook: plan, suppress repeats, send within the budget, then log and count what happened.
 //! Whatever happens, the caller gets back the request (or response) to hand to CloudFront.
+//!
+//! The viewer waits for the send at most its budget. A send still going then is only no longer
+//! waited for: it goes on as a task of the addon's runtime, through the sandbox's freezes, and
+//! reports its own end (`BackfillEnqueued` with `BackfillEnqueuedLate`, or `BackfillSendFailed`).
+//! At 150 to 300 ms from the queue's region a warm connection's request is on the wire within a
+//! millisecond and SQS takes it while the sandbox is frozen; a new connection (a frozen sandbox's
+//! usually died while it slept) needs three round trips, more than any budget a viewer should
+//! wait, and is finished at the sandbox's next invocations. docs/edge.md has the figures.
 
 use std::io::Write;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shared::cloudfront::Event;
 use shared::metrics::{Metric, Metrics};
 use shared::Failure;
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::error::EdgeError;
 use crate::plan::{plan, Action, Backfill, Reply, SkipReason};
-use crate::queue::{send_within_budget, BackfillQueue};
+use crate::queue::{send_until, BackfillQueue, DETACHED_FOR};
 use crate::repeat::RepeatFilter;
 
 /// The CloudWatch namespace of the hook's metrics, beside the other functions'.
@@ -24,13 +34,21 @@ pub const METRICS_NAMESPACE: &str = "OverseasOrigin";
 /// the budget. 2 ms was measured too little on a busy 2-core machine (calls up to 4 ms over).
 pub const REPLY_MARGIN: Duration = Duration::from_millis(5);
 
-/// How one event ended.
+/// Sends that may go on unwaited at once in one sandbox. Past this (SQS unreachable for a while
+/// under steady misses) a send ends with its budget, so memory stays bounded.
+pub const MAX_DETACHED: usize = 64;
+
+/// How one event ended, as far as the viewer's request is concerned.
 #[derive(Debug)]
 pub enum Outcome {
     Enqueued {
         latency: Duration,
     },
-    /// The same key was enqueued by this sandbox within the repeat window.
+    /// The budget ran out with the send still going: the viewer went on, the send did not stop.
+    Detached {
+        waited: Duration,
+    },
+    /// The same key was enqueued, or is being enqueued, by this sandbox within the repeat window.
     SuppressedRepeat,
     Skipped(SkipReason),
     SendFailed {
@@ -40,26 +58,42 @@ pub enum Outcome {
 }
 
 pub struct Hook<Q> {
+    core: Arc<Core<Q>>,
+}
+
+/// What a send that outlives its handler call needs.
+struct Core<Q> {
     queue: Q,
     repeats: Mutex<RepeatFilter>,
     metrics: Metrics,
     /// Where EMF lines go: stdout in Lambda.
     metrics_out: Mutex<Box<dyn Write + Send>>,
+    /// Sends running as tasks of their own.
+    in_flight: AtomicUsize,
 }
 
-impl<Q: BackfillQueue> Hook<Q> {
+impl<Q: BackfillQueue + 'static> Hook<Q> {
     pub fn new(queue: Q, metrics: Metrics, metrics_out: Box<dyn Write + Send>) -> Self {
         Hook {
-            queue,
-            repeats: Mutex::new(RepeatFilter::default()),
-            metrics,
-            metrics_out: Mutex::new(metrics_out),
+            core: Arc::new(Core {
+                queue,
+                repeats: Mutex::new(RepeatFilter::default()),
+                metrics,
+                metrics_out: Mutex::new(metrics_out),
+                in_flight: AtomicUsize::new(0),
+            }),
         }
     }
 
     #[cfg(test)]
     pub fn queue(&self) -> &Q {
-        &self.queue
+        &self.core.queue
+    }
+
+    /// Sends still going.
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.core.in_flight.load(Ordering::SeqCst)
     }
 
     /// Handles one CloudFront event given as JSON and returns the reply as JSON.
@@ -76,7 +110,7 @@ impl<Q: BackfillQueue> Hook<Q> {
         let outcome = match plan.action {
             Action::Skip(reason) => {
                 let outcome = Outcome::Skipped(reason);
-                self.report(&outcome);
+                self.core.report(&outcome);
                 outcome
             }
             Action::Enqueue(backfill) => {
@@ -94,7 +128,7 @@ impl<Q: BackfillQueue> Hook<Q> {
                     .enqueue(&backfill, time_left)
                     .instrument(span.clone())
                     .await;
-                span.in_scope(|| self.report(&outcome));
+                span.in_scope(|| self.core.report(&outcome));
                 outcome
             }
         };
@@ -104,20 +138,102 @@ impl<Q: BackfillQueue> Hook<Q> {
     async fn enqueue(&self, backfill: &Backfill, time_left: Duration) -> Outcome {
         let repeat_key = backfill.repeat_key();
         let started = Instant::now();
-        if self
-            .repeats()
-            .is_repeat(&repeat_key, started, backfill.repeat_window)
         {
-            return Outcome::SuppressedRepeat;
+            let mut repeats = self.core.repeats();
+            if repeats.is_repeat(&repeat_key, started, backfill.repeat_window) {
+                return Outcome::SuppressedRepeat;
+            }
+            // A send on its way counts: the viewers who miss the key meanwhile add nothing.
+            repeats.record(repeat_key.clone(), started);
         }
-        let result = send_within_budget(&self.queue, &backfill.message, time_left).await;
+        let give_up_at = tokio::time::Instant::now() + DETACHED_FOR;
+        let message = backfill.message.clone();
+        let result = if self.core.in_flight.load(Ordering::SeqCst) >= MAX_DETACHED {
+            // Too many sends are already going unwaited: this one ends with its budget.
+            tokio::time::timeout(
+                time_left,
+                send_until(&self.core.queue, &message, give_up_at),
+            )
+            .await
+            .unwrap_or(Err(EdgeError::Timeout(time_left)))
+        } else {
+            let (answer, mut answered) = oneshot::channel();
+            let in_flight = InFlight::start(Arc::clone(&self.core));
+            let key = repeat_key.clone();
+            tokio::spawn(
+                async move {
+                    let result = send_until(&in_flight.0.queue, &message, give_up_at).await;
+                    if let Err(result) = answer.send(result) {
+                        // Nobody waits any more: this is the send's end, to report.
+                        in_flight.0.finish_unwaited(&key, result, started.elapsed());
+                    }
+                }
+                .instrument(tracing::Span::current()),
+            );
+            match tokio::time::timeout(time_left, &mut answered).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(EdgeError::Panic("the send ended without an answer".into())),
+                Err(_) => {
+                    // An answer that came as the budget ran out is still the caller's.
+                    answered.close();
+                    match answered.try_recv() {
+                        Ok(result) => result,
+                        Err(_) => {
+                            return Outcome::Detached {
+                                waited: started.elapsed(),
+                            }
+                        }
+                    }
+                }
+            }
+        };
         let latency = started.elapsed();
         match result {
-            Ok(()) => {
-                self.repeats().record(repeat_key, started);
-                Outcome::Enqueued { latency }
+            Ok(()) => Outcome::Enqueued { latency },
+            Err(error) => {
+                self.core.repeats().forget(&repeat_key);
+                Outcome::SendFailed { error, latency }
             }
-            Err(error) => Outcome::SendFailed { error, latency },
+        }
+    }
+}
+
+/// One send running as a task of its own, counted while it lives (a panic included).
+struct InFlight<Q>(Arc<Core<Q>>);
+
+impl<Q> InFlight<Q> {
+    fn start(core: Arc<Core<Q>>) -> Self {
+        core.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(core)
+    }
+}
+
+impl<Q> Drop for InFlight<Q> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<Q: BackfillQueue + 'static> Core<Q> {
+    /// The end of a send the viewer no longer waited for.
+    fn finish_unwaited(&self, repeat_key: &str, result: Result<(), EdgeError>, latency: Duration) {
+        match result {
+            Ok(()) => {
+                let latency_ms = millis(latency);
+                tracing::info!(latency_ms, "backfill enqueued after the viewer went on");
+                self.emit(
+                    &[],
+                    &[
+                        Metric::count("BackfillEnqueued", 1),
+                        Metric::count("BackfillEnqueuedLate", 1),
+                        Metric::millis("BackfillSendLatency", latency_ms),
+                    ],
+                );
+            }
+            Err(error) => {
+                self.repeats().forget(repeat_key);
+                self.report(&Outcome::SendFailed { error, latency });
+            }
         }
     }
 
@@ -142,6 +258,14 @@ impl<Q: BackfillQueue> Hook<Q> {
                         Metric::millis("BackfillSendLatency", latency_ms),
                     ],
                 );
+            }
+            Outcome::Detached { waited } => {
+                let waited_ms = millis(*waited);
+                tracing::info!(
+                    waited_ms,
+                    "backfill send goes on after the budget; request let through"
+                );
+                self.emit(&[], &[Metric::count("BackfillSendDetached", 1)]);
             }
             Outcome::SuppressedRepeat => {
                 tracing::debug!("backfill suppressed: repeat within the window");

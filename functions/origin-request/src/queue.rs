@@ -1,19 +1,32 @@
-//! The queue the hook sends to, behind a narrow trait, and the send's time budget: at most one
-//! quick retry, and never longer than the budget, since work left running after the handler
-//! returns may never finish.
+//! The queue the hook sends to, behind a narrow trait, and how long a send goes on.
+//!
+//! The viewer waits for a send at most its budget; the send itself goes on after that (see
+//! [`crate::hook`]): over a connection that is already open the request is written within the
+//! first milliseconds and SQS takes the message while the sandbox is frozen, so a reply that is
+//! late only means a confirmation read at the sandbox's next invocation. A retryable failure is
+//! retried with backoff until [`DETACHED_FOR`] after the miss.
 
 use std::future::Future;
 use std::time::Duration;
 
 use shared::retry::Backoff;
 use shared::Failure;
+use tokio::time::Instant;
 
 use crate::error::EdgeError;
 use crate::plan::OutgoingMessage;
 
-/// The pause before the one retry: short, and jittered so a crowd of sandboxes does not retry in
-/// step.
-const QUICK_RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(20));
+/// How long a send that outlived its budget is retried: a sandbox frozen between misses resumes
+/// it at its next invocation, and a backfill minutes late still saves every later viewer a trip
+/// to the domestic origin. Past this the next miss of the object enqueues it afresh.
+pub const DETACHED_FOR: Duration = Duration::from_secs(300);
+/// One attempt's bound: a new connection, a TLS handshake and the request take three round trips,
+/// under a second between the farthest regions; an attempt on a connection whose peer vanished
+/// would otherwise wait for TCP to give up (minutes).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause before each retry: the first 0 to 20 ms, as before the budget runs out, then doubling
+/// to 2 s; jittered so a crowd of sandboxes does not retry in step.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
 
 pub trait BackfillQueue: Send + Sync {
     /// One attempt at sending `message`.
@@ -21,25 +34,31 @@ pub trait BackfillQueue: Send + Sync {
         -> impl Future<Output = Result<(), EdgeError>> + Send;
 }
 
-/// Sends `message`, retrying once after a retryable failure, giving up after `time_left`.
-pub async fn send_within_budget<Q: BackfillQueue>(
+/// Sends `message`, retrying a retryable failure with backoff; no attempt starts after
+/// `give_up_at`.
+pub async fn send_until<Q: BackfillQueue>(
     queue: &Q,
     message: &OutgoingMessage,
-    time_left: Duration,
+    give_up_at: Instant,
 ) -> Result<(), EdgeError> {
-    let attempts = async {
-        match queue.send(message).await {
+    let mut retries = 0;
+    loop {
+        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message))
+            .await
+            .unwrap_or(Err(EdgeError::Timeout(ATTEMPT_TIMEOUT)));
+        match result {
             Err(err) if err.is_retryable() => {
-                tracing::debug!(error = %err, "send failed, retrying once");
-                tokio::time::sleep(QUICK_RETRY.full_jitter(0)).await;
-                queue.send(message).await
+                let pause = RETRY.full_jitter(retries);
+                if Instant::now() + pause >= give_up_at {
+                    return Err(err);
+                }
+                tracing::debug!(error = %err, retries, "send failed, retrying");
+                retries += 1;
+                tokio::time::sleep(pause).await;
             }
-            first => first,
+            done => return done,
         }
-    };
-    tokio::time::timeout(time_left, attempts)
-        .await
-        .unwrap_or(Err(EdgeError::Timeout(time_left)))
+    }
 }
 
 #[cfg(test)]
@@ -122,8 +141,6 @@ mod tests {
     use super::*;
     use crate::config::QueueTarget;
 
-    const BUDGET: Duration = Duration::from_millis(300);
-
     fn message() -> OutgoingMessage {
         OutgoingMessage {
             queue: QueueTarget::parse("https://sqs.eu-west-1.amazonaws.com/123456789012/backfill")
@@ -140,31 +157,22 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_retryable_failure_is_retried_once() {
-        let queue = FakeQueue::answering(&[fail(true, 5)]);
-        send_within_budget(&queue, &message(), BUDGET)
-            .await
-            .unwrap();
-        assert_eq!(queue.attempts(), 2);
-        assert_eq!(queue.accepted(), [message()]);
+    fn in_a_minute() -> Instant {
+        Instant::now() + Duration::from_secs(60)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn only_one_retry() {
-        let queue = FakeQueue::answering(&[fail(true, 5), fail(true, 5), Answer::Accept]);
-        let err = send_within_budget(&queue, &message(), BUDGET)
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "queue_unavailable");
-        assert_eq!(queue.attempts(), 2);
-        assert!(queue.accepted().is_empty());
+    async fn retryable_failures_are_retried_until_one_is_taken() {
+        let queue = FakeQueue::answering(&[fail(true, 5), fail(true, 5), fail(true, 5)]);
+        send_until(&queue, &message(), in_a_minute()).await.unwrap();
+        assert_eq!(queue.attempts(), 4);
+        assert_eq!(queue.accepted(), [message()]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_refusal_is_not_retried() {
         let queue = FakeQueue::answering(&[fail(false, 5)]);
-        let err = send_within_budget(&queue, &message(), BUDGET)
+        let err = send_until(&queue, &message(), in_a_minute())
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "queue_refused");
@@ -172,26 +180,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_hanging_queue_costs_the_budget_and_no_more() {
-        let queue = FakeQueue::answering(&[Answer::Hang(Duration::from_secs(30))]);
-        let started = tokio::time::Instant::now();
-        let err = send_within_budget(&queue, &message(), BUDGET)
+    async fn no_attempt_starts_after_the_deadline() {
+        let queue = FakeQueue::answering(&[fail(true, 5); 1000]);
+        let started = Instant::now();
+        let err = send_until(&queue, &message(), started + Duration::from_secs(30))
             .await
             .unwrap_err();
-        assert_eq!(started.elapsed(), BUDGET);
-        assert!(matches!(err, EdgeError::Timeout(b) if b == BUDGET));
+        assert_eq!(err.reason(), "queue_unavailable");
+        assert!(started.elapsed() <= Duration::from_secs(30));
+        // 2 s at most between attempts once the backoff has grown.
+        assert!(queue.attempts() >= 15, "{}", queue.attempts());
         assert!(queue.accepted().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_retry_is_cut_by_the_budget_too() {
-        let queue = FakeQueue::answering(&[fail(true, 250), Answer::Hang(Duration::from_secs(1))]);
-        let started = tokio::time::Instant::now();
-        let err = send_within_budget(&queue, &message(), BUDGET)
-            .await
-            .unwrap_err();
-        assert_eq!(started.elapsed(), BUDGET);
-        assert_eq!(err.reason(), "timeout");
+    async fn an_attempt_that_hangs_is_cut_and_tried_again() {
+        let queue = FakeQueue::answering(&[Answer::Hang(Duration::from_secs(3600))]);
+        let started = Instant::now();
+        send_until(&queue, &message(), in_a_minute()).await.unwrap();
+        assert!(started.elapsed() >= ATTEMPT_TIMEOUT);
+        assert!(started.elapsed() < ATTEMPT_TIMEOUT + Duration::from_millis(100));
         assert_eq!(queue.attempts(), 2);
+        assert_eq!(queue.accepted(), [message()]);
     }
 }

@@ -44,6 +44,11 @@ impl RepeatFilter {
         self.sent.put(key, now);
     }
 
+    /// Forgets `key`: its send failed, so the next miss sends it again.
+    pub fn forget(&mut self, key: &str) {
+        self.sent.pop(key);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.sent.len()
@@ -65,6 +70,8 @@ mod tests {
         assert!(filter.is_repeat("b/a.jpg", start + Duration::from_secs(59), WINDOW));
         assert!(!filter.is_repeat("b/a.jpg", start + WINDOW, WINDOW));
         assert!(!filter.is_repeat("b/other.jpg", start, WINDOW));
+        filter.forget("b/a.jpg");
+        assert!(!filter.is_repeat("b/a.jpg", start, WINDOW));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use crate::error::EdgeError;
-use crate::hook::{Hook, Outcome, REPLY_MARGIN};
+use crate::hook::{Hook, Outcome, MAX_DETACHED, REPLY_MARGIN};
 use crate::plan::{plan, Action, Backfill, FifoIds, Plan, SkipReason, FIFO_GROUPS};
 use crate::queue::fake::{Answer, FakeQueue};
 
@@ -461,9 +461,9 @@ async fn a_failed_send_lets_the_request_through_and_is_tried_again_next_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hanging_queue_costs_the_configured_budget() {
+async fn a_slow_queue_costs_the_budget_and_the_send_goes_on() {
     let (hook, lines) = hook(FakeQueue::answering(&[Answer::Hang(Duration::from_secs(
-        20,
+        2,
     ))]));
     let mut sample = value(DOMESTIC);
     set_header(&mut sample, "x-backfill-send-budget", "120ms");
@@ -471,23 +471,83 @@ async fn a_hanging_queue_costs_the_configured_budget() {
     let (reply, outcome) = hook.handle(event(&sample)).await.unwrap();
     // The whole call fits in the budget, the reply's margin included.
     assert_eq!(started.elapsed(), Duration::from_millis(120) - REPLY_MARGIN);
-    assert!(
-        matches!(
-            outcome,
-            Outcome::SendFailed {
-                error: EdgeError::Timeout(_),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Outcome::Detached { .. }), "{outcome:?}");
     assert_eq!(
         serde_json::to_value(reply).unwrap(),
         stripped_request(&sample)
     );
+    assert_eq!(lines.metrics(), [("BackfillSendDetached".into(), None)]);
+    // A viewer missing the same key meanwhile adds no send.
+    let (_, outcome) = hook.handle(event(&sample)).await.unwrap();
+    assert!(matches!(outcome, Outcome::SuppressedRepeat), "{outcome:?}");
+    assert_eq!(hook.in_flight(), 1);
+    // The send ends on its own, and says so.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hook.in_flight(), 0);
+    assert_eq!(hook.queue().accepted().len(), 1);
+    let metrics = lines.metrics();
+    assert_eq!(metrics.len(), 3);
+    let late = &lines.documents()[2];
+    assert_eq!(late["BackfillEnqueued"].as_f64(), Some(1.0));
+    assert_eq!(late["BackfillEnqueuedLate"].as_f64(), Some(1.0));
+    assert!(late["BackfillSendLatency"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_that_fails_after_the_budget_is_reported_and_forgotten() {
+    let refused_late = Answer::Fail {
+        retryable: false,
+        after: Duration::from_secs(1),
+    };
+    let (hook, lines) = hook(FakeQueue::answering(&[refused_late]));
+    let sample = value(DOMESTIC);
+    let (_, outcome) = hook.handle(event(&sample)).await.unwrap();
+    assert!(matches!(outcome, Outcome::Detached { .. }), "{outcome:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         lines.metrics(),
-        [("BackfillSendFailed".into(), Some("timeout".into()))]
+        [
+            ("BackfillSendDetached".into(), None),
+            ("BackfillSendFailed".into(), Some("queue_refused".into()))
+        ]
+    );
+    // Not remembered as sent: the next miss sends it.
+    let (_, outcome) = hook.handle(event(&sample)).await.unwrap();
+    assert!(matches!(outcome, Outcome::Enqueued { .. }), "{outcome:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unwaited_sends_are_bounded() {
+    let hang = Answer::Hang(Duration::from_secs(3600));
+    // Enough hangs for every attempt: each unwaited send tries again every ATTEMPT_TIMEOUT.
+    let (hook, lines) = hook(FakeQueue::answering(&vec![hang; 10_000]));
+    let mut sample = value(DOMESTIC);
+    for i in 0..=MAX_DETACHED {
+        sample["Records"][0]["cf"]["request"]["uri"] = json!(format!("/images/{i}.jpg"));
+        let (_, outcome) = hook.handle(event(&sample)).await.unwrap();
+        if i < MAX_DETACHED {
+            assert!(
+                matches!(outcome, Outcome::Detached { .. }),
+                "{i}: {outcome:?}"
+            );
+        } else {
+            // One more ends with its budget.
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::SendFailed {
+                        error: EdgeError::Timeout(_),
+                        ..
+                    }
+                ),
+                "{outcome:?}"
+            );
+        }
+    }
+    assert_eq!(hook.in_flight(), MAX_DETACHED);
+    assert_eq!(
+        lines.metrics().last().unwrap(),
+        &("BackfillSendFailed".to_owned(), Some("timeout".to_owned()))
     );
 }
 
