@@ -3,4 +3,5 @@
 pub mod fault_proxy;
 pub mod json;
 pub mod queues;
+pub mod tls;
 pub mod wire;
