@@ -4,4 +4,5 @@ pub mod fault_proxy;
 pub mod json;
 pub mod queues;
 pub mod tls;
+pub mod wan;
 pub mod wire;
