@@ -53,6 +53,8 @@ const CHUNK: usize = 32 * 1024;
 const IN_FLIGHT: usize = 32 * 1024 * 1024;
 /// How far ahead of the transmitter a sender may get: the bottleneck's queue.
 const QUEUE: Duration = Duration::from_millis(5);
+/// The token buckets' depth: above the tokio timer's lateness (it rounds to 1 ms).
+const BURST: Duration = Duration::from_millis(2);
 /// The buffer between the delayed bytes and the TLS server.
 const TLS_BUFFER: usize = 256 * 1024;
 
@@ -257,7 +259,9 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
     });
     let reset = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    let (client_read, client_write) = client.into_split();
+    // Halves that never send a FIN of their own (an `OwnedWriteHalf` does, when dropped): a
+    // reset must reach the peer as an RST, not after a FIN.
+    let (client_read, client_write) = tokio::io::split(client);
     let (to_server, from_client) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(IN_FLIGHT));
     tasks.spawn(transmit(
@@ -282,7 +286,7 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
     };
     let (server_read, server_write): (Reader, Writer) = match &shared.acceptor {
         None => {
-            let (read, write) = upstream.into_split();
+            let (read, write) = tokio::io::split(upstream);
             (Box::new(read), Box::new(write))
         }
         Some(acceptor) => {
@@ -478,7 +482,9 @@ async fn deliver(
     }
 }
 
-/// A transmitter at a fixed rate: when bytes offered at some moment have left it.
+/// A transmitter at a fixed rate: when bytes offered at some moment have left it. A token bucket
+/// [`BURST`] deep: bytes offered a little late (the timer woke late upstream of it) use the
+/// time it stood idle, rather than losing it for good.
 struct Bucket {
     seconds_per_byte: f64,
     free: Instant,
@@ -493,8 +499,9 @@ impl Bucket {
     }
 
     fn transmit(&mut self, offered: Instant, length: usize) -> Instant {
-        let begin = self.free.max(offered);
-        self.free = begin + Duration::from_secs_f64(length as f64 * self.seconds_per_byte);
+        let begin = self.free.max(offered.checked_sub(BURST).unwrap_or(offered));
+        let end = begin + Duration::from_secs_f64(length as f64 * self.seconds_per_byte);
+        self.free = end.max(offered);
         self.free
     }
 }
