@@ -3,4 +3,6 @@
 pub mod fault_proxy;
 pub mod json;
 pub mod queues;
+pub mod tls;
+pub mod wan;
 pub mod wire;

@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 
 use super::body::{BodyInspector, Wanted};
 use super::{classify, Checker, Exchange, Violation};
+pub use crate::tls::trusting;
+use crate::tls::TestCa;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -89,7 +91,7 @@ impl Recorder {
         };
         tokio::spawn(serve(listener, forwarder.clone(), None));
         let (tls_addr, ca_pem) = if options.tls {
-            let (acceptor, ca_pem) = test_ca()?;
+            let TestCa { acceptor, ca_pem } = TestCa::new("aws-wire recorder")?;
             let listener = TcpListener::bind(("127.0.0.1", options.tls_port.unwrap_or(0))).await?;
             let tls_addr = listener.local_addr()?;
             tokio::spawn(serve(listener, forwarder, Some(acceptor)));
@@ -384,23 +386,6 @@ fn without_signature(value: &str) -> String {
     }
 }
 
-/// An HTTP client for the AWS SDK that trusts the recorder's test CA (and nothing else): a
-/// client of the deployed kind (rustls, HTTPS) for the recorder's HTTPS endpoint.
-pub fn trusting(ca_pem: &str) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let trust = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(ca_pem.as_bytes().to_vec());
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a TLS context");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
-}
-
 /// The SDK configuration the functions load (`shared::aws::load_config`), pointed at the
 /// recorder's HTTPS endpoint with the strict S3's credentials, its test CA trusted.
 pub async fn https_sdk_config(
@@ -428,45 +413,4 @@ pub async fn https_sdk_config(
         .http_client(trusting(ca))
         .load()
         .await
-}
-
-fn fail(err: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(err.to_string())
-}
-
-/// A CA made for this recorder and a server certificate it issued for 127.0.0.1 and localhost.
-fn test_ca() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().map_err(fail)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "aws-wire test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let server_key = KeyPair::generate().map_err(fail)?;
-    let mut server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .map_err(fail)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "aws-wire recorder");
-    let server_cert = server.signed_by(&server_key, &issuer).map_err(fail)?;
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).map_err(fail)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(fail)?
-    .with_no_client_auth()
-    .with_single_cert(vec![server_cert.der().clone()], key)
-    .map_err(fail)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ca_cert.pem(),
-    ))
 }
