@@ -1327,11 +1327,18 @@ def canonical_duration(raw, units):
 
 
 def accepts(spec, value):
-    """Whether a parameter's AllowedPattern (a whole-value match, as CloudFormation's) and
-    AllowedValues accept value."""
+    """Whether a parameter's AllowedPattern (a whole-value match, as CloudFormation's),
+    MinValue/MaxValue and AllowedValues accept value."""
     pattern = spec.get("AllowedPattern")
     if pattern is not None and not re.fullmatch(pattern, value):
         return False
+    if "MinValue" in spec or "MaxValue" in spec or spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        if number < float(spec.get("MinValue", "-inf")) or number > float(spec.get("MaxValue", "inf")):
+            return False
     allowed = spec.get("AllowedValues")
     return allowed is None or value in {str(v) for v in allowed}
 
