@@ -39,6 +39,22 @@ Rules (their names are what the findings and the tests use):
   sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources: a
                           crate's calls, or for a crate with several binaries the union of theirs,
                           each binary's among what its main can reach
+  edge-durations          EdgeSendBudget's pattern accepts a value the hook refuses (outside
+                          MIN_SEND_BUDGET..=MAX_SEND_BUDGET, or not in parse_duration's grammar) or
+                          refuses one in range; EdgeRepeatWindow's accepts what the hook cannot
+                          parse (bounds, units and grammar read from the Rust sources)
+  origin-port             DomesticOriginPort accepts a port CloudFront refuses (it allows 80, 443
+                          and 1024-65535) or refuses one it allows
+  origin-path             DomesticOriginPath accepts a ',' (the allow-list is comma-separated), a
+                          trailing '/' or a path without a leading '/'
+  pass-through            a parameter the regional stack passes to the edge stack with another
+                          pattern, type or allowed values there
+  edge-region             a template with an edge function without a rule that holds in us-east-1
+                          only, or a nested edge stack outside us-east-1
+  edge-dashboard          the hook's metrics (names, dimension sets, Reason values, read from the
+                          hook's sources) missing from the edge dashboard in an edge region, or a
+                          dashboard row the hook never emits
+  edge-alarm              no alarm on BackfillSendFailed summing every reason the hook emits
 
   policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
   policy_check.py --derive-sdk-calls              print the SDK calls found in the sources (per
@@ -234,6 +250,9 @@ class Scenario:
         if name in self.pseudo:
             return self.pseudo[name]
         if name in self.values:
+            spec = self.template.get("Parameters", {}).get(name, {})
+            if spec.get("Type") == "CommaDelimitedList":
+                return self.values[name].split(",")
             return self.values[name]
         if name in self.resources or name.split(".")[0] in self.resources:
             return f"<<{name}>>"
@@ -1218,6 +1237,293 @@ def rule_sdk_calls(root, recorded, crates):
                 yield Finding("sdk-calls", where, f"reads with a version id: {reads_version}, {VERSIONED_ACTION} recorded: {wants_version}")
 
 
+# ---------------------------------------------------------------- edge parameters, region, metrics
+
+EDGE_TEMPLATE = "template-edge.yaml"
+EDGE_CONFIG = "functions/origin-request/src/config.rs"
+EDGE_HOOK = "functions/origin-request/src/hook.rs"
+EDGE_ERRORS = "functions/origin-request/src/error.rs"
+EDGE_PLAN = "functions/origin-request/src/plan.rs"
+SHARED_CONFIG = "shared/src/config.rs"
+SHARED_METRICS = "shared/src/metrics.rs"
+# CloudFront API reference, CustomOriginConfig HTTPPort/HTTPSPort: 80, 443, or 1024 to 65535.
+CLOUDFRONT_PORTS = {80, 443} | set(range(1024, 65536))
+# Lambda@Edge names a replica us-east-1.<function> (its log group is /aws/lambda/us-east-1.<function>),
+# and that is the AWS_LAMBDA_FUNCTION_NAME the hook's FunctionName dimension takes.
+EDGE_REPLICA_PREFIX = "us-east-1."
+EDGE_REGION = "us-east-1"
+# Parameters the regional stack hands to the nested edge stack whose constraints must agree.
+PASSED_THROUGH = ["DomesticOriginPort", "DomesticOriginPath", "EdgeSendBudget", "EdgeRepeatWindow"]
+U64_MAX = 2**64 - 1
+MILLIS = {"millis": 1, "secs": 1000}
+
+
+def _rust_fn_body(src, name):
+    """The text of `fn name` up to its closing brace at the same indentation."""
+    m = re.search(rf"^([ \t]*)(?:pub(?:\([a-z]+\))? )?fn {name}\b[^\n]*\{{\n", src, re.M)
+    if not m:
+        raise ValueError(f"no fn {name}")
+    end = re.compile(rf"^{m.group(1)}\}}", re.M).search(src, m.end())
+    return src[m.end():end.start()]
+
+
+def duration_units(root):
+    """parse_duration's units, read from its match arms: unit -> milliseconds per number."""
+    body = _rust_fn_body((root / SHARED_CONFIG).read_text(encoding="utf-8"), "parse_duration")
+    units = {}
+    for unit, kind, factor in re.findall(
+        r'"(\w+)"\s*=>\s*Some\(Duration::from_(millis|secs)\(number(?:\.checked_mul\((\d+)\)\?)?\)\)', body
+    ):
+        units[unit] = MILLIS[kind] * int(factor or 1)
+    if not units:
+        raise ValueError(f"no units found in parse_duration ({SHARED_CONFIG})")
+    return units
+
+
+def parse_duration(raw, units):
+    """shared::config::parse_duration's grammar, in milliseconds: trimmed, ASCII digits (a u64,
+    leading zeros allowed), then a unit (trimmed) among `units`; None where it refuses."""
+    raw = raw.strip()
+    digits = len(raw) - len(raw.lstrip("0123456789"))
+    number, unit = raw[:digits], raw[digits:].strip()
+    if not number or int(number) > U64_MAX or unit not in units:
+        return None
+    factor = units[unit]
+    # checked_mul on seconds: m and h overflow a u64 of seconds past U64_MAX / 60 or / 3600.
+    if factor > 1000 and int(number) * (factor // 1000) > U64_MAX:
+        return None
+    return int(number) * factor
+
+
+def hook_duration_bounds(root, name):
+    """MIN_<name>/MAX_<name> of the hook's config.rs in milliseconds (None where it has none)."""
+    src = (root / EDGE_CONFIG).read_text(encoding="utf-8")
+    bounds = []
+    for side in ("MIN", "MAX"):
+        m = re.search(rf"const {side}_{name}: Duration = Duration::from_(millis|secs)\((\d+)\)", src)
+        bounds.append(MILLIS[m.group(1)] * int(m.group(2)) if m else None)
+    return tuple(bounds)
+
+
+def duration_samples(units):
+    """Values an operator could type: every whole number up to 10000 in each unit (and in units the
+    parser refuses), with leading zeros, spaces, signs, fractions and u64's edge."""
+    numbers = list(range(0, 10001)) + [99999, 100000, U64_MAX, U64_MAX + 1]
+    for unit in list(units) + ["", "us", "sec", "S", "MS"]:
+        for n in numbers:
+            yield f"{n}{unit}"
+        yield f"0{unit}"
+        yield f"010{unit}"
+        yield f"5 {unit}"
+        yield f" 5{unit}"
+        yield f"+5{unit}"
+        yield f"-5{unit}"
+        yield f"0.5{unit}"
+
+
+def canonical_duration(raw, units):
+    m = re.fullmatch(r"(0|[1-9][0-9]*)([a-z]+)", raw)
+    return bool(m) and m.group(2) in units
+
+
+def accepts(spec, value):
+    """Whether a parameter's AllowedPattern (a whole-value match, as CloudFormation's),
+    MinValue/MaxValue and AllowedValues accept value."""
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        return False
+    if "MinValue" in spec or "MaxValue" in spec or spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        if number < float(spec.get("MinValue", "-inf")) or number > float(spec.get("MaxValue", "inf")):
+            return False
+    allowed = spec.get("AllowedValues")
+    return allowed is None or value in {str(v) for v in allowed}
+
+
+def rule_edge_parameters(templates, root):
+    units = duration_units(root)
+    budget = hook_duration_bounds(root, "SEND_BUDGET")
+    window = hook_duration_bounds(root, "REPEAT_WINDOW")
+    samples = list(duration_samples(units))
+    for label, template in templates.items():
+        params = template.get("Parameters", {})
+        for name, (low, high) in (("EdgeSendBudget", budget), ("EdgeRepeatWindow", window)):
+            spec = params.get(name)
+            if spec is None:
+                continue
+            where = f"{label}/{name}"
+            if str(spec.get("Default", "")) and not accepts(spec, str(spec["Default"])):
+                yield Finding("edge-durations", where, f"its default {spec['Default']!r} does not match its pattern")
+            for value in samples:
+                millis = parse_duration(value, units)
+                hook_ok = millis is not None and (low is None or millis >= low) and (high is None or millis <= high)
+                if accepts(spec, value) and not hook_ok:
+                    yield Finding("edge-durations", where, f"accepts {value!r}, which the hook refuses")
+                    break
+                # Within five digits (the templates' length limit), every value the hook takes has
+                # its plain form accepted.
+                if hook_ok and canonical_duration(value, units) and len(value.rstrip("abcdefghijklmnopqrstuvwxyz")) <= 5 \
+                        and not accepts(spec, value):
+                    yield Finding("edge-durations", where, f"refuses {value!r}, which the hook accepts")
+                    break
+        spec = params.get("DomesticOriginPort")
+        if spec is not None:
+            where = f"{label}/DomesticOriginPort"
+            for port in range(0, 70001):
+                if accepts(spec, str(port)) != (port in CLOUDFRONT_PORTS):
+                    verb = "accepts" if port not in CLOUDFRONT_PORTS else "refuses"
+                    yield Finding("origin-port", where, f"{verb} {port}; CloudFront allows 80, 443 and 1024-65535")
+                    break
+            for value in ("080", "+443", " 443", "443 ", "443.0", ""):
+                if accepts(spec, value):
+                    yield Finding("origin-port", where, f"accepts {value!r}")
+        spec = params.get("DomesticOriginPath")
+        if spec is not None:
+            where = f"{label}/DomesticOriginPath"
+            for value, ok in (("", True), ("/media", True), ("/a/b-c_d.e~", True), ("/a,b", False),
+                              ("/media/", False), ("media", False), ("/", False), ("//a", False)):
+                if accepts(spec, value) != ok:
+                    yield Finding("origin-path", where, f"{'accepts' if not ok else 'refuses'} {value!r}")
+    regional = [t for t in templates.values() if any(
+        r.get("Type") in ("AWS::Serverless::Application", "AWS::CloudFormation::Stack")
+        and str((r.get("Properties") or {}).get("Location", "")).endswith(EDGE_TEMPLATE)
+        for r in t.get("Resources", {}).values())]
+    edge = templates.get(EDGE_TEMPLATE)
+    for template in regional if edge else []:
+        for name in PASSED_THROUGH:
+            mine, theirs = template["Parameters"].get(name), edge["Parameters"].get(name)
+            if mine is None or theirs is None:
+                continue
+            for key in ("Type", "AllowedPattern", "AllowedValues", "MinValue", "MaxValue"):
+                if mine.get(key) != theirs.get(key):
+                    yield Finding("pass-through", name, f"{key} differs between the regional and the edge stack")
+
+
+def _assertion_holds(scenario, rule):
+    condition = rule.get("RuleCondition")
+    if condition is not None and not scenario.eval(condition):
+        return True
+    return all(scenario.eval(a["Assert"]) for a in rule.get("Assertions", []))
+
+
+def rule_edge_region(template, label, scenario_list):
+    """A template with an edge function must refuse every region but us-east-1 by a rule."""
+    has_edge = any(edge_functions(s.evaluated_resources()) for s in scenario_list)
+    if has_edge:
+        rules = template.get("Rules") or {}
+        checks = {}
+        for region in REGIONS + ["eu-west-1"]:
+            scenario = Scenario(template, f"{label} {region}", scenario_list[0].values, region)
+            checks[region] = all(_assertion_holds(scenario, r) for r in rules.values())
+        if not checks[EDGE_REGION] or any(ok for region, ok in checks.items() if region != EDGE_REGION):
+            yield Finding("edge-region", label, "no rule that holds in us-east-1 and in no other region")
+    for scenario in scenario_list:
+        for name, res in scenario.evaluated_resources().items():
+            location = str(res["Properties"].get("Location", ""))
+            if location.endswith(EDGE_TEMPLATE) and scenario.region != EDGE_REGION:
+                yield Finding("edge-region", name, f"the edge stack is nested in {scenario.region}", scenario.name)
+
+
+def hook_metrics(root):
+    """What the hook emits: its namespace, and (metric, dimension names, Reason values or None)
+    for each metric of each emit call, read from the hook's sources."""
+    hook = strip_code((root / EDGE_HOOK).read_text(encoding="utf-8"))
+    raw_hook = (root / EDGE_HOOK).read_text(encoding="utf-8")
+    namespace = re.search(r'METRICS_NAMESPACE: &str = "([^"]+)"', raw_hook).group(1)
+    metrics_src = (root / SHARED_METRICS).read_text(encoding="utf-8")
+    fixed = re.findall(r'with_dimension\("(\w+)", name\)', _rust_fn_body(metrics_src, "for_function"))
+    sources = {
+        "label": re.findall(r'=> "(\w+)"', _rust_fn_body((root / EDGE_PLAN).read_text(encoding="utf-8"), "label")),
+        "reason": re.findall(r'=> "(\w+)"', _rust_fn_body((root / EDGE_ERRORS).read_text(encoding="utf-8"), "reason")),
+    }
+    report = _rust_fn_body(raw_hook, "report")
+    emitted = []
+    arms = re.split(r"\n\s*Outcome::", report)
+    for arm in arms:
+        for call in re.finditer(r"self\.emit\(\s*&\[(.*?)\],\s*&\[(.*?)\],?\s*\)", arm, re.S):
+            dims = re.findall(r'\("(\w+)",\s*(\w+)\)', call.group(1))
+            names = tuple(fixed + [d for d, _ in dims])
+            values = None
+            for dim, variable in dims:
+                if dim == "Reason":
+                    m = re.search(rf"let {variable} = \w+\.(label|reason)\(\)", arm)
+                    values = tuple(sources[m.group(1)]) if m else None
+            for metric in re.findall(r'Metric::\w+\("(\w+)"', call.group(2)):
+                emitted.append((metric, names, values))
+    if not emitted or not all(values for _, names, values in emitted if "Reason" in names):
+        raise ValueError(f"could not read the hook's metrics from {EDGE_HOOK}")
+    return namespace, emitted
+
+
+def dashboard_rows(body):
+    """Each metric row of a dashboard body, its '.' shorthand resolved: (namespace, metric,
+    {dimension: value}, region)."""
+    rows = []
+    for widget in json.loads(body).get("widgets", []):
+        props = widget.get("properties", {})
+        previous = []
+        for entry in props.get("metrics", []):
+            options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
+            values = [v for v in entry if not isinstance(v, dict)]
+            resolved = [previous[i] if v == "." and i < len(previous) else v for i, v in enumerate(values)]
+            previous = resolved
+            if len(resolved) < 2 or len(resolved) % 2:
+                continue
+            dims = dict(zip(resolved[2::2], resolved[3::2]))
+            rows.append((resolved[0], resolved[1], dims, options.get("region", props.get("region"))))
+    return rows
+
+
+def rule_edge_metrics(resources, regions, root):
+    functions = [f for f in edge_functions(resources) if f in resources]
+    if not functions:
+        return
+    namespace, emitted = hook_metrics(root)
+    function_name = EDGE_REPLICA_PREFIX + f"<<{functions[0]}>>"
+    rows = []
+    for name, res in resources.items():
+        if res["Type"] == "AWS::CloudWatch::Dashboard":
+            try:
+                rows.extend(dashboard_rows(res["Properties"]["DashboardBody"]))
+            except (ValueError, TypeError) as e:
+                yield Finding("edge-dashboard", name, f"its body is not JSON: {e}")
+    shown = {(ns, metric, tuple(sorted(dims.items())), region) for ns, metric, dims, region in rows}
+    wanted = set()
+    for metric, names, values in emitted:
+        for value in values or [None]:
+            dims = {n: function_name if n == "FunctionName" else value for n in names}
+            for region in regions:
+                wanted.add((namespace, metric, tuple(sorted(dims.items())), region))
+    for ns, metric, dims, region in sorted(wanted - shown):
+        yield Finding("edge-dashboard", "dashboard", f"no {metric} {dict(dims)} in {region}")
+    for ns, metric, dims, region in sorted(shown - wanted):
+        if ns == namespace:
+            yield Finding("edge-dashboard", "dashboard", f"{metric} {dict(dims)} in {region}: the hook emits no such metric there")
+    failure_reasons = {v for m, names, values in emitted if m == "BackfillSendFailed" for v in values or []}
+    alarmed = False
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        queries = res["Properties"].get("Metrics", [])
+        stats = [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+        reasons = set()
+        for metric in stats:
+            dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            if metric.get("Namespace") == namespace and metric.get("MetricName") == "BackfillSendFailed" \
+                    and set(dims) == {"FunctionName", "Reason"} and dims["FunctionName"] == function_name:
+                reasons.add(dims["Reason"])
+        ids = {q["Id"] for q in queries if "MetricStat" in q}
+        summed = any(q.get("ReturnData", True) and "Expression" in q
+                     and ids <= set(re.findall(r"\w+", q["Expression"])) for q in queries)
+        if reasons == failure_reasons and summed:
+            alarmed = True
+    if not alarmed:
+        yield Finding("edge-alarm", "template", "no alarm on BackfillSendFailed summing every reason the hook emits")
+
+
 # ---------------------------------------------------------------- driver
 
 TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions, rule_alarms, rule_tables]
@@ -1226,10 +1532,16 @@ TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rul
 def check_template(template, label, root, recorded):
     findings = []
     crates = set()
-    for scenario in scenarios(template, label):
+    scenario_list = list(scenarios(template, label))
+    findings.extend(rule_edge_region(template, label, scenario_list))
+    for scenario in scenario_list:
         resources = scenario.evaluated_resources()
         for rule in TEMPLATE_RULES:
             findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule(resources))
+        regions = scenario._ref("EdgeRegions") if "EdgeRegions" in template.get("Parameters", {}) else []
+        findings.extend(
+            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_edge_metrics(resources, regions, root)
+        )
         findings.extend(
             Finding(f.rule, f.where, f.message, scenario.name) for f in rule_role_minimum(resources, root, recorded)
         )
@@ -1248,6 +1560,7 @@ def check(templates, root=ROOT, recorded=None):
         findings.extend(found)
         crates |= used
     findings.extend(rule_sdk_calls(root, recorded, crates))
+    findings.extend(rule_edge_parameters(templates, root))
     unique = {}
     for f in findings:
         unique.setdefault((f.rule, f.where, f.message), f)

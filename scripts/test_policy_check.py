@@ -3,6 +3,7 @@
 catches a broken copy of them. Run: .venv/bin/python scripts/test_policy_check.py"""
 import copy
 import json
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -455,6 +456,137 @@ class PolicyCheckTest(unittest.TestCase):
         found = self.assertCaught("sdk-calls", recorded=recorded, message="s3:AbortMultipartUpload")
         # The role still grants it, and with the call unrecorded nothing needs it.
         self.assertTrue(any(f.rule == "role-minimum" and "grants s3:AbortMultipartUpload" in f.message for f in found))
+
+    # ---------------------------------------------------------------- edge parameters, region, metrics
+
+    def findings_with_sources(self, edits, mutate=None):
+        """Findings with the hook's sources edited ({path: (old, new)}) in a copy of the tree."""
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            for part in ("functions", "shared", "test-support", "tools"):
+                if (ROOT / part).exists():
+                    shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("target", "node_modules"))
+            for name in ("Cargo.toml",):
+                shutil.copy(ROOT / name, root / name)
+            for path, (old, new) in edits.items():
+                text = (root / path).read_text(encoding="utf-8")
+                self.assertIn(old, text, path)
+                (root / path).write_text(text.replace(old, new), encoding="utf-8")
+            templates = copy.deepcopy(BASE)
+            if mutate:
+                mutate(templates)
+            return pc.check(templates, root, copy.deepcopy(RECORDED))
+
+    def test_send_budget_pattern_accepting_what_the_hook_refuses(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["EdgeSendBudget"]["AllowedPattern"] = "^[0-9]{1,4}(ms|s)$"
+
+        self.assertCaught("edge-durations", mutate, message="accepts '0ms'")
+
+    def test_send_budget_pattern_refusing_what_the_hook_accepts(self):
+        def mutate(t):
+            t["template.yaml"]["Parameters"]["EdgeSendBudget"]["AllowedPattern"] = "^([1-9][0-9]{1,2}ms|[1-5]s)$"
+
+        self.assertCaught("edge-durations", mutate, message="refuses '1000ms'")
+
+    def test_send_budget_bounds_are_read_from_the_hook(self):
+        found = self.findings_with_sources({
+            "functions/origin-request/src/config.rs": (
+                "MAX_SEND_BUDGET: Duration = Duration::from_secs(5)",
+                "MAX_SEND_BUDGET: Duration = Duration::from_secs(2)",
+            ),
+        })
+        self.assertTrue(any(f.rule == "edge-durations" and "'2001ms'" in f.message for f in found), [str(f) for f in found])
+
+    def test_repeat_window_pattern_accepting_a_fraction(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["EdgeRepeatWindow"]["AllowedPattern"] = "^[0-9.]{1,5}(ms|s|m|h)$"
+
+        self.assertCaught("edge-durations", mutate, message="which the hook refuses")
+
+    def test_origin_port_by_min_and_max(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["DomesticOriginPort"] = {
+                "Type": "Number", "MinValue": 1, "MaxValue": 65535, "Default": 443}
+
+        self.assertCaught("origin-port", mutate, message="accepts 1;")
+
+    def test_origin_port_refusing_the_top_port(self):
+        def mutate(t):
+            spec = t["template.yaml"]["Parameters"]["DomesticOriginPort"]
+            spec["AllowedPattern"] = spec["AllowedPattern"].replace("|6553[0-5]", "")
+
+        self.assertCaught("origin-port", mutate, message="refuses 65530")
+
+    def test_origin_path_with_a_comma(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["DomesticOriginPath"]["AllowedPattern"] = (
+                "^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$")
+
+        self.assertCaught("origin-path", mutate, message="accepts '/a,b'")
+
+    def test_passed_through_parameter_differs(self):
+        def mutate(t):
+            t["template.yaml"]["Parameters"]["EdgeRepeatWindow"]["AllowedPattern"] = "^[0-9]{1,3}(ms|s|m|h)$"
+
+        self.assertCaught("pass-through", mutate, message="AllowedPattern differs")
+
+    def test_edge_template_without_the_region_rule(self):
+        def mutate(t):
+            del t["template-edge.yaml"]["Rules"]
+
+        self.assertCaught("edge-region", mutate, message="us-east-1 and in no other region")
+
+    def test_edge_stack_nested_outside_us_east_1(self):
+        def mutate(t):
+            t["template.yaml"]["Conditions"]["NestEdge"] = {"Fn::Equals": [{"Ref": "EdgeDeployment"}, "nested"]}
+
+        self.assertCaught("edge-region", mutate, message="nested in ap-southeast-1")
+
+    def test_dashboard_with_a_misspelt_reason(self):
+        def mutate(t):
+            body = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            body[0] = body[0].replace('"Reason","queue_refused"', '"Reason","queue_refusal"')
+
+        found = self.assertCaught("edge-dashboard", mutate, message="'Reason': 'queue_refused'")
+        self.assertTrue(any("queue_refusal" in f.message and "emits no such metric" in f.message for f in found))
+
+    def test_dashboard_without_a_dimension(self):
+        def mutate(t):
+            body = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            body[0] = body[0].replace(
+                '["OverseasOrigin","BackfillEnqueued","FunctionName","us-east-1.${OriginRequestFunction}",',
+                '["OverseasOrigin","BackfillEnqueued",')
+
+        self.assertCaught("edge-dashboard", mutate, message="no BackfillEnqueued")
+
+    def test_dashboard_missing_a_region(self):
+        def mutate(t):
+            variables = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][1]
+            variables["PerRegion6"] = {"Fn::Select": [0, {"Ref": "EdgeRegions"}]}
+
+        self.assertCaught("edge-dashboard", mutate, message="in sa-east-1")
+
+    def test_metric_renamed_in_the_hook(self):
+        found = self.findings_with_sources({
+            "functions/origin-request/src/hook.rs": ('"BackfillEnqueued"', '"BackfillQueued"'),
+        })
+        self.assertTrue(any(f.rule == "edge-dashboard" and "no BackfillQueued" in f.message for f in found),
+                        [str(f) for f in found])
+
+    def test_alarm_missing_a_reason(self):
+        def mutate(t):
+            metrics = edge(t)["EdgeSendFailureAlarm"]["Properties"]["Metrics"]
+            metrics[:] = [m for m in metrics if m["Id"] != "timeout"]
+            metrics[-1]["Expression"] = "SUM([queue_unavailable, queue_refused, panic, no_record, invalid_event])"
+
+        self.assertCaught("edge-alarm", mutate)
+
+    def test_alarm_not_summing_every_reason(self):
+        def mutate(t):
+            edge(t)["EdgeSendFailureAlarm"]["Properties"]["Metrics"][-1]["Expression"] = "SUM([timeout])"
+
+        self.assertCaught("edge-alarm", mutate)
 
 
 class SdkCallDerivationTest(unittest.TestCase):
