@@ -74,6 +74,10 @@ pub struct WanConfig {
     pub reset: Option<Reset>,
     /// Terminate TLS behind the delay, with a certificate of a test CA made for the link.
     pub tls: bool,
+    /// The server's side closes a connection that carried nothing either way for this long, as
+    /// AWS endpoints close idle keep-alive connections (SQS after about two minutes: a client
+    /// that reuses one finds it closed); the FIN reaches the client one delay later.
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,6 +262,7 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
         (reset.probability >= 1.0 || fastrand::f64() < reset.probability).then_some(reset.after)
     });
     let reset = Arc::new(Notify::new());
+    let activity = Arc::new(std::sync::Mutex::new(accepted));
     let mut tasks = JoinSet::new();
     // Halves that never send a FIN of their own (an `OwnedWriteHalf` does, when dropped): a
     // reset must reach the peer as an RST, not after a FIN.
@@ -299,9 +304,23 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
     tasks.spawn(deliver(
         from_client,
         server_write,
-        Delivered::new(&shared, Direction::Up, reset_after, reset.clone()),
+        Delivered::new(
+            &shared,
+            Direction::Up,
+            reset_after,
+            reset.clone(),
+            activity.clone(),
+        ),
     ));
     let (to_client, from_server) = mpsc::unbounded_channel();
+    if let Some(idle) = config.idle_timeout {
+        tasks.spawn(close_when_idle(
+            idle,
+            delay,
+            activity.clone(),
+            to_client.clone(),
+        ));
+    }
     let room = Arc::new(Semaphore::new(IN_FLIGHT));
     tasks.spawn(transmit(
         server_read,
@@ -312,7 +331,13 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
     tasks.spawn(deliver(
         from_server,
         Box::new(client_write),
-        Delivered::new(&shared, Direction::Down, reset_after, reset.clone()),
+        Delivered::new(
+            &shared,
+            Direction::Down,
+            reset_after,
+            reset.clone(),
+            activity,
+        ),
     ));
     tokio::select! {
         _ = async { while tasks.join_next().await.is_some() {} } => {}
@@ -320,6 +345,30 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
             arm_reset(&client_handle);
             arm_reset(&upstream_handle);
             tasks.shutdown().await;
+        }
+    }
+}
+
+/// Closes the connection towards the client once nothing has crossed it for `idle`.
+async fn close_when_idle(
+    idle: Duration,
+    delay: Duration,
+    activity: Arc<std::sync::Mutex<Instant>>,
+    to_client: mpsc::UnboundedSender<Delivery>,
+) {
+    loop {
+        let due = *activity.lock().unwrap_or_else(|p| p.into_inner()) + idle;
+        if Instant::now() >= due {
+            let _ = to_client.send(Delivery {
+                at: Instant::now() + delay,
+                cargo: Cargo::Close,
+            });
+            return;
+        }
+        tokio::select! {
+            _ = sleep_until(due) => {}
+            // The connection ended otherwise.
+            _ = to_client.closed() => return,
         }
     }
 }
@@ -412,6 +461,8 @@ struct Delivered {
     bytes: u64,
     reset_after: Option<u64>,
     reset: Arc<Notify>,
+    /// When either direction last delivered anything.
+    activity: Arc<std::sync::Mutex<Instant>>,
 }
 
 impl Delivered {
@@ -420,6 +471,7 @@ impl Delivered {
         direction: Direction,
         reset_after: Option<u64>,
         reset: Arc<Notify>,
+        activity: Arc<std::sync::Mutex<Instant>>,
     ) -> Delivered {
         Delivered {
             shared: shared.clone(),
@@ -427,11 +479,13 @@ impl Delivered {
             bytes: 0,
             reset_after,
             reset,
+            activity,
         }
     }
 
     fn count(&mut self, length: usize) {
         self.bytes += length as u64;
+        *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let counters = &self.shared.counters;
         let counter = match self.direction {
             Direction::Up => &counters.bytes_up,

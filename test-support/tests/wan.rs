@@ -72,6 +72,30 @@ async fn exchange(stream: &mut TcpStream, message: &[u8]) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_past_the_timeout_is_closed_by_the_server_side() {
+    let link = link(WanConfig {
+        upstream: echo_server().await,
+        delay: 20 * MS,
+        idle_timeout: Some(300 * MS),
+        ..WanConfig::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(link.addr()).await.unwrap();
+    exchange(&mut stream, b"keep me").await;
+    // Traffic keeps it open...
+    for _ in 0..3 {
+        tokio::time::sleep(200 * MS).await;
+        exchange(&mut stream, b"still here").await;
+    }
+    // ...silence closes it: a FIN (end of stream), one delay after the timeout.
+    let began = Instant::now();
+    let mut buffer = [0u8; 16];
+    let read = stream.read(&mut buffer).await.unwrap();
+    assert_eq!(read, 0);
+    within("idle close", began.elapsed(), 300 * MS, 420 * MS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_connection_costs_the_handshake_then_each_exchange_one_round_trip() {
     let link = link(WanConfig {
         upstream: echo_server().await,

@@ -1,7 +1,7 @@
 //! `aws-wan`: a WAN link in front of a local server (see `test_support::wan`).
 //!
 //! ```text
-//! aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms]
+//! aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--idle-timeout 120s]
 //!         [--rate 20MB/s] [--total-rate 50MB/s]
 //!         [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION]
 //!         [--reset-after BYTES] [--reset-probability P]
@@ -21,7 +21,7 @@ use test_support::wan::{
 };
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "usage: aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--rate 20MB/s] [--total-rate RATE] [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION] [--reset-after BYTES] [--reset-probability P] [--tls --ca-file FILE] [--stats-file FILE]";
+const USAGE: &str = "usage: aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--idle-timeout 120s] [--rate 20MB/s] [--total-rate RATE] [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION] [--reset-after BYTES] [--reset-probability P] [--tls --ca-file FILE] [--stats-file FILE]";
 
 struct Options {
     config: WanConfig,
@@ -53,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--stats-file" => stats_file = Some(PathBuf::from(value)),
             "--delay" => config.delay = duration()?,
             "--jitter" => config.jitter = duration()?,
+            "--idle-timeout" => config.idle_timeout = Some(duration()?),
             "--rate" => config.rate = Some(rate()?),
             "--total-rate" => config.total_rate = Some(rate()?),
             "--stall-after" => stall_after = Some(bytes()?),
