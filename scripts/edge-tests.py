@@ -92,17 +92,20 @@ class Queues:
             Attributes={"FifoQueue": "true"},
         )["QueueUrl"]
 
-    def drain(self, url):
-        """Every message now in the queue (the handler awaits its send before replying)."""
+    def drain(self, url, expect=0):
+        """Every message in the queue, waiting up to a few seconds for `expect` of them: the
+        handler returns once its request is on its way, before SQS has answered."""
         messages = []
+        deadline = time.monotonic() + 5
         while True:
+            waiting = len(messages) < expect and time.monotonic() < deadline
             batch = self.sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=1 if waiting else 0,
                 MessageSystemAttributeNames=["All"],
             ).get("Messages", [])
-            if not batch:
+            if not batch and not waiting:
                 return messages
             for message in batch:
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
@@ -138,7 +141,7 @@ class Suite:
                 print(f"ok: {name}", flush=True)
 
     def only_message(self, url=None):
-        messages = self.queues.drain(url or self.queues.standard)
+        messages = self.queues.drain(url or self.queues.standard, expect=1)
         expect(len(messages) == 1, f"expected one message, got {len(messages)}: {messages}")
         return messages[0]
 

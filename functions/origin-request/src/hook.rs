@@ -1,13 +1,15 @@
 //! The hook: plan, suppress repeats, send within the budget, then log and count what happened.
 //! Whatever happens, the caller gets back the request (or response) to hand to CloudFront.
 //!
-//! The viewer waits for the send at most its budget. A send still going then is only no longer
+//! The viewer waits for the send until SQS answers, or until the request is on its way over an
+//! established connection, or at most the budget. A send not answered then is only no longer
 //! waited for: it goes on as a task of the addon's runtime, through the sandbox's freezes, and
 //! reports its own end (`BackfillEnqueued` with `BackfillEnqueuedLate`, or `BackfillSendFailed`).
-//! At 150 to 300 ms from the queue's region a warm connection's request is on the wire within a
-//! millisecond and SQS takes it while the sandbox is frozen; a new connection (a frozen sandbox's
-//! usually died while it slept) needs three round trips, more than any budget a viewer should
-//! wait, and is finished at the sandbox's next invocations. docs/edge.md has the figures.
+//! At 150 to 300 ms from the queue's region, a warm connection's request is on the wire within a
+//! millisecond and SQS takes it while the sandbox is frozen, so the viewer waits a millisecond,
+//! not a round trip; a new connection (a frozen sandbox's usually died while it slept) needs a
+//! TCP and a TLS handshake before the request can go, two round trips, and a budget shorter than
+//! that leaves the request to the sandbox's next invocations. docs/edge.md has the figures.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use shared::cloudfront::Event;
 use shared::metrics::{Metric, Metrics};
 use shared::Failure;
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tracing::Instrument;
 
 use crate::error::EdgeError;
@@ -34,6 +36,10 @@ pub const METRICS_NAMESPACE: &str = "OverseasOrigin";
 /// the budget. 2 ms was measured too little on a busy 2-core machine (calls up to 4 ms over).
 pub const REPLY_MARGIN: Duration = Duration::from_millis(5);
 
+/// How long the viewer still waits once the request has been handed to its connection: the
+/// bytes reach the socket in the same poll; this covers a worker thread scheduled late.
+pub const WRITE_GRACE: Duration = Duration::from_millis(2);
+
 /// Sends that may go on unwaited at once in one sandbox. Past this (SQS unreachable for a while
 /// under steady misses) a send ends with its budget, so memory stays bounded.
 pub const MAX_DETACHED: usize = 64;
@@ -44,7 +50,14 @@ pub enum Outcome {
     Enqueued {
         latency: Duration,
     },
-    /// The budget ran out with the send still going: the viewer went on, the send did not stop.
+    /// The request is on its way to SQS, which takes it whether or not the sandbox runs again:
+    /// the viewer goes on, and the send's task reads the answer (at the sandbox's next
+    /// invocation if it is frozen first) and retries a failure.
+    Written {
+        waited: Duration,
+    },
+    /// The budget ran out before the request was on its way (a new connection needs a TCP and a
+    /// TLS handshake first): the viewer went on, the send did not stop.
     Detached {
         waited: Duration,
     },
@@ -148,11 +161,12 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
         }
         let give_up_at = tokio::time::Instant::now() + DETACHED_FOR;
         let message = backfill.message.clone();
+        let written = Arc::new(Notify::new());
         let result = if self.core.in_flight.load(Ordering::SeqCst) >= MAX_DETACHED {
             // Too many sends are already going unwaited: this one ends with its budget.
             tokio::time::timeout(
                 time_left,
-                send_until(&self.core.queue, &message, give_up_at),
+                send_until(&self.core.queue, &message, give_up_at, &written),
             )
             .await
             .unwrap_or(Err(EdgeError::Timeout(time_left)))
@@ -160,29 +174,48 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
             let (answer, mut answered) = oneshot::channel();
             let in_flight = InFlight::start(Arc::clone(&self.core));
             let key = repeat_key.clone();
+            let signal = written.clone();
             tokio::spawn(
                 async move {
-                    let result = send_until(&in_flight.0.queue, &message, give_up_at).await;
+                    let core = &in_flight.0;
+                    let result = send_until(&core.queue, &message, give_up_at, &signal).await;
                     if let Err(result) = answer.send(result) {
                         // Nobody waits any more: this is the send's end, to report.
-                        in_flight.0.finish_unwaited(&key, result, started.elapsed());
+                        core.finish_unwaited(&key, result, started.elapsed());
                     }
                 }
                 .instrument(tracing::Span::current()),
             );
-            match tokio::time::timeout(time_left, &mut answered).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(EdgeError::Panic("the send ended without an answer".into())),
-                Err(_) => {
-                    // An answer that came as the budget ran out is still the caller's.
+            let budget = tokio::time::sleep(time_left);
+            tokio::pin!(budget);
+            let wait = tokio::select! {
+                biased;
+                answer = &mut answered => Wait::Answered(answer),
+                () = written.notified() => Wait::Written,
+                () = &mut budget => Wait::OutOfTime,
+            };
+            if matches!(wait, Wait::Written) {
+                // The bytes leave the socket within this grace, the budget permitting.
+                tokio::select! {
+                    () = tokio::time::sleep(WRITE_GRACE) => {}
+                    () = &mut budget => {}
+                }
+            }
+            match wait {
+                Wait::Answered(Ok(result)) => result,
+                Wait::Answered(Err(_)) => {
+                    Err(EdgeError::Panic("the send ended without an answer".into()))
+                }
+                Wait::Written | Wait::OutOfTime => {
+                    // An answer that came meanwhile is still the caller's.
                     answered.close();
+                    let waited = started.elapsed();
                     match answered.try_recv() {
                         Ok(result) => result,
-                        Err(_) => {
-                            return Outcome::Detached {
-                                waited: started.elapsed(),
-                            }
+                        Err(_) if matches!(wait, Wait::Written) => {
+                            return Outcome::Written { waited }
                         }
+                        Err(_) => return Outcome::Detached { waited },
                     }
                 }
             }
@@ -196,6 +229,15 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
             }
         }
     }
+}
+
+/// What the viewer's wait for a send ended with.
+enum Wait {
+    Answered(Result<Result<(), EdgeError>, oneshot::error::RecvError>),
+    /// The request is on its way; SQS's answer is not in yet.
+    Written,
+    /// The budget ran out before the request was on its way.
+    OutOfTime,
 }
 
 /// One send running as a task of its own, counted while it lives (a panic included).
@@ -256,8 +298,17 @@ impl<Q: BackfillQueue + 'static> Core<Q> {
                     &[
                         Metric::count("BackfillEnqueued", 1),
                         Metric::millis("BackfillSendLatency", latency_ms),
+                        Metric::millis("BackfillViewerWait", latency_ms),
                     ],
                 );
+            }
+            Outcome::Written { waited } => {
+                let waited_ms = millis(*waited);
+                tracing::debug!(
+                    waited_ms,
+                    "backfill request on its way; request let through"
+                );
+                self.emit(&[], &[Metric::millis("BackfillViewerWait", waited_ms)]);
             }
             Outcome::Detached { waited } => {
                 let waited_ms = millis(*waited);
@@ -265,7 +316,13 @@ impl<Q: BackfillQueue + 'static> Core<Q> {
                     waited_ms,
                     "backfill send goes on after the budget; request let through"
                 );
-                self.emit(&[], &[Metric::count("BackfillSendDetached", 1)]);
+                self.emit(
+                    &[],
+                    &[
+                        Metric::count("BackfillSendDetached", 1),
+                        Metric::millis("BackfillViewerWait", waited_ms),
+                    ],
+                );
             }
             Outcome::SuppressedRepeat => {
                 tracing::debug!("backfill suppressed: repeat within the window");

@@ -7,10 +7,12 @@
 //! retried with backoff until [`DETACHED_FOR`] after the miss.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shared::retry::Backoff;
 use shared::Failure;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::EdgeError;
@@ -29,21 +31,26 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
 
 pub trait BackfillQueue: Send + Sync {
-    /// One attempt at sending `message`.
-    fn send(&self, message: &OutgoingMessage)
-        -> impl Future<Output = Result<(), EdgeError>> + Send;
+    /// One attempt at sending `message`; `written` is notified once the request is on its
+    /// way to SQS over an established connection.
+    fn send(
+        &self,
+        message: &OutgoingMessage,
+        written: &Arc<Notify>,
+    ) -> impl Future<Output = Result<(), EdgeError>> + Send;
 }
 
 /// Sends `message`, retrying a retryable failure with backoff; no attempt starts after
-/// `give_up_at`.
+/// `give_up_at`. `written` is notified when an attempt's request is on its way.
 pub async fn send_until<Q: BackfillQueue>(
     queue: &Q,
     message: &OutgoingMessage,
     give_up_at: Instant,
+    written: &Arc<Notify>,
 ) -> Result<(), EdgeError> {
     let mut retries = 0;
     loop {
-        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message))
+        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message, written))
             .await
             .unwrap_or(Err(EdgeError::Timeout(ATTEMPT_TIMEOUT)));
         match result {
@@ -73,13 +80,14 @@ pub(crate) mod fake {
     /// What one attempt does.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Answer {
+        /// Written at once, and accepted.
         Accept,
-        /// Fails after a delay, as an unreachable or erroring queue does.
-        Fail {
-            retryable: bool,
-            after: Duration,
-        },
-        /// Answers nothing for this long (then accepts).
+        /// Written at once, answered (accepted) this much later, as over a long round trip.
+        Unanswered(Duration),
+        /// Fails after a delay, before writing, as an unreachable queue does.
+        Fail { retryable: bool, after: Duration },
+        /// Writes nothing for this long (then writes and accepts), as a connection that does
+        /// not come up.
         Hang(Duration),
     }
 
@@ -109,7 +117,11 @@ pub(crate) mod fake {
     }
 
     impl BackfillQueue for FakeQueue {
-        async fn send(&self, message: &OutgoingMessage) -> Result<(), EdgeError> {
+        async fn send(
+            &self,
+            message: &OutgoingMessage,
+            written: &Arc<Notify>,
+        ) -> Result<(), EdgeError> {
             self.attempts.lock().unwrap().push(message.clone());
             let answer = self
                 .script
@@ -118,8 +130,15 @@ pub(crate) mod fake {
                 .pop_front()
                 .unwrap_or(Answer::Accept);
             match answer {
-                Answer::Accept => {}
-                Answer::Hang(delay) => tokio::time::sleep(delay).await,
+                Answer::Accept => written.notify_one(),
+                Answer::Unanswered(delay) => {
+                    written.notify_one();
+                    tokio::time::sleep(delay).await;
+                }
+                Answer::Hang(delay) => {
+                    tokio::time::sleep(delay).await;
+                    written.notify_one();
+                }
                 Answer::Fail { retryable, after } => {
                     tokio::time::sleep(after).await;
                     return Err(EdgeError::Queue(shared::Error::Aws {
@@ -157,6 +176,10 @@ mod tests {
         }
     }
 
+    fn signal() -> Arc<Notify> {
+        Arc::new(Notify::new())
+    }
+
     fn in_a_minute() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -164,7 +187,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retryable_failures_are_retried_until_one_is_taken() {
         let queue = FakeQueue::answering(&[fail(true, 5), fail(true, 5), fail(true, 5)]);
-        send_until(&queue, &message(), in_a_minute()).await.unwrap();
+        send_until(&queue, &message(), in_a_minute(), &signal())
+            .await
+            .unwrap();
         assert_eq!(queue.attempts(), 4);
         assert_eq!(queue.accepted(), [message()]);
     }
@@ -172,7 +197,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_is_not_retried() {
         let queue = FakeQueue::answering(&[fail(false, 5)]);
-        let err = send_until(&queue, &message(), in_a_minute())
+        let err = send_until(&queue, &message(), in_a_minute(), &signal())
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "queue_refused");
@@ -183,9 +208,14 @@ mod tests {
     async fn no_attempt_starts_after_the_deadline() {
         let queue = FakeQueue::answering(&[fail(true, 5); 1000]);
         let started = Instant::now();
-        let err = send_until(&queue, &message(), started + Duration::from_secs(30))
-            .await
-            .unwrap_err();
+        let err = send_until(
+            &queue,
+            &message(),
+            started + Duration::from_secs(30),
+            &signal(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.reason(), "queue_unavailable");
         assert!(started.elapsed() <= Duration::from_secs(30));
         // 2 s at most between attempts once the backoff has grown.
@@ -197,7 +227,9 @@ mod tests {
     async fn an_attempt_that_hangs_is_cut_and_tried_again() {
         let queue = FakeQueue::answering(&[Answer::Hang(Duration::from_secs(3600))]);
         let started = Instant::now();
-        send_until(&queue, &message(), in_a_minute()).await.unwrap();
+        send_until(&queue, &message(), in_a_minute(), &signal())
+            .await
+            .unwrap();
         assert!(started.elapsed() >= ATTEMPT_TIMEOUT);
         assert!(started.elapsed() < ATTEMPT_TIMEOUT + Duration::from_millis(100));
         assert_eq!(queue.attempts(), 2);

@@ -1,13 +1,28 @@
 //! The SQS adapter. One client per queue region, built on first use and kept for the sandbox's
 //! life. The SDK sends to its configured region's endpoint, not to the queue URL's host, so the
 //! region comes from the queue URL; the SDK's own retries are off, since the send's budget and
-//! its one retry are the hook's (see [`crate::queue`]).
+//! its retries are the hook's (see [`crate::queue`]).
+//!
+//! Each SendMessage tells the hook when its request has been handed to the connection (its body
+//! taken by the HTTP client, which only takes it from an established connection): from then on
+//! SQS takes the message whether or not the sandbox runs again to read the answer.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
-use tokio::sync::Mutex;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::sync::{Mutex, Notify};
 
 use crate::error::EdgeError;
 use crate::plan::OutgoingMessage;
@@ -56,8 +71,75 @@ impl SqsQueue {
     }
 }
 
+/// Puts the request's body behind [`Signalling`], for one request.
+#[derive(Debug)]
+struct SignalWhenWritten(std::sync::Mutex<Option<Arc<Notify>>>);
+
+impl Intercept for SignalWhenWritten {
+    fn name(&self) -> &'static str {
+        "SignalWhenWritten"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let signal = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let request = context.request_mut();
+        // A SendMessage body is a small document in memory; anything else goes as it is.
+        if let (Some(signal), Some(bytes)) = (signal, request.body().bytes()) {
+            let body = Signalling {
+                bytes: Some(Bytes::copy_from_slice(bytes)),
+                signal: Some(signal),
+            };
+            *request.body_mut() = SdkBody::from_body_1_x(body);
+        }
+        Ok(())
+    }
+}
+
+/// A body in memory that signals when the HTTP client takes it to write.
+struct Signalling {
+    bytes: Option<Bytes>,
+    signal: Option<Arc<Notify>>,
+}
+
+impl http_body::Body for Signalling {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(signal) = this.signal.take() {
+            signal.notify_one();
+        }
+        Poll::Ready(this.bytes.take().map(|bytes| Ok(Frame::data(bytes))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
 impl BackfillQueue for SqsQueue {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), EdgeError> {
+    async fn send(
+        &self,
+        message: &OutgoingMessage,
+        written: &Arc<Notify>,
+    ) -> Result<(), EdgeError> {
         let region = message
             .queue
             .region
@@ -74,6 +156,10 @@ impl BackfillQueue for SqsQueue {
                 .message_group_id(&fifo.group_id);
         }
         request
+            .customize()
+            .interceptor(SignalWhenWritten(std::sync::Mutex::new(Some(
+                written.clone(),
+            ))))
             .send()
             .await
             .map_err(|err| shared::Error::aws("SendMessage", err))?;
@@ -154,7 +240,12 @@ mod tests {
             body: r#"{"hello":"edge"}"#.into(),
             fifo: None,
         };
-        queue.send(&message).await.unwrap();
+        let written = Arc::new(Notify::new());
+        queue.send(&message, &written).await.unwrap();
+        // The request said when it was handed to the connection.
+        tokio::time::timeout(std::time::Duration::from_millis(1), written.notified())
+            .await
+            .expect("no written signal");
         let received = receive_all(&admin, &url).await;
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].body(), Some(r#"{"hello":"edge"}"#));
@@ -175,7 +266,10 @@ mod tests {
                 body: body.into(),
                 fifo: Some(fifo.clone()),
             };
-            queue.send(&message).await.unwrap();
+            queue
+                .send(&message, &Arc::new(Notify::new()))
+                .await
+                .unwrap();
         }
         let received = receive_all(&admin, &url).await;
         assert_eq!(received.len(), 1);
@@ -202,7 +296,10 @@ mod tests {
             body: "x".into(),
             fifo: None,
         };
-        let err = queue.send(&message).await.unwrap_err();
+        let err = queue
+            .send(&message, &Arc::new(Notify::new()))
+            .await
+            .unwrap_err();
         assert!(!err.is_retryable(), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use crate::error::EdgeError;
-use crate::hook::{Hook, Outcome, MAX_DETACHED, REPLY_MARGIN};
+use crate::hook::{Hook, Outcome, MAX_DETACHED, REPLY_MARGIN, WRITE_GRACE};
 use crate::plan::{plan, Action, Backfill, FifoIds, Plan, SkipReason, FIFO_GROUPS};
 use crate::queue::fake::{Answer, FakeQueue};
 
@@ -491,6 +491,28 @@ async fn a_slow_queue_costs_the_budget_and_the_send_goes_on() {
     assert_eq!(late["BackfillEnqueued"].as_f64(), Some(1.0));
     assert_eq!(late["BackfillEnqueuedLate"].as_f64(), Some(1.0));
     assert!(late["BackfillSendLatency"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_viewer_waits_until_the_request_is_on_its_way_not_for_the_answer() {
+    let far = Answer::Unanswered(Duration::from_millis(220));
+    let (hook, lines) = hook(FakeQueue::answering(&[far]));
+    let sample = value(DOMESTIC);
+    let started = tokio::time::Instant::now();
+    let (reply, outcome) = hook.handle(event(&sample)).await.unwrap();
+    assert_eq!(started.elapsed(), WRITE_GRACE);
+    assert!(matches!(outcome, Outcome::Written { .. }), "{outcome:?}");
+    assert_eq!(
+        serde_json::to_value(reply).unwrap(),
+        stripped_request(&sample)
+    );
+    assert_eq!(lines.metrics(), [("BackfillViewerWait".into(), None)]);
+    // SQS's answer, a round trip later, is read by the send's task.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.in_flight(), 0);
+    let confirmed = &lines.documents()[1];
+    assert_eq!(confirmed["BackfillEnqueued"].as_f64(), Some(1.0));
+    assert_eq!(confirmed["BackfillEnqueuedLate"].as_f64(), Some(1.0));
 }
 
 #[tokio::test(start_paused = true)]
