@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The edge hook's benchmark (issue 3): the Rust hook as deployed (index.js + the addon, built by
+# The edge hook's benchmark: the Rust hook as deployed (index.js + the addon, built by
 # scripts/edge-build) against a plain Node.js peer with @aws-sdk/client-sqs, each as overhead over
-# an empty handler, on Node 22 and the local stack's SQS. Not a test: figures vary with the machine.
+# an empty handler, on Node 22 and the local stack's SQS; then both at a real distance, run by the
+# emulator and frozen between invocations as Lambda freezes them (bench/edge/distance.py). Not a
+# test: figures vary with the machine.
 #
 #   bench/edge/run.sh [--quick] [--out FILE]
 #
@@ -55,4 +57,48 @@ if [[ -z "${AWS_ENDPOINT_URL:-}" ]]; then
 fi
 
 "$EDGE_NODE22" "$bench/measure.js" "${quick[@]}" --rust "$EDGE_PACKAGE" --zip "$EDGE_ZIP" --out "$out"
+
+# At a real distance: SQS over HTTPS through a WAN link of 220 ms round trip (test-support's
+# aws-wan: 105 ms one way plus 0-10 ms of jitter, the TLS handshake behind the delay), idle
+# connections closed after 120 s as SQS closes them. A recorder (aws-wire) sits between the link
+# and moto, which closes every connection itself; its record is checked against the wire contract.
+work="$(mktemp -d)"
+link="edge-sqs-$$"
+recorder_pid=""
+stop_distance() {
+  "$root/scripts/wan" down "$link" >/dev/null 2>&1 || true
+  if [[ -n "$recorder_pid" ]]; then
+    kill "$recorder_pid" 2>/dev/null || true
+    wait "$recorder_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+  stop_stack
+}
+trap stop_distance EXIT
+if ((${#quick[@]})); then idle=6 idle_timeout=4s; else idle=600 idle_timeout=120s; fi
+(cd "$root" && cargo build --quiet --locked -p test-support --bin aws-wire --bin aws-wan)
+"$root/target/debug/aws-wire" record --upstream "$AWS_ENDPOINT_URL" --log "$work/wire.jsonl" \
+  --port-file "$work/wire.port" >"$work/wire.log" 2>&1 &
+recorder_pid=$!
+for _ in $(seq 1 100); do [[ -s "$work/wire.port" ]] && break; sleep 0.1; done
+link_options=(--delay 105ms --jitter 10ms --idle-timeout "$idle_timeout" --tls)
+"$root/scripts/wan" up "$link" --upstream "127.0.0.1:$(cat "$work/wire.port")" "${link_options[@]}" >"$work/link.env"
+set -a
+# shellcheck disable=SC1091
+source "$work/link.env"
+set +a
+var="WAN_$(echo "$link" | tr 'a-z-' 'A-Z_')"
+endpoint_var="${var}_ENDPOINT" ca_var="${var}_CA_FILE"
+"$root/.venv/bin/python" "$bench/distance.py" "${quick[@]}" --idle "$idle" \
+  --rie "$(edge_rie_binary)" --bootstrap "$EDGE_BOOTSTRAP" --rust "$EDGE_PACKAGE" --peer "$bench/peer" \
+  --endpoint "${!endpoint_var}" --ca-file "${!ca_var}" --queue-endpoint "$AWS_ENDPOINT_URL" \
+  --link "{\"delay\": \"105ms\", \"jitter\": \"0-10ms\", \"idle_timeout\": \"$idle_timeout\", \"tls\": true}" \
+  --out "$work/distance.json"
+"$root/target/debug/aws-wire" check "$work/wire.jsonl"
+"$root/.venv/bin/python" - "$out" "$work/distance.json" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))
+results["distance"] = json.load(open(sys.argv[2]))
+open(sys.argv[1], "w").write(json.dumps(results, indent=2) + "\n")
+PY
 echo "edge bench: results in $out" >&2
