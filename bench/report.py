@@ -626,7 +626,37 @@ def edge_section(e, plt, out, figures):
     if name:
         figures.append(name)
         lines += [f"![Edge hook latency distribution]({name})", ""]
+    if "distance" in e:
+        lines += distance_section(e["distance"])
     return lines
+
+
+def distance_section(d):
+    """The edge hook at a real distance (bench/edge/distance.py)."""
+    link = d["link"]
+    lines = ["### Edge hook at a real distance", "",
+             f"Both handlers packaged and run by the emulator, each runtime frozen (SIGSTOP) between invocations as "
+             f"Lambda freezes a sandbox; SQS over HTTPS through the WAN link of test-support ({link.get('delay')} one "
+             f"way plus {link.get('jitter')} jitter each way, about {d['rtt_ms']:.0f} ms round trip, the TLS handshake "
+             f"behind the delay, idle connections closed after {link.get('idle_timeout')}). Each miss follows the "
+             f"origin group's S3 attempt; sandboxes stay frozen {d['gap_s']:g} s between misses. *Before next*: the "
+             f"message was in the queue after the sandbox stayed frozen {d['settle_s']:g} s, before any other "
+             f"invocation; *eventually*: after {d['later_invocations']} more invocations. *Added*: the miss's "
+             f"invocation less the handler's pass-through invocation (a cold one for the first miss of a fresh "
+             f"sandbox). Idle: {d['idle_s']:.0f} s frozen.", ""]
+    rows = []
+    for budget, by_name in d["budgets"].items():
+        for name, kinds in by_name.items():
+            for kind in ("rust", "peer"):
+                r = kinds[kind]
+                rows.append([budget, {"fresh": "first miss of a fresh sandbox", "later": "later misses",
+                                      "idle": f"miss after {d['idle_s']:.0f} s idle"}[name],
+                             "**ours**" if kind == "rust" else "Node.js peer", str(r["misses"]),
+                             f"{r['share_before_next_invocation']:.1%}", f"{r['share_eventually']:.1%}",
+                             f"{fmt(r['added_ms']['p50'], 1)} / {fmt(r['added_ms']['p99'], 1)}"])
+    lines += table(["budget", "misses", "hook", "n", "enqueued before next", "enqueued eventually",
+                    "added ms, p50 / p99"], rows)
+    return lines + [""]
 
 
 def images_section(images, pixels, plt, out, figures):
