@@ -20,12 +20,12 @@ use shared::cloudfront::Event;
 use shared::metrics::{Metric, Metrics};
 use shared::Failure;
 use time::OffsetDateTime;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::error::EdgeError;
 use crate::plan::{plan, Action, Backfill, Reply, SkipReason};
-use crate::queue::{send_until, BackfillQueue, DETACHED_FOR};
+use crate::queue::{send_until, BackfillQueue, Progress, DETACHED_FOR};
 use crate::repeat::RepeatFilter;
 
 /// The CloudWatch namespace of the hook's metrics, beside the other functions'.
@@ -161,12 +161,12 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
         }
         let give_up_at = tokio::time::Instant::now() + DETACHED_FOR;
         let message = backfill.message.clone();
-        let written = Arc::new(Notify::new());
+        let progress = Arc::new(Progress::default());
         let result = if self.core.in_flight.load(Ordering::SeqCst) >= MAX_DETACHED {
             // Too many sends are already going unwaited: this one ends with its budget.
             tokio::time::timeout(
                 time_left,
-                send_until(&self.core.queue, &message, give_up_at, &written),
+                send_until(&self.core.queue, &message, give_up_at, &progress),
             )
             .await
             .unwrap_or(Err(EdgeError::Timeout(time_left)))
@@ -174,11 +174,11 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
             let (answer, mut answered) = oneshot::channel();
             let in_flight = InFlight::start(Arc::clone(&self.core));
             let key = repeat_key.clone();
-            let signal = written.clone();
+            let sending = progress.clone();
             tokio::spawn(
                 async move {
                     let core = &in_flight.0;
-                    let result = send_until(&core.queue, &message, give_up_at, &signal).await;
+                    let result = send_until(&core.queue, &message, give_up_at, &sending).await;
                     if let Err(result) = answer.send(result) {
                         // Nobody waits any more: this is the send's end, to report.
                         core.finish_unwaited(&key, result, started.elapsed());
@@ -191,7 +191,8 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
             let wait = tokio::select! {
                 biased;
                 answer = &mut answered => Wait::Answered(answer),
-                () = written.notified() => Wait::Written,
+                () = progress.written.notified() => Wait::Written,
+                () = progress.struggling.notified() => Wait::OutOfTime,
                 () = &mut budget => Wait::OutOfTime,
             };
             if matches!(wait, Wait::Written) {
@@ -236,7 +237,7 @@ enum Wait {
     Answered(Result<Result<(), EdgeError>, oneshot::error::RecvError>),
     /// The request is on its way; SQS's answer is not in yet.
     Written,
-    /// The budget ran out before the request was on its way.
+    /// The budget ran out, or the retry failed too, before the request was on its way.
     OutOfTime,
 }
 

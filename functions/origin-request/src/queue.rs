@@ -31,30 +31,43 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
 
 pub trait BackfillQueue: Send + Sync {
-    /// One attempt at sending `message`; `written` is notified once the request is on its
-    /// way to SQS over an established connection.
+    /// One attempt at sending `message`; `progress.written` is notified once the request is
+    /// on its way to SQS over an established connection.
     fn send(
         &self,
         message: &OutgoingMessage,
-        written: &Arc<Notify>,
+        progress: &Arc<Progress>,
     ) -> impl Future<Output = Result<(), EdgeError>> + Send;
 }
 
+/// What a send tells whoever waits for it before its end.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// An attempt's request is on its way.
+    pub written: Notify,
+    /// The first retry failed as well: SQS is unreachable or failing for now, and the send goes
+    /// on at the backoff's pace, longer than a viewer should wait.
+    pub struggling: Notify,
+}
+
 /// Sends `message`, retrying a retryable failure with backoff; no attempt starts after
-/// `give_up_at`. `written` is notified when an attempt's request is on its way.
+/// `give_up_at`.
 pub async fn send_until<Q: BackfillQueue>(
     queue: &Q,
     message: &OutgoingMessage,
     give_up_at: Instant,
-    written: &Arc<Notify>,
+    progress: &Arc<Progress>,
 ) -> Result<(), EdgeError> {
     let mut retries = 0;
     loop {
-        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message, written))
+        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message, progress))
             .await
             .unwrap_or(Err(EdgeError::Timeout(ATTEMPT_TIMEOUT)));
         match result {
             Err(err) if err.is_retryable() => {
+                if retries == 1 {
+                    progress.struggling.notify_one();
+                }
                 let pause = RETRY.full_jitter(retries);
                 if Instant::now() + pause >= give_up_at {
                     return Err(err);
@@ -120,7 +133,7 @@ pub(crate) mod fake {
         async fn send(
             &self,
             message: &OutgoingMessage,
-            written: &Arc<Notify>,
+            progress: &Arc<Progress>,
         ) -> Result<(), EdgeError> {
             self.attempts.lock().unwrap().push(message.clone());
             let answer = self
@@ -130,14 +143,14 @@ pub(crate) mod fake {
                 .pop_front()
                 .unwrap_or(Answer::Accept);
             match answer {
-                Answer::Accept => written.notify_one(),
+                Answer::Accept => progress.written.notify_one(),
                 Answer::Unanswered(delay) => {
-                    written.notify_one();
+                    progress.written.notify_one();
                     tokio::time::sleep(delay).await;
                 }
                 Answer::Hang(delay) => {
                     tokio::time::sleep(delay).await;
-                    written.notify_one();
+                    progress.written.notify_one();
                 }
                 Answer::Fail { retryable, after } => {
                     tokio::time::sleep(after).await;
@@ -176,8 +189,8 @@ mod tests {
         }
     }
 
-    fn signal() -> Arc<Notify> {
-        Arc::new(Notify::new())
+    fn signal() -> Arc<Progress> {
+        Arc::default()
     }
 
     fn in_a_minute() -> Instant {

@@ -22,11 +22,11 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
 use crate::error::EdgeError;
 use crate::plan::OutgoingMessage;
-use crate::queue::BackfillQueue;
+use crate::queue::{BackfillQueue, Progress};
 
 /// The region for a queue URL that names none (a local stand-in's).
 pub const FALLBACK_REGION: &str = "us-east-1";
@@ -73,7 +73,13 @@ impl SqsQueue {
 
 /// Puts the request's body behind [`Signalling`], for one request.
 #[derive(Debug)]
-struct SignalWhenWritten(std::sync::Mutex<Option<Arc<Notify>>>);
+struct SignalWhenWritten(std::sync::Mutex<Option<Arc<Progress>>>);
+
+impl SignalWhenWritten {
+    fn new(progress: &Arc<Progress>) -> Self {
+        SignalWhenWritten(std::sync::Mutex::new(Some(progress.clone())))
+    }
+}
 
 impl Intercept for SignalWhenWritten {
     fn name(&self) -> &'static str {
@@ -107,7 +113,7 @@ impl Intercept for SignalWhenWritten {
 /// A body in memory that signals when the HTTP client takes it to write.
 struct Signalling {
     bytes: Option<Bytes>,
-    signal: Option<Arc<Notify>>,
+    signal: Option<Arc<Progress>>,
 }
 
 impl http_body::Body for Signalling {
@@ -119,8 +125,8 @@ impl http_body::Body for Signalling {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(signal) = this.signal.take() {
-            signal.notify_one();
+        if let Some(progress) = this.signal.take() {
+            progress.written.notify_one();
         }
         Poll::Ready(this.bytes.take().map(|bytes| Ok(Frame::data(bytes))))
     }
@@ -138,7 +144,7 @@ impl BackfillQueue for SqsQueue {
     async fn send(
         &self,
         message: &OutgoingMessage,
-        written: &Arc<Notify>,
+        progress: &Arc<Progress>,
     ) -> Result<(), EdgeError> {
         let region = message
             .queue
@@ -157,9 +163,7 @@ impl BackfillQueue for SqsQueue {
         }
         request
             .customize()
-            .interceptor(SignalWhenWritten(std::sync::Mutex::new(Some(
-                written.clone(),
-            ))))
+            .interceptor(SignalWhenWritten::new(progress))
             .send()
             .await
             .map_err(|err| shared::Error::aws("SendMessage", err))?;
@@ -240,12 +244,15 @@ mod tests {
             body: r#"{"hello":"edge"}"#.into(),
             fifo: None,
         };
-        let written = Arc::new(Notify::new());
-        queue.send(&message, &written).await.unwrap();
+        let progress = Arc::new(Progress::default());
+        queue.send(&message, &progress).await.unwrap();
         // The request said when it was handed to the connection.
-        tokio::time::timeout(std::time::Duration::from_millis(1), written.notified())
-            .await
-            .expect("no written signal");
+        tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            progress.written.notified(),
+        )
+        .await
+        .expect("no written signal");
         let received = receive_all(&admin, &url).await;
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].body(), Some(r#"{"hello":"edge"}"#));
@@ -266,10 +273,7 @@ mod tests {
                 body: body.into(),
                 fifo: Some(fifo.clone()),
             };
-            queue
-                .send(&message, &Arc::new(Notify::new()))
-                .await
-                .unwrap();
+            queue.send(&message, &Arc::default()).await.unwrap();
         }
         let received = receive_all(&admin, &url).await;
         assert_eq!(received.len(), 1);
@@ -296,10 +300,7 @@ mod tests {
             body: "x".into(),
             fifo: None,
         };
-        let err = queue
-            .send(&message, &Arc::new(Notify::new()))
-            .await
-            .unwrap_err();
+        let err = queue.send(&message, &Arc::default()).await.unwrap_err();
         assert!(!err.is_retryable(), "{err}");
     }
 }

@@ -539,6 +539,26 @@ async fn a_send_that_fails_after_the_budget_is_reported_and_forgotten() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unreachable_queue_is_waited_for_one_retry_not_the_budget() {
+    let unreachable = Answer::Fail {
+        retryable: true,
+        after: Duration::from_millis(2),
+    };
+    let (hook, lines) = hook(FakeQueue::answering(&[unreachable; 4]));
+    let started = tokio::time::Instant::now();
+    let (_, outcome) = hook.handle(event(&value(DOMESTIC))).await.unwrap();
+    // Two attempts and the pause between them (at most 20 ms), not the 300 ms budget.
+    assert!(started.elapsed() < Duration::from_millis(30), "{:?}", started.elapsed());
+    assert!(matches!(outcome, Outcome::Detached { .. }), "{outcome:?}");
+    assert_eq!(hook.queue().attempts(), 2);
+    // The send goes on at the backoff's pace and gets through.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(hook.queue().attempts(), 5);
+    assert_eq!(hook.queue().accepted().len(), 1);
+    assert_eq!(lines.metrics().last().unwrap().0, "BackfillEnqueued");
+}
+
+#[tokio::test(start_paused = true)]
 async fn unwaited_sends_are_bounded() {
     let hang = Answer::Hang(Duration::from_secs(3600));
     // Enough hangs for every attempt: each unwaited send tries again every ATTEMPT_TIMEOUT.
