@@ -52,8 +52,9 @@ Rules (their names are what the findings and the tests use):
   edge-region             a template with an edge function without a rule that holds in us-east-1
                           only, or a nested edge stack outside us-east-1
   edge-dashboard          the hook's metrics (names, dimension sets, Reason values, read from the
-                          hook's sources) missing from the edge dashboard in an edge region, or a
-                          dashboard row the hook never emits
+                          hook's Rust sources and its JavaScript handler; a failed send's reasons
+                          only for the errors its send path can end with) missing from the edge
+                          dashboard in an edge region, or a dashboard row the hook never emits
   edge-alarm              no alarm on BackfillSendFailed summing every reason the hook emits
 
   policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
@@ -1244,6 +1245,14 @@ EDGE_CONFIG = "functions/origin-request/src/config.rs"
 EDGE_HOOK = "functions/origin-request/src/hook.rs"
 EDGE_ERRORS = "functions/origin-request/src/error.rs"
 EDGE_PLAN = "functions/origin-request/src/plan.rs"
+EDGE_HANDLER = "functions/origin-request/handler/index.js"
+# Where a send's error comes from: the functions that end a send (hook.rs) or retry it (queue.rs),
+# and the queue adapter (sqs.rs, all of its non-test code).
+EDGE_SEND_PATH = {
+    "functions/origin-request/src/hook.rs": ["enqueue", "finish_unwaited"],
+    "functions/origin-request/src/queue.rs": ["send_until"],
+    "functions/origin-request/src/sqs.rs": [],
+}
 SHARED_CONFIG = "shared/src/config.rs"
 SHARED_METRICS = "shared/src/metrics.rs"
 # CloudFront API reference, CustomOriginConfig HTTPPort/HTTPSPort: 80, 443, or 1024 to 65535.
@@ -1260,7 +1269,7 @@ MILLIS = {"millis": 1, "secs": 1000}
 
 def _rust_fn_body(src, name):
     """The text of `fn name` up to its closing brace at the same indentation."""
-    m = re.search(rf"^([ \t]*)(?:pub(?:\([a-z]+\))? )?fn {name}\b[^\n]*\{{\n", src, re.M)
+    m = re.search(rf"^([ \t]*)(?:pub(?:\([a-z]+\))? )?(?:async )?fn {name}\b[^{{;]*\{{\n", src, re.M)
     if not m:
         raise ValueError(f"no fn {name}")
     end = re.compile(rf"^{m.group(1)}\}}", re.M).search(src, m.end())
@@ -1427,35 +1436,82 @@ def rule_edge_region(template, label, scenario_list):
                 yield Finding("edge-region", name, f"the edge stack is nested in {scenario.region}", scenario.name)
 
 
+def send_failure_reasons(root):
+    """The Reason values a failed send can carry: the arms of EdgeError::reason for the variants
+    the send path (EDGE_SEND_PATH) can end with. The others (no_record, invalid_event, a panic
+    caught by the addon) make the core reject, which the JavaScript handler reports as its own
+    reason."""
+    errors = (root / EDGE_ERRORS).read_text(encoding="utf-8")
+    arms = {}
+    for variant, label in re.findall(r'EdgeError::(\w+)\b[^=\n]*=> "(\w+)"', _rust_fn_body(errors, "reason")):
+        arms.setdefault(variant, []).append(label)
+    converted = dict(re.findall(r"(\w+)\(#\[from\] ([\w:]+)\)", errors))
+    path = ""
+    for name, functions in EDGE_SEND_PATH.items():
+        code, _ = without_test_code(strip_code((root / name).read_text(encoding="utf-8")))
+        path += "".join(_rust_fn_body(code, f) for f in functions) if functions else code
+    variants = set(re.findall(r"EdgeError::(\w+)", path))
+    # A `?` on the source type of a #[from] variant ends the send with that variant.
+    variants |= {v for v, source in converted.items() if re.search(rf"\b{re.escape(source)}\b.*\?", path)}
+    reasons = [label for variant, labels in arms.items() if variant in variants for label in labels]
+    if not reasons:
+        raise ValueError(f"could not read the send's errors from {', '.join(EDGE_SEND_PATH)}")
+    return reasons
+
+
+def handler_metrics(root):
+    """What the JavaScript handler emits when the core cannot answer: (namespace, metric, its
+    dimension names, Reason values: each `reason: '...'` it attaches and its `?? '...'` default)."""
+    src = (root / EDGE_HANDLER).read_text(encoding="utf-8")
+    namespace = re.search(r"Namespace: '(\w+)'", src)
+    metrics = re.findall(r"Name: '(\w+)', Unit:", src)
+    dimensions = re.search(r"const dimensions = functionName \? \{([^}]*)\}", src)
+    reasons = re.findall(r"\breason: '(\w+)'", src) + re.findall(r"\?\? '(\w+)'", _js_fn_body(src, "failed"))
+    if not (namespace and metrics and dimensions and reasons):
+        raise ValueError(f"could not read the handler's metrics from {EDGE_HANDLER}")
+    names = tuple(re.findall(r"(\w+):", dimensions.group(1)))
+    return namespace.group(1), [(metric, names, tuple(dict.fromkeys(reasons))) for metric in metrics]
+
+
+def _js_fn_body(src, name):
+    m = re.search(rf"^function {name}\b[^\n]*\{{\n", src, re.M)
+    if not m:
+        raise ValueError(f"no function {name}")
+    return src[m.end():re.compile(r"^\}", re.M).search(src, m.end()).start()]
+
+
 def hook_metrics(root):
     """What the hook emits: its namespace, and (metric, dimension names, Reason values or None)
-    for each metric of each emit call, read from the hook's sources."""
-    hook = strip_code((root / EDGE_HOOK).read_text(encoding="utf-8"))
+    for each metric of each emit call, read from the hook's sources, and from the JavaScript
+    handler's when the core cannot answer."""
     raw_hook = (root / EDGE_HOOK).read_text(encoding="utf-8")
     namespace = re.search(r'METRICS_NAMESPACE: &str = "([^"]+)"', raw_hook).group(1)
     metrics_src = (root / SHARED_METRICS).read_text(encoding="utf-8")
     fixed = re.findall(r'with_dimension\("(\w+)", name\)', _rust_fn_body(metrics_src, "for_function"))
     sources = {
         "label": re.findall(r'=> "(\w+)"', _rust_fn_body((root / EDGE_PLAN).read_text(encoding="utf-8"), "label")),
-        "reason": re.findall(r'=> "(\w+)"', _rust_fn_body((root / EDGE_ERRORS).read_text(encoding="utf-8"), "reason")),
+        "reason": send_failure_reasons(root),
     }
-    report = _rust_fn_body(raw_hook, "report")
     emitted = []
-    arms = re.split(r"\n\s*Outcome::", report)
-    for arm in arms:
-        for call in re.finditer(r"self\.emit\(\s*&\[(.*?)\],\s*&\[(.*?)\],?\s*\)", arm, re.S):
+    # Every emit call (a report's, and a detached send's own end), each with the variables of its
+    # match arm or function.
+    for part in re.split(r"\n\s*(?:Outcome::|(?:pub )?fn )", raw_hook):
+        for call in re.finditer(r"self\.emit\(\s*&\[(.*?)\],\s*&\[(.*?)\],?\s*\)", part, re.S):
             dims = re.findall(r'\("(\w+)",\s*(\w+)\)', call.group(1))
             names = tuple(fixed + [d for d, _ in dims])
             values = None
             for dim, variable in dims:
                 if dim == "Reason":
-                    m = re.search(rf"let {variable} = \w+\.(label|reason)\(\)", arm)
+                    m = re.search(rf"let {variable} = \w+\.(label|reason)\(\)", part)
                     values = tuple(sources[m.group(1)]) if m else None
             for metric in re.findall(r'Metric::\w+\("(\w+)"', call.group(2)):
                 emitted.append((metric, names, values))
     if not emitted or not all(values for _, names, values in emitted if "Reason" in names):
         raise ValueError(f"could not read the hook's metrics from {EDGE_HOOK}")
-    return namespace, emitted
+    handler_namespace, handler = handler_metrics(root)
+    if handler_namespace != namespace:
+        raise ValueError(f"{EDGE_HANDLER} emits in {handler_namespace}, {EDGE_HOOK} in {namespace}")
+    return namespace, emitted + handler
 
 
 def dashboard_rows(body):

@@ -578,9 +578,64 @@ class PolicyCheckTest(unittest.TestCase):
         def mutate(t):
             metrics = edge(t)["EdgeSendFailureAlarm"]["Properties"]["Metrics"]
             metrics[:] = [m for m in metrics if m["Id"] != "timeout"]
-            metrics[-1]["Expression"] = "SUM([queue_unavailable, queue_refused, panic, no_record, invalid_event])"
+            metrics[-1]["Expression"] = "SUM([queue_unavailable, queue_refused, panic, addon_unavailable, hook_failed, hook_stuck])"
 
         self.assertCaught("edge-alarm", mutate)
+
+    def test_alarm_missing_a_reason_of_the_handler(self):
+        def mutate(t):
+            metrics = edge(t)["EdgeSendFailureAlarm"]["Properties"]["Metrics"]
+            metrics[:] = [m for m in metrics if m["Id"] != "hook_stuck"]
+            metrics[-1]["Expression"] = "SUM([queue_unavailable, queue_refused, timeout, panic, addon_unavailable, hook_failed])"
+
+        self.assertCaught("edge-alarm", mutate)
+
+    def test_dashboard_without_a_reason_of_the_handler(self):
+        def mutate(t):
+            body = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            body[0] = body[0].replace('"Reason","hook_failed"', '"Reason","hook_error"')
+
+        found = self.assertCaught("edge-dashboard", mutate, message="'Reason': 'hook_failed'")
+        self.assertTrue(any("hook_error" in f.message and "emits no such metric" in f.message for f in found))
+
+    def test_dashboard_without_the_late_enqueues(self):
+        def mutate(t):
+            body = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            body[0] = body[0].replace('"BackfillEnqueuedLate"', '"BackfillEnqueued"')
+
+        self.assertCaught("edge-dashboard", mutate, message="no BackfillEnqueuedLate")
+
+    def test_dashboard_with_a_reason_no_send_ends_with(self):
+        def mutate(t):
+            body = edge(t)["EdgeDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            body[0] = body[0].replace('"Reason","addon_unavailable"', '"Reason","no_record"')
+
+        self.assertCaught("edge-dashboard", mutate, message="'no_record'}")
+
+    def test_reason_added_to_the_handler(self):
+        found = self.findings_with_sources({
+            "functions/origin-request/handler/index.js": ("reason: 'hook_stuck'", "reason: 'core_stuck'"),
+        })
+        self.assertTrue(any(f.rule == "edge-dashboard" and "'Reason': 'core_stuck'" in f.message for f in found),
+                        [str(f) for f in found])
+        self.assertIn("edge-alarm", {f.rule for f in found})
+
+    def test_default_reason_of_the_handler(self):
+        found = self.findings_with_sources({
+            "functions/origin-request/handler/index.js": ("?? 'hook_failed'", "?? 'hook_error'"),
+        })
+        self.assertTrue(any(f.rule == "edge-dashboard" and "'Reason': 'hook_error'" in f.message for f in found),
+                        [str(f) for f in found])
+
+    def test_send_ending_with_another_error(self):
+        found = self.findings_with_sources({
+            "functions/origin-request/src/hook.rs": (
+                'Ok(Err(_)) => Err(EdgeError::Panic("the send ended without an answer".into()))',
+                'Ok(Err(_)) => Err(EdgeError::InvalidEvent("the send ended without an answer".into()))'),
+        })
+        messages = [f.message for f in found if f.rule == "edge-dashboard"]
+        self.assertTrue(any("no BackfillSendFailed" in m and "'invalid_event'" in m for m in messages), messages)
+        self.assertTrue(any("'panic'" in m and "emits no such metric" in m for m in messages), messages)
 
     def test_alarm_not_summing_every_reason(self):
         def mutate(t):
