@@ -304,7 +304,9 @@ class Suite:
         invoke(self.args.refused, self.marked("origin-request-post"))
         reply, elapsed = invoke(self.args.refused, event)
         expect_equal(reply, stripped_request(event), "reply")
-        expect(elapsed < DEFAULT_BUDGET + SLACK, f"took {elapsed * 1000:.0f} ms")
+        # Once the retry has failed too the viewer goes on (the send carries on without it): no
+        # waiting out the budget.
+        expect(elapsed < DEFAULT_BUDGET - 0.050, f"took {elapsed * 1000:.0f} ms")
         print(f"  refused SQS: request back in {elapsed * 1000:.1f} ms", flush=True)
 
     def test_hanging_sqs_costs_the_budget_and_no_more(self):

@@ -219,12 +219,12 @@ class Bench:
         record["keys"].append(key)
         return key
 
-    def settle(self, pairs):
+    def settle(self, pairs, field="before_next"):
         """After the sandboxes stayed frozen for --settle seconds: which keys arrived."""
         time.sleep(self.args.settle)
         arrived = self.arrived()
         for record, key in pairs:
-            record["before_next"].append(key in arrived)
+            record[field].append(key in arrived)
 
     def later_invocations(self, sandboxes, records):
         for _ in range(self.args.later):
@@ -232,12 +232,6 @@ class Bench:
                 _, ms = sandbox.invoke(self.s3_attempt())
                 record["pass_ms"].append(ms)
             time.sleep(self.args.gap)
-
-    def eventually(self, pairs):
-        time.sleep(self.args.settle)
-        arrived = self.arrived()
-        for record, key in pairs:
-            record["eventually"].append(key in arrived)
 
     def fresh(self, rounds, budget):
         records = {kind: new_record() for kind in HANDLERS}
@@ -254,7 +248,7 @@ class Bench:
                     pairs.append((records[kind], self.miss(sandboxes[kind], records[kind], budget, with_s3_attempt=False)))
                 self.settle(pairs)
                 self.later_invocations([sandboxes[k] for k in HANDLERS], [records[k] for k in HANDLERS])
-                self.eventually(pairs)
+                self.settle(pairs, "eventually")
             finally:
                 for sandbox in [*sandboxes.values(), *cold.values()]:
                     sandbox.stop()
@@ -278,7 +272,7 @@ class Bench:
                 for record, key in pairs:
                     record["before_next"].append(key in arrived)
             self.later_invocations([sandboxes[k] for k in HANDLERS], [records[k] for k in HANDLERS])
-            self.eventually([(records[kind], key) for kind in HANDLERS for key in records[kind]["keys"]])
+            self.settle([(records[kind], key) for kind in HANDLERS for key in records[kind]["keys"]], "eventually")
         finally:
             for sandbox in sandboxes.values():
                 sandbox.stop()
@@ -297,7 +291,7 @@ class Bench:
             pairs = [(records[b][s.kind], self.miss(s, records[b][s.kind], b)) for b, s in sandboxes]
             self.settle(pairs)
             self.later_invocations([s for _, s in sandboxes], [records[b][s.kind] for b, s in sandboxes])
-            self.eventually(pairs)
+            self.settle(pairs, "eventually")
         finally:
             for _, sandbox in sandboxes:
                 sandbox.stop()
