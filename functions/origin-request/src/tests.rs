@@ -548,7 +548,11 @@ async fn an_unreachable_queue_is_waited_for_one_retry_not_the_budget() {
     let started = tokio::time::Instant::now();
     let (_, outcome) = hook.handle(event(&value(DOMESTIC))).await.unwrap();
     // Two attempts and the pause between them (at most 20 ms), not the 300 ms budget.
-    assert!(started.elapsed() < Duration::from_millis(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(30),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(matches!(outcome, Outcome::Detached { .. }), "{outcome:?}");
     assert_eq!(hook.queue().attempts(), 2);
     // The send goes on at the backoff's pace and gets through.
