@@ -274,7 +274,7 @@ class Suite:
             expect(secret not in log, f"{secret!r} appears in the handler's logs")
         emf = [json.loads(line) for line in log.splitlines() if line.startswith('{"Backfill')]
         names = {m["Name"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-        for name in ("BackfillEnqueued", "BackfillSendLatency", "BackfillSuppressedRepeat", "BackfillSkipped"):
+        for name in ("BackfillEnqueued", "BackfillViewerWait", "BackfillSuppressedRepeat", "BackfillSkipped"):
             expect(name in names, f"no {name} metric in {sorted(names)}")
         reasons = {doc.get("Reason") for doc in emf if "BackfillSkipped" in doc}
         expect({"method", "invalid_key", "status"} <= reasons, f"skip reasons {reasons}")

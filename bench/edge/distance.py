@@ -104,6 +104,7 @@ class Sandbox:
         else:
             raise RuntimeError(f"the emulator did not start: {self.log_path.read_text()}")
         self.frozen = []
+        self.runtime = []
 
     def _signal(self, sig, pids):
         for pid in pids:
@@ -117,7 +118,11 @@ class Sandbox:
         self.frozen = []
 
     def freeze(self):
-        self.frozen = descendants(self.proc.pid)
+        # The runtime's processes, found once (a scan of /proc takes milliseconds, during which
+        # the runtime would go on running).
+        if not self.runtime:
+            self.runtime = descendants(self.proc.pid)
+        self.frozen = self.runtime
         self._signal(signal.SIGSTOP, self.frozen)
 
     def invoke(self, event):

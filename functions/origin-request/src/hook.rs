@@ -181,7 +181,7 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
                     let result = send_until(&core.queue, &message, give_up_at, &sending).await;
                     if let Err(result) = answer.send(result) {
                         // Nobody waits any more: this is the send's end, to report.
-                        core.finish_unwaited(&key, result, started.elapsed());
+                        core.finish_unwaited(&key, started, result);
                     }
                 }
                 .instrument(tracing::Span::current()),
@@ -225,7 +225,7 @@ impl<Q: BackfillQueue + 'static> Hook<Q> {
         match result {
             Ok(()) => Outcome::Enqueued { latency },
             Err(error) => {
-                self.core.repeats().forget(&repeat_key);
+                self.core.repeats().forget(&repeat_key, started);
                 Outcome::SendFailed { error, latency }
             }
         }
@@ -258,24 +258,29 @@ impl<Q> Drop for InFlight<Q> {
 }
 
 impl<Q: BackfillQueue + 'static> Core<Q> {
-    /// The end of a send the viewer no longer waited for.
-    fn finish_unwaited(&self, repeat_key: &str, result: Result<(), EdgeError>, latency: Duration) {
+    /// The end of a send the viewer no longer waited for. Its time since the miss may span
+    /// freezes: logged, not published as the send's latency.
+    fn finish_unwaited(&self, repeat_key: &str, started: Instant, result: Result<(), EdgeError>) {
+        let since_miss_ms = millis(started.elapsed());
         match result {
             Ok(()) => {
-                let latency_ms = millis(latency);
-                tracing::info!(latency_ms, "backfill enqueued after the viewer went on");
+                tracing::info!(since_miss_ms, "backfill enqueued after the viewer went on");
                 self.emit(
                     &[],
                     &[
                         Metric::count("BackfillEnqueued", 1),
                         Metric::count("BackfillEnqueuedLate", 1),
-                        Metric::millis("BackfillSendLatency", latency_ms),
                     ],
                 );
             }
             Err(error) => {
-                self.repeats().forget(repeat_key);
-                self.report(&Outcome::SendFailed { error, latency });
+                self.repeats().forget(repeat_key, started);
+                let reason = error.reason();
+                tracing::warn!(since_miss_ms, reason, error = %error, "backfill not enqueued after the viewer went on");
+                self.emit(
+                    &[("Reason", reason)],
+                    &[Metric::count("BackfillSendFailed", 1)],
+                );
             }
         }
     }

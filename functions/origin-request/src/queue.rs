@@ -22,10 +22,15 @@ use crate::plan::OutgoingMessage;
 /// it at its next invocation, and a backfill minutes late still saves every later viewer a trip
 /// to the domestic origin. Past this the next miss of the object enqueues it afresh.
 pub const DETACHED_FOR: Duration = Duration::from_secs(300);
-/// One attempt's bound: a new connection, a TLS handshake and the request take three round trips,
-/// under a second between the farthest regions; an attempt on a connection whose peer vanished
-/// would otherwise wait for TCP to give up (minutes).
+/// One attempt's bound, in time the sandbox was awake (see [`awake_for`]): a new connection, a
+/// TLS handshake and the request take three round trips, under a second between the farthest
+/// regions; an attempt on a connection whose peer vanished would otherwise wait for TCP to give up
+/// (minutes).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The step of [`awake_for`]'s clock.
+const AWAKE_TICK: Duration = Duration::from_millis(100);
+/// A tick late by more than this spanned a freeze.
+const FREEZE_SIGN: Duration = Duration::from_millis(100);
 /// The pause before each retry: the first 0 to 20 ms, as before the budget runs out, then doubling
 /// to 2 s; jittered so a crowd of sandboxes does not retry in step.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
@@ -60,9 +65,11 @@ pub async fn send_until<Q: BackfillQueue>(
 ) -> Result<(), EdgeError> {
     let mut retries = 0;
     loop {
-        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, queue.send(message, progress))
-            .await
-            .unwrap_or(Err(EdgeError::Timeout(ATTEMPT_TIMEOUT)));
+        let result = tokio::select! {
+            biased;
+            result = queue.send(message, progress) => result,
+            () = awake_for(ATTEMPT_TIMEOUT) => Err(EdgeError::Timeout(ATTEMPT_TIMEOUT)),
+        };
         match result {
             Err(err) if err.is_retryable() => {
                 if retries == 1 {
@@ -78,6 +85,25 @@ pub async fn send_until<Q: BackfillQueue>(
             }
             done => return done,
         }
+    }
+}
+
+/// Ends once `limit` has passed while the process was running. Lambda freezes a sandbox between
+/// invocations and the monotonic clock runs on meanwhile, so a plain timer would fire at the
+/// thaw, before the answer that came during the freeze is read: a tick that took far longer than
+/// asked for spanned a freeze and does not count.
+pub async fn awake_for(limit: Duration) {
+    let mut awake = Duration::ZERO;
+    while awake < limit {
+        let tick = AWAKE_TICK.min(limit - awake);
+        let started = Instant::now();
+        tokio::time::sleep(tick).await;
+        let took = started.elapsed();
+        if took < tick + FREEZE_SIGN {
+            awake += took;
+        }
+        // What woke with the thaw (the connection's task reading the answer) goes first.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -234,6 +260,24 @@ mod tests {
         // 2 s at most between attempts once the backoff has grown.
         assert!(queue.attempts() >= 15, "{}", queue.attempts());
         assert!(queue.accepted().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freeze_does_not_count_as_time_awake() {
+        let started = Instant::now();
+        let waited = async {
+            awake_for(Duration::from_secs(1)).await;
+            started.elapsed()
+        };
+        // Lambda's freeze, as the clock sees it: 30 s pass at once, 350 ms in.
+        let freeze = async {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            tokio::time::advance(Duration::from_secs(30)).await;
+        };
+        let (elapsed, ()) = tokio::join!(waited, freeze);
+        // The second awake before and after the freeze, the freeze not counted.
+        assert!(elapsed >= Duration::from_secs(31), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(32), "{elapsed:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -44,9 +44,12 @@ impl RepeatFilter {
         self.sent.put(key, now);
     }
 
-    /// Forgets `key`: its send failed, so the next miss sends it again.
-    pub fn forget(&mut self, key: &str) {
-        self.sent.pop(key);
+    /// Forgets `key` as recorded at `at`: its send failed, so the next miss sends it again. A
+    /// later record of the key (a send after the window) stays.
+    pub fn forget(&mut self, key: &str, at: Instant) {
+        if self.sent.peek(key) == Some(&at) {
+            self.sent.pop(key);
+        }
     }
 
     #[cfg(test)]
@@ -70,8 +73,13 @@ mod tests {
         assert!(filter.is_repeat("b/a.jpg", start + Duration::from_secs(59), WINDOW));
         assert!(!filter.is_repeat("b/a.jpg", start + WINDOW, WINDOW));
         assert!(!filter.is_repeat("b/other.jpg", start, WINDOW));
-        filter.forget("b/a.jpg");
-        assert!(!filter.is_repeat("b/a.jpg", start, WINDOW));
+        // Only the record it made is forgotten by a failed send.
+        let later = start + WINDOW;
+        filter.record("b/a.jpg".into(), later);
+        filter.forget("b/a.jpg", start);
+        assert!(filter.is_repeat("b/a.jpg", later, WINDOW));
+        filter.forget("b/a.jpg", later);
+        assert!(!filter.is_repeat("b/a.jpg", later, WINDOW));
     }
 
     #[test]

@@ -60,9 +60,18 @@ impl SqsQueue {
         if let Some(client) = clients.get(region) {
             return client.clone();
         }
+        // No SDK timeouts and no upload stall protection: their clock runs on while Lambda keeps
+        // the sandbox frozen, so they would fire at the thaw and cut a handshake or a request
+        // whose answer was already waiting in the socket. Each attempt is bounded by the time
+        // the sandbox was awake instead (crate::queue); the stall protection would also lose
+        // track of the body the written signal puts in place.
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .retry_config(RetryConfig::disabled())
+            .timeout_config(aws_config::timeout::TimeoutConfig::disabled())
+            .stalled_stream_protection(
+                aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+            )
             .load()
             .await;
         let client = shared::aws::sqs_client(&config);

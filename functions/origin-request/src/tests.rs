@@ -490,7 +490,8 @@ async fn a_slow_queue_costs_the_budget_and_the_send_goes_on() {
     let late = &lines.documents()[2];
     assert_eq!(late["BackfillEnqueued"].as_f64(), Some(1.0));
     assert_eq!(late["BackfillEnqueuedLate"].as_f64(), Some(1.0));
-    assert!(late["BackfillSendLatency"].as_f64().unwrap() >= 0.0);
+    // Its time since the miss may span freezes: not a send latency.
+    assert!(late.get("BackfillSendLatency").is_none(), "{late}");
 }
 
 #[tokio::test(start_paused = true)]
