@@ -63,6 +63,7 @@ Rules (their names are what the findings and the tests use):
 """
 import argparse
 import copy
+import functools
 import itertools
 import json
 import re
@@ -819,8 +820,10 @@ def _skip_string(src, i):
     return j + 1
 
 
+@functools.lru_cache(maxsize=None)
 def strip_code(src):
-    """Rust source with comments and string literals blanked, so braces and calls can be found."""
+    """Rust source with comments and string literals blanked, so braces and calls can be found.
+    Cached by text: every scenario of every test reads the same sources."""
     out = []
     i = 0
     n = len(src)
@@ -854,13 +857,14 @@ def strip_code(src):
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=None)
 def without_test_code(code):
     """Drops items under #[cfg(test)]; returns (code, names of `mod x;` test modules)."""
     test_modules = []
     while True:
         m = re.search(r"#\[cfg\(test\)\]", code)
         if not m:
-            return code, test_modules
+            return code, tuple(test_modules)
         start, i = m.start(), m.end()
         semi, brace = code.find(";", i), code.find("{", i)
         if brace < 0 or (0 <= semi < brace):
@@ -1352,43 +1356,59 @@ def accepts(spec, value):
     return allowed is None or value in {str(v) for v in allowed}
 
 
+@functools.lru_cache(maxsize=None)
+def _duration_findings(spec_json, units_json, low, high):
+    """What rule_edge_parameters says of one duration parameter (its spec as JSON): cached, since
+    every test's check walks the same hundred thousand samples through the same patterns."""
+    spec, units = json.loads(spec_json), json.loads(units_json)
+    found = []
+    if str(spec.get("Default", "")) and not accepts(spec, str(spec["Default"])):
+        found.append(f"its default {spec['Default']!r} does not match its pattern")
+    for value in duration_samples(units):
+        millis = parse_duration(value, units)
+        hook_ok = millis is not None and (low is None or millis >= low) and (high is None or millis <= high)
+        if accepts(spec, value) and not hook_ok:
+            found.append(f"accepts {value!r}, which the hook refuses")
+            break
+        # Within five digits (the templates' length limit), every value the hook takes has its
+        # plain form accepted.
+        if hook_ok and canonical_duration(value, units) and len(value.rstrip("abcdefghijklmnopqrstuvwxyz")) <= 5 \
+                and not accepts(spec, value):
+            found.append(f"refuses {value!r}, which the hook accepts")
+            break
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=None)
+def _port_findings(spec_json):
+    spec = json.loads(spec_json)
+    found = []
+    for port in range(0, 70001):
+        if accepts(spec, str(port)) != (port in CLOUDFRONT_PORTS):
+            verb = "accepts" if port not in CLOUDFRONT_PORTS else "refuses"
+            found.append(f"{verb} {port}; CloudFront allows 80, 443 and 1024-65535")
+            break
+    for value in ("080", "+443", " 443", "443 ", "443.0", ""):
+        if accepts(spec, value):
+            found.append(f"accepts {value!r}")
+    return tuple(found)
+
+
 def rule_edge_parameters(templates, root):
-    units = duration_units(root)
+    units = json.dumps(duration_units(root), sort_keys=True)
     budget = hook_duration_bounds(root, "SEND_BUDGET")
     window = hook_duration_bounds(root, "REPEAT_WINDOW")
-    samples = list(duration_samples(units))
     for label, template in templates.items():
         params = template.get("Parameters", {})
         for name, (low, high) in (("EdgeSendBudget", budget), ("EdgeRepeatWindow", window)):
             spec = params.get(name)
-            if spec is None:
-                continue
-            where = f"{label}/{name}"
-            if str(spec.get("Default", "")) and not accepts(spec, str(spec["Default"])):
-                yield Finding("edge-durations", where, f"its default {spec['Default']!r} does not match its pattern")
-            for value in samples:
-                millis = parse_duration(value, units)
-                hook_ok = millis is not None and (low is None or millis >= low) and (high is None or millis <= high)
-                if accepts(spec, value) and not hook_ok:
-                    yield Finding("edge-durations", where, f"accepts {value!r}, which the hook refuses")
-                    break
-                # Within five digits (the templates' length limit), every value the hook takes has
-                # its plain form accepted.
-                if hook_ok and canonical_duration(value, units) and len(value.rstrip("abcdefghijklmnopqrstuvwxyz")) <= 5 \
-                        and not accepts(spec, value):
-                    yield Finding("edge-durations", where, f"refuses {value!r}, which the hook accepts")
-                    break
+            if spec is not None:
+                for message in _duration_findings(json.dumps(spec, sort_keys=True), units, low, high):
+                    yield Finding("edge-durations", f"{label}/{name}", message)
         spec = params.get("DomesticOriginPort")
         if spec is not None:
-            where = f"{label}/DomesticOriginPort"
-            for port in range(0, 70001):
-                if accepts(spec, str(port)) != (port in CLOUDFRONT_PORTS):
-                    verb = "accepts" if port not in CLOUDFRONT_PORTS else "refuses"
-                    yield Finding("origin-port", where, f"{verb} {port}; CloudFront allows 80, 443 and 1024-65535")
-                    break
-            for value in ("080", "+443", " 443", "443 ", "443.0", ""):
-                if accepts(spec, value):
-                    yield Finding("origin-port", where, f"accepts {value!r}")
+            for message in _port_findings(json.dumps(spec, sort_keys=True)):
+                yield Finding("origin-port", f"{label}/DomesticOriginPort", message)
         spec = params.get("DomesticOriginPath")
         if spec is not None:
             where = f"{label}/DomesticOriginPath"
