@@ -87,6 +87,15 @@ SAMPLE_VALUES = {
     "BackfillQueueArn": f"arn:aws:sqs:ap-southeast-1:{ACCOUNT}:backfill",
 }
 
+# Free-form parameters whose values change the resources: each is a scenario too.
+EXTRA_VALUES = {
+    "OriginSecret": ["create", f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:origin-AbCdEf"],
+    "OriginSecretArn": [f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:origin-AbCdEf"],
+    "OriginSecretVersion": ["0f4d5e6a-1b2c-4d3e-8f90-a1b2c3d4e5f6"],
+}
+# Choice parameters the rules walk themselves (rule_ttl: every pair), not as scenarios.
+OWN_WALK = {"DefaultTtl", "MaxTtl"}
+
 VISIBILITY_FACTOR = 6
 MAX_RECEIVE_COUNT = 5
 FAILOVER_CODES = {403, 404, 500, 502, 503, 504}
@@ -96,7 +105,7 @@ ESM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttribute
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # Lambda@Edge replicas create their log groups in the regions they run in.
 EDGE_LOG_ACTIONS = LOG_ACTIONS | {"logs:CreateLogGroup"}
-DATA_PLANE_SERVICES = {"s3", "sqs", "dynamodb", "logs", "lambda", "sns", "kms"}
+DATA_PLANE_SERVICES = {"s3", "sqs", "dynamodb", "logs", "lambda", "sns", "kms", "secretsmanager"}
 
 # SDK operation (the Rust fluent method) -> (service, API name, IAM actions it needs).
 # HeadObject and GetObject answer 404 for a missing key only with s3:ListBucket (403 without), and
@@ -129,6 +138,7 @@ OPERATIONS = {
     "list_parts": ("s3", "ListParts", {"s3:ListMultipartUploadParts"}),
     "list_object_versions": ("s3", "ListObjectVersions", {"s3:ListBucketVersions"}),
     "publish": ("sns", "Publish", {"sns:Publish"}),
+    "get_secret_value": ("secretsmanager", "GetSecretValue", {"secretsmanager:GetSecretValue"}),
 }
 API_ACTIONS = {f"{svc}:{api}": actions for svc, api, actions in OPERATIONS.values()}
 # A GetObject or HeadObject with a version id (a setter given a value, not the answer's getter)
@@ -317,6 +327,7 @@ class Scenario:
         "Fn::And": lambda self, a: all(self.eval(v) for v in a),
         "Fn::Or": lambda self, a: any(self.eval(v) for v in a),
         "Fn::Not": lambda self, a: not self.eval(a[0]),
+        "Fn::Contains": lambda self, a: str(self.eval(a[1])) in [str(v) for v in self.eval(a[0])],
         "Condition": lambda self, a: self.condition(a),
     }
 
@@ -361,7 +372,9 @@ def scenarios(template, label):
             raise ValueError(f"{label}: parameter {name} has no default and no sample value")
     variants = [("defaults", {})]
     for name, spec in params.items():
-        for value in spec.get("AllowedValues", []):
+        if name in OWN_WALK:
+            continue
+        for value in list(spec.get("AllowedValues", [])) + EXTRA_VALUES.get(name, []):
             if str(value) != defaults[name]:
                 variants.append((f"{name}={value}", {name: str(value)}))
     for (vname, changes), region in itertools.product(variants, REGIONS):
@@ -552,7 +565,7 @@ def rule_event_sources(resources):
 def dead_letter_targets(resources):
     targets = {}
     for name, res in resources.items():
-        if res["Type"] == "AWS::SQS::Queue":
+        if res["Type"] in ("AWS::SQS::Queue", "AWS::SNS::Subscription"):
             redrive = res["Properties"].get("RedrivePolicy") or {}
             target, _ = ref_name(redrive.get("deadLetterTargetArn"))
             if target:
@@ -630,6 +643,11 @@ def rule_edge(resources):
             yield Finding("edge-function", name, f"timeout over {EDGE_MAX_TIMEOUT}s")
         if res["Type"] == "AWS::Serverless::Function" and not props.get("AutoPublishAlias"):
             yield Finding("edge-function", name, "no AutoPublishAlias: CloudFront needs a numbered version")
+        # Lambda refuses to delete a function CloudFront still has replicas of (for hours after the
+        # distribution lets go), so a rollback or a stack deletion that deletes it fails.
+        if res.get("DeletionPolicy") != "Retain" or res.get("UpdateReplacePolicy") != "Retain":
+            yield Finding("edge-function", name, "not kept (DeletionPolicy and UpdateReplacePolicy Retain): "
+                          "deleting a replicated function fails, and the stack with it")
         if attribute is not None and attribute != "Version":
             yield Finding("edge-function", name, "the distribution is not given a numbered version")
         role, _ = ref_name(props.get("Role"))
@@ -764,6 +782,146 @@ def rule_subscriptions(resources):
             for st in statements(document)
         ):
             yield Finding("topic-subscription", name, f"{policy_name} does not let topic {topic} (by SourceArn) send")
+        # SNS retries a failed delivery, then drops it unless the subscription has a redrive policy.
+        dlq, _ = ref_name((props.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
+        if dlq is None or resources.get(dlq, {}).get("Type") != "AWS::SQS::Queue":
+            yield Finding("topic-subscription", name, "no redrive policy to a queue of this template: SNS drops what it cannot deliver")
+        else:
+            dlq_policy, dlq_document = queue_policies.get(dlq, (None, None))
+            if dlq_policy is None or not any(
+                allows_service(st, "sns.amazonaws.com", "sqs:SendMessage")
+                and any(ref_name(c.get("aws:SourceArn"))[0] == topic for c in (st.get("Condition") or {}).values())
+                for st in statements(dlq_document)
+            ):
+                yield Finding("topic-subscription", name, f"its dead-letter queue {dlq} does not let topic {topic} send")
+        # A queue that also takes the bucket's suffix-filtered notifications takes from the topic
+        # only what those let through.
+        suffixes = notified_suffixes(resources, queue)
+        if suffixes:
+            filtered = subscription_suffixes(props)
+            if filtered is None:
+                yield Finding("topic-subscription", name, f"no filter: {queue} is woken for every object, not only {sorted(suffixes)}")
+            elif filtered != suffixes:
+                yield Finding("topic-subscription", name, f"filters on {sorted(filtered)}, the bucket notifies {queue} of {sorted(suffixes)}")
+
+
+def notified_suffixes(resources, queue):
+    """The key suffixes of the bucket notifications sent to queue."""
+    suffixes = set()
+    for res in resources.values():
+        if res["Type"] != "AWS::S3::Bucket":
+            continue
+        config = res["Properties"].get("NotificationConfiguration") or {}
+        for rule in config.get("QueueConfigurations", []):
+            if ref_name(rule.get("Queue"))[0] == queue:
+                for f in ((rule.get("Filter") or {}).get("S3Key") or {}).get("Rules", []):
+                    if f.get("Name") == "suffix":
+                        suffixes.add(f["Value"])
+    return suffixes
+
+
+def subscription_suffixes(props):
+    """The key suffixes a subscription's body filter lets through; None without one."""
+    policy = props.get("FilterPolicy")
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    if props.get("FilterPolicyScope") != "MessageBody" or not policy:
+        return None
+    key = (((policy.get("Records") or {}).get("s3") or {}).get("object") or {}).get("key") or []
+    return {m["suffix"] for m in key if isinstance(m, dict) and "suffix" in m} or None
+
+
+def rule_notification_case(resources):
+    """S3's suffix filters are case-sensitive: each suffix notified in lower case is notified in
+    upper case too (photo.JPG, IMG.WEBP)."""
+    for name, res in resources.items():
+        if res["Type"] != "AWS::S3::Bucket":
+            continue
+        config = res["Properties"].get("NotificationConfiguration") or {}
+        by_queue = {}
+        for rule in config.get("QueueConfigurations", []):
+            for f in ((rule.get("Filter") or {}).get("S3Key") or {}).get("Rules", []):
+                if f.get("Name") == "suffix":
+                    by_queue.setdefault(ref_name(rule.get("Queue"))[0], set()).add(f["Value"])
+        for queue, suffixes in by_queue.items():
+            for suffix in sorted(suffixes):
+                for other in (suffix.lower(), suffix.upper()):
+                    if other not in suffixes:
+                        yield Finding("notification-case", name, f"notifies {queue} of {suffix} but not of {other}")
+
+
+def rule_data_kept(resources):
+    """What holds data survives a stack deletion and a replacement, but not a failed first deploy:
+    RetainExceptOnCreate, so the retry does not fail on a kept bucket's name. A plain Retain is
+    only for the edge function (rule_edge)."""
+    edge = set(edge_functions(resources))
+    for name, res in resources.items():
+        holds_data = res["Type"] == "AWS::S3::Bucket" or (
+            res["Type"] == "AWS::DynamoDB::Table"
+            and str(((res["Properties"].get("PointInTimeRecoverySpecification") or {})
+                     .get("PointInTimeRecoveryEnabled", ""))).lower() == "true"
+            and not (res["Properties"].get("TimeToLiveSpecification") or {}).get("Enabled"))
+        if holds_data:
+            if res.get("DeletionPolicy") != "RetainExceptOnCreate":
+                yield Finding("data-kept", name, f"DeletionPolicy is {res.get('DeletionPolicy', 'Delete')}, not "
+                              "RetainExceptOnCreate (kept on deletion, removed when the first deploy fails)")
+            if res.get("UpdateReplacePolicy") != "Retain":
+                yield Finding("data-kept", name, "UpdateReplacePolicy is not Retain: a replacement deletes the data")
+        elif res.get("DeletionPolicy") == "Retain" and name not in edge:
+            yield Finding("data-kept", name, "DeletionPolicy Retain: a failed first deploy keeps it, and the retry "
+                          "fails on its name (RetainExceptOnCreate)")
+
+
+def rule_secrets_in_environment(resources):
+    """No secret value in a function's environment (anyone who may read the function's
+    configuration reads it): a function gets a secret's ARN and reads the value itself."""
+    for name, res in resources.items():
+        if res["Type"] not in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            continue
+        variables = ((res["Properties"].get("Environment") or {}).get("Variables")) or {}
+        for var, value in variables.items():
+            if "{{resolve:" in json.dumps(value):
+                yield Finding("secret-environment", f"{name}/{var}", "a dynamic reference puts the secret's value in plain text")
+        arn = variables.get("ORIGIN_SECRET_ARN")
+        if arn is not None and not variables.get("ORIGIN_SECRET_HEADER"):
+            yield Finding("secret-environment", name, "ORIGIN_SECRET_ARN without ORIGIN_SECRET_HEADER")
+
+
+def rule_origin_secret_header(resources):
+    """CloudFront sends the origin secret from Secrets Manager (a dynamic reference resolved at
+    deploy), never from a template value."""
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudFront::Distribution":
+            continue
+        for origin in res["Properties"]["DistributionConfig"].get("Origins", []):
+            for header in origin.get("OriginCustomHeaders", []):
+                if str(header.get("HeaderName", "")).lower().startswith("x-backfill-"):
+                    continue
+                value = str(header.get("HeaderValue", ""))
+                if not value.startswith("{{resolve:secretsmanager:"):
+                    yield Finding("origin-secret", f"{name}/{origin.get('Id')}",
+                                  f"header {header.get('HeaderName')} is a template value, not a Secrets Manager reference")
+
+
+def rule_function_urls(resources):
+    """On the template SAM produces: a NONE function URL has both public permissions (else every
+    call answers 403), an AWS_IAM one none for every principal (else any AWS account may call)."""
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Lambda::Url":
+            continue
+        target, _ = ref_name(res["Properties"].get("TargetFunctionArn"))
+        permissions = [p["Properties"] for p in resources.values()
+                       if p["Type"] == "AWS::Lambda::Permission" and ref_name(p["Properties"].get("FunctionName"))[0] == target]
+        public = [p for p in permissions if p.get("Principal") == "*"]
+        auth = res["Properties"].get("AuthType")
+        if auth == "NONE":
+            if not any(p.get("Action") == "lambda:InvokeFunctionUrl" and p.get("FunctionUrlAuthType") == "NONE" for p in public):
+                yield Finding("function-url", name, "public (NONE) without lambda:InvokeFunctionUrl for every principal: every call answers 403")
+            if not any(p.get("Action") == "lambda:InvokeFunction" and str(p.get("InvokedViaFunctionUrl")).lower() == "true"
+                       for p in public):
+                yield Finding("function-url", name, "public (NONE) without lambda:InvokeFunction through the URL for every principal: every call answers 403")
+        elif public:
+            yield Finding("function-url", name, f"{auth} with a permission for every principal: any AWS account could call it")
 
 
 def rule_alarms(resources):
@@ -1131,7 +1289,11 @@ def required_actions(resources, function, entry):
     """IAM actions a function needs: its SDK calls, its SQS event sources, its logs. Calls only
     presigned to learn a URL (url_only) need none."""
     needed = set()
+    variables = ((resources[function]["Properties"].get("Environment") or {}).get("Variables")) or {}
     for call in entry.get("calls", []):
+        # A call made only when a variable configures it (when_configured: call -> variable).
+        if call in entry.get("when_configured", {}) and entry["when_configured"][call] not in variables:
+            continue
         needed |= API_ACTIONS[call]
     needed |= set(entry.get("extra_actions", []))
     if any(f == function for f, *_ in sqs_event_sources(resources)):
@@ -1200,6 +1362,10 @@ def rule_role_minimum(resources, root, recorded):
                 queue, _ = ref_name(resource)
                 if queue not in event_queues.get(function, set()):
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the function's own queue")
+            for call, variable in entry.get("when_configured", {}).items():
+                configured = ((props.get("Environment") or {}).get("Variables") or {}).get(variable)
+                if action in API_ACTIONS[call] and configured is not None and resource != configured:
+                    yield Finding("role-minimum", at, f"{action} on {resource}, not the {variable} the function reads")
             if service == "logs":
                 log_group = (props.get("LoggingConfig") or {}).get("LogGroup")
                 if log_group and ref_name(log_group)[0] != ref_name(resource)[0]:
@@ -1266,7 +1432,17 @@ CLOUDFRONT_PORTS = {80, 443} | set(range(1024, 65536))
 EDGE_REPLICA_PREFIX = "us-east-1."
 EDGE_REGION = "us-east-1"
 # Parameters the regional stack hands to the nested edge stack whose constraints must agree.
-PASSED_THROUGH = ["DomesticOriginPort", "DomesticOriginPath", "EdgeSendBudget", "EdgeRepeatWindow"]
+PASSED_THROUGH = ["DomesticOriginPort", "DomesticOriginPath", "EdgeSendBudget", "EdgeRepeatWindow", "OriginSecretHeaderName",
+                  "OriginSecretVersion", "DefaultTtl", "MaxTtl"]
+# "Custom headers that CloudFront can't add to origin requests" (CloudFront Developer Guide), and
+# the prefixes it refuses; the hook strips x-backfill-* before a request leaves the edge.
+CLOUDFRONT_REFUSED_HEADERS = [
+    "Cache-Control", "Connection", "Content-Length", "Cookie", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
+    "If-Range", "If-Unmodified-Since", "Max-Forwards", "Pragma", "Proxy-Authorization", "Proxy-Connection", "Range",
+    "Request-Range", "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Via", "X-Real-Ip",
+]
+REFUSED_HEADER_PREFIXES = ["X-Amz-", "X-Edge-", "x-backfill-"]
+GOOD_HEADER_NAMES = ["X-Origin-Verify", "X-Cdn-Secret", "Origin-Auth", "X-Hosted", "Ranges-Ok", "X-Te", "Authorization-Proof", "A"]
 U64_MAX = 2**64 - 1
 MILLIS = {"millis": 1, "secs": 1000}
 
@@ -1429,6 +1605,67 @@ def rule_edge_parameters(templates, root):
             for key in ("Type", "AllowedPattern", "AllowedValues", "MinValue", "MaxValue"):
                 if mine.get(key) != theirs.get(key):
                     yield Finding("pass-through", name, f"{key} differs between the regional and the edge stack")
+
+
+def rule_parameters(templates):
+    """Parameters a deploy can trip on before anything is created."""
+    for label, template in templates.items():
+        params = template.get("Parameters", {})
+        for name, spec in params.items():
+            # sam deploy --guided asks for a NoEcho parameter with hidden input, offers no default,
+            # never saves it and insists on a value: "empty" cannot be chosen.
+            if spec.get("NoEcho"):
+                yield Finding("no-echo", f"{label}/{name}", "NoEcho: a guided deploy cannot leave it empty nor save it")
+        spec = params.get("OriginSecretHeaderName")
+        if spec is not None:
+            where = f"{label}/OriginSecretHeaderName"
+            refused = [n for h in CLOUDFRONT_REFUSED_HEADERS for n in (h, h.lower(), h.upper())]
+            refused += [n for p in REFUSED_HEADER_PREFIXES for n in (p + "Secret", (p + "secret").lower(), (p + "S").upper())]
+            for value in refused:
+                if accepts(spec, value):
+                    yield Finding("origin-header", where, f"accepts {value!r}, which CloudFront refuses or the hook strips")
+            for value in GOOD_HEADER_NAMES + ["x" * 64]:
+                if not accepts(spec, value):
+                    yield Finding("origin-header", where, f"refuses {value!r}")
+            for value in ("", "x" * 65, "X Origin", "X_Origin", "X-Origin:"):
+                if accepts(spec, value):
+                    yield Finding("origin-header", where, f"accepts {value!r}")
+        yield from rule_ttl(template, label)
+
+
+def rule_ttl(template, label):
+    """CloudFront refuses a DefaultTTL above the MaxTTL, and Accept-Encoding in the key of a policy
+    with caching off: the template's rules refuse the first, and MaxTtl 0 turns compression off."""
+    params = template.get("Parameters", {})
+    if "DefaultTtl" not in params or "MaxTtl" not in params:
+        return
+    values = [str(v) for v in params["MaxTtl"].get("AllowedValues", [])]
+    if not values or [str(v) for v in params["DefaultTtl"].get("AllowedValues", [])] != values:
+        yield Finding("ttl", label, "DefaultTtl and MaxTtl are not the same list of values (rules cannot compare numbers)")
+        return
+    base = next(scenarios(template, label)).values
+    rules = (template.get("Rules") or {}).values()
+    for default, maximum in itertools.product(values, values):
+        scenario = Scenario(template, f"{label} DefaultTtl={default} MaxTtl={maximum}",
+                            dict(base, DefaultTtl=default, MaxTtl=maximum), EDGE_REGION)
+        accepted = all(_assertion_holds(scenario, r) for r in rules)
+        if accepted != (int(default) <= int(maximum)):
+            verb = "accepts" if accepted else "refuses"
+            yield Finding("ttl", label, f"{verb} DefaultTtl={default} with MaxTtl={maximum}")
+            return
+    for maximum in ("0", values[-1]):
+        scenario = Scenario(template, f"{label} MaxTtl={maximum}", dict(base, DefaultTtl="0", MaxTtl=maximum), EDGE_REGION)
+        caching = maximum != "0"
+        for name, res in scenario.evaluated_resources().items():
+            if res["Type"] == "AWS::CloudFront::CachePolicy":
+                key = res["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
+                for setting in ("EnableAcceptEncodingGzip", "EnableAcceptEncodingBrotli"):
+                    if str(key.get(setting)).lower() != str(caching).lower():
+                        yield Finding("ttl", f"{label}/{name}", f"{setting} is {key.get(setting)} with MaxTtl={maximum}")
+            if res["Type"] == "AWS::CloudFront::Distribution":
+                compress = res["Properties"]["DistributionConfig"]["DefaultCacheBehavior"].get("Compress")
+                if str(compress).lower() != str(caching).lower():
+                    yield Finding("ttl", f"{label}/{name}", f"Compress is {compress} with MaxTtl={maximum}")
 
 
 def _assertion_holds(scenario, rule):
@@ -1602,7 +1839,54 @@ def rule_edge_metrics(resources, regions, root):
 
 # ---------------------------------------------------------------- driver
 
-TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions, rule_alarms, rule_tables]
+TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions,
+                  rule_alarms, rule_tables, rule_notification_case, rule_data_kept, rule_secrets_in_environment,
+                  rule_origin_secret_header]
+
+
+# ---------------------------------------------------------------- the template SAM produces
+
+
+@functools.lru_cache(maxsize=8)
+def _sam_transform(template_json):
+    """What SAM's translator (the one sam deploy runs) makes of a template: local CodeUri and
+    Location replaced by placeholders, as `sam validate` does."""
+    import logging
+    import os
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", EDGE_REGION)
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    from samtranslator.translator.transform import transform
+
+    template = json.loads(template_json)
+    for res in template.get("Resources", {}).values():
+        props = res.get("Properties") or {}
+        if res.get("Type") == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
+            props["CodeUri"] = "s3://placeholder/code.zip"
+        if res.get("Type") == "AWS::Serverless::Application" and isinstance(props.get("Location"), str):
+            props["Location"] = "https://placeholder.s3.amazonaws.com/" + Path(props["Location"]).name
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(template, {}, NoManagedPolicies())
+
+
+def rule_transformed(templates):
+    """Rules on what SAM expands: function URLs and their permissions, the edge function kept."""
+    for label, template in templates.items():
+        if "Transform" not in template:
+            continue
+        transformed = _sam_transform(json.dumps(template, sort_keys=True))
+        for scenario in scenarios(transformed, f"{label} (SAM's output)"):
+            resources = scenario.evaluated_resources()
+            for f in rule_function_urls(resources):
+                yield Finding(f.rule, f.where, f.message, scenario.name)
+            for name in edge_functions(resources):
+                if name in resources and resources[name].get("DeletionPolicy") != "Retain":
+                    yield Finding("edge-function", name, "SAM's function or version is not kept (DeletionPolicy Retain)",
+                                  scenario.name)
 
 
 def check_template(template, label, root, recorded):
@@ -1637,6 +1921,8 @@ def check(templates, root=ROOT, recorded=None):
         crates |= used
     findings.extend(rule_sdk_calls(root, recorded, crates))
     findings.extend(rule_edge_parameters(templates, root))
+    findings.extend(rule_parameters(templates))
+    findings.extend(rule_transformed(templates))
     unique = {}
     for f in findings:
         unique.setdefault((f.rule, f.where, f.message), f)

@@ -643,6 +643,192 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("edge-alarm", mutate)
 
+    # ---------------------------------------------------------------- deploys that work (issue 16)
+
+    def test_public_url_with_only_sams_permissions(self):
+        # AuthType !If [TokenAuth, NONE, AWS_IAM]: SAM adds no permission, every call answers 403.
+        def mutate(t):
+            del regional(t)["UploadApiUrlPublicInvoke"]
+            del regional(t)["UploadApiUrlPublicInvokeUrl"]
+
+        self.assertCaught("function-url", mutate, message="lambda:InvokeFunctionUrl")
+
+    def test_public_url_without_invoke_function(self):
+        self.assertCaught("function-url", lambda t: regional(t).pop("UploadApiUrlPublicInvoke"),
+                          message="lambda:InvokeFunction through the URL")
+
+    def test_public_permissions_in_iam_mode(self):
+        def mutate(t):
+            del regional(t)["UploadApiUrlPublicInvokeUrl"]["Condition"]
+
+        self.assertCaught("function-url", mutate, message="any AWS account")
+
+    def test_bucket_kept_when_the_first_deploy_fails(self):
+        def mutate(t):
+            regional(t)["Bucket"]["DeletionPolicy"] = "Retain"
+
+        self.assertCaught("data-kept", mutate, message="RetainExceptOnCreate")
+
+    def test_history_deleted_with_the_stack(self):
+        def mutate(t):
+            del regional(t)["FilesTable"]["DeletionPolicy"]
+
+        self.assertCaught("data-kept", mutate, message="DeletionPolicy is Delete")
+
+    def test_bucket_deleted_when_replaced(self):
+        def mutate(t):
+            del regional(t)["Bucket"]["UpdateReplacePolicy"]
+
+        self.assertCaught("data-kept", mutate, message="replacement")
+
+    def test_other_resource_retained(self):
+        def mutate(t):
+            regional(t)["UploadsTable"]["DeletionPolicy"] = "Retain"
+
+        self.assertCaught("data-kept", mutate, message="a failed first deploy keeps it")
+
+    def test_edge_function_deleted_on_rollback(self):
+        def mutate(t):
+            del edge(t)["OriginRequestFunction"]["DeletionPolicy"]
+
+        found = self.assertCaught("edge-function", mutate, message="not kept")
+        self.assertTrue(any("SAM's" in f.message for f in found), [str(f) for f in found])
+
+    def test_no_echo_parameter(self):
+        def mutate(t):
+            t["template.yaml"]["Parameters"]["UploadAuthTokens"]["NoEcho"] = True
+
+        self.assertCaught("no-echo", mutate, message="guided deploy")
+
+    def test_header_name_of_letters_digits_and_dashes_only(self):
+        # The pattern the templates had: CloudFront refuses Host, Cookie, X-Amz-*, and the hook
+        # strips x-backfill-*.
+        def mutate(t):
+            for template in t.values():
+                template["Parameters"]["OriginSecretHeaderName"]["AllowedPattern"] = "^[A-Za-z0-9-]{1,64}$"
+
+        found = self.assertCaught("origin-header", mutate)
+        messages = " ".join(f.message for f in found)
+        for name in ("'Host'", "'cookie'", "'X-Amz-Secret'", "'x-edge-secret'", "'x-backfill-Secret'"):
+            self.assertIn(name, messages)
+
+    def test_header_name_allowing_the_hooks_prefix(self):
+        def mutate(t):
+            for template in t.values():
+                spec = template["Parameters"]["OriginSecretHeaderName"]
+                spec["AllowedPattern"] = spec["AllowedPattern"].replace("|x-backfill-", "")
+
+        self.assertCaught("origin-header", mutate, message="x-backfill-")
+
+    def test_header_name_refusing_a_good_name(self):
+        def mutate(t):
+            for template in t.values():
+                spec = template["Parameters"]["OriginSecretHeaderName"]
+                spec["AllowedPattern"] = spec["AllowedPattern"].replace("|host|", "|host|x-hosted|")
+
+        self.assertCaught("origin-header", mutate, message="refuses 'X-Hosted'")
+
+    def test_header_name_differs_between_the_stacks(self):
+        def mutate(t):
+            spec = t["template-edge.yaml"]["Parameters"]["OriginSecretHeaderName"]
+            spec["AllowedPattern"] = spec["AllowedPattern"].replace("|via|", "|via|warning|")
+
+        self.assertCaught("pass-through", mutate, message="AllowedPattern")
+
+    def test_ttl_order_without_rules(self):
+        def mutate(t):
+            rules = t["template-edge.yaml"]["Rules"]
+            for name in [n for n in rules if n.startswith("TtlOrder")]:
+                del rules[name]
+
+        self.assertCaught("ttl", mutate, message="accepts DefaultTtl=60 with MaxTtl=0")
+
+    def test_ttl_rule_off_by_one_value(self):
+        def mutate(t):
+            t["template.yaml"]["Rules"]["TtlOrder3600"]["Assertions"][0]["Assert"]["Fn::Contains"][0].append("21600")
+
+        self.assertCaught("ttl", mutate, message="accepts DefaultTtl=21600 with MaxTtl=3600")
+
+    def test_ttl_as_free_numbers(self):
+        def mutate(t):
+            for template in t.values():
+                for name in ("DefaultTtl", "MaxTtl"):
+                    spec = template["Parameters"][name]
+                    spec.update(Type="Number", MinValue=0, MaxValue=31536000)
+                    del spec["AllowedValues"]
+
+        self.assertCaught("ttl", mutate, message="rules cannot compare numbers")
+
+    def test_caching_off_with_compression(self):
+        def mutate(t):
+            key = edge(t)["CachePolicy"]["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
+            key["EnableAcceptEncodingGzip"] = True
+
+        self.assertCaught("ttl", mutate, message="EnableAcceptEncodingGzip is True with MaxTtl=0")
+
+    def test_subscription_without_redrive(self):
+        def mutate(t):
+            del regional(t)["UploadEventsToMetadata"]["Properties"]["RedrivePolicy"]
+
+        self.assertCaught("topic-subscription", mutate, message="SNS drops")
+
+    def test_subscription_dead_letter_queue_closed_to_the_topic(self):
+        def mutate(t):
+            del regional(t)["UploadEventsDeadLetterQueuePolicy"]
+
+        self.assertCaught("topic-subscription", mutate, message="does not let topic")
+
+    def test_image_subscription_without_filter(self):
+        def mutate(t):
+            del regional(t)["UploadEventsToImages"]["Properties"]["FilterPolicy"]
+
+        self.assertCaught("topic-subscription", mutate, message="woken for every object")
+
+    def test_image_subscription_filter_missing_a_suffix(self):
+        def mutate(t):
+            key = regional(t)["UploadEventsToImages"]["Properties"]["FilterPolicy"]["Records"]["s3"]["object"]["key"]
+            key.remove({"suffix": ".GIF"})
+
+        self.assertCaught("topic-subscription", mutate, message="filters on")
+
+    def test_upper_case_suffix_not_notified(self):
+        def mutate(t):
+            rules = regional(t)["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+            rules[:] = [r for r in rules if {"Name": "suffix", "Value": ".WEBP"} not in r["Filter"]["S3Key"]["Rules"]]
+
+        self.assertCaught("notification-case", mutate, message="not of .WEBP")
+
+    def test_secret_value_in_the_environment(self):
+        def mutate(t):
+            variables = regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]
+            variables["ORIGIN_HEADERS"] = {"Fn::Sub": '{"X-Origin-Verify": "{{resolve:secretsmanager:origin:SecretString}}"}'}
+
+        self.assertCaught("secret-environment", mutate, message="plain text")
+
+    def test_secret_read_without_a_grant(self):
+        def mutate(t):
+            statements = regional(t)["BackfillRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            statements[:] = [st for st in statements if not (isinstance(st, dict) and "Fn::If" in st)]
+
+        self.assertCaught("role-minimum", mutate, message="lacks secretsmanager:GetSecretValue")
+
+    def test_secret_granted_on_another_secret(self):
+        def mutate(t):
+            statements = regional(t)["BackfillRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            grant = next(st for st in statements if isinstance(st, dict) and "Fn::If" in st)
+            grant["Fn::If"][1]["Resource"] = f"arn:aws:secretsmanager:us-east-1:{pc.ACCOUNT}:secret:other-AbCdEf"
+
+        self.assertCaught("role-minimum", mutate, message="not the ORIGIN_SECRET_ARN")
+
+    def test_edge_secret_as_a_template_value(self):
+        def mutate(t):
+            origins = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
+            headers = origins[1]["OriginCustomHeaders"]
+            secret = next(h for h in headers if "Fn::If" in h)
+            secret["Fn::If"][1]["HeaderValue"] = {"Ref": "OriginSecretArn"}
+
+        self.assertCaught("origin-secret", mutate, message="not a Secrets Manager reference")
+
 
 class SdkCallDerivationTest(unittest.TestCase):
     """The derivation of SDK calls from Rust sources, on a small crate of its own."""
