@@ -44,10 +44,12 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
 import statistics
+import string
 import struct
 import subprocess
 import sys
@@ -316,8 +318,10 @@ class LocalStack:
         self.sqs = boto3.client("sqs", endpoint_url=endpoint)
         self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
         self.sns = boto3.client("sns", endpoint_url=endpoint)
+        self.secrets = boto3.client("secretsmanager", endpoint_url=endpoint)
         self.upload_tables = []
         self.changes_topic = None
+        self.origin_secret = None
 
     def create_upload_resources(self, suffix):
         """The upload functions' tables and change topic, of this run's own (as in template.yaml);
@@ -347,6 +351,18 @@ class LocalStack:
             self.dynamodb.delete_table(TableName=table)
         if self.changes_topic:
             self.sns.delete_topic(TopicArn=self.changes_topic)
+
+    def create_origin_secret(self, suffix):
+        """The origin secret of this run, as the template creates it (32 letters and digits); the
+        backfill function's variables that name it, where the template declares them."""
+        value = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+        created = self.secrets.create_secret(Name=f"origin-secret-sam-{suffix}", SecretString=value)
+        self.origin_secret = created["ARN"]
+        return value, {"ORIGIN_SECRET_ARN": created["ARN"], "ORIGIN_SECRET_VERSION": created["VersionId"]}
+
+    def delete_origin_secret(self):
+        if self.origin_secret:
+            self.secrets.delete_secret(SecretId=self.origin_secret, ForceDeleteWithoutRecovery=True)
 
     def file_versions(self, key):
         """The metadata writer's records of a key."""
@@ -449,10 +465,11 @@ def sqs_event(messages, queue_arn):
 
 
 class DomesticOrigin:
-    """A plain HTTP origin on 127.0.0.1 serving a directory (the sample events name its port)."""
+    """A plain HTTP origin on 127.0.0.1 serving a directory (the sample events name its port).
+    Given a secret header (name, value), it answers 403 to requests without it, as the ALB's rule."""
 
-    def __init__(self, directory, port):
-        handler = partial(_QuietHandler, directory=str(directory))
+    def __init__(self, directory, port, secret_header=None):
+        handler = partial(_QuietHandler, directory=str(directory), secret_header=secret_header)
         try:
             self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         except OSError as err:
@@ -466,6 +483,16 @@ class DomesticOrigin:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, secret_header=None, **kwargs):
+        self.secret_header = secret_header
+        super().__init__(*args, **kwargs)
+
+    def send_head(self):
+        if self.secret_header and self.headers.get(self.secret_header[0]) != self.secret_header[1]:
+            self.send_error(403)
+            return None
+        return super().send_head()
+
     def log_message(self, *args):
         pass
 
@@ -489,8 +516,10 @@ def png(width, height):
 
 
 class Suite:
-    def __init__(self, args, stack, functions, workdir):
+    def __init__(self, args, stack, functions, workdir, origin_secret=None):
         self.args = args
+        # The origin secret's value, where the backfill function is given one: never in its logs.
+        self.origin_secret = origin_secret
         self.stack = stack
         self.functions = functions
         self.workdir = workdir
@@ -568,6 +597,11 @@ class Suite:
 
         self.check(f"{function} events/backfill-batch.json: copied whole; 404, invalid and forbidden not retried", batch)
         self.check(f"{function} events/backfill-origin-down.json: reported for retry", origin_down)
+        if self.origin_secret:
+            def secret_unlogged():
+                assert self.origin_secret not in box.logs(), "the origin secret is in the function's logs"
+
+            self.check(f"{function}: the origin secret (read at cold start, required by the origin) is in no log line", secret_unlogged)
 
     def image_samples(self):
         function = self.function_named("ImageFunction")
@@ -993,6 +1027,7 @@ def main():
         return run(args, stack)
     finally:
         stack.delete_upload_resources()
+        stack.delete_origin_secret()
 
 
 def run(args, stack):
@@ -1001,14 +1036,22 @@ def run(args, stack):
         "TASK_TABLE": stack.table,
         "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     }
-    local_env.update(stack.create_upload_resources(f"{int(time.time())}-{os.getpid()}"))
+    suffix = f"{int(time.time())}-{os.getpid()}"
+    local_env.update(stack.create_upload_resources(suffix))
+    secret_value, secret_env = stack.create_origin_secret(suffix)
+    local_env.update(secret_env)
     local_env.update({k: v for k, v in os.environ.items() if k in LOCAL_AWS_VARIABLES or k.startswith("AWS_ENDPOINT_URL_")})
     FUNCTIONS.update(built_functions(args.build_dir.resolve(), local_env))
 
     workdir = Path(tempfile.mkdtemp(prefix="sam-invoke-"))
     origin_dir = Path(tempfile.mkdtemp(prefix="sam-origin-"))
-    origin = DomesticOrigin(origin_dir, ORIGIN_PORT)
-    suite = Suite(args, stack, FUNCTIONS, workdir)
+    # Where the template gives the backfill function a secret, the origin requires it.
+    backfill_env = next(f.env for k, f in FUNCTIONS.items() if k.endswith("BackfillFunction"))
+    secret_header = None
+    if backfill_env.get("ORIGIN_SECRET_ARN"):
+        secret_header = (backfill_env["ORIGIN_SECRET_HEADER"], secret_value)
+    origin = DomesticOrigin(origin_dir, ORIGIN_PORT, secret_header)
+    suite = Suite(args, stack, FUNCTIONS, workdir, secret_value if secret_header else None)
     figures = {}
     try:
         suite.artifacts()

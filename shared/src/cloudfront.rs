@@ -81,6 +81,10 @@ pub enum EventType {
     Unknown,
 }
 
+/// Every header of the edge hook's configuration, carried on the domestic origin's custom headers,
+/// starts with this; the hook removes them all before the request reaches that origin.
+pub const HOOK_HEADER_PREFIX: &str = "x-backfill-";
+
 /// Header map as CloudFront shapes it: lower-case name to a list of `{key, value}`.
 pub type Headers = BTreeMap<String, Vec<Header>>;
 

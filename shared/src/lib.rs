@@ -12,6 +12,7 @@ pub mod key;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod origin_secret;
 pub mod retry;
 pub mod s3_event;
 

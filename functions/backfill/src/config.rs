@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue};
 use shared::config::{error, ConfigError, Env};
 use shared::key::KeyPrefix;
 use shared::message::{is_bucket_name, Protocol};
+use shared::origin_secret;
 use shared::retry::MAX_VISIBILITY;
 
 const MIB: u64 = 1024 * 1024;
@@ -48,6 +49,87 @@ impl AllowedOrigin {
     }
 }
 
+/// The Secrets Manager secret whose value goes to the origin under `header`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSecretSource {
+    pub arn: SecretArn,
+    pub header: HeaderName,
+    /// A version id; `None` reads the current version (AWSCURRENT).
+    pub version: Option<String>,
+}
+
+/// A Secrets Manager secret's ARN: `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretArn {
+    arn: String,
+    region: String,
+}
+
+/// GetSecretValue's limits on SecretId and VersionId (its API reference,
+/// https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
+const SECRET_ID_MAX: usize = 2048;
+const VERSION_ID_LENGTH: std::ops::RangeInclusive<usize> = 32..=64;
+
+impl SecretArn {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() > SECRET_ID_MAX {
+            return None;
+        }
+        let mut parts = raw.splitn(7, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("secretsmanager"),
+            Some(region),
+            Some(account),
+            Some("secret"),
+            Some(name),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return None;
+        };
+        let word = |text: &str| {
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        // Secret names: letters, digits and /_+=.@- (CreateSecret's Name).
+        let name_valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+        let account_valid = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        (word(partition) && word(region) && account_valid && name_valid).then(|| SecretArn {
+            arn: raw.to_owned(),
+            region: region.to_owned(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+
+    /// The secret's region: it is read there, whatever the function's own.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+impl std::fmt::Display for SecretArn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The only bucket messages may name.
@@ -56,8 +138,11 @@ pub struct Config {
     /// Put before the decoded URI to make the key, as the edge hook's `x-backfill-key-prefix`: a
     /// message's key must be exactly that.
     pub key_prefix: KeyPrefix,
-    /// Extra request headers for the origin (a shared secret, say): sent, never logged.
+    /// Extra request headers for the origin: sent, never logged (their values are marked
+    /// sensitive). The origin secret joins them once read.
     pub origin_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where the origin secret is kept, read once at cold start.
+    pub origin_secret: Option<OriginSecretSource>,
     pub max_object_size: u64,
     /// Objects of a known length up to this go in one PutObject (read whole up to
     /// `plan::BUFFERED_PUT_MAX`, streamed above); larger or of unknown length, multipart.
@@ -116,12 +201,26 @@ impl Config {
                 )
             })?;
         let origin_headers = parse_origin_headers(env.get("ORIGIN_HEADERS").as_deref())?;
+        let origin_secret = parse_origin_secret(env)?;
+        if let Some(secret) = &origin_secret {
+            if origin_headers
+                .iter()
+                .any(|(name, _)| *name == secret.header)
+            {
+                return Err(error(
+                    "ORIGIN_HEADERS",
+                    &format!("also names ORIGIN_SECRET_HEADER {}", secret.header),
+                    "other headers than the secret's, which comes from ORIGIN_SECRET_ARN only",
+                ));
+            }
+        }
         let size = |name, default| env.number_or(name, default, "a size in bytes");
         let config = Config {
             bucket,
             allowed_origins,
             key_prefix,
             origin_headers,
+            origin_secret,
             max_object_size: size("MAX_OBJECT_SIZE", 50 * 1024 * MIB)?,
             single_put_max: size("SINGLE_PUT_MAX", MAX_PUT_SIZE)?,
             part_size: size("PART_SIZE", 8 * MIB)?,
@@ -275,6 +374,75 @@ pub fn parse_allowed_origin(raw: &str) -> Option<AllowedOrigin> {
     })
 }
 
+/// `ORIGIN_SECRET_ARN`, with `ORIGIN_SECRET_HEADER` (required with it, refused without it) and
+/// `ORIGIN_SECRET_VERSION` (optional).
+fn parse_origin_secret(env: &Env) -> Result<Option<OriginSecretSource>, ConfigError> {
+    let arn = env.get("ORIGIN_SECRET_ARN");
+    let header = env.get("ORIGIN_SECRET_HEADER");
+    let version = env.get("ORIGIN_SECRET_VERSION");
+    let Some(arn) = arn else {
+        for (name, value) in [
+            ("ORIGIN_SECRET_HEADER", &header),
+            ("ORIGIN_SECRET_VERSION", &version),
+        ] {
+            if value.is_some() {
+                return Err(error(
+                    name,
+                    "is set without ORIGIN_SECRET_ARN",
+                    "ORIGIN_SECRET_ARN set too, or neither",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let arn = SecretArn::parse(arn.trim()).ok_or_else(|| {
+        error(
+            "ORIGIN_SECRET_ARN",
+            &format!("is {arn:?}"),
+            "a Secrets Manager secret's ARN, arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME",
+        )
+    })?;
+    let header = header.ok_or_else(|| {
+        error(
+            "ORIGIN_SECRET_HEADER",
+            "is not set, and ORIGIN_SECRET_ARN is",
+            origin_secret::NAME_FORM,
+        )
+    })?;
+    let header = header.trim();
+    if let Some(problem) = origin_secret::name_problem(header) {
+        return Err(error(
+            "ORIGIN_SECRET_HEADER",
+            &problem,
+            origin_secret::NAME_FORM,
+        ));
+    }
+    let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+        error(
+            "ORIGIN_SECRET_HEADER",
+            &format!("is {header:?}"),
+            origin_secret::NAME_FORM,
+        )
+    })?;
+    let version = version.map(|v| v.trim().to_owned());
+    if let Some(version) = &version {
+        let valid = VERSION_ID_LENGTH.contains(&version.len())
+            && version.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return Err(error(
+                "ORIGIN_SECRET_VERSION",
+                &format!("is {version:?}"),
+                "empty (the current version), or a version id of 32 to 64 characters",
+            ));
+        }
+    }
+    Ok(Some(OriginSecretSource {
+        arn,
+        header,
+        version,
+    }))
+}
+
 /// `ORIGIN_HEADERS` is a JSON object of header names to values.
 fn parse_origin_headers(raw: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
     let expected =
@@ -290,10 +458,11 @@ fn parse_origin_headers(raw: Option<&str>) -> Result<Vec<(HeaderName, HeaderValu
         .map(|(name, value)| {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(&format!("has an invalid header name {name:?}")))?;
-            let value = value
+            let mut value = value
                 .as_str()
                 .and_then(|v| HeaderValue::from_str(v).ok())
                 .ok_or_else(|| invalid(&format!("has an invalid value for {name:?}")))?;
+            value.set_sensitive(true);
             Ok((header, value))
         })
         .collect()
@@ -353,6 +522,154 @@ mod tests {
         let err = Config::from_env(&env(&[("ORIGIN_HEADERS", "s3cr3t")])).unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
         assert_eq!(err.variable, "ORIGIN_HEADERS");
+    }
+
+    const SECRET_ARN: &str =
+        "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:origin/verify-AbC123";
+
+    #[test]
+    fn the_origin_secret_is_named_by_its_arn_header_and_version() {
+        let config = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(config.origin_secret, None);
+        let version = "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE";
+        let config = Config::from_env(&env(&[
+            ("ORIGIN_SECRET_ARN", SECRET_ARN),
+            ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+            ("ORIGIN_SECRET_VERSION", version),
+            ("ORIGIN_HEADERS", r#"{"X-Tenant": "overseas"}"#),
+        ]))
+        .unwrap();
+        let source = config.origin_secret.unwrap();
+        assert_eq!(source.arn.as_str(), SECRET_ARN);
+        assert_eq!(source.arn.region(), "ap-southeast-1");
+        assert_eq!(source.header, "x-origin-verify");
+        assert_eq!(source.version.as_deref(), Some(version));
+        assert_eq!(config.origin_headers.len(), 1);
+        // An empty version is the current one: what the template passes when it has none.
+        let config = Config::from_env(&env(&[
+            ("ORIGIN_SECRET_ARN", SECRET_ARN),
+            ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+            ("ORIGIN_SECRET_VERSION", ""),
+        ]))
+        .unwrap();
+        assert_eq!(config.origin_secret.unwrap().version, None);
+    }
+
+    #[test]
+    fn secret_arns() {
+        for good in [
+            SECRET_ARN,
+            // The local stand-in's, and other partitions'.
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:test-secret-aBcDeF",
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:a",
+            "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x/y_z+w=v.u@t",
+        ] {
+            assert!(SecretArn::parse(good).is_some(), "{good}");
+        }
+        for bad in [
+            "",
+            "origin/verify",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+            "arn:aws:secretsmanager:us-east-1:12345678901:secret:a",
+            "arn:aws:secretsmanager:us-east-1:1234567890123:secret:a",
+            "arn:aws:secretsmanager::123456789012:secret:a",
+            "arn:aws:secretsmanager:US-EAST-1:123456789012:secret:a",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/a",
+            "arn:aws:secretsmanager:us-east-1:123456789012:key:a",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:a b",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:a:b",
+            &format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}",
+                "a".repeat(2000)
+            ),
+        ] {
+            assert!(SecretArn::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origin_secret_settings_are_refused_with_their_variable() {
+        fn with_arn<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+            let mut pairs = vec![("ORIGIN_SECRET_ARN", SECRET_ARN)];
+            pairs.extend_from_slice(extra);
+            pairs
+        }
+        let long_version = "v".repeat(65);
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                vec![("ORIGIN_SECRET_HEADER", "X-Origin-Verify")],
+                "ORIGIN_SECRET_HEADER",
+            ),
+            (
+                vec![(
+                    "ORIGIN_SECRET_VERSION",
+                    "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE",
+                )],
+                "ORIGIN_SECRET_VERSION",
+            ),
+            (with_arn(&[]), "ORIGIN_SECRET_HEADER"),
+            (
+                vec![
+                    ("ORIGIN_SECRET_ARN", "origin/verify"),
+                    ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+                ],
+                "ORIGIN_SECRET_ARN",
+            ),
+            (
+                with_arn(&[("ORIGIN_SECRET_HEADER", "X_Origin")]),
+                "ORIGIN_SECRET_HEADER",
+            ),
+            (
+                with_arn(&[
+                    ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+                    ("ORIGIN_SECRET_VERSION", "v1"),
+                ]),
+                "ORIGIN_SECRET_VERSION",
+            ),
+            (
+                with_arn(&[
+                    ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+                    ("ORIGIN_SECRET_VERSION", &long_version),
+                ]),
+                "ORIGIN_SECRET_VERSION",
+            ),
+            (
+                with_arn(&[
+                    ("ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+                    ("ORIGIN_HEADERS", r#"{"x-origin-VERIFY": "plain text"}"#),
+                ]),
+                "ORIGIN_HEADERS",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let err = Config::from_env(&env(&pairs)).unwrap_err();
+            assert_eq!(err.variable, variable, "{pairs:?}: {err}");
+            assert!(!err.to_string().contains("plain text"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_name_the_origin_secret_cannot_have_is_refused() {
+        use shared::origin_secret::{CLOUDFRONT_REFUSED, SET_BY_BACKFILL};
+        let refused = CLOUDFRONT_REFUSED
+            .iter()
+            .chain(&SET_BY_BACKFILL)
+            .copied()
+            .chain([
+                "X-Amz-Cf-Id",
+                "x-edge-origin",
+                "X-Backfill-Bucket",
+                "Upgrade",
+            ]);
+        for name in refused {
+            let err = Config::from_env(&env(&[
+                ("ORIGIN_SECRET_ARN", SECRET_ARN),
+                ("ORIGIN_SECRET_HEADER", name),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.variable, "ORIGIN_SECRET_HEADER", "{name}: {err}");
+            assert!(err.expected.contains("CloudFront"), "{err}");
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum BackfillError {
     WriteConflict,
     #[error(transparent)]
     Aws(#[from] shared::Error),
+    /// At cold start: the function cannot start without the secret the origin requires.
+    #[error("cannot read the origin secret {arn}: {reason}")]
+    OriginSecret { arn: String, reason: String },
 }
 
 impl BackfillError {
@@ -111,7 +114,8 @@ impl Failure for BackfillError {
             | BackfillError::Truncated { .. }
             | BackfillError::CircuitOpen(_)
             | BackfillError::Deadline
-            | BackfillError::WriteConflict => true,
+            | BackfillError::WriteConflict
+            | BackfillError::OriginSecret { .. } => true,
             BackfillError::Aws(err) => err.is_retryable(),
         }
     }
@@ -139,6 +143,7 @@ impl Failure for BackfillError {
             BackfillError::Deadline => "deadline",
             BackfillError::WriteConflict => "write_conflict",
             BackfillError::Aws(err) => err.reason(),
+            BackfillError::OriginSecret { .. } => "origin_secret",
         }
     }
 

@@ -7,4 +7,5 @@ pub mod error;
 pub mod handler;
 pub mod origin;
 pub mod plan;
+pub mod secret;
 pub mod store;

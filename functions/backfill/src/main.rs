@@ -3,6 +3,7 @@
 use backfill::config::Config;
 use backfill::handler::{handle_batch, Backfill};
 use backfill::origin::HttpOrigin;
+use backfill::secret::add_origin_secret;
 use backfill::store::S3Store;
 use lambda_runtime::{service_fn, LambdaEvent};
 use shared::batch::{BatchRunner, HandBack, VisibilityExtender};
@@ -14,8 +15,13 @@ use shared::retry::Backoff;
 async fn main() -> Result<(), lambda_runtime::Error> {
     release_large_buffers();
     shared::logging::init();
-    let config = Config::from_env(&Env::process())?;
+    let mut config = Config::from_env(&Env::process())?;
     let sdk = shared::aws::load_config().await;
+    // Read before any message is handled: without it the origin refuses every fetch, so a failed
+    // read fails the init and the messages wait in the queue for the next sandbox.
+    add_origin_secret(&mut config, &sdk)
+        .await
+        .inspect_err(|err| tracing::error!(error = %err, "init failed"))?;
     let origin = HttpOrigin::new(&config)?;
     let runner = BatchRunner::new(
         config.record_concurrency,

@@ -12,7 +12,7 @@ use shared::config::{error, parse_duration, ConfigError};
 use shared::message::is_bucket_name;
 
 /// Every header of the hook's configuration starts with this; all of them are removed.
-pub const HEADER_PREFIX: &str = "x-backfill-";
+pub const HEADER_PREFIX: &str = shared::cloudfront::HOOK_HEADER_PREFIX;
 /// Required; its presence marks the origin. The backfill queue's URL.
 pub const QUEUE_URL: &str = "x-backfill-queue-url";
 /// Required. The overseas bucket the object is written to.

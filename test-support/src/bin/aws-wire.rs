@@ -104,7 +104,7 @@ fn check(files: &[String]) -> ExitCode {
     let total: usize = checker.counts.values().sum();
     println!("wire contract: {total} requests checked");
     for ((service, operation), count) in &checker.counts {
-        println!("  {service:<9} {operation:<32} {count}");
+        println!("  {service:<14} {operation:<32} {count}");
     }
     if violations.is_empty() {
         println!("wire contract: no violations");

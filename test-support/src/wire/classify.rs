@@ -20,7 +20,7 @@ pub fn service(headers: &[(String, String)], query: &str) -> String {
     }
 }
 
-/// The operation: for JSON protocols (SQS, DynamoDB) the `X-Amz-Target`; for query protocols
+/// The operation: for JSON protocols (SQS, DynamoDB, Secrets Manager) the `X-Amz-Target`; for query protocols
 /// (SNS) the body's `Action`; for S3 the method, the path and the query.
 pub fn operation(
     service: &str,
@@ -104,6 +104,11 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=test/20261204/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=x",
         )]);
         assert_eq!(service(&auth, ""), "sqs");
+        let auth = h(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261204/ap-southeast-1/secretsmanager/aws4_request, SignedHeaders=host;x-amz-target, Signature=x",
+        )]);
+        assert_eq!(service(&auth, ""), "secretsmanager");
         assert_eq!(
             service(
                 &[],
@@ -130,6 +135,11 @@ mod tests {
         assert_eq!(
             operation("sqs", "POST", "/", "", &target, None),
             "SendMessageBatch"
+        );
+        let target = h(&[("x-amz-target", "secretsmanager.GetSecretValue")]);
+        assert_eq!(
+            operation("secretsmanager", "POST", "/", "", &target, None),
+            "GetSecretValue"
         );
         assert_eq!(
             operation(

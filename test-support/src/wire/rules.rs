@@ -73,6 +73,10 @@ impl Checker {
             "sqs" => json_document(exchange, &mut report, sqs),
             "dynamodb" => json_document(exchange, &mut report, dynamodb),
             "sns" => sns(exchange, &mut report),
+            "secretsmanager" => {
+                json_protocol(exchange, "secretsmanager", &mut report);
+                json_document(exchange, &mut report, secretsmanager);
+            }
             _ => {}
         }
         report.found
@@ -748,6 +752,62 @@ fn in_range(
 /// #x10000 to #x10FFFF" (SendMessage's reference).
 fn is_xml_char(c: char) -> bool {
     matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+/// AWS JSON 1.1, the protocol the SDK speaks to Secrets Manager (Smithy's
+/// https://smithy.io/2.0/aws/protocols/aws-json-1_1-protocol.html, and the requests in the
+/// examples of the API reference, e.g.
+/// https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html): a
+/// POST to `/` with `Content-Type: application/x-amz-json-1.1` and
+/// `X-Amz-Target: PREFIX.OPERATION`, the prefix being the service's (`secretsmanager`).
+fn json_protocol(ex: &Exchange, prefix: &str, report: &mut Report) {
+    let target = ex.header("x-amz-target").unwrap_or_default();
+    if target != format!("{prefix}.{}", ex.operation) {
+        report.add(
+            "json.protocol",
+            format!("X-Amz-Target {target:?} (expected {prefix}.OPERATION)"),
+        );
+    }
+    let content_type = ex.header("content-type").unwrap_or_default();
+    if content_type != "application/x-amz-json-1.1" {
+        report.add(
+            "json.protocol",
+            format!("Content-Type {content_type:?} (expected application/x-amz-json-1.1)"),
+        );
+    }
+    if ex.method != "POST" || ex.path != "/" {
+        report.add(
+            "json.protocol",
+            format!("{} {} (expected POST /)", ex.method, ex.path),
+        );
+    }
+}
+
+/// Secrets Manager's GetSecretValue (its API reference,
+/// https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html):
+/// SecretId is required, 1 to 2048 characters; VersionId 32 to 64 characters; VersionStage 1 to
+/// 256 characters.
+fn secretsmanager(operation: &str, doc: &Value, report: &mut Report) {
+    if operation == "GetSecretValue" {
+        if doc.get("SecretId").is_none() {
+            report.add("secretsmanager.get", "GetSecretValue without SecretId");
+        }
+        for (field, low, high) in [
+            ("SecretId", 1, 2048),
+            ("VersionId", 32, 64),
+            ("VersionStage", 1, 256),
+        ] {
+            if let Some(value) = doc.get(field) {
+                let length = value.as_str().map(|text| text.chars().count());
+                if !length.is_some_and(|n| (low..=high).contains(&n)) {
+                    report.add(
+                        "secretsmanager.get",
+                        format!("{field} is {value} ({low} to {high} characters)"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// DynamoDB ("Quotas in Amazon DynamoDB",
@@ -1546,6 +1606,60 @@ mod tests {
         for ((document, operation), rule) in cases.into_iter().zip(rules) {
             assert_caught(&json("dynamodb", operation, document), rule);
         }
+    }
+
+    #[test]
+    fn secretsmanager_rules_are_caught() {
+        use serde_json::json as j;
+        let request = |document: serde_json::Value, extra: &[(&str, &str)]| {
+            let mut exchange = json("secretsmanager", "GetSecretValue", document);
+            exchange.headers = headers(&[
+                ("x-amz-target", "secretsmanager.GetSecretValue"),
+                ("content-type", "application/x-amz-json-1.1"),
+            ]);
+            for (name, value) in extra {
+                set(&mut exchange, name, value);
+            }
+            exchange
+        };
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:origin-AbCdEf";
+        let version = "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE";
+        assert!(rules_broken(&request(j!({"SecretId": arn}), &[])).is_empty());
+        assert!(
+            rules_broken(&request(j!({"SecretId": arn, "VersionId": version}), &[])).is_empty()
+        );
+        let cases = [
+            (j!({}), "secretsmanager.get"),
+            (j!({"SecretId": ""}), "secretsmanager.get"),
+            (j!({"SecretId": "s".repeat(2049)}), "secretsmanager.get"),
+            (
+                j!({"SecretId": arn, "VersionId": "v1"}),
+                "secretsmanager.get",
+            ),
+            (
+                j!({"SecretId": arn, "VersionId": "v".repeat(65)}),
+                "secretsmanager.get",
+            ),
+            (
+                j!({"SecretId": arn, "VersionStage": ""}),
+                "secretsmanager.get",
+            ),
+        ];
+        for (document, rule) in cases {
+            assert_caught(&request(document, &[]), rule);
+        }
+        for extra in [
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", "secretsmanager.DescribeSecret"),
+            ("x-amz-target", "AmazonSQS.GetSecretValue"),
+        ] {
+            assert_caught(&request(j!({"SecretId": arn}), &[extra]), "json.protocol");
+        }
+        let mut unsent = request(j!({"SecretId": arn}), &[]);
+        remove(&mut unsent, "x-amz-target");
+        assert_caught(&unsent, "json.protocol");
+        unsent.method = "GET".into();
+        assert_caught(&unsent, "json.protocol");
     }
 
     #[test]

@@ -72,10 +72,14 @@ impl Harness {
             ("ORIGIN_IDLE_TIMEOUT", "2s"),
         ];
         pairs.extend_from_slice(extra);
-        let config = Config::from_env(&Env::from_pairs(pairs)).unwrap();
+        let mut config = Config::from_env(&Env::from_pairs(pairs)).unwrap();
+        let sdk = shared::aws::load_config().await;
+        backfill::secret::add_origin_secret(&mut config, &sdk)
+            .await
+            .unwrap();
         let s3 = match s3 {
             Some(client) => client,
-            None => shared::aws::s3_client(&shared::aws::load_config().await),
+            None => shared::aws::s3_client(&sdk),
         };
         let origin = match lookup {
             Some(lookup) => HttpOrigin::with_lookup(&config, lookup).unwrap(),
