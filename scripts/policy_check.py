@@ -332,7 +332,13 @@ class Scenario:
     }
 
     def evaluated_resources(self):
-        """Resources whose condition holds, evaluated, with SAM Globals applied to functions."""
+        """Resources whose condition holds, evaluated, with SAM Globals applied to functions (once
+        per scenario: the rules only read them)."""
+        if getattr(self, "_evaluated", None) is None:
+            self._evaluated = self._evaluate_resources()
+        return self._evaluated
+
+    def _evaluate_resources(self):
         out = {}
         globals_function = self.eval(self.template.get("Globals", {}).get("Function", {}))
         for name, resource in self.resources.items():
@@ -1434,14 +1440,10 @@ EDGE_REGION = "us-east-1"
 # Parameters the regional stack hands to the nested edge stack whose constraints must agree.
 PASSED_THROUGH = ["DomesticOriginPort", "DomesticOriginPath", "EdgeSendBudget", "EdgeRepeatWindow", "OriginSecretHeaderName",
                   "OriginSecretVersion", "DefaultTtl", "MaxTtl"]
-# "Custom headers that CloudFront can't add to origin requests" (CloudFront Developer Guide), and
-# the prefixes it refuses; the hook strips x-backfill-* before a request leaves the edge.
-CLOUDFRONT_REFUSED_HEADERS = [
-    "Cache-Control", "Connection", "Content-Length", "Cookie", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
-    "If-Range", "If-Unmodified-Since", "Max-Forwards", "Pragma", "Proxy-Authorization", "Proxy-Connection", "Range",
-    "Request-Range", "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Via", "X-Real-Ip",
-]
-REFUSED_HEADER_PREFIXES = ["X-Amz-", "X-Edge-", "x-backfill-"]
+# The origin secret header's rule, as the backfill function applies it (the templates' pattern
+# must refuse the same names).
+ORIGIN_SECRET_RULE = "shared/src/origin_secret.rs"
+HOOK_PREFIX_SOURCE = "shared/src/cloudfront.rs"
 GOOD_HEADER_NAMES = ["X-Origin-Verify", "X-Cdn-Secret", "Origin-Auth", "X-Hosted", "Ranges-Ok", "X-Te", "Authorization-Proof", "A"]
 U64_MAX = 2**64 - 1
 MILLIS = {"millis": 1, "secs": 1000}
@@ -1607,7 +1609,26 @@ def rule_edge_parameters(templates, root):
                     yield Finding("pass-through", name, f"{key} differs between the regional and the edge stack")
 
 
-def rule_parameters(templates):
+def refused_header_names(root):
+    """(names, prefixes) the backfill refuses as the secret header's name: CloudFront's denylist,
+    the headers the fetch sets, and CloudFront's and the hook's prefixes."""
+    src = (root / ORIGIN_SECRET_RULE).read_text(encoding="utf-8")
+
+    def strings(const):
+        m = re.search(rf"pub const {const}: \[&str; \d+\] = \[(.*?)\];", src, re.S)
+        if not m:
+            raise ValueError(f"no {const} in {ORIGIN_SECRET_RULE}")
+        return re.findall(r'"([^"]+)"', m.group(1))
+
+    hook = re.search(r'pub const HOOK_HEADER_PREFIX: &str = "([^"]+)";', (root / HOOK_PREFIX_SOURCE).read_text(encoding="utf-8"))
+    names = strings("CLOUDFRONT_REFUSED") + strings("SET_BY_BACKFILL")
+    prefixes = strings("CLOUDFRONT_REFUSED_PREFIXES") + [hook.group(1)]
+    if len(names) < 20 or len(prefixes) < 3:
+        raise ValueError(f"could not read the header rule from {ORIGIN_SECRET_RULE}")
+    return names, prefixes
+
+
+def rule_parameters(templates, root=ROOT):
     """Parameters a deploy can trip on before anything is created."""
     for label, template in templates.items():
         params = template.get("Parameters", {})
@@ -1619,8 +1640,9 @@ def rule_parameters(templates):
         spec = params.get("OriginSecretHeaderName")
         if spec is not None:
             where = f"{label}/OriginSecretHeaderName"
-            refused = [n for h in CLOUDFRONT_REFUSED_HEADERS for n in (h, h.lower(), h.upper())]
-            refused += [n for p in REFUSED_HEADER_PREFIXES for n in (p + "Secret", (p + "secret").lower(), (p + "S").upper())]
+            names, prefixes = refused_header_names(root)
+            refused = [n for h in names for n in (h, h.title(), h.upper())]
+            refused += [n for p in prefixes for n in (p + "secret", (p + "Secret").title(), (p + "s").upper())]
             for value in refused:
                 if accepts(spec, value):
                     yield Finding("origin-header", where, f"accepts {value!r}, which CloudFront refuses or the hook strips")
@@ -1879,7 +1901,10 @@ def rule_transformed(templates):
         if "Transform" not in template:
             continue
         transformed = _sam_transform(json.dumps(template, sort_keys=True))
+        # In us-east-1 only: what these rules look at does not depend on the region.
         for scenario in scenarios(transformed, f"{label} (SAM's output)"):
+            if scenario.region != EDGE_REGION:
+                continue
             resources = scenario.evaluated_resources()
             for f in rule_function_urls(resources):
                 yield Finding(f.rule, f.where, f.message, scenario.name)
@@ -1921,7 +1946,7 @@ def check(templates, root=ROOT, recorded=None):
         crates |= used
     findings.extend(rule_sdk_calls(root, recorded, crates))
     findings.extend(rule_edge_parameters(templates, root))
-    findings.extend(rule_parameters(templates))
+    findings.extend(rule_parameters(templates, root))
     findings.extend(rule_transformed(templates))
     unique = {}
     for f in findings:

@@ -709,7 +709,7 @@ class PolicyCheckTest(unittest.TestCase):
 
         found = self.assertCaught("origin-header", mutate)
         messages = " ".join(f.message for f in found)
-        for name in ("'Host'", "'cookie'", "'X-Amz-Secret'", "'x-edge-secret'", "'x-backfill-Secret'"):
+        for name in ("'host'", "'Cookie'", "'X-Amz-Secret'", "'x-edge-secret'", "'X-Backfill-Secret'", "'user-agent'"):
             self.assertIn(name, messages)
 
     def test_header_name_allowing_the_hooks_prefix(self):
@@ -719,6 +719,15 @@ class PolicyCheckTest(unittest.TestCase):
                 spec["AllowedPattern"] = spec["AllowedPattern"].replace("|x-backfill-", "")
 
         self.assertCaught("origin-header", mutate, message="x-backfill-")
+
+    def test_header_name_the_backfill_sets(self):
+        # The backfill's rule (shared/src/origin_secret.rs) refuses User-Agent: the fetch sets it.
+        def mutate(t):
+            for template in t.values():
+                spec = template["Parameters"]["OriginSecretHeaderName"]
+                spec["AllowedPattern"] = spec["AllowedPattern"].replace("|user-agent", "")
+
+        self.assertCaught("origin-header", mutate, message="'user-agent'")
 
     def test_header_name_refusing_a_good_name(self):
         def mutate(t):
