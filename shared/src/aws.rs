@@ -53,6 +53,48 @@ pub fn timeouts_until(base: Option<&TimeoutConfig>, deadline: Instant) -> Option
     Some(builder.operation_timeout(left).build())
 }
 
+/// The fields of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`; the resource may hold
+/// colons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arn<'a> {
+    pub partition: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    pub fn parse(arn: &'a str) -> Option<Self> {
+        let mut parts = arn.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return None;
+        };
+        Some(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
+    }
+}
+
 /// The parts of an SQS queue ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueArn {
@@ -63,24 +105,14 @@ pub struct QueueArn {
 
 impl QueueArn {
     pub fn parse(arn: &str) -> Option<Self> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(_partition), Some("sqs"), Some(region), Some(account), Some(name)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        if region.is_empty() || account.is_empty() || name.is_empty() {
+        let arn = Arn::parse(arn).filter(|arn| arn.service == "sqs")?;
+        if arn.region.is_empty() || arn.account.is_empty() || arn.resource.is_empty() {
             return None;
         }
         Some(QueueArn {
-            region: region.to_owned(),
-            account: account.to_owned(),
-            name: name.to_owned(),
+            region: arn.region.to_owned(),
+            account: arn.account.to_owned(),
+            name: arn.resource.to_owned(),
         })
     }
 

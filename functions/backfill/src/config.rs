@@ -75,27 +75,9 @@ impl SecretArn {
         if raw.len() > SECRET_ID_MAX {
             return None;
         }
-        let mut parts = raw.splitn(7, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some("secretsmanager"),
-            Some(region),
-            Some(account),
-            Some("secret"),
-            Some(name),
-        ) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        )
-        else {
-            return None;
-        };
+        let arn = shared::aws::Arn::parse(raw).filter(|arn| arn.service == "secretsmanager")?;
+        let (partition, region, account) = (arn.partition, arn.region, arn.account);
+        let name = arn.resource.strip_prefix("secret:")?;
         let word = |text: &str| {
             !text.is_empty()
                 && text
