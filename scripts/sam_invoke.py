@@ -14,7 +14,8 @@ Each function's environment is the built template's (parameter defaults), with w
 AWS replaced by the local stand-ins (bucket, tables, topic, allowed origins), and Lambda's own
 variables (log format and level from LoggingConfig, memory, timeout). One parameter differs from
 its default: the upload API runs with UploadAuthMode=token and a sample caller's token hash, since
-IAM auth happens in the function URL, before the function, and the sample events carry tokens.
+IAM auth happens in the function URL, before the function, and the sample events carry tokens (the
+one signed with SigV4 is refused here; tests/uploads invokes it with AUTH_MODE=iam).
 
 Checks:
   - every sample event under events/ for its function, with the answer and side effects expected;
@@ -702,6 +703,9 @@ class Suite:
             "upload-api-unauthenticated.json": (401, "unauthenticated"),
             "upload-api-put.json": (200, None),
             "upload-api-outside-prefix.json": (403, "key_outside_prefix"),
+            # Signed with SigV4, no bearer token: this API runs with token auth (tests/uploads
+            # invokes the sample with AUTH_MODE=iam).
+            "upload-api-iam-me.json": (401, "unauthenticated"),
         }
         writer_samples = ["upload-metadata-put.json"]
         samples = sorted(p.name for p in EVENTS.glob("upload-*.json"))

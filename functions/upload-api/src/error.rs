@@ -14,10 +14,11 @@ pub enum Error {
     Unauthenticated,
     #[error("the bearer token is not valid")]
     InvalidToken,
-    #[error(
-        "the caller {0:?} has no upload prefix (not a user or role session this service maps)"
-    )]
-    UnknownCaller(String),
+    #[error("the principal {principal:?} has no upload prefix: {why}")]
+    UnknownCaller {
+        principal: String,
+        why: &'static str,
+    },
     #[error("too many requests: retry after {} s", retry_after.as_secs())]
     RateLimited { retry_after: Duration },
     #[error("no route for {method} {path}")]
@@ -102,7 +103,7 @@ impl Failure for Error {
         match self {
             Error::Unauthenticated => "unauthenticated",
             Error::InvalidToken => "invalid_token",
-            Error::UnknownCaller(_) => "unknown_caller",
+            Error::UnknownCaller { .. } => "unknown_caller",
             Error::RateLimited { .. } => "rate_limited",
             Error::NoRoute { .. } => "no_route",
             Error::InvalidRequest(_) => "invalid_request",
@@ -148,7 +149,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Unauthenticated | Error::InvalidToken => 401,
-            Error::UnknownCaller(_) | Error::KeyOutsidePrefix { .. } => 403,
+            Error::UnknownCaller { .. } | Error::KeyOutsidePrefix { .. } => 403,
             Error::NoRoute { .. } | Error::UploadNotFound(_) | Error::FileNotFound(_) => 404,
             Error::UploadFinished { .. } => 409,
             Error::UploadExpired(_) => 410,

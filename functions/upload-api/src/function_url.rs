@@ -77,6 +77,8 @@ pub fn decode(payload: LambdaFunctionUrlRequest) -> HttpRequest {
         .and_then(|a| a.iam)
         .map(|iam| IamPrincipal {
             user_arn: iam.user_arn,
+            user_id: iam.user_id,
+            account_id: iam.account_id,
         });
     HttpRequest {
         method: payload
@@ -193,15 +195,30 @@ mod tests {
         let mut authorizer =
             aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequestContextAuthorizerDescription::default();
         let mut iam = aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequestContextAuthorizerIamDescription::default();
-        iam.user_arn = Some("arn:aws:iam::1:user/alice".into());
+        iam.user_arn = Some("arn:aws:iam::111122223333:user/alice".into());
+        iam.user_id = Some("AIDAJQABLZS4A3QDU576Q".into());
+        iam.account_id = Some("111122223333".into());
         authorizer.iam = Some(iam);
         payload.request_context.authorizer = Some(authorizer);
         let request = decode(payload);
         assert_eq!(request.method, "POST");
         assert_eq!(request.body.as_deref(), Some(&b"{\"a\":1}"[..]));
         assert_eq!(
-            request.iam.unwrap().user_arn.as_deref(),
-            Some("arn:aws:iam::1:user/alice")
+            request.iam.unwrap(),
+            IamPrincipal {
+                user_arn: Some("arn:aws:iam::111122223333:user/alice".into()),
+                user_id: Some("AIDAJQABLZS4A3QDU576Q".into()),
+                account_id: Some("111122223333".into()),
+            }
         );
+    }
+
+    #[test]
+    fn the_sample_iam_event_names_its_role_session() {
+        let payload: LambdaFunctionUrlRequest =
+            serde_json::from_str(include_str!("../../../events/upload-api-iam-me.json")).unwrap();
+        let principal = decode(payload).iam.expect("an IAM context");
+        let caller = crate::auth::caller_from_principal(&principal).unwrap();
+        assert_eq!(caller.id(), "123456789012:AROA3XFRBF535PLBIFPI4:alice");
     }
 }

@@ -263,6 +263,20 @@ mod tests {
         .unwrap();
         assert_eq!(target.key.as_str(), "uploads/alice/a b.jpg");
         assert_eq!(target.owner, "alice");
+        // An IAM caller's prefix, as S3 encodes it in the event (`:` `+` `@` escaped).
+        let iam = super::target(
+            &notice(
+                "ObjectCreated:Put",
+                "uploads/111122223333%3AAROAXXXXXXXXXXXXXXXXX%3Aalice%2Bops%40example.com/a.jpg",
+            ),
+            "uploads/",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            iam.owner,
+            "111122223333:AROAXXXXXXXXXXXXXXXXX:alice+ops@example.com"
+        );
     }
 
     #[test]

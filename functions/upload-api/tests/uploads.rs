@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bytes, jpeg, temp_dir, Stack, ALICE, BOB, MIB};
+use common::{bytes, jpeg, role_session, temp_dir, Stack, ALICE, BOB, MIB};
 use sha2::{Digest, Sha256};
-use upload_api::api::UploadMethod;
-use upload_api::checksum::Checksum;
+use upload_api::api::{ChecksumSpec, CreateMultipartRequest, SingleUploadRequest, UploadMethod};
+use upload_api::auth::IamPrincipal;
+use upload_api::checksum::{Checksum, ChecksumAlgorithm};
 use upload_api::client::{upload_resumable, upload_single, Progress, UploadOptions};
 use upload_api::metadata::Outcome;
 
@@ -413,4 +414,223 @@ async fn a_saved_upload_that_is_over_starts_afresh() {
     assert!(!second.resumed);
     assert_eq!(second.parts_sent, [1, 2]);
     assert_eq!(stack.object(key).await.as_deref(), Some(&data[..]));
+}
+
+/// The status and reason of a refusal by the API.
+fn refusal<T: std::fmt::Debug>(result: Result<T, upload_api::Error>) -> (u16, String, String) {
+    match result {
+        Err(upload_api::Error::Refused {
+            status,
+            reason,
+            message,
+            ..
+        }) => (status, reason, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn iam_callers_are_principals_not_the_session_names_they_pick() {
+    let stack = Stack::start(&[("AUTH_MODE", "iam")]).await;
+    let account = "111122223333";
+    let alice = stack
+        .iam_client(role_session(
+            account,
+            "Uploaders",
+            "AROAUPLOADERSROLE0001",
+            "alice",
+        ))
+        .await;
+    let owner = "111122223333:AROAUPLOADERSROLE0001:alice";
+    let prefix = format!("uploads/{owner}/");
+    let me = alice.me().await.unwrap();
+    assert_eq!(
+        (me.caller.as_str(), me.prefix.as_str()),
+        (owner, prefix.as_str())
+    );
+
+    // Alice uploads a file, which is recorded as hers, and leaves a multipart upload open.
+    let photo = jpeg(320, 240);
+    let dir = temp_dir("iam");
+    let path = dir.join("cat.jpg");
+    std::fs::write(&path, &photo).unwrap();
+    let key = format!("{prefix}photos/cat.jpg");
+    upload_single(&alice, &path, &key, "image/jpeg", UploadMethod::Put)
+        .await
+        .unwrap();
+    let outcomes = stack.record(&stack.events_for(&[&key]).await).await;
+    let versions = recorded(&outcomes);
+    assert_eq!(versions.len(), 1, "{outcomes:?}");
+    let version = versions[0].clone();
+    assert_eq!(version.owner, owner);
+    let video = bytes(12 * MIB, 5);
+    let open = alice
+        .create_multipart(&CreateMultipartRequest {
+            key: format!("{prefix}videos/holiday.mp4"),
+            size: video.len() as u64,
+            content_type: "video/mp4".into(),
+            checksum: ChecksumSpec {
+                algorithm: ChecksumAlgorithm::Crc32c,
+                value: crc32c_b64(&video),
+            },
+            part_size: None,
+        })
+        .await
+        .unwrap();
+
+    // Principals that name their session "alice" too: another role of the account, the role
+    // deleted and created again under its name, a role of the same name in another account.
+    let others = [
+        role_session(account, "Intruders", "AROAINTRUDERSROLE0002", "alice"),
+        role_session(account, "Uploaders", "AROAUPLOADERSROLE0003", "alice"),
+        role_session(
+            "444455556666",
+            "Uploaders",
+            "AROAUPLOADERSROLE0001",
+            "alice",
+        ),
+    ];
+    for principal in others {
+        let who = principal.user_arn.clone().unwrap();
+        let other = stack.iam_client(principal).await;
+        let their = other.me().await.unwrap();
+        assert_ne!(their.caller, owner, "{who}");
+        assert!(
+            !their.prefix.starts_with(&prefix),
+            "{who}: {}",
+            their.prefix
+        );
+
+        // Alice's file, its versions, her feed: refused, naming the caller's own prefix.
+        for refused in [
+            refusal(other.file(&key, false).await),
+            refusal(other.file(&key, true).await),
+            refusal(other.changes(Some(&prefix), None, None).await),
+            refusal(
+                other
+                    .single_upload(&SingleUploadRequest {
+                        key: key.clone(),
+                        size: 5,
+                        content_type: "image/jpeg".into(),
+                        checksum: ChecksumSpec {
+                            algorithm: ChecksumAlgorithm::Sha256,
+                            value: sha256_b64(b"hello"),
+                        },
+                        method: UploadMethod::Put,
+                        expires_in: None,
+                    })
+                    .await,
+            ),
+        ] {
+            let (status, reason, message) = refused;
+            assert_eq!(
+                (status, reason.as_str()),
+                (403, "key_outside_prefix"),
+                "{who}"
+            );
+            assert!(message.contains(&their.prefix), "{who}: {message}");
+        }
+        // Its own feed has nothing of hers; her open upload is unknown to it.
+        assert!(other
+            .changes(None, None, None)
+            .await
+            .unwrap()
+            .changes
+            .is_empty());
+        for refused in [
+            refusal(other.list_parts(&open.upload_id).await),
+            refusal(other.abort(&open.upload_id).await),
+        ] {
+            assert_eq!(
+                (refused.0, refused.1.as_str()),
+                (404, "upload_not_found"),
+                "{who}"
+            );
+        }
+    }
+
+    // Nothing of Alice's is lost: her bytes, her versions, her feed, her open upload.
+    assert_eq!(stack.object(&key).await.as_deref(), Some(&photo[..]));
+    let file = alice.file(&key, true).await.unwrap();
+    assert_eq!(
+        (file.latest, file.versions),
+        (version.clone(), vec![version.clone()])
+    );
+    assert_eq!(
+        alice.changes(None, None, None).await.unwrap().changes,
+        vec![version]
+    );
+    assert!(alice
+        .list_parts(&open.upload_id)
+        .await
+        .unwrap()
+        .parts
+        .is_empty());
+    alice.abort(&open.upload_id).await.unwrap();
+
+    // Root and federated users have no prefix: a 403 that says why.
+    for (arn, user_id, why) in [
+        (
+            "arn:aws:iam::111122223333:root",
+            "111122223333",
+            "root user is not accepted",
+        ),
+        (
+            "arn:aws:sts::111122223333:federated-user/alice",
+            "111122223333:alice",
+            "GetFederationToken",
+        ),
+    ] {
+        let refused = stack
+            .iam_client(IamPrincipal {
+                user_arn: Some(arn.into()),
+                user_id: Some(user_id.into()),
+                account_id: Some(account.into()),
+            })
+            .await;
+        let (status, reason, message) = refusal(refused.me().await);
+        assert_eq!((status, reason.as_str()), (403, "unknown_caller"), "{arn}");
+        assert!(message.contains(arn) && message.contains(why), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn an_identity_center_user_uploads_under_its_own_prefix() {
+    let stack = Stack::start(&[("AUTH_MODE", "iam")]).await;
+    // Identity Center names the session after the user: `@` and `+` reach the key.
+    let user = stack
+        .iam_client(role_session(
+            "111122223333",
+            "AWSReservedSSO_Uploaders_0123456789abcdef",
+            "AROASSOUPLOADERS00001",
+            "alice+ops@example.com",
+        ))
+        .await;
+    let me = user.me().await.unwrap();
+    let owner = "111122223333:AROASSOUPLOADERS00001:alice+ops@example.com";
+    assert_eq!(me.caller, owner);
+    let data = bytes(70_000, 9);
+    let dir = temp_dir("sso");
+    let path = dir.join("notes.bin");
+    std::fs::write(&path, &data).unwrap();
+    let key = format!("{}notes/a b.bin", me.prefix);
+    upload_single(
+        &user,
+        &path,
+        &key,
+        "application/octet-stream",
+        UploadMethod::Post,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stack.object(&key).await.as_deref(), Some(&data[..]));
+    let outcomes = stack.record(&stack.events_for(&[&key]).await).await;
+    let versions = recorded(&outcomes);
+    assert_eq!(versions.len(), 1, "{outcomes:?}");
+    assert_eq!(versions[0].owner, owner);
+    assert_eq!(&user.file(&key, false).await.unwrap().latest, versions[0]);
+    let changes = user.changes(Some(&me.prefix), None, None).await.unwrap();
+    assert_eq!(changes.changes.len(), 1);
+    let messages = stack.change_messages(1).await;
+    assert_eq!(messages[0]["_attributes"]["owner"]["Value"], owner);
 }

@@ -1,12 +1,19 @@
 //! A function URL on 127.0.0.1: each HTTP request becomes the event Lambda's function URL would
 //! deliver (payload format 2.0: raw path and query, decoded query parameters, headers, body, a
 //! request id), the real handler answers it, and its response goes back as HTTP.
+//!
+//! An `AWS_IAM` function URL checks each request's SigV4 signature and names the signing principal
+//! in `requestContext.authorizer.iam`; [`serve_as`] stands for one whose every request was signed
+//! by one principal.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlRequestContextAuthorizerDescription,
+    LambdaFunctionUrlRequestContextAuthorizerIamDescription,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -14,11 +21,18 @@ use hyper_util::rt::TokioIo;
 use lambda_runtime::{Context, LambdaEvent};
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
+use upload_api::auth::IamPrincipal;
 
 use super::StackApi;
 
 /// Serves `api`; returns its base URL.
 pub async fn serve(api: Arc<StackApi>) -> String {
+    serve_as(api, None).await
+}
+
+/// Serves `api` with every request signed by `principal` (none: an `AuthType: NONE` URL).
+pub async fn serve_as(api: Arc<StackApi>, principal: Option<IamPrincipal>) -> String {
+    let principal = Arc::new(principal);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -27,10 +41,16 @@ pub async fn serve(api: Arc<StackApi>) -> String {
                 return;
             };
             let api = api.clone();
+            let principal = principal.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let api = api.clone();
-                    async move { Ok::<_, Infallible>(invoke(&api, request).await) }
+                    let principal = principal.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            invoke(&api, request, principal.as_ref().as_ref()).await,
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -56,7 +76,11 @@ fn query_parameters(raw: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn invoke(api: &StackApi, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn invoke(
+    api: &StackApi,
+    request: hyper::Request<Incoming>,
+    principal: Option<&IamPrincipal>,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -72,6 +96,15 @@ async fn invoke(api: &StackApi, request: hyper::Request<Incoming>) -> hyper::Res
     event.headers = parts.headers;
     event.request_context.request_id = Some(request_id.clone());
     event.request_context.http.method = Some(parts.method.as_str().to_owned());
+    if let Some(principal) = principal {
+        let mut iam = LambdaFunctionUrlRequestContextAuthorizerIamDescription::default();
+        iam.user_arn = principal.user_arn.clone();
+        iam.user_id = principal.user_id.clone();
+        iam.account_id = principal.account_id.clone();
+        let mut authorizer = LambdaFunctionUrlRequestContextAuthorizerDescription::default();
+        authorizer.iam = Some(iam);
+        event.request_context.authorizer = Some(authorizer);
+    }
     if !body.is_empty() {
         match std::str::from_utf8(&body) {
             Ok(text) => event.body = Some(text.to_owned()),

@@ -26,7 +26,7 @@ use shared::batch::BatchRunner;
 use shared::config::Env;
 use shared::metrics::Metrics;
 use test_support::queues::notified_keys;
-use upload_api::auth::token_hash_hex;
+use upload_api::auth::{token_hash_hex, IamPrincipal};
 use upload_api::client::ApiClient;
 use upload_api::metadata::Outcome;
 use upload_api::store::files::FEED_INDEX;
@@ -294,6 +294,15 @@ impl Stack {
 
     pub fn client(&self, caller: &str) -> ApiClient {
         ApiClient::new(&self.base_url, Some(self.tokens[caller].clone()))
+    }
+
+    /// A client whose every request reaches this stack's API (started with `AUTH_MODE=iam`)
+    /// signed by `principal`, as through an `AWS_IAM` function URL.
+    pub async fn iam_client(&self, principal: IamPrincipal) -> ApiClient {
+        ApiClient::new(
+            function_url::serve_as(self.api.clone(), Some(principal)).await,
+            None,
+        )
     }
 
     pub fn prefix(&self, caller: &str) -> String {
@@ -660,6 +669,17 @@ async fn create_files_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
         .send()
         .await
         .expect("create the files table");
+}
+
+/// A session of an assumed role, as the function URL's authorizer names it.
+pub fn role_session(account: &str, role: &str, role_id: &str, session: &str) -> IamPrincipal {
+    IamPrincipal {
+        user_arn: Some(format!(
+            "arn:aws:sts::{account}:assumed-role/{role}/{session}"
+        )),
+        user_id: Some(format!("{role_id}:{session}")),
+        account_id: Some(account.to_owned()),
+    }
 }
 
 /// Deterministic bytes.
