@@ -92,6 +92,9 @@ UPLOAD_CALLER = "alice"
 UPLOAD_TOKEN = "sample-token-alice"
 # Parameters the built template is evaluated with, other than the defaults.
 PARAMETER_OVERRIDES = {
+    # The generated origin secret: the backfill function gets its ARN (here the run's own secret in
+    # the local Secrets Manager) and reads the value at cold start, as deployed.
+    "OriginSecret": "create",
     "UploadAuthMode": "token",
     "UploadAuthTokens": f"{UPLOAD_CALLER}:{hashlib.sha256(UPLOAD_TOKEN.encode()).hexdigest()}",
 }
