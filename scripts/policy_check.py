@@ -779,14 +779,7 @@ def rule_subscriptions(resources):
         if policy_name is None:
             yield Finding("topic-subscription", name, f"queue {queue} has no queue policy")
             continue
-        if not any(
-            allows_service(st, "sns.amazonaws.com", "sqs:SendMessage")
-            and any(
-                ref_name(condition.get("aws:SourceArn"))[0] == topic
-                for condition in (st.get("Condition") or {}).values()
-            )
-            for st in statements(document)
-        ):
+        if not lets_topic_send(document, topic):
             yield Finding("topic-subscription", name, f"{policy_name} does not let topic {topic} (by SourceArn) send")
         # SNS retries a failed delivery, then drops it unless the subscription has a redrive policy.
         dlq, _ = ref_name((props.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
@@ -794,11 +787,7 @@ def rule_subscriptions(resources):
             yield Finding("topic-subscription", name, "no redrive policy to a queue of this template: SNS drops what it cannot deliver")
         else:
             dlq_policy, dlq_document = queue_policies.get(dlq, (None, None))
-            if dlq_policy is None or not any(
-                allows_service(st, "sns.amazonaws.com", "sqs:SendMessage")
-                and any(ref_name(c.get("aws:SourceArn"))[0] == topic for c in (st.get("Condition") or {}).values())
-                for st in statements(dlq_document)
-            ):
+            if dlq_policy is None or not lets_topic_send(dlq_document, topic):
                 yield Finding("topic-subscription", name, f"its dead-letter queue {dlq} does not let topic {topic} send")
         # A queue that also takes the bucket's suffix-filtered notifications takes from the topic
         # only what those let through.
@@ -809,6 +798,15 @@ def rule_subscriptions(resources):
                 yield Finding("topic-subscription", name, f"no filter: {queue} is woken for every object, not only {sorted(suffixes)}")
             elif filtered != suffixes:
                 yield Finding("topic-subscription", name, f"filters on {sorted(filtered)}, the bucket notifies {queue} of {sorted(suffixes)}")
+
+
+def lets_topic_send(document, topic):
+    """Whether a queue policy lets this topic (by SourceArn) send to the queue."""
+    return any(
+        allows_service(st, "sns.amazonaws.com", "sqs:SendMessage")
+        and any(ref_name(condition.get("aws:SourceArn"))[0] == topic for condition in (st.get("Condition") or {}).values())
+        for st in statements(document)
+    )
 
 
 def notified_suffixes(resources, queue):

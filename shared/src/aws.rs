@@ -4,6 +4,8 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_types::timeout::TimeoutConfig;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 /// Loads the shared SDK configuration from the environment.
@@ -49,8 +51,13 @@ pub fn timeouts_until(base: Option<&TimeoutConfig>, deadline: Instant) -> Option
     if left.is_zero() {
         return None;
     }
+    Some(timeouts_within(base, left))
+}
+
+/// The client's own timeouts (`base`) with an operation timeout, retries included, of `limit`.
+pub fn timeouts_within(base: Option<&TimeoutConfig>, limit: Duration) -> TimeoutConfig {
     let builder = base.map(TimeoutConfig::to_builder).unwrap_or_default();
-    Some(builder.operation_timeout(left).build())
+    builder.operation_timeout(limit).build()
 }
 
 /// The fields of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`; the resource may hold
@@ -140,7 +147,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_gets_the_time_left_and_keeps_the_clients_other_timeouts() {
-        use std::time::Duration;
         let base = TimeoutConfig::builder()
             .connect_timeout(Duration::from_millis(3100))
             .build();

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::config::Region;
 use http::{HeaderName, HeaderValue};
 use shared::origin_secret;
@@ -94,14 +93,8 @@ impl SecretStore {
             reason,
         };
         // The client's own timeouts (connect, ...) with an operation timeout on top.
-        let timeouts = self
-            .client
-            .config()
-            .timeout_config()
-            .map(TimeoutConfig::to_builder)
-            .unwrap_or_default()
-            .operation_timeout(READ_TIMEOUT)
-            .build();
+        let timeouts =
+            shared::aws::timeouts_within(self.client.config().timeout_config(), READ_TIMEOUT);
         let answer = self
             .client
             .get_secret_value()

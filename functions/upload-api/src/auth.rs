@@ -215,15 +215,14 @@ pub fn caller_from_principal(principal: &IamPrincipal) -> Result<Caller, Unmappe
         .user_arn
         .as_deref()
         .ok_or(Unmapped::Inconsistent)?;
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some(service), Some(""), Some(account), Some(resource)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let Some(shared::aws::Arn {
+        partition,
+        service,
+        region: "",
+        account,
+        resource,
+    }) = shared::aws::Arn::parse(arn)
+    else {
         return Err(Unmapped::Inconsistent);
     };
     if !partition.starts_with("aws")
