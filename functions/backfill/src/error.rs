@@ -52,6 +52,17 @@ pub enum BackfillError {
     Deadline,
     #[error("concurrent write to the same key (409); will retry")]
     WriteConflict,
+    #[error("at {rate} bytes/s per connection and {workers} part workers, {size} bytes would take longer than the {days} day(s) an upload may live")]
+    TooSlow {
+        size: u64,
+        rate: u64,
+        workers: u32,
+        days: u32,
+    },
+    #[error("the upload does not hold every part yet: {0}")]
+    PartsMissing(String),
+    #[error("the origin changed {0} times while the object was being copied; giving up")]
+    OriginUnstable(u32),
     #[error(transparent)]
     Aws(#[from] shared::Error),
     /// At cold start: the function cannot start without the secret the origin requires.
@@ -106,7 +117,9 @@ impl Failure for BackfillError {
             | BackfillError::KeyMismatch { .. }
             | BackfillError::OriginRefused { .. }
             | BackfillError::RedirectRefused { .. }
-            | BackfillError::TooLarge { .. } => false,
+            | BackfillError::TooLarge { .. }
+            | BackfillError::TooSlow { .. }
+            | BackfillError::OriginUnstable(_) => false,
             BackfillError::OriginUnavailable { .. }
             | BackfillError::OriginTransport(_)
             | BackfillError::FirstByteTimeout(_)
@@ -115,6 +128,7 @@ impl Failure for BackfillError {
             | BackfillError::CircuitOpen(_)
             | BackfillError::Deadline
             | BackfillError::WriteConflict
+            | BackfillError::PartsMissing(_)
             | BackfillError::OriginSecret { .. } => true,
             BackfillError::Aws(err) => err.is_retryable(),
         }
@@ -142,6 +156,9 @@ impl Failure for BackfillError {
             BackfillError::CircuitOpen(_) => "circuit_open",
             BackfillError::Deadline => "deadline",
             BackfillError::WriteConflict => "write_conflict",
+            BackfillError::TooSlow { .. } => "too_slow",
+            BackfillError::PartsMissing(_) => "parts_missing",
+            BackfillError::OriginUnstable(_) => "origin_unstable",
             BackfillError::Aws(err) => err.reason(),
             BackfillError::OriginSecret { .. } => "origin_secret",
         }
