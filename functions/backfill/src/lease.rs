@@ -9,7 +9,9 @@
 //!   it and adds its number to the `done` set (`ADD` to a set is idempotent: a redelivered part is
 //!   counted once); the part that completes the set completes the upload.
 //! - A lease whose holder died expires, and the next copy message takes it over, with the upload
-//!   recorded there, to finish it rather than start again.
+//!   recorded there, to finish it rather than start again. The holder's own copy message, back
+//!   after its visibility timeout because the holder died before deleting it, takes it over at
+//!   once: the lease names the message that holds it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -264,7 +266,9 @@ impl Leases for DynamoLeases {
                 "SET #generation = if_not_exists(#generation, :zero) + :one, #holder = :holder, \
                  #expires_at = :expires_at, #ttl = :ttl, #state = :copying",
             )
-            .condition_expression("attribute_not_exists(#pk) OR #expires_at < :now")
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #expires_at < :now OR #holder = :holder",
+            )
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#generation", "generation")
             .expression_attribute_names("#holder", "holder")
@@ -525,6 +529,7 @@ pub struct MemoryLeases {
 
 #[derive(Debug, Clone)]
 struct MemoryLease {
+    holder: String,
     generation: u64,
     expires_at: u64,
     upload: Option<UploadRecord>,
@@ -555,18 +560,19 @@ impl Leases for MemoryLeases {
     async fn take(
         &self,
         id: &str,
-        _holder: &str,
+        holder: &str,
         now: u64,
         expires_at: u64,
         _: Instant,
     ) -> Result<Taken, BackfillError> {
         Ok(self.with(|items| match items.get_mut(id) {
-            Some(item) if item.expires_at >= now => Taken::Live {
+            Some(item) if item.expires_at >= now && item.holder != holder => Taken::Live {
                 expires_at: item.expires_at,
             },
             Some(item) => {
                 item.generation += 1;
                 item.expires_at = expires_at;
+                item.holder = holder.to_owned();
                 Taken::Held(Lease {
                     id: id.to_owned(),
                     generation: item.generation,
@@ -577,6 +583,7 @@ impl Leases for MemoryLeases {
                 items.insert(
                     id.to_owned(),
                     MemoryLease {
+                        holder: holder.to_owned(),
                         generation: 1,
                         expires_at,
                         upload: None,
@@ -730,13 +737,17 @@ mod tests {
     #[tokio::test]
     async fn a_live_lease_refuses_a_second_holder_and_an_expired_one_is_taken_over() {
         let leases = MemoryLeases::default();
-        let Taken::Held(first) = leases.take("b/k", "one", 100, 200, later()).await.unwrap() else {
+        let Taken::Held(_) = leases.take("b/k", "one", 100, 200, later()).await.unwrap() else {
             panic!("free")
         };
         assert_eq!(
             leases.take("b/k", "two", 150, 250, later()).await.unwrap(),
             Taken::Live { expires_at: 200 }
         );
+        let Taken::Held(first) = leases.take("b/k", "one", 150, 200, later()).await.unwrap() else {
+            panic!("the holder's own message, back after the holder died, takes it over")
+        };
+        assert_eq!(first.generation, 2);
         let upload = UploadRecord {
             upload_id: "u".into(),
             validator: Validator::Etag("\"v\"".into()),
@@ -750,14 +761,14 @@ mod tests {
             .unwrap());
         assert_eq!(
             leases
-                .part_done("b/k", 1, "u", 2, 7, 300, later())
+                .part_done("b/k", 2, "u", 2, 7, 300, later())
                 .await
                 .unwrap(),
             Some(1)
         );
         assert_eq!(
             leases
-                .part_done("b/k", 1, "u", 2, 7, 300, later())
+                .part_done("b/k", 2, "u", 2, 7, 300, later())
                 .await
                 .unwrap(),
             Some(1),
@@ -767,17 +778,17 @@ mod tests {
         else {
             panic!("expired")
         };
-        assert_eq!(second.generation, 2);
+        assert_eq!(second.generation, 3);
         assert_eq!(second.upload, Some(upload));
         assert_eq!(
             leases
-                .part_done("b/k", 1, "u", 3, 7, 500, later())
+                .part_done("b/k", 2, "u", 3, 7, 500, later())
                 .await
                 .unwrap(),
             None,
             "the old generation can record nothing"
         );
-        assert!(!leases.release("b/k", 1, later()).await.unwrap());
-        assert!(leases.release("b/k", 2, later()).await.unwrap());
+        assert!(!leases.release("b/k", 2, later()).await.unwrap());
+        assert!(leases.release("b/k", 3, later()).await.unwrap());
     }
 }

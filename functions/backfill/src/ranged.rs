@@ -354,7 +354,6 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             )
             .await;
         }
-        drop(body);
         let validator = validator.expect("checked above");
         let plan = plan_parts(
             whole,
@@ -383,30 +382,101 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             part_size: plan.part_size,
             parts: plan.parts,
         };
+        // Parts 2.. go to the queue; part 1 is the rest of this very answer, uploaded here.
+        let first = task_for(copy, lease, &upload, 1, restarts);
         let started = self
-            .enqueue(copy, lease, &upload, &BTreeSet::new(), restarts, deadline)
+            .enqueue(
+                copy,
+                lease,
+                &upload,
+                &BTreeSet::new(),
+                Some(1),
+                restarts,
+                deadline,
+            )
             .await;
         match started {
-            Ok(Some(sent)) => Ok(CopyOutcome::Split { parts: sent }),
+            Ok(Some(_)) => {}
             Ok(None) => {
                 self.abort(&target, &upload.upload_id, deadline).await;
-                Ok(CopyOutcome::InFlight)
+                return Ok(CopyOutcome::InFlight);
             }
             Err(err) => {
                 self.abort(&target, &upload.upload_id, deadline).await;
-                Err(err)
+                return Err(err);
+            }
+        }
+        let rest = futures::stream::iter(prefix.into_iter().map(Ok)).chain(body);
+        let uploaded = self
+            .store
+            .upload_part_stream(
+                &plain_target(fetch),
+                &upload.upload_id,
+                1,
+                Box::pin(take_exactly(rest, first.bytes())),
+                first.bytes(),
+                deadline,
+            )
+            .await;
+        match uploaded {
+            Ok(part) => match self.recorded(fetch, &first, part.crc32c, deadline).await? {
+                CopyOutcome::PartUploaded { .. } => Ok(CopyOutcome::Split {
+                    parts: upload.parts,
+                }),
+                outcome => Ok(outcome),
+            },
+            Err(err) => {
+                // Its task carries it on, with a fresh GET of its range.
+                tracing::info!(error = %err, "the first part failed here; it goes to the part queue");
+                self.queue.send(vec![first.to_json()], deadline).await?;
+                Ok(CopyOutcome::Split {
+                    parts: upload.parts,
+                })
             }
         }
     }
 
-    /// Records the upload in the lease and enqueues a task for each part not in `done`; the
-    /// number enqueued, or `None` if the lease was lost.
+    /// Records a part uploaded; the part that completes the set completes the upload.
+    async fn recorded(
+        &self,
+        fetch: &Fetch,
+        task: &PartTask,
+        crc32c: u32,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let done = self
+            .leases
+            .part_done(
+                &lease_id(fetch),
+                task.generation,
+                &task.upload_id,
+                task.part,
+                crc32c,
+                epoch_now() + self.config.lease_grace.as_secs(),
+                deadline,
+            )
+            .await?;
+        match done {
+            None => Ok(CopyOutcome::PartStale),
+            Some(done) if done as u32 >= task.parts => self.complete(fetch, task, deadline).await,
+            Some(_) => Ok(CopyOutcome::PartUploaded {
+                part: task.part,
+                bytes: task.bytes(),
+            }),
+        }
+    }
+
+    /// Records the upload in the lease and enqueues a task for each part neither in `done` nor
+    /// `kept` (a part the caller uploads itself); the number enqueued, or `None` if the lease
+    /// was lost.
+    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
         &self,
         copy: &shared::message::BackfillMessage,
         lease: &Lease,
         upload: &UploadRecord,
         done: &BTreeSet<u32>,
+        kept: Option<u32>,
         restarts: u32,
         deadline: Instant,
     ) -> Result<Option<u32>, BackfillError> {
@@ -419,26 +489,8 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             return Ok(None);
         }
         let tasks: Vec<String> = (1..=upload.parts)
-            .filter(|part| !done.contains(part))
-            .map(|part| {
-                let (first, last) = part_range(upload.size, upload.part_size, part);
-                PartTask {
-                    version: shared::message::MESSAGE_VERSION,
-                    kind: PART.to_owned(),
-                    copy: copy.clone(),
-                    upload_id: upload.upload_id.clone(),
-                    generation: lease.generation,
-                    part,
-                    parts: upload.parts,
-                    part_size: upload.part_size,
-                    first,
-                    last,
-                    size: upload.size,
-                    validator: upload.validator.clone(),
-                    restarts,
-                }
-                .to_json()
-            })
+            .filter(|part| !done.contains(part) && Some(*part) != kept)
+            .map(|part| task_for(copy, lease, upload, part, restarts).to_json())
             .collect();
         let count = tasks.len() as u32;
         self.queue.send(tasks, deadline).await?;
@@ -505,26 +557,12 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             .collect();
         tracing::info!(upload_id = %upload.upload_id, done = done.len(), parts = upload.parts, "taking over a split copy");
         match self
-            .enqueue(copy, lease, upload, &done, 0, deadline)
+            .enqueue(copy, lease, upload, &done, None, 0, deadline)
             .await?
         {
             None => Ok(Some(CopyOutcome::InFlight)),
             Some(0) => {
-                let task = PartTask {
-                    version: shared::message::MESSAGE_VERSION,
-                    kind: PART.to_owned(),
-                    copy: copy.clone(),
-                    upload_id: upload.upload_id.clone(),
-                    generation: lease.generation,
-                    part: upload.parts,
-                    parts: upload.parts,
-                    part_size: upload.part_size,
-                    first: part_range(upload.size, upload.part_size, upload.parts).0,
-                    last: upload.size - 1,
-                    size: upload.size,
-                    validator: upload.validator.clone(),
-                    restarts: 0,
-                };
+                let task = task_for(copy, lease, upload, upload.parts, 0);
                 self.complete(fetch, &task, deadline).await.map(Some)
             }
             Some(sent) => Ok(Some(CopyOutcome::Split { parts: sent })),
@@ -617,26 +655,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 Err(err) => return Err(err),
             }
         };
-        let done = self
-            .leases
-            .part_done(
-                &id,
-                task.generation,
-                &task.upload_id,
-                task.part,
-                part.crc32c,
-                epoch_now() + grace,
-                deadline,
-            )
-            .await?;
-        match done {
-            None => Ok(CopyOutcome::PartStale),
-            Some(done) if done as u32 >= task.parts => self.complete(fetch, task, deadline).await,
-            Some(_) => Ok(CopyOutcome::PartUploaded {
-                part: task.part,
-                bytes: task.bytes(),
-            }),
-        }
+        self.recorded(fetch, task, part.crc32c, deadline).await
     }
 
     /// Every part is done: checks S3 holds each with its planned size, combines their CRC32Cs
@@ -767,6 +786,57 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             tracing::warn!(error = %err, upload_id, "could not abort the multipart upload; the lifecycle rule will");
         }
     }
+}
+
+/// The task of part `part` of `upload`.
+fn task_for(
+    copy: &shared::message::BackfillMessage,
+    lease: &Lease,
+    upload: &UploadRecord,
+    part: u32,
+    restarts: u32,
+) -> PartTask {
+    let (first, last) = part_range(upload.size, upload.part_size, part);
+    PartTask {
+        version: shared::message::MESSAGE_VERSION,
+        kind: PART.to_owned(),
+        copy: copy.clone(),
+        upload_id: upload.upload_id.clone(),
+        generation: lease.generation,
+        part,
+        parts: upload.parts,
+        part_size: upload.part_size,
+        first,
+        last,
+        size: upload.size,
+        validator: upload.validator.clone(),
+        restarts,
+    }
+}
+
+/// The first `length` bytes of a stream, then its end (the rest is never read).
+fn take_exactly<S>(
+    stream: S,
+    length: u64,
+) -> impl futures::Stream<Item = Result<Bytes, BackfillError>> + Send
+where
+    S: futures::Stream<Item = Result<Bytes, BackfillError>> + Send + Unpin,
+{
+    futures::stream::unfold((stream, length), |(mut stream, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        match stream.next().await? {
+            Ok(mut chunk) => {
+                if chunk.len() as u64 > left {
+                    chunk.truncate(left as usize);
+                }
+                let left = left - chunk.len() as u64;
+                Some((Ok(chunk), (stream, left)))
+            }
+            Err(err) => Some((Err(err), (stream, 0))),
+        }
+    })
 }
 
 /// Attempts at one part within an invocation, each with a fresh ranged GET.
