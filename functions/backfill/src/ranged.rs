@@ -407,15 +407,20 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             }
         }
         let rest = futures::stream::iter(prefix.into_iter().map(Ok)).chain(body);
+        // A second is kept to hand part 1 to the queue if it cannot be finished here.
+        let part_deadline = deadline
+            .checked_sub(HAND_OVER)
+            .unwrap_or(deadline)
+            .max(Instant::now());
         let uploaded = self
             .store
             .upload_part_stream(
                 &plain_target(fetch),
                 &upload.upload_id,
                 1,
-                Box::pin(take_exactly(rest, first.bytes())),
+                Box::pin(take_exactly(rest, first.bytes()).fuse()),
                 first.bytes(),
-                deadline,
+                part_deadline,
             )
             .await;
         match uploaded {
@@ -759,19 +764,20 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             }
             return Err(BackfillError::OriginUnstable(task.restarts + 1));
         }
-        let restart = crate::task::Restart::new(task.copy.clone(), task.restarts + 1);
-        self.queue.send(vec![restart.to_json()], deadline).await?;
-        if self
+        // Only the task that releases the lease restarts the copy: the others of this upload
+        // find it gone and drop out.
+        if !self
             .leases
             .release(&lease_id(fetch), task.generation, deadline)
             .await?
         {
-            self.abort(&plain_target(fetch), &task.upload_id, deadline)
-                .await;
-            Ok(CopyOutcome::Restarted)
-        } else {
-            Ok(CopyOutcome::PartStale)
+            return Ok(CopyOutcome::PartStale);
         }
+        self.abort(&plain_target(fetch), &task.upload_id, deadline)
+            .await;
+        let restart = crate::task::Restart::new(task.copy.clone(), task.restarts + 1);
+        self.queue.send(vec![restart.to_json()], deadline).await?;
+        Ok(CopyOutcome::Restarted)
     }
 
     /// Aborts an upload, past the deadline too (within part of the margin kept before the
@@ -838,6 +844,9 @@ where
         }
     })
 }
+
+/// The time the holder keeps to enqueue part 1 when it cannot upload it itself.
+const HAND_OVER: Duration = Duration::from_secs(1);
 
 /// Attempts at one part within an invocation, each with a fresh ranged GET.
 const STREAM_ATTEMPTS: u32 = 3;

@@ -136,7 +136,11 @@ async fn serve(
             let state = state.lock().unwrap();
             state.aliases.get(&path).cloned().unwrap_or(path)
         };
-        state.lock().unwrap().requests.push((path.clone(), headers));
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .push((path.clone(), headers.clone()));
         let hit = {
             let mut state = state.lock().unwrap();
             let count = state.hits.entry(path.clone()).or_default();
@@ -235,7 +239,7 @@ async fn serve(
                     continue;
                 };
                 let rate: u64 = rate.parse().unwrap();
-                serve_ranged(&mut stream, &state, name, &f, &headers_of(&state), rate).await?;
+                serve_ranged(&mut stream, &state, name, &f, &headers, rate).await?;
             }
             ["slow-first-byte", ms, name] => {
                 tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
@@ -263,16 +267,6 @@ async fn serve(
             _ => respond(&mut stream, 404, &[], Some(b"no route")).await?,
         }
     }
-}
-
-/// The last request's headers (the one being answered).
-fn headers_of(state: &Arc<Mutex<State>>) -> Vec<(String, String)> {
-    let state = state.lock().unwrap();
-    state
-        .requests
-        .last()
-        .map(|(_, h)| h.clone())
-        .unwrap_or_default()
 }
 
 async fn serve_ranged(
