@@ -3,9 +3,6 @@
 
 mod common;
 
-use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::store::{ObjectStore, S3Store, Target};
