@@ -59,6 +59,8 @@ pub enum BackfillError {
         workers: u32,
         days: u32,
     },
+    #[error("the multipart upload {0} is gone (completed or aborted)")]
+    UploadGone(String),
     #[error("the upload does not hold every part yet: {0}")]
     PartsMissing(String),
     #[error("the origin changed {0} times while the object was being copied; giving up")]
@@ -129,6 +131,7 @@ impl Failure for BackfillError {
             | BackfillError::Deadline
             | BackfillError::WriteConflict
             | BackfillError::PartsMissing(_)
+            | BackfillError::UploadGone(_)
             | BackfillError::OriginSecret { .. } => true,
             BackfillError::Aws(err) => err.is_retryable(),
         }
@@ -158,6 +161,7 @@ impl Failure for BackfillError {
             BackfillError::WriteConflict => "write_conflict",
             BackfillError::TooSlow { .. } => "too_slow",
             BackfillError::PartsMissing(_) => "parts_missing",
+            BackfillError::UploadGone(_) => "upload_gone",
             BackfillError::OriginUnstable(_) => "origin_unstable",
             BackfillError::Aws(err) => err.reason(),
             BackfillError::OriginSecret { .. } => "origin_secret",

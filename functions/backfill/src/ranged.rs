@@ -277,11 +277,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         .await?;
         let whole = match (probe.status, parse_content_range(&probe.headers)) {
             (206, Some((0, last, size))) if last + 1 == size => size,
-            // Not a range of the whole object (the origin ignores ranges and answered 200, or
-            // anything else): judged and copied as a plain answer.
-            (206, _) => return Err(BackfillError::OriginRefused { status: 206 }),
-            (416, _) => {
-                // An empty object has no byte 0: fetched plainly.
+            // A range, but not of the whole object (an origin that caps what one answer
+            // carries), or an empty object, which has no byte 0: fetched plainly.
+            (206 | 416, _) => {
                 let response =
                     get_within(self.origin, &fetch.url, HeaderMap::new(), deadline).await?;
                 return copy_response(
@@ -294,6 +292,8 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 )
                 .await;
             }
+            // The origin ignores ranges (200), or anything else: judged and copied as a plain
+            // answer.
             _ => {
                 return copy_response(self.origin, self.store, self.config, fetch, probe, deadline)
                     .await
@@ -546,7 +546,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         {
             Ok(listed) => listed,
             // The upload is gone (aborted, or removed by the lifecycle rule): start afresh.
-            Err(err) if err.to_string().contains("NoSuchUpload") => return Ok(None),
+            Err(BackfillError::UploadGone(_)) => return Ok(None),
             Err(err) => return Err(err),
         };
         let done: BTreeSet<u32> = listed
@@ -673,10 +673,26 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
     ) -> Result<CopyOutcome, BackfillError> {
         let id = lease_id(fetch);
         let target = plain_target(fetch);
-        let listed = self
+        let listed = match self
             .store
             .list_parts(&target, &task.upload_id, deadline)
-            .await?;
+            .await
+        {
+            Ok(listed) => listed,
+            // Completed by a duplicate of this task, or aborted by a restart.
+            Err(BackfillError::UploadGone(_)) => {
+                if self
+                    .store
+                    .exists(&fetch.bucket, &fetch.key, deadline)
+                    .await?
+                {
+                    self.leases.release(&id, task.generation, deadline).await?;
+                    return Ok(CopyOutcome::AlreadyPresent);
+                }
+                return self.restart(fetch, task, deadline).await;
+            }
+            Err(err) => return Err(err),
+        };
         let recorded = self.leases.checksums(&id, deadline).await?;
         let part_size = task.part_size;
         let mut parts = Vec::with_capacity(task.parts as usize);

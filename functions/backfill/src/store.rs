@@ -110,7 +110,8 @@ pub trait ObjectStore: Send + Sync {
         deadline: Instant,
     ) -> impl Future<Output = Result<Part, BackfillError>> + Send;
 
-    /// Every part of an upload S3 holds, in order (ListParts, 1,000 a page).
+    /// Every part of an upload S3 holds, in order (ListParts, 1,000 a page);
+    /// [`BackfillError::UploadGone`] if S3 no longer has the upload.
     fn list_parts(
         &self,
         target: &Target,
@@ -471,7 +472,12 @@ impl ObjectStore for S3Store {
                 .config_override(until(&self.client, deadline)?)
                 .send()
                 .await
-                .map_err(|e| aws_error("ListParts", e))?;
+                .map_err(|err| match err.as_service_error() {
+                    Some(e) if e.code() == Some("NoSuchUpload") => {
+                        BackfillError::UploadGone(upload_id.to_owned())
+                    }
+                    _ => aws_error("ListParts", err),
+                })?;
             for part in page.parts() {
                 listed.push(ListedPart {
                     number: part.part_number.unwrap_or_default(),
