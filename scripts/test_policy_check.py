@@ -327,9 +327,15 @@ class PolicyCheckTest(unittest.TestCase):
 
     def test_role_without_lease_release(self):
         def mutate(t):
-            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Action"] = ["dynamodb:UpdateItem"]
+            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Action"] = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
 
         self.assertCaught("role-minimum", mutate, message="lacks dynamodb:DeleteItem")
+
+    def test_role_without_the_part_checksums_read(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Action"].remove("dynamodb:GetItem")
+
+        self.assertCaught("role-minimum", mutate, message="lacks dynamodb:GetItem")
 
     def test_lease_calls_need_no_grant_without_the_table(self):
         def mutate(t):
