@@ -33,9 +33,15 @@ Rules (their names are what the findings and the tests use):
   queue-alarms            a DLQ without a depth alarm or a consumed queue without an age alarm
   dynamodb-table          a DynamoDB table not on demand, or with neither TTL nor point-in-time
                           recovery (items that never expire are a history to keep)
+  part-queue              a function's PART_QUEUE_URL not a standard queue of this template that
+                          the same function consumes one message at a time (BatchSize 1) with
+                          ScalingConfig.MaximumConcurrency equal to its PART_WORKERS
+  lease-table             a function's LEASE_TABLE not a table of this template keyed by pk (S)
+                          alone, with TTL on ttl
   role-minimum            a function role whose actions differ from what the function calls
                           (scripts/sdk-calls.json; per binary for a crate with several), its event
-                          source and its logs need
+                          source and its logs need; a call made only when a variable is set
+                          (when_configured) granted on another resource than the one it names
   sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources: a
                           crate's calls, or for a crate with several binaries the union of theirs,
                           each binary's among what its main can reach
@@ -948,6 +954,76 @@ def rule_alarms(resources):
             yield Finding("queue-alarms", name, "queue without an oldest-message age alarm")
 
 
+# The backfill function's split copies (issue 17): the variables that name the part queue, the
+# workers it may use at once, and the lease table, and the lease table's key and TTL attribute.
+PART_QUEUE_VARIABLE = "PART_QUEUE_URL"
+PART_WORKERS_VARIABLE = "PART_WORKERS"
+LEASE_TABLE_VARIABLE = "LEASE_TABLE"
+LEASE_KEY = ("pk", "S")
+LEASE_TTL = "ttl"
+
+
+def function_variables(props):
+    return ((props.get("Environment") or {}).get("Variables")) or {}
+
+
+def rule_part_queue(resources):
+    """The part queue a function sends its part tasks to is one it consumes itself, a task per
+    invocation, with as many invocations at once as it is told (PART_WORKERS): the plan sizes parts
+    and refuses copies from that number, so the mapping must not allow another."""
+    for function, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function_variables(res["Properties"])
+        if PART_QUEUE_VARIABLE not in variables:
+            continue
+        at = f"{function} {PART_QUEUE_VARIABLE}"
+        queue, attribute = ref_name(variables[PART_QUEUE_VARIABLE])
+        if queue is None or attribute is not None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+            yield Finding("part-queue", at, f"{variables[PART_QUEUE_VARIABLE]!r} is not the URL of a queue of this template")
+            continue
+        if is_fifo(resources[queue]["Properties"]):
+            yield Finding("part-queue", at, f"{queue} is a FIFO queue: part tasks would wait for each other")
+        events = [props for f, _fp, _e, props, q in sqs_event_sources(resources) if f == function and q == queue]
+        if not events:
+            yield Finding("part-queue", at, f"{function} does not consume {queue}: nobody uploads the parts")
+            continue
+        workers = variables.get(PART_WORKERS_VARIABLE)
+        for props in events:
+            if str(props.get("BatchSize")) != "1":
+                yield Finding("part-queue", at, f"BatchSize {props.get('BatchSize')} on {queue}: one part task per invocation")
+            concurrency = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+            if workers is None or str(concurrency) != str(workers):
+                yield Finding(
+                    "part-queue", at,
+                    f"{queue}'s MaximumConcurrency is {concurrency}, {PART_WORKERS_VARIABLE} is {workers}: they must be one value",
+                )
+
+
+def rule_lease_table(resources):
+    """The lease table a function takes its copy leases in is keyed by pk (S) alone, and its TTL
+    attribute is ttl: the function writes those names."""
+    for function, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function_variables(res["Properties"])
+        if LEASE_TABLE_VARIABLE not in variables:
+            continue
+        at = f"{function} {LEASE_TABLE_VARIABLE}"
+        table, attribute = ref_name(variables[LEASE_TABLE_VARIABLE])
+        if table is None or attribute is not None or resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table":
+            yield Finding("lease-table", at, f"{variables[LEASE_TABLE_VARIABLE]!r} is not the name of a table of this template")
+            continue
+        props = resources[table]["Properties"]
+        types = {a.get("AttributeName"): a.get("AttributeType") for a in props.get("AttributeDefinitions", [])}
+        key = [(k.get("AttributeName"), k.get("KeyType")) for k in props.get("KeySchema", [])]
+        if key != [(LEASE_KEY[0], "HASH")] or types.get(LEASE_KEY[0]) != LEASE_KEY[1]:
+            yield Finding("lease-table", at, f"{table} is keyed by {key}, not by {LEASE_KEY[0]} ({LEASE_KEY[1]}) alone")
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if ttl.get("AttributeName") != LEASE_TTL or str(ttl.get("Enabled", "")).lower() != "true":
+            yield Finding("lease-table", at, f"{table}'s TTL is not on {LEASE_TTL}: expired leases would stay forever")
+
+
 def rule_tables(resources):
     for name, res in resources.items():
         if res["Type"] != "AWS::DynamoDB::Table":
@@ -1367,13 +1443,23 @@ def rule_role_minimum(resources, root, recorded):
                 if queue not in event_queues.get(function, set()):
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the function's own queue")
             for call, variable in entry.get("when_configured", {}).items():
-                configured = ((props.get("Environment") or {}).get("Variables") or {}).get(variable)
-                if action in API_ACTIONS[call] and configured is not None and resource != configured:
+                configured = function_variables(props).get(variable)
+                if action in API_ACTIONS[call] and configured is not None and not same_resource(resource, configured):
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the {variable} the function reads")
             if service == "logs":
                 log_group = (props.get("LoggingConfig") or {}).get("LogGroup")
                 if log_group and ref_name(log_group)[0] != ref_name(resource)[0]:
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the function's log group")
+
+
+def same_resource(resource, configured):
+    """Whether a policy's resource is the one a variable names: the same value, or the same
+    resource of this template by another attribute (a table's name and its ARN, a queue's URL and
+    its ARN)."""
+    if resource == configured:
+        return True
+    name = ref_name(resource)[0]
+    return name is not None and name == ref_name(configured)[0]
 
 
 def rule_sdk_calls(root, recorded, crates):
@@ -1860,7 +1946,7 @@ def rule_edge_metrics(resources, regions, root):
 # ---------------------------------------------------------------- driver
 
 TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions,
-                  rule_alarms, rule_tables, rule_notification_case, rule_data_kept, rule_secrets_in_environment,
+                  rule_alarms, rule_tables, rule_part_queue, rule_lease_table, rule_notification_case, rule_data_kept, rule_secrets_in_environment,
                   rule_origin_secret_header]
 
 

@@ -11,7 +11,7 @@ local AWS stack, and checks the answers; measures the Rust functions' init durat
   variables the template declares). Init is measured with the emulator in both modes.
 
 Each function's environment is the built template's (parameter defaults), with what points at real
-AWS replaced by the local stand-ins (bucket, tables, topic, allowed origins), and Lambda's own
+AWS replaced by the local stand-ins (bucket, tables, part queue, topic, allowed origins), and Lambda's own
 variables (log format and level from LoggingConfig, memory, timeout). One parameter differs from
 its default: the upload API runs with UploadAuthMode=token and a sample caller's token hash, since
 IAM auth happens in the function URL, before the function, and the sample events carry tokens (the
@@ -310,12 +310,16 @@ FUNCTIONS = {}
 
 class LocalStack:
     def __init__(self):
-        for name in ("AWS_ENDPOINT_URL", "BUCKET", "TASK_TABLE", "BACKFILL_QUEUE_URL", "IMAGE_QUEUE_URL"):
+        for name in ("AWS_ENDPOINT_URL", "BUCKET", "TASK_TABLE", "BACKFILL_QUEUE_URL", "IMAGE_QUEUE_URL",
+                     "LEASE_TABLE", "PART_QUEUE_URL"):
             if not os.environ.get(name):
                 raise SystemExit(f"{name} is not set: start scripts/local-stack and export .local/env")
         endpoint = os.environ["AWS_ENDPOINT_URL"]
         self.bucket = os.environ["BUCKET"]
         self.table = os.environ["TASK_TABLE"]
+        # The backfill function's copy leases and part tasks (CopyLeaseTable, PartQueue).
+        self.lease_table = os.environ["LEASE_TABLE"]
+        self.part_queue = os.environ["PART_QUEUE_URL"]
         self.backfill_queue = os.environ["BACKFILL_QUEUE_URL"]
         self.image_queue = os.environ["IMAGE_QUEUE_URL"]
         self.s3 = boto3.client("s3", endpoint_url=endpoint)
@@ -423,6 +427,13 @@ class LocalStack:
             )["Items"]
             for item in items:
                 self.dynamodb.delete_item(TableName=self.table, Key={"id": item["id"]})
+
+    def lease(self, key):
+        """The copy lease item of a key of the bucket, or None."""
+        answer = self.dynamodb.get_item(
+            TableName=self.lease_table, Key={"pk": {"S": f"{self.bucket}/{key}"}}, ConsistentRead=True
+        )
+        return answer.get("Item")
 
     def object_bytes(self, key):
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -587,6 +598,14 @@ class Suite:
         self.created_keys.add("images/cat photo.jpg")
         box = self.sandbox(function)
 
+        def split_copies_configured():
+            env = self.functions[function].env
+            assert env.get("LEASE_TABLE") == self.stack.lease_table, f"LEASE_TABLE {env.get('LEASE_TABLE')!r}"
+            assert env.get("PART_QUEUE_URL") == self.stack.part_queue, f"PART_QUEUE_URL {env.get('PART_QUEUE_URL')!r}"
+            template = policy_check.load_template(self.functions[function].template_path)
+            default = str(template["Parameters"]["PartWorkers"]["Default"])
+            assert env.get("PART_WORKERS") == default, f"PART_WORKERS {env.get('PART_WORKERS')!r}, PartWorkers {default}"
+
         def batch():
             answer, _ = box.invoke(json.loads((EVENTS / "backfill-batch.json").read_text()))
             assert answer == {"batchItemFailures": []}, answer
@@ -594,6 +613,14 @@ class Suite:
             assert hashlib.sha256(stored).digest() == hashlib.sha256(photo).digest(), f"{len(stored)} bytes stored"
             missing = self.stack.listing("images/missing.jpg")
             assert not missing, f"a 404 at the origin wrote {missing}"
+            # A copy that is done releases its lease; nothing is left for the next viewer's miss to wait on.
+            for key in ("images/cat photo.jpg", "images/missing.jpg"):
+                assert self.stack.lease(key) is None, f"a lease left behind for {key}: {self.stack.lease(key)}"
+            parts = self.stack.receive_all(self.stack.part_queue)
+            assert parts == [], f"a small copy was split: {[m['Body'] for m in parts]}"
+
+        self.check(f"{function}: LEASE_TABLE, PART_QUEUE_URL and PART_WORKERS are the local copy-lease table, "
+                   "part queue and the template's PartWorkers", split_copies_configured)
 
         def origin_down():
             answer, _ = box.invoke(json.loads((EVENTS / "backfill-origin-down.json").read_text()))
@@ -1041,6 +1068,8 @@ def run(args, stack):
     local_env = {
         "BUCKET": stack.bucket,
         "TASK_TABLE": stack.table,
+        "LEASE_TABLE": stack.lease_table,
+        "PART_QUEUE_URL": stack.part_queue,
         "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     }
     suffix = f"{int(time.time())}-{os.getpid()}"

@@ -197,6 +197,187 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("queue-encryption", mutate)
 
+    # ---------------------------------------------------------------- split copies: part queue, leases
+
+    def test_part_queue_visibility_below_six_times_the_timeout(self):
+        def mutate(t):
+            regional(t)["PartQueue"]["Properties"]["VisibilityTimeout"] = 900
+
+        self.assertCaught("visibility-timeout", mutate, message="queue PartQueue visibility 900s")
+
+    def test_part_queue_without_dead_letter_queue(self):
+        def mutate(t):
+            del regional(t)["PartQueue"]["Properties"]["RedrivePolicy"]
+
+        found = self.assertCaught("dead-letter-queue", mutate, message="no RedrivePolicy")
+        self.assertTrue(any(f.where == "PartQueue" for f in found if f.rule == "dead-letter-queue"))
+        # Its DLQ is then nobody's: an unconsumed queue without a redrive policy of its own.
+        self.assertTrue(any(f.where == "PartDeadLetterQueue" for f in found if f.rule == "dead-letter-queue"))
+
+    def test_part_queue_without_encryption(self):
+        def mutate(t):
+            del regional(t)["PartQueue"]["Properties"]["SqsManagedSseEnabled"]
+
+        self.assertCaught("queue-encryption", mutate)
+
+    def test_part_mapping_without_maximum_concurrency(self):
+        def mutate(t):
+            del regional(t)["BackfillFunction"]["Properties"]["Events"]["PartQueue"]["Properties"]["ScalingConfig"]
+
+        found = self.assertCaught("event-source-settings", mutate, message="MaximumConcurrency")
+        self.assertTrue(any(f.rule == "part-queue" and "MaximumConcurrency is None" in f.message for f in found))
+
+    def test_part_mapping_without_batch_item_failures(self):
+        def mutate(t):
+            del regional(t)["BackfillFunction"]["Properties"]["Events"]["PartQueue"]["Properties"]["FunctionResponseTypes"]
+
+        self.assertCaught("batch-item-failures", mutate)
+
+    def test_part_mapping_with_batches(self):
+        def mutate(t):
+            regional(t)["BackfillFunction"]["Properties"]["Events"]["PartQueue"]["Properties"]["BatchSize"] = 10
+
+        self.assertCaught("part-queue", mutate, message="BatchSize 10 on PartQueue")
+
+    def test_part_workers_not_the_mappings_concurrency(self):
+        def mutate(t):
+            regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]["PART_WORKERS"] = 16
+
+        self.assertCaught("part-queue", mutate, message="MaximumConcurrency is 8, PART_WORKERS is 16")
+
+    def test_part_queue_nobody_consumes(self):
+        def mutate(t):
+            del regional(t)["BackfillFunction"]["Properties"]["Events"]["PartQueue"]
+
+        found = self.assertCaught("part-queue", mutate, message="does not consume PartQueue")
+        # The role still lets the function consume it, and the queue has no consumer to alarm on.
+        self.assertTrue(any(f.rule == "role-minimum" and "not the function's own queue" in f.message for f in found))
+
+    def test_part_queue_url_naming_the_backfill_queue(self):
+        def mutate(t):
+            regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]["PART_QUEUE_URL"] = {"Ref": "BackfillQueue"}
+
+        found = self.assertCaught("part-queue", mutate, message="MaximumConcurrency is 5, PART_WORKERS is 8")
+        self.assertTrue(any(f.rule == "part-queue" and "BatchSize 10 on BackfillQueue" in f.message for f in found))
+        # SendMessage is granted on the part queue, not on the queue the variable names.
+        self.assertTrue(any(f.rule == "role-minimum" and "not the PART_QUEUE_URL" in f.message for f in found))
+
+    def test_part_queue_url_of_no_queue(self):
+        def mutate(t):
+            regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]["PART_QUEUE_URL"] = {
+                "Fn::GetAtt": ["PartQueue", "Arn"]
+            }
+
+        self.assertCaught("part-queue", mutate, message="is not the URL of a queue")
+
+    def test_part_queue_of_fifo_type(self):
+        def mutate(t):
+            for name in ("PartQueue", "PartDeadLetterQueue"):
+                regional(t)[name]["Properties"]["FifoQueue"] = True
+
+        self.assertCaught("part-queue", mutate, message="FIFO")
+
+    def test_part_dead_letter_queue_without_alarm(self):
+        def mutate(t):
+            del regional(t)["PartDeadLetterAlarm"]
+
+        found = self.assertCaught("queue-alarms", mutate, message="depth")
+        self.assertTrue(any(f.where == "PartDeadLetterQueue" for f in found if f.rule == "queue-alarms"))
+
+    def test_part_queue_without_age_alarm(self):
+        def mutate(t):
+            del regional(t)["PartOldestMessageAlarm"]
+
+        found = self.assertCaught("queue-alarms", mutate, message="age")
+        self.assertTrue(any(f.where == "PartQueue" for f in found if f.rule == "queue-alarms"))
+
+    def test_role_without_send_to_the_part_queue(self):
+        def mutate(t):
+            policy = regional(t)["BackfillRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            policy["Statement"] = [st for st in policy["Statement"] if st.get("Sid") != "SendPartTasks"]
+
+        self.assertCaught("role-minimum", mutate, message="lacks sqs:SendMessage")
+
+    def test_role_consuming_only_the_backfill_queue(self):
+        # The event source mapping's actions are checked per action, not per queue: a role that
+        # consumes only the backfill queue passes role-minimum, but the deploy would fail on the
+        # part queue's mapping; so the statement lists both queues and this test keeps them.
+        resources = statement(BASE["template.yaml"]["Resources"], "BackfillRole", "ConsumeBackfillQueue")["Resource"]
+        self.assertIn({"Fn::GetAtt": ["PartQueue", "Arn"]}, resources)
+
+    def test_role_without_list_parts(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "WriteBackfilledObjects")["Action"].remove("s3:ListMultipartUploadParts")
+
+        self.assertCaught("role-minimum", mutate, message="lacks s3:ListMultipartUploadParts")
+
+    def test_list_parts_on_the_bucket(self):
+        def mutate(t):
+            st = statement(regional(t), "BackfillRole", "WriteBackfilledObjects")
+            st["Action"].remove("s3:ListMultipartUploadParts")
+            statement(regional(t), "BackfillRole", "SeeMissingObjects")["Action"] = ["s3:ListBucket", "s3:ListMultipartUploadParts"]
+
+        self.assertCaught("role-minimum", mutate, message="s3:ListMultipartUploadParts on the wrong level")
+
+    def test_leases_recorded_in_another_table(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Resource"] = {"Fn::GetAtt": ["TaskTable", "Arn"]}
+
+        self.assertCaught("role-minimum", mutate, message="not the LEASE_TABLE the function reads")
+
+    def test_role_without_lease_release(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Action"] = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
+
+        self.assertCaught("role-minimum", mutate, message="lacks dynamodb:DeleteItem")
+
+    def test_role_without_the_part_checksums_read(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "RecordCopyLeases")["Action"].remove("dynamodb:GetItem")
+
+        self.assertCaught("role-minimum", mutate, message="lacks dynamodb:GetItem")
+
+    def test_lease_calls_need_no_grant_without_the_table(self):
+        def mutate(t):
+            del regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]["LEASE_TABLE"]
+
+        found = self.assertCaught("role-minimum", mutate, message="grants dynamodb:UpdateItem, which the function does not need")
+        self.assertFalse(any(f.rule == "lease-table" for f in found), [str(f) for f in found])
+
+    def test_lease_table_keyed_by_another_attribute(self):
+        def mutate(t):
+            props = regional(t)["CopyLeaseTable"]["Properties"]
+            props["AttributeDefinitions"] = [{"AttributeName": "id", "AttributeType": "S"}]
+            props["KeySchema"] = [{"AttributeName": "id", "KeyType": "HASH"}]
+
+        self.assertCaught("lease-table", mutate, message="not by pk (S) alone")
+
+    def test_lease_table_key_of_another_type(self):
+        def mutate(t):
+            regional(t)["CopyLeaseTable"]["Properties"]["AttributeDefinitions"][0]["AttributeType"] = "B"
+
+        self.assertCaught("lease-table", mutate, message="not by pk (S) alone")
+
+    def test_lease_table_ttl_on_another_attribute(self):
+        def mutate(t):
+            regional(t)["CopyLeaseTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"] = "expires_at"
+
+        self.assertCaught("lease-table", mutate, message="TTL is not on ttl")
+
+    def test_lease_table_naming_the_task_table(self):
+        def mutate(t):
+            regional(t)["BackfillFunction"]["Properties"]["Environment"]["Variables"]["LEASE_TABLE"] = {"Ref": "TaskTable"}
+
+        found = self.assertCaught("lease-table", mutate, message="TaskTable is keyed by")
+        self.assertTrue(any(f.rule == "role-minimum" and "not the LEASE_TABLE" in f.message for f in found))
+
+    def test_lease_table_without_ttl(self):
+        def mutate(t):
+            del regional(t)["CopyLeaseTable"]["Properties"]["TimeToLiveSpecification"]
+
+        found = self.assertCaught("lease-table", mutate, message="TTL is not on ttl")
+        self.assertTrue(any(f.rule == "dynamodb-table" and f.where == "CopyLeaseTable" for f in found))
+
     # ---------------------------------------------------------------- edge
 
     def test_edge_function_with_environment_variables(self):

@@ -131,6 +131,26 @@ mod tests {
         assert_eq!(op("POST", "/b/", ""), "PostObject");
         assert_eq!(op("GET", "/b", "list-type=2"), "ListObjectsV2");
         assert_eq!(op("DELETE", "/b/k", "uploadId=x"), "AbortMultipartUpload");
+        assert_eq!(op("GET", "/b/k", "uploadId=x"), "ListParts");
+        assert_eq!(
+            op(
+                "GET",
+                "/b/k",
+                "max-parts=1000&part-number-marker=12&uploadId=x"
+            ),
+            "ListParts"
+        );
+        assert_eq!(op("GET", "/b/k", ""), "GetObject");
+        for (target, expected) in [
+            ("DynamoDB_20120810.UpdateItem", "UpdateItem"),
+            ("DynamoDB_20120810.DeleteItem", "DeleteItem"),
+        ] {
+            let target = h(&[("x-amz-target", target)]);
+            assert_eq!(
+                operation("dynamodb", "POST", "/", "", &target, None),
+                expected
+            );
+        }
         let target = h(&[("x-amz-target", "AmazonSQS.SendMessageBatch")]);
         assert_eq!(
             operation("sqs", "POST", "/", "", &target, None),

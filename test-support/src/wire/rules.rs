@@ -98,6 +98,7 @@ impl Checker {
             ("CreateMultipartUpload", _) => self.created(ex, report),
             ("UploadPart", Some(id)) => self.part(ex, &id, report),
             ("CompleteMultipartUpload", Some(id)) => self.complete(ex, &id, report),
+            ("ListParts", _) => list_parts(ex, report),
             _ => {}
         }
     }
@@ -154,6 +155,33 @@ impl Checker {
         };
         if ex.body.decoded_length > 5 * 1024 * MIB {
             report.add("s3.part-size", "a part is larger than 5 GiB");
+        }
+        // UploadPart's reference, x-amz-sdk-checksum-algorithm: "This checksum algorithm must be
+        // the same for all parts and it match the checksum value supplied in the
+        // CreateMultipartUpload request." A part's checksum (header or trailer) is of the
+        // upload's algorithm, and so is the algorithm it names.
+        if let Some(algorithm) = self
+            .uploads
+            .get(upload_id)
+            .and_then(|upload| upload.algorithm.clone())
+        {
+            let named = ex
+                .header("x-amz-sdk-checksum-algorithm")
+                .map(str::to_ascii_uppercase);
+            let sent = sent_checksums(ex)
+                .into_iter()
+                .map(|(alg, _, place)| (alg.to_ascii_uppercase(), place));
+            for (other, place) in named
+                .map(|alg| (alg, "x-amz-sdk-checksum-algorithm"))
+                .into_iter()
+                .chain(sent)
+                .filter(|(alg, _)| *alg != algorithm)
+            {
+                report.add(
+                    "s3.part-checksum",
+                    format!("part {number}'s {place} is {other}, the upload was created with {algorithm}"),
+                );
+            }
         }
         if (200..300).contains(&ex.status) {
             if let Some(upload) = self.uploads.get_mut(upload_id) {
@@ -247,6 +275,31 @@ impl Checker {
                         format!("a COMPOSITE {algorithm} upload lists every part's {element}"),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// ListParts (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListParts.html): "This request
+/// returns a maximum of 1,000 uploaded parts"; `max-parts` "Sets the maximum number of parts to
+/// return", so 1 to 1,000 (S3-compatible stores that check it refuse anything else, e.g. Oracle's
+/// "error is returned if value is not between 1 to 1000"); `part-number-marker` "Specifies the
+/// part after which listing should begin", a part number (1 to 10,000, or 0 for the first page);
+/// `uploadId` names the upload.
+fn list_parts(ex: &Exchange, report: &mut Report) {
+    if ex.query_param("uploadId").is_none_or(|id| id.is_empty()) {
+        report.add("s3.list-parts", "ListParts without an uploadId");
+    }
+    for (name, low, high) in [("max-parts", 1, 1000), ("part-number-marker", 0, 10_000)] {
+        if let Some(value) = ex.query_param(name) {
+            if !value
+                .parse::<u32>()
+                .is_ok_and(|n| (low..=high).contains(&n))
+            {
+                report.add(
+                    "s3.list-parts",
+                    format!("{name} is {value:?} (a whole number from {low} to {high})"),
+                );
             }
         }
     }
@@ -880,13 +933,101 @@ fn dynamodb(operation: &str, doc: &Value, report: &mut Report) {
                 for (_, inner) in action.as_object().into_iter().flatten() {
                     expressions(inner, report);
                     item_size(&inner["Item"], report);
+                    return_values(None, inner, report);
+                    sets(inner, report);
                 }
             }
         }
         _ => {
             expressions(doc, report);
             item_size(&doc["Item"], report);
+            return_values(Some(operation), doc, report);
+            sets(doc, report);
+            if matches!(operation, "GetItem" | "UpdateItem" | "DeleteItem")
+                && doc["Key"].as_object().is_none_or(|key| key.is_empty())
+            {
+                report.add("dynamodb.key", format!("{operation} without a Key"));
+            }
         }
+    }
+}
+
+/// What a write may ask back. ReturnValues: UpdateItem takes NONE, ALL_OLD, UPDATED_OLD, ALL_NEW
+/// and UPDATED_NEW; PutItem and DeleteItem only NONE and ALL_OLD (each action's reference,
+/// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html,
+/// API_PutItem.html: "PutItem does not recognize any values other than NONE or ALL_OLD",
+/// API_DeleteItem.html). ReturnValuesOnConditionCheckFailure: NONE or ALL_OLD, on the single
+/// writes and a transaction's actions alike (API_ConditionCheck.html: "the valid values are: NONE
+/// and ALL_OLD"). `operation` is None for a transaction's action, which takes no ReturnValues.
+fn return_values(operation: Option<&str>, doc: &Value, report: &mut Report) {
+    if let Some(value) = doc.get("ReturnValues") {
+        let allowed: &[&str] = match operation {
+            Some("UpdateItem") => &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
+            Some("PutItem" | "DeleteItem") => &["NONE", "ALL_OLD"],
+            _ => &[],
+        };
+        if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
+            report.add(
+                "dynamodb.return-values",
+                format!(
+                    "ReturnValues {value} on {} (allowed: {allowed:?})",
+                    operation.unwrap_or("a transaction's action")
+                ),
+            );
+        }
+    }
+    if let Some(value) = doc.get("ReturnValuesOnConditionCheckFailure") {
+        if !value
+            .as_str()
+            .is_some_and(|v| ["NONE", "ALL_OLD"].contains(&v))
+        {
+            report.add(
+                "dynamodb.return-values",
+                format!("ReturnValuesOnConditionCheckFailure {value} (NONE or ALL_OLD)"),
+            );
+        }
+    }
+}
+
+/// Sets ("Supported data types and naming rules",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html):
+/// "Each value within a set must be unique" and "DynamoDB does not support empty sets", in an
+/// item, a key and the values an expression uses (an `ADD done :part` of a number set alike).
+fn sets(doc: &Value, report: &mut Report) {
+    for field in ["Item", "Key", "ExpressionAttributeValues"] {
+        for (name, value) in doc[field].as_object().into_iter().flatten() {
+            set_values(name, value, report);
+        }
+    }
+}
+
+fn set_values(name: &str, value: &Value, report: &mut Report) {
+    let Some((kind, inner)) = value.as_object().and_then(|m| m.iter().next()) else {
+        return;
+    };
+    match (kind.as_str(), inner) {
+        ("SS" | "NS" | "BS", Value::Array(items)) => {
+            if items.is_empty() {
+                report.add("dynamodb.set", format!("{name} is an empty {kind}"));
+            }
+            let mut seen = BTreeSet::new();
+            for text in items.iter().filter_map(Value::as_str) {
+                if !seen.insert(text) {
+                    report.add("dynamodb.set", format!("{name} holds {text:?} twice"));
+                }
+            }
+        }
+        ("L", Value::Array(items)) => {
+            for item in items {
+                set_values(name, item, report);
+            }
+        }
+        ("M", Value::Object(map)) => {
+            for (inner_name, item) in map {
+                set_values(&format!("{name}.{inner_name}"), item, report);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1464,6 +1605,131 @@ mod tests {
             .any(|v| v.rule == "s3.part-number"));
     }
 
+    /// A part of a split copy as the backfill streams it: an UploadPart of a CRC32C FULL_OBJECT
+    /// upload, its body aws-chunked with the part's CRC32C as a trailer, no conditional header.
+    fn streamed_part() -> Exchange {
+        let mut part = streamed_put();
+        part.operation = "UploadPart".into();
+        part.query = "partNumber=2&uploadId=u1".into();
+        remove(&mut part, "if-none-match");
+        part
+    }
+
+    /// A checker that has seen the CRC32C FULL_OBJECT upload `u1` created.
+    fn upload_created() -> Checker {
+        let mut checker = Checker::default();
+        assert!(multipart(&mut checker, "FULL_OBJECT", "CRC32C", &[]).is_empty());
+        checker
+    }
+
+    #[test]
+    fn a_valid_streamed_part_breaks_nothing() {
+        assert_eq!(
+            upload_created().check(&streamed_part()),
+            Vec::<Violation>::new()
+        );
+        // Unknown upload (created before the recording began): the part's own rules only.
+        assert_eq!(rules_broken(&streamed_part()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn streamed_part_rules_are_caught() {
+        let caught = |part: &Exchange, rule: &str| {
+            let broken: Vec<_> = upload_created()
+                .check(part)
+                .into_iter()
+                .map(|v| v.rule)
+                .collect();
+            assert!(
+                broken.contains(&rule),
+                "{rule} not caught; found {broken:?}"
+            );
+        };
+        // The trailer announced but not sent, or sent but not announced.
+        let mut missing = streamed_part();
+        missing.body.chunked.as_mut().unwrap().trailers.clear();
+        caught(&missing, "s3.aws-chunked");
+        let mut unannounced = streamed_part();
+        remove(&mut unannounced, "x-amz-trailer");
+        caught(&unannounced, "s3.aws-chunked");
+        // A trailer that is not the part's CRC32C.
+        let mut wrong = streamed_part();
+        wrong.body.chunked.as_mut().unwrap().trailers[0].1 = crc(b"another part");
+        caught(&wrong, "s3.checksum-value");
+        // A CRC32 part of a CRC32C upload, as a trailer and as the algorithm it names.
+        let mut crc32 = streamed_part();
+        set(&mut crc32, "x-amz-trailer", "x-amz-checksum-crc32");
+        set(&mut crc32, "x-amz-sdk-checksum-algorithm", "CRC32");
+        crc32.body.chunked.as_mut().unwrap().trailers[0].0 = "x-amz-checksum-crc32".into();
+        caught(&crc32, "s3.part-checksum");
+        let mut named = streamed_part();
+        set(&mut named, "x-amz-sdk-checksum-algorithm", "SHA256");
+        caught(&named, "s3.part-checksum");
+        // UploadPart takes no conditional write header.
+        let mut conditional = streamed_part();
+        set(&mut conditional, "if-none-match", "*");
+        caught(&conditional, "s3.conditional-write");
+        // The decoded length must be what the chunks carried.
+        let mut length = streamed_part();
+        set(&mut length, "x-amz-decoded-content-length", "12");
+        caught(&length, "s3.aws-chunked");
+        // Neither Content-Length nor Transfer-Encoding.
+        let mut unframed = streamed_part();
+        remove(&mut unframed, "content-length");
+        caught(&unframed, "s3.aws-chunked");
+        // Signed chunks under the unsigned streaming payload.
+        let mut signed = streamed_part();
+        signed.body.chunked.as_mut().unwrap().signed_chunks = 2;
+        caught(&signed, "s3.content-sha256");
+        // A part number out of range.
+        let mut number = streamed_part();
+        number.query = "partNumber=0&uploadId=u1".into();
+        caught(&number, "s3.part-number");
+    }
+
+    fn list_parts_request(query: &str) -> Exchange {
+        Exchange {
+            service: "s3".into(),
+            operation: "ListParts".into(),
+            method: "GET".into(),
+            path: "/overseas-origin/videos/a.mp4".into(),
+            query: query.into(),
+            headers: headers(&[
+                ("authorization", "AWS4-HMAC-SHA256 Credential=k/20261204/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=…"),
+                ("x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ]),
+            status: 200,
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn list_parts_rules_are_caught() {
+        for valid in [
+            "uploadId=u1",
+            "max-parts=1000&uploadId=u1",
+            "max-parts=1&part-number-marker=0&uploadId=u1",
+            "part-number-marker=1000&uploadId=u1",
+            "part-number-marker=10000&uploadId=u1",
+        ] {
+            assert_eq!(
+                rules_broken(&list_parts_request(valid)),
+                Vec::<&str>::new(),
+                "{valid}"
+            );
+        }
+        for invalid in [
+            "uploadId=",
+            "max-parts=0&uploadId=u1",
+            "max-parts=1001&uploadId=u1",
+            "max-parts=ten&uploadId=u1",
+            "part-number-marker=-1&uploadId=u1",
+            "part-number-marker=10001&uploadId=u1",
+        ] {
+            assert_caught(&list_parts_request(invalid), "s3.list-parts");
+        }
+    }
+
     fn json(service: &str, operation: &str, document: serde_json::Value) -> Exchange {
         Exchange {
             service: service.into(),
@@ -1569,6 +1835,58 @@ mod tests {
     }
 
     #[test]
+    fn part_task_batches() {
+        use serde_json::json as j;
+        let url = "http://127.0.0.1/1/backfill-parts";
+        let task = |part: usize| j!({"Id": format!("part-{part}"), "MessageBody": j!({"version": 1, "kind": "part", "part": part}).to_string()});
+        // Ten part tasks, one batch: what a split copy sends.
+        let ten = json(
+            "sqs",
+            "SendMessageBatch",
+            j!({"QueueUrl": url, "Entries": (2..12).map(task).collect::<Vec<_>>()}),
+        );
+        assert!(rules_broken(&ten).is_empty());
+        // The whole batch may be 1 MiB (1,048,576 bytes), not a byte more.
+        let sized = |total: usize| {
+            json(
+                "sqs",
+                "SendMessageBatch",
+                j!({"QueueUrl": url, "Entries": [
+                    {"Id": "a", "MessageBody": "x".repeat(total / 2)},
+                    {"Id": "b", "MessageBody": "x".repeat(total - total / 2)},
+                ]}),
+            )
+        };
+        assert!(rules_broken(&sized(1_048_576)).is_empty());
+        assert_caught(&sized(1_048_577), "sqs.message-size");
+        // Each entry's DelaySeconds is 0 to 900.
+        let delayed = |delay: i64| {
+            json(
+                "sqs",
+                "SendMessageBatch",
+                j!({"QueueUrl": url, "Entries": [{"Id": "a", "MessageBody": "x", "DelaySeconds": delay}]}),
+            )
+        };
+        assert!(rules_broken(&delayed(0)).is_empty());
+        assert!(rules_broken(&delayed(900)).is_empty());
+        assert_caught(&delayed(901), "sqs.delay");
+        assert_caught(&delayed(-1), "sqs.delay");
+        // Entry ids: 1 to 80 of letters, digits, - and _.
+        let id = |id: &str| {
+            json(
+                "sqs",
+                "SendMessageBatch",
+                j!({"QueueUrl": url, "Entries": [{"Id": id, "MessageBody": "x"}]}),
+            )
+        };
+        assert!(rules_broken(&id(&"a".repeat(80))).is_empty());
+        assert!(rules_broken(&id("part_12-A")).is_empty());
+        assert_caught(&id(&"a".repeat(81)), "sqs.batch");
+        assert_caught(&id(""), "sqs.batch");
+        assert_caught(&id("part 12"), "sqs.batch");
+    }
+
+    #[test]
     fn dynamodb_rules_are_caught() {
         use serde_json::json as j;
         let valid = j!({"TableName": "t", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET #s = :s", "ConditionExpression": "attribute_not_exists(pk) OR #s = :old",
@@ -1606,6 +1924,123 @@ mod tests {
         for ((document, operation), rule) in cases.into_iter().zip(rules) {
             assert_caught(&json("dynamodb", operation, document), rule);
         }
+    }
+
+    #[test]
+    fn lease_requests() {
+        use serde_json::json as j;
+        let key = j!({"pk": {"S": "overseas-origin/video/clip.mp4"}});
+        // Take the lease: a new generation unless a live holder has it; the winner's item back.
+        let take = j!({"TableName": "copy-leases", "Key": key,
+            "UpdateExpression": "SET generation = if_not_exists(generation, :zero) + :one, holder = :me, expires_at = :until, #ttl = :ttl, #state = :copying",
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+            "ExpressionAttributeNames": {"#ttl": "ttl", "#state": "state"},
+            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":me": {"S": "req-1"}, ":until": {"N": "1800000900"},
+                ":ttl": {"N": "1800087300"}, ":copying": {"S": "copying"}, ":now": {"N": "1800000000"}},
+            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"});
+        assert!(rules_broken(&json("dynamodb", "UpdateItem", take.clone())).is_empty());
+        // A part done: ADD to the number set, on the generation and upload.
+        let done = j!({"TableName": "copy-leases", "Key": key, "UpdateExpression": "ADD done :part SET expires_at = :until",
+            "ConditionExpression": "generation = :g AND upload_id = :u",
+            "ExpressionAttributeValues": {":part": {"NS": ["12"]}, ":until": {"N": "1800000900"}, ":g": {"N": "7"}, ":u": {"S": "u1"}},
+            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"});
+        assert!(rules_broken(&json("dynamodb", "UpdateItem", done.clone())).is_empty());
+        // Release: on the generation.
+        let release = j!({"TableName": "copy-leases", "Key": key, "ConditionExpression": "generation = :g",
+            "ExpressionAttributeValues": {":g": {"N": "7"}}, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"});
+        assert!(rules_broken(&json("dynamodb", "DeleteItem", release.clone())).is_empty());
+
+        let with = |base: &serde_json::Value, field: &str, value: serde_json::Value| {
+            let mut doc = base.clone();
+            doc[field] = value;
+            doc
+        };
+        let cases = [
+            (
+                with(&release, "ReturnValues", j!("ALL_NEW")),
+                "DeleteItem",
+                "dynamodb.return-values",
+            ),
+            (
+                with(&take, "ReturnValues", j!("EVERYTHING")),
+                "UpdateItem",
+                "dynamodb.return-values",
+            ),
+            (
+                with(&take, "ReturnValuesOnConditionCheckFailure", j!("ALL_NEW")),
+                "UpdateItem",
+                "dynamodb.return-values",
+            ),
+            (
+                with(
+                    &release,
+                    "ReturnValuesOnConditionCheckFailure",
+                    j!("UPDATED_OLD"),
+                ),
+                "DeleteItem",
+                "dynamodb.return-values",
+            ),
+            (
+                with(
+                    &done,
+                    "ExpressionAttributeValues",
+                    j!({":part": {"NS": []}, ":until": {"N": "1"}, ":g": {"N": "7"}, ":u": {"S": "u1"}}),
+                ),
+                "UpdateItem",
+                "dynamodb.set",
+            ),
+            (
+                with(
+                    &done,
+                    "ExpressionAttributeValues",
+                    j!({":part": {"NS": ["12", "12"]}, ":until": {"N": "1"}, ":g": {"N": "7"}, ":u": {"S": "u1"}}),
+                ),
+                "UpdateItem",
+                "dynamodb.set",
+            ),
+            (with(&release, "Key", j!({})), "DeleteItem", "dynamodb.key"),
+            (
+                with(&take, "Key", serde_json::Value::Null),
+                "UpdateItem",
+                "dynamodb.key",
+            ),
+            (
+                with(
+                    &release,
+                    "ExpressionAttributeValues",
+                    j!({":g": {"N": "7"}, ":h": {"N": "8"}}),
+                ),
+                "DeleteItem",
+                "dynamodb.expression",
+            ),
+            (
+                with(
+                    &done,
+                    "ConditionExpression",
+                    j!("generation = :g AND upload_id = :upload"),
+                ),
+                "UpdateItem",
+                "dynamodb.expression",
+            ),
+        ];
+        for (document, operation, rule) in cases {
+            assert_caught(&json("dynamodb", operation, document), rule);
+        }
+        // A transaction's actions take ReturnValuesOnConditionCheckFailure, and no ReturnValues.
+        let transaction = |action: serde_json::Value| {
+            json(
+                "dynamodb",
+                "TransactWriteItems",
+                j!({"TransactItems": [{"Update": action}]}),
+            )
+        };
+        let mut in_transaction = take.clone();
+        in_transaction
+            .as_object_mut()
+            .unwrap()
+            .remove("ReturnValues");
+        assert!(rules_broken(&transaction(in_transaction)).is_empty());
+        assert_caught(&transaction(take), "dynamodb.return-values");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A local event source mapping: what Lambda does between an SQS queue and a function. Long-polls
 //! the queue, hands batches to the function (through the Runtime Interface Emulator), deletes the
 //! records it did not report as failed, and leaves the failed ones to come back after their
-//! visibility timeout, until the queue's redrive policy moves them to the DLQ.
+//! visibility timeout, until the queue's redrive policy moves them to the DLQ. Mappings that feed
+//! one emulator share its [`Sandbox`]: an emulator runs one invocation at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,12 @@ pub struct Mapping {
     pub queue_url: String,
     pub function_url: String,
     pub batch_size: i32,
+    pub sandbox: Sandbox,
 }
+
+/// One function sandbox (one Runtime Interface Emulator): the mappings that invoke it take turns.
+#[derive(Clone, Default)]
+pub struct Sandbox(Arc<tokio::sync::Mutex<()>>);
 
 /// What a mapping delivered.
 #[derive(Clone, Default)]
@@ -32,7 +38,8 @@ pub struct DeliveryCounts {
     pub records: usize,
     pub deleted: usize,
     pub failed: usize,
-    /// Records delivered per message body's `key` field (backfill messages).
+    /// Records delivered per message body's `key` field (backfill messages), or its copy's
+    /// (part tasks).
     pub by_key: HashMap<String, usize>,
     /// Every body delivered (the demo is small), for checks of what messages carry.
     pub bodies: Vec<String>,
@@ -140,10 +147,7 @@ async fn poll_once(
         counts.batches += 1;
         counts.records += messages.len();
         for message in &messages {
-            let key = message
-                .body()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .and_then(|v| v["key"].as_str().map(str::to_owned));
+            let key = message.body().and_then(message_key);
             if let Some(key) = key {
                 *counts.by_key.entry(key).or_default() += 1;
             }
@@ -152,15 +156,18 @@ async fn poll_once(
                 .push(message.body().unwrap_or_default().to_owned());
         }
     }
-    let reply = client
-        .post(&mapping.function_url)
-        .json(&json!({"Records": records}))
-        .timeout(Duration::from_secs(900))
-        .send()
-        .await
-        .context("invoking the function")?;
-    let status = reply.status();
-    let body: Value = reply.json().await.unwrap_or(Value::Null);
+    let (status, body) = {
+        let _turn = mapping.sandbox.0.lock().await;
+        let reply = client
+            .post(&mapping.function_url)
+            .json(&json!({"Records": records}))
+            .timeout(Duration::from_secs(900))
+            .send()
+            .await
+            .context("invoking the function")?;
+        let status = reply.status();
+        (status, reply.json::<Value>().await.unwrap_or(Value::Null))
+    };
     // A failed invocation (or a malformed response) fails the whole batch: nothing is deleted.
     let Some(failures) = (status.is_success() && body.get("errorType").is_none())
         .then(|| body.get("batchItemFailures").and_then(Value::as_array))
@@ -203,4 +210,35 @@ async fn poll_once(
     counts.deleted += deleted;
     counts.failed += failed.len();
     Ok(())
+}
+
+/// The object key a message is about: a backfill message's `key`, a part task's copy's.
+fn message_key(body: &str) -> Option<String> {
+    let message = serde_json::from_str::<Value>(body).ok()?;
+    message["key"]
+        .as_str()
+        .or_else(|| message["copy"]["key"].as_str())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_backfill_messages_and_part_tasks() {
+        assert_eq!(
+            message_key(r#"{"version":1,"key":"video/clip.mp4","uri":"/video/clip.mp4"}"#)
+                .as_deref(),
+            Some("video/clip.mp4")
+        );
+        let part = json!({"version": 1, "kind": "part", "copy": {"version": 1, "key": "video/clip.mp4"},
+            "upload_id": "u1", "generation": 7, "part": 12, "parts": 23});
+        assert_eq!(
+            message_key(&part.to_string()).as_deref(),
+            Some("video/clip.mp4")
+        );
+        assert_eq!(message_key(r#"{"Event":"s3:TestEvent"}"#), None);
+        assert_eq!(message_key("not json"), None);
+    }
 }

@@ -143,6 +143,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         queue_url: queue_url.clone(),
         function_url: args.backfill_function,
         batch_size: 10,
+        sandbox: esm::Sandbox::default(),
     })
     .await?;
     let report = load::LoadRun {
@@ -169,6 +170,7 @@ async fn load(args: LoadArgs) -> Result<()> {
 async fn run(args: RunArgs) -> Result<()> {
     let bucket = var("BUCKET")?;
     let backfill_queue = var("BACKFILL_QUEUE_URL")?;
+    let part_queue = var("PART_QUEUE_URL")?;
     let image_queue = var("IMAGE_QUEUE_URL")?;
     let sdk = shared::aws::load_config().await;
     let s3 = shared::aws::s3_client(&sdk);
@@ -199,12 +201,25 @@ async fn run(args: RunArgs) -> Result<()> {
         args.edge_port,
     )
     .await?;
+    // The backfill function's two mappings, as in template.yaml: the backfill queue in batches,
+    // the part queue one task at a time; both feed its one emulator.
+    let backfill_sandbox = esm::Sandbox::default();
     let (_backfill_task, backfill) = esm::start(esm::Mapping {
         name: "backfill",
         sqs: sqs.clone(),
         queue_url: backfill_queue,
         function_url: args.backfill_function.clone(),
         batch_size: 10,
+        sandbox: backfill_sandbox.clone(),
+    })
+    .await?;
+    let (_part_task, parts) = esm::start(esm::Mapping {
+        name: "backfill parts",
+        sqs: sqs.clone(),
+        queue_url: part_queue,
+        function_url: args.backfill_function.clone(),
+        batch_size: 1,
+        sandbox: backfill_sandbox,
     })
     .await?;
     let (_image_task, images) = esm::start(esm::Mapping {
@@ -213,6 +228,7 @@ async fn run(args: RunArgs) -> Result<()> {
         queue_url: image_queue,
         function_url: args.image_function.clone(),
         batch_size: 5,
+        sandbox: esm::Sandbox::default(),
     })
     .await?;
 
@@ -234,7 +250,7 @@ async fn run(args: RunArgs) -> Result<()> {
         if args.cache { ", cache on" } else { "" }
     );
     println!(
-        "   event sources    backfill queue -> backfill function; image queue -> image processor"
+        "   event sources    backfill queue (batches of 10) and part queue (one task at a time) -> backfill function; image queue -> image processor"
     );
 
     if args.play {
@@ -246,6 +262,7 @@ async fn run(args: RunArgs) -> Result<()> {
             thumbnail_prefix: args.thumbnail_prefix,
             origin_hits,
             backfill,
+            parts,
             images,
             backfill_log: args.backfill_log,
             edge_stats,

@@ -21,6 +21,8 @@ pub struct Scenario {
     pub thumbnail_prefix: String,
     pub origin_hits: Hits,
     pub backfill: Deliveries,
+    /// The part queue's deliveries (part tasks of split copies, restarts).
+    pub parts: Deliveries,
     pub images: Deliveries,
     pub backfill_log: PathBuf,
     pub edge_stats: EdgeStats,
@@ -181,20 +183,32 @@ impl Scenario {
         let stored = self.wait_for_object(video).await?;
         let outcomes = self.wait_for_settled(video).await?;
         let delivered = self.backfill.records_for(video);
+        let path = format!("/{video}");
+        let fetched = self.origin_hits.backfill_bodies(&path);
         println!(
-            "   hook: {delivered} backfill messages for {} misses (repeats suppressed within each sandbox); the domestic origin served the video {} times (viewers and backfill)",
+            "   hook: {delivered} backfill messages for {} misses (repeats suppressed within each sandbox); {} part tasks",
             self.burst,
-            self.origin_hits.get(&format!("/{video}"))
+            self.parts.records_for(video)
+        );
+        println!(
+            "   the domestic origin answered {} requests for the video: {} from viewers",
+            self.origin_hits.get(&path),
+            self.origin_hits.get(&path) - self.origin_hits.backfill_requests(&path)
+        );
+        println!(
+            "   the backfill fetched the video's body {fetched} time(s) from the domestic origin"
         );
         println!("   backfill outcomes {}", format_outcomes(&outcomes));
-        // On S3 one conditional write wins; moto checks If-None-Match apart from the write, so two
-        // completes in the same instant may both pass there. What must hold: one whole object,
-        // every message settled as copied or already present.
-        let copied = outcomes.get("copied").copied().unwrap_or_default();
-        let present = outcomes.get("already_present").copied().unwrap_or_default();
+        // One lease per key: the first message copies, the others find the copy in flight (or
+        // the object present) and fetch nothing.
         check(
-            copied >= 1 && copied + present == outcomes.values().sum::<usize>(),
-            "one object: every message copied it or found it present".into(),
+            fetched == 1,
+            format!("the backfill fetched the video's body once ({fetched})"),
+        );
+        check(
+            one_copy(&outcomes),
+            "one object: every message copied it, found it present or found its copy in flight"
+                .into(),
         );
         check(
             Sha256::digest(&stored) == Sha256::digest(&expected),
@@ -251,6 +265,10 @@ impl Scenario {
 
         let (batches, records, deleted, failed) = self.backfill.snapshot();
         println!("\nBackfill queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed");
+        let (batches, records, deleted, failed) = self.parts.snapshot();
+        println!(
+            "Part queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed"
+        );
         let (batches, records, deleted, failed) = self.images.snapshot();
         println!(
             "Image queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed"
@@ -399,21 +417,39 @@ impl Scenario {
         }
     }
 
-    /// Waits until every message delivered for `key` has an outcome.
+    /// Waits until every message delivered for `key` (backfill messages and part tasks) has an
+    /// outcome.
     async fn wait_for_settled(&self, key: &str) -> Result<HashMap<String, usize>> {
         let started = Instant::now();
         loop {
             let outcomes = self.outcomes(key).await?;
             let settled: usize = outcomes.values().sum();
-            if (settled > 0 && settled >= self.backfill.records_for(key))
-                || started.elapsed() > WAIT
-            {
+            let delivered = self.backfill.records_for(key) + self.parts.records_for(key);
+            if (settled > 0 && settled >= delivered) || started.elapsed() > WAIT {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 return self.outcomes(key).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether a burst's outcomes are those of one copy: copied at least once (on S3 one conditional
+/// write wins; moto checks If-None-Match apart from the write, so two completes in the same
+/// instant may both pass there), and every other message found the object present or its copy in
+/// flight, or was a part of that copy.
+fn one_copy(outcomes: &HashMap<String, usize>) -> bool {
+    const OF_ONE_COPY: [&str; 5] = [
+        "copied",
+        "already_present",
+        "in_flight",
+        "split",
+        "part_uploaded",
+    ];
+    outcomes.get("copied").is_some_and(|n| *n >= 1)
+        && outcomes
+            .keys()
+            .all(|outcome| OF_ONE_COPY.contains(&outcome.as_str()))
 }
 
 fn format_outcomes(outcomes: &HashMap<String, usize>) -> String {
@@ -436,4 +472,33 @@ fn encode_segment(segment: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn a_burst_settles_as_one_copy() {
+        assert!(one_copy(&outcomes(&[("copied", 1)])));
+        assert!(one_copy(&outcomes(&[
+            ("copied", 1),
+            ("in_flight", 3),
+            ("already_present", 2)
+        ])));
+        assert!(one_copy(&outcomes(&[
+            ("copied", 1),
+            ("split", 1),
+            ("part_uploaded", 4)
+        ])));
+        // Nobody copied it, or a message failed, was refused or restarted the copy.
+        assert!(!one_copy(&outcomes(&[("in_flight", 4)])));
+        assert!(!one_copy(&outcomes(&[])));
+        assert!(!one_copy(&outcomes(&[("copied", 1), ("origin_error", 1)])));
+        assert!(!one_copy(&outcomes(&[("copied", 1), ("restarted", 1)])));
+    }
 }
