@@ -14,6 +14,8 @@ const MIB: u64 = 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 pub const MAX_PARTS: u64 = 10_000;
+/// S3's largest object: 10,000 parts of 5 GiB (48.8 TiB).
+pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
 /// S3's largest single PutObject.
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * MIB;
 
@@ -149,6 +151,23 @@ pub struct Config {
     /// back at once with a short visibility.
     pub min_record_time: Duration,
     pub metrics_namespace: String,
+    /// The lease table (one copy in flight per key). Without it, copies of one key are not
+    /// coalesced and none is split.
+    pub lease_table: Option<String>,
+    /// The queue of part tasks. Without it, a copy is never split across invocations.
+    pub part_queue_url: Option<String>,
+    /// The part queue mapping's maximum concurrency: how many parts are fetched at once.
+    pub part_workers: u32,
+    /// Bytes of the first GET read to measure the origin's rate before deciding to split.
+    pub probe_bytes: u64,
+    /// The time a part should take; by default a third of the invocation's time, at most 120 s.
+    pub part_seconds: Option<Duration>,
+    /// How long a split copy's lease lives after its last part started or finished: a copy
+    /// message arriving later takes the copy over and finishes it.
+    pub lease_grace: Duration,
+    /// Days an unfinished multipart upload may live (the bucket's lifecycle rule, 1 in
+    /// template.yaml): a split copy that could not finish within them is refused.
+    pub upload_days: u32,
 }
 
 impl Config {
@@ -233,6 +252,16 @@ impl Config {
             metrics_namespace: env
                 .get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| "OverseasOrigin".to_owned()),
+            lease_table: env.get("LEASE_TABLE").filter(|v| !v.is_empty()),
+            part_queue_url: env.get("PART_QUEUE_URL").filter(|v| !v.is_empty()),
+            part_workers: env.number_or("PART_WORKERS", 8, "a whole number from 1 to 1000")?,
+            probe_bytes: size("PROBE_BYTES", 8 * MIB)?,
+            part_seconds: env
+                .get("PART_SECONDS")
+                .map(|_| env.duration_or("PART_SECONDS", Duration::ZERO))
+                .transpose()?,
+            lease_grace: env.duration_or("LEASE_GRACE", Duration::from_secs(15 * 60))?,
+            upload_days: env.number_or("UPLOAD_DAYS", 1, "a whole number of days")?,
         };
         config.check()
     }
@@ -245,15 +274,46 @@ impl Config {
                 "a size from 5 MiB (5242880) to 5 GiB",
             ));
         }
-        if self.part_size.saturating_mul(MAX_PARTS) < self.max_object_size {
+        if self.max_object_size > MAX_OBJECT_SIZE {
             return Err(error(
                 "MAX_OBJECT_SIZE",
-                &format!(
-                    "is {}, more than 10,000 parts of PART_SIZE {}",
-                    self.max_object_size, self.part_size
-                ),
-                "at most PART_SIZE x 10000 (raise PART_SIZE)",
+                &format!("is {}", self.max_object_size),
+                "at most 53687091200000 (48.8 TiB, S3's largest object)",
             ));
+        }
+        if self.part_queue_url.is_some() && self.lease_table.is_none() {
+            return Err(error(
+                "LEASE_TABLE",
+                "is not set, but PART_QUEUE_URL is",
+                "the lease table, which a split copy records its parts in",
+            ));
+        }
+        if !(1..=1000).contains(&self.part_workers) {
+            return Err(error(
+                "PART_WORKERS",
+                &format!("is {}", self.part_workers),
+                "a whole number from 1 to 1000 (the part queue's maximum concurrency)",
+            ));
+        }
+        if !(64 * 1024..=MAX_PART_SIZE).contains(&self.probe_bytes) {
+            return Err(error(
+                "PROBE_BYTES",
+                &format!("is {}", self.probe_bytes),
+                "a size from 64 KiB to 5 GiB",
+            ));
+        }
+        if self
+            .part_seconds
+            .is_some_and(|s| s < Duration::from_secs(1))
+        {
+            return Err(error(
+                "PART_SECONDS",
+                "is under a second",
+                "a duration such as 120s",
+            ));
+        }
+        if self.upload_days == 0 {
+            return Err(error("UPLOAD_DAYS", "is 0", "a whole number of days"));
         }
         if self.single_put_max > MAX_PUT_SIZE {
             return Err(error(
@@ -662,10 +722,17 @@ mod tests {
             (&[("ALLOWED_ORIGINS", " ")], "ALLOWED_ORIGINS"),
             (&[("BUCKET", "Bad_Bucket")], "BUCKET"),
             (&[("PART_SIZE", "1024")], "PART_SIZE"),
+            (&[("MAX_OBJECT_SIZE", "60000000000000")], "MAX_OBJECT_SIZE"),
             (
-                &[("PART_SIZE", "5242880"), ("MAX_OBJECT_SIZE", "60000000000")],
-                "MAX_OBJECT_SIZE",
+                &[(
+                    "PART_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/1/parts",
+                )],
+                "LEASE_TABLE",
             ),
+            (&[("PART_WORKERS", "0")], "PART_WORKERS"),
+            (&[("PROBE_BYTES", "10")], "PROBE_BYTES"),
+            (&[("PART_SECONDS", "10ms")], "PART_SECONDS"),
             (&[("UPLOAD_CONCURRENCY", "0")], "UPLOAD_CONCURRENCY"),
             (&[("ORIGIN_IDLE_TIMEOUT", "soon")], "ORIGIN_IDLE_TIMEOUT"),
             (&[("RETRY_BASE", "2m"), ("RETRY_CAP", "1m")], "RETRY_CAP"),

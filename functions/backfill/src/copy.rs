@@ -28,6 +28,22 @@ pub enum CopyOutcome {
     AlreadyPresent,
     /// The origin answered 404 or 410.
     NotAtOrigin(u16),
+    /// Another invocation holds the key's lease: its copy is under way, nothing was fetched.
+    InFlight,
+    /// Too large for one invocation: split into `parts` part tasks on the part queue.
+    Split {
+        parts: u32,
+    },
+    /// One part of a split copy uploaded.
+    PartUploaded {
+        part: u32,
+        bytes: u64,
+    },
+    /// A part task of an upload no longer current (taken over, restarted or finished): dropped.
+    PartStale,
+    /// The origin changed during a split copy: the upload was aborted and the copy enqueued
+    /// again.
+    Restarted,
 }
 
 impl CopyOutcome {
@@ -36,6 +52,11 @@ impl CopyOutcome {
             CopyOutcome::Copied { .. } => "copied",
             CopyOutcome::AlreadyPresent => "already_present",
             CopyOutcome::NotAtOrigin(_) => "not_at_origin",
+            CopyOutcome::InFlight => "in_flight",
+            CopyOutcome::Split { .. } => "split",
+            CopyOutcome::PartUploaded { .. } => "part_uploaded",
+            CopyOutcome::PartStale => "part_stale",
+            CopyOutcome::Restarted => "restarted",
         }
     }
 }
@@ -53,6 +74,18 @@ pub async fn copy<O: Origin, S: ObjectStore>(
     let response = timeout_at(deadline, origin.get(&fetch.url))
         .await
         .map_err(|_| BackfillError::Deadline)??;
+    copy_response(origin, store, config, fetch, response, deadline).await
+}
+
+/// The copy of an origin's answer already received (a whole body, or a probe's whole range).
+pub async fn copy_response<O: Origin, S: ObjectStore>(
+    origin: &O,
+    store: &S,
+    config: &Config,
+    fetch: &Fetch,
+    response: OriginResponse,
+    deadline: Instant,
+) -> Result<CopyOutcome, BackfillError> {
     if let Verdict::NotAtOrigin(status) =
         judge(response.status, &response.headers, SystemTime::now())?
     {
@@ -292,8 +325,9 @@ async fn stream_parts<S: ObjectStore>(
             chunk = body.next(), if want_body => match chunk {
                 Some(Ok(mut chunk)) => {
                     received += chunk.len() as u64;
-                    if received > config.max_object_size {
-                        return Err(BackfillError::TooLarge { size: received, limit: config.max_object_size });
+                    let limit = config.max_object_size.min(part_size as u64 * crate::config::MAX_PARTS);
+                    if received > limit {
+                        return Err(BackfillError::TooLarge { size: received, limit });
                     }
                     if let Some(expected) = length.filter(|&expected| received > expected) {
                         return Err(BackfillError::longer_than(expected));

@@ -52,6 +52,19 @@ pub enum BackfillError {
     Deadline,
     #[error("concurrent write to the same key (409); will retry")]
     WriteConflict,
+    #[error("at {rate} bytes/s per connection and {workers} part workers, {size} bytes would take longer than the {days} day(s) an upload may live")]
+    TooSlow {
+        size: u64,
+        rate: u64,
+        workers: u32,
+        days: u32,
+    },
+    #[error("the multipart upload {0} is gone (completed or aborted)")]
+    UploadGone(String),
+    #[error("the upload does not hold every part yet: {0}")]
+    PartsMissing(String),
+    #[error("the origin changed {0} times while the object was being copied; giving up")]
+    OriginUnstable(u32),
     #[error(transparent)]
     Aws(#[from] shared::Error),
     /// At cold start: the function cannot start without the secret the origin requires.
@@ -106,7 +119,9 @@ impl Failure for BackfillError {
             | BackfillError::KeyMismatch { .. }
             | BackfillError::OriginRefused { .. }
             | BackfillError::RedirectRefused { .. }
-            | BackfillError::TooLarge { .. } => false,
+            | BackfillError::TooLarge { .. }
+            | BackfillError::TooSlow { .. }
+            | BackfillError::OriginUnstable(_) => false,
             BackfillError::OriginUnavailable { .. }
             | BackfillError::OriginTransport(_)
             | BackfillError::FirstByteTimeout(_)
@@ -115,6 +130,8 @@ impl Failure for BackfillError {
             | BackfillError::CircuitOpen(_)
             | BackfillError::Deadline
             | BackfillError::WriteConflict
+            | BackfillError::PartsMissing(_)
+            | BackfillError::UploadGone(_)
             | BackfillError::OriginSecret { .. } => true,
             BackfillError::Aws(err) => err.is_retryable(),
         }
@@ -142,6 +159,10 @@ impl Failure for BackfillError {
             BackfillError::CircuitOpen(_) => "circuit_open",
             BackfillError::Deadline => "deadline",
             BackfillError::WriteConflict => "write_conflict",
+            BackfillError::TooSlow { .. } => "too_slow",
+            BackfillError::PartsMissing(_) => "parts_missing",
+            BackfillError::UploadGone(_) => "upload_gone",
+            BackfillError::OriginUnstable(_) => "origin_unstable",
             BackfillError::Aws(err) => err.reason(),
             BackfillError::OriginSecret { .. } => "origin_secret",
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use shared::batch::BatchRunner;
-use shared::message::BackfillMessage;
+use shared::message::{BackfillMessage, MessageError};
 use shared::metrics::{Metric, Metrics};
 use shared::Failure;
 use tokio::time::Instant;
@@ -14,16 +14,23 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::copy::{copy, CopyOutcome};
 use crate::error::BackfillError;
+use crate::lease::{Leases, MemoryLeases, Taken};
 use crate::origin::Origin;
-use crate::plan::plan;
+use crate::plan::{plan, Fetch};
+use crate::ranged::{epoch_at, epoch_now, lease_id, NoQueue, PartQueue, Ranged};
 use crate::store::ObjectStore;
+use crate::task::{PartTask, Task};
 
-pub struct Backfill<O, S> {
+pub struct Backfill<O, S, L = MemoryLeases, Q = NoQueue> {
     pub config: Config,
     pub origin: O,
     pub store: S,
     pub breaker: Breaker,
     pub metrics: Metrics,
+    /// The key leases: one copy in flight per key. None: copies are not coalesced.
+    pub leases: Option<L>,
+    /// The part queue: copies too slow for one invocation are split. None: never split.
+    pub queue: Option<Q>,
 }
 
 impl<O: Origin, S: ObjectStore> Backfill<O, S> {
@@ -34,9 +41,32 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
             config,
             origin,
             store,
+            leases: None,
+            queue: None,
         }
     }
+}
 
+impl<O, S, L, Q> Backfill<O, S, L, Q> {
+    /// With key leases and, to split copies, a part queue.
+    pub fn with_leases<L2: Leases, Q2: PartQueue>(
+        self,
+        leases: L2,
+        queue: Option<Q2>,
+    ) -> Backfill<O, S, L2, Q2> {
+        Backfill {
+            config: self.config,
+            origin: self.origin,
+            store: self.store,
+            breaker: self.breaker,
+            metrics: self.metrics,
+            leases: Some(leases),
+            queue,
+        }
+    }
+}
+
+impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
     /// Handles one record, logging one line and writing its duration, age and bytes.
     pub async fn handle_record(
         &self,
@@ -44,13 +74,19 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let started = Instant::now();
-        let message = BackfillMessage::parse(record.body.as_deref().unwrap_or_default());
-        let age = message.as_ref().ok().map(|m| {
-            let age = time::OffsetDateTime::now_utc() - m.enqueued_at;
+        let task = Task::parse(record.body.as_deref().unwrap_or_default());
+        let age = task.as_ref().ok().map(|task| {
+            let age = time::OffsetDateTime::now_utc() - task.copy().enqueued_at;
             age.whole_milliseconds().max(0) as f64
         });
-        let result = match message {
-            Ok(message) => self.backfill(&message, deadline).await,
+        let holder = record.message_id.as_deref().unwrap_or("unknown");
+        let result = match task {
+            Ok(Task::Copy(message)) => self.backfill(&message, 0, holder, deadline).await,
+            Ok(Task::Restart(restart)) => {
+                self.backfill(&restart.copy, restart.restarts, holder, deadline)
+                    .await
+            }
+            Ok(Task::Part(task)) => self.part(&task, deadline).await,
             Err(err) => Err(err.into()),
         };
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
@@ -64,7 +100,16 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
         if let Some(age) = age {
             metrics.push(Metric::millis("MessageAge", age));
         }
-        if let Ok(CopyOutcome::Copied { bytes, parts }) = &result {
+        if let Ok(CopyOutcome::PartUploaded { part, bytes }) = &result {
+            metrics.push(Metric::bytes("PartBytes", *bytes));
+            tracing::info!(
+                outcome,
+                part,
+                bytes,
+                duration_ms = elapsed as u64,
+                "part uploaded"
+            );
+        } else if let Ok(CopyOutcome::Copied { bytes, parts }) = &result {
             metrics.push(Metric::bytes("Bytes", *bytes));
             tracing::info!(
                 outcome,
@@ -89,6 +134,8 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
     async fn backfill(
         &self,
         message: &BackfillMessage,
+        restarts: u32,
+        holder: &str,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let span = tracing::Span::current();
@@ -96,18 +143,123 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
         span.record("key", message.key.as_str());
         let fetch = plan(message, &self.config)?;
         self.breaker.check()?;
-        let result = copy(&self.origin, &self.store, &self.config, &fetch, deadline).await;
-        // Only an answer of the origin's speaks of its health: an object found already in the
-        // bucket never reached it, so it neither closes the breaker nor resets its count.
-        match &result {
-            Ok(CopyOutcome::Copied { .. } | CopyOutcome::NotAtOrigin(_)) => {
-                self.breaker.record_success()
+        let result = match &self.leases {
+            None => copy(&self.origin, &self.store, &self.config, &fetch, deadline).await,
+            Some(leases) => {
+                self.leased(leases, &fetch, message, restarts, holder, deadline)
+                    .await
             }
-            Ok(CopyOutcome::AlreadyPresent) => {}
+        };
+        self.record_origin_health(&result);
+        result
+    }
+
+    /// A copy under the key's lease: if another invocation holds it, nothing is fetched.
+    async fn leased(
+        &self,
+        leases: &L,
+        fetch: &Fetch,
+        message: &BackfillMessage,
+        restarts: u32,
+        holder: &str,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        if self
+            .store
+            .exists(&fetch.bucket, &fetch.key, deadline)
+            .await?
+        {
+            return Ok(CopyOutcome::AlreadyPresent);
+        }
+        let id = lease_id(fetch);
+        // Held until just after this invocation's end: a holder that dies frees the key then.
+        let expires_at = epoch_at(deadline) + self.config.deadline_margin.as_secs();
+        let lease = match leases
+            .take(&id, holder, epoch_now(), expires_at, deadline)
+            .await?
+        {
+            Taken::Held(lease) => lease,
+            Taken::Live { expires_at } => {
+                tracing::info!(
+                    lease_expires_at = expires_at,
+                    "the key's copy is in flight elsewhere"
+                );
+                return Ok(CopyOutcome::InFlight);
+            }
+        };
+        // A copy that finished between the first look and the take: nothing to fetch.
+        let result = if self
+            .store
+            .exists(&fetch.bucket, &fetch.key, deadline)
+            .await?
+        {
+            Ok(CopyOutcome::AlreadyPresent)
+        } else {
+            match &self.queue {
+                Some(queue) => {
+                    self.ranged(leases, queue)
+                        .copy(fetch, message, &lease, restarts, deadline)
+                        .await
+                }
+                None => copy(&self.origin, &self.store, &self.config, fetch, deadline).await,
+            }
+        };
+        // A split copy keeps the lease: its parts carry it on.
+        if !matches!(result, Ok(CopyOutcome::Split { .. })) {
+            let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
+            if let Err(err) = leases.release(&id, lease.generation, release_by).await {
+                tracing::warn!(error = %err, "could not release the key's lease; it expires at the invocation's end");
+            }
+        }
+        result
+    }
+
+    async fn part(&self, task: &PartTask, deadline: Instant) -> Result<CopyOutcome, BackfillError> {
+        let span = tracing::Span::current();
+        span.record("bucket", task.copy.bucket.as_str());
+        span.record("key", task.copy.key.as_str());
+        let (Some(leases), Some(queue)) = (&self.leases, &self.queue) else {
+            return Err(MessageError::Invalid(
+                "a part task, but this function has no LEASE_TABLE and PART_QUEUE_URL".into(),
+            )
+            .into());
+        };
+        let fetch = plan(&task.copy, &self.config)?;
+        self.breaker.check()?;
+        let result = self
+            .ranged(leases, queue)
+            .part(&fetch, task, deadline)
+            .await;
+        self.record_origin_health(&result);
+        result
+    }
+
+    fn ranged<'a>(&'a self, leases: &'a L, queue: &'a Q) -> Ranged<'a, O, S, L, Q> {
+        Ranged {
+            origin: &self.origin,
+            store: &self.store,
+            leases,
+            queue,
+            config: &self.config,
+        }
+    }
+
+    /// Only an answer of the origin's speaks of its health: an object found already in the
+    /// bucket, or a lease held elsewhere, never reached it, so they neither close the breaker
+    /// nor reset its count.
+    fn record_origin_health(&self, result: &Result<CopyOutcome, BackfillError>) {
+        match result {
+            Ok(
+                CopyOutcome::Copied { .. }
+                | CopyOutcome::NotAtOrigin(_)
+                | CopyOutcome::Split { .. }
+                | CopyOutcome::PartUploaded { .. }
+                | CopyOutcome::Restarted,
+            ) => self.breaker.record_success(),
+            Ok(CopyOutcome::AlreadyPresent | CopyOutcome::InFlight | CopyOutcome::PartStale) => {}
             Err(err) if err.is_origin_failure() => self.breaker.record_failure(),
             Err(_) => {}
         }
-        result
     }
 }
 
@@ -120,8 +272,8 @@ pub fn work_deadline(deadline: SystemTime, margin: Duration) -> Instant {
 }
 
 /// The Lambda handler: a batch of backfill messages, with partial failures.
-pub async fn handle_batch<O: Origin, S: ObjectStore>(
-    app: &Backfill<O, S>,
+pub async fn handle_batch<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue>(
+    app: &Backfill<O, S, L, Q>,
     runner: &BatchRunner,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Diagnostic> {
@@ -146,7 +298,11 @@ mod tests {
     struct DownOrigin;
 
     impl Origin for DownOrigin {
-        async fn get(&self, _url: &str) -> Result<OriginResponse, BackfillError> {
+        async fn get_with(
+            &self,
+            _url: &str,
+            _: http::HeaderMap,
+        ) -> Result<OriginResponse, BackfillError> {
             Ok(OriginResponse {
                 status: 503,
                 headers: http::HeaderMap::new(),
@@ -198,6 +354,25 @@ mod tests {
             _: u32,
             _: Instant,
         ) -> Result<Part, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn upload_part_stream(
+            &self,
+            _: &Target,
+            _: &str,
+            _: i32,
+            _: crate::origin::BodyStream,
+            _: u64,
+            _: Instant,
+        ) -> Result<Part, BackfillError> {
+            unreachable!("the origin never answers 200")
+        }
+        async fn list_parts(
+            &self,
+            _: &Target,
+            _: &str,
+            _: Instant,
+        ) -> Result<Vec<crate::store::ListedPart>, BackfillError> {
             unreachable!("the origin never answers 200")
         }
         async fn complete_multipart(

@@ -2,7 +2,9 @@
 
 use backfill::config::Config;
 use backfill::handler::{handle_batch, Backfill};
+use backfill::lease::DynamoLeases;
 use backfill::origin::HttpOrigin;
+use backfill::ranged::SqsPartQueue;
 use backfill::secret::add_origin_secret;
 use backfill::store::S3Store;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -35,12 +37,33 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         min_start: config.min_record_time,
         ..HandBack::default()
     });
+    let leases = config
+        .lease_table
+        .clone()
+        .map(|table| DynamoLeases::new(shared::aws::dynamodb_client(&sdk), table));
+    let queue = config
+        .part_queue_url
+        .clone()
+        .map(|url| SqsPartQueue::new(shared::aws::sqs_client(&sdk), url));
     let app = Backfill::new(config, origin, S3Store::new(shared::aws::s3_client(&sdk)));
-    let (app, runner) = (&app, &runner);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        handle_batch(app, runner, event)
-    }))
-    .await
+    let runner = &runner;
+    match leases {
+        Some(leases) => {
+            let app = &app.with_leases(leases, queue);
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+                handle_batch(app, runner, event)
+            }))
+            .await
+        }
+        // Without a lease table (a local run): neither coalesced nor split.
+        None => {
+            let app = &app;
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+                handle_batch(app, runner, event)
+            }))
+            .await
+        }
+    }
 }
 
 /// Part buffers (megabytes each) come and go all the time. glibc raises its mmap threshold each

@@ -27,7 +27,16 @@ pub struct OriginResponse {
 
 /// Where objects come from.
 pub trait Origin: Send + Sync {
-    fn get(&self, url: &str) -> impl Future<Output = Result<OriginResponse, BackfillError>> + Send;
+    /// A GET with extra request headers (a range and its validators).
+    fn get_with(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+    ) -> impl Future<Output = Result<OriginResponse, BackfillError>> + Send;
+
+    fn get(&self, url: &str) -> impl Future<Output = Result<OriginResponse, BackfillError>> + Send {
+        self.get_with(url, HeaderMap::new())
+    }
 }
 
 /// The origin over HTTP(S), with timeouts, the configured extra headers, redirects followed only
@@ -99,8 +108,10 @@ impl HttpOrigin {
 }
 
 impl Origin for HttpOrigin {
-    async fn get(&self, url: &str) -> Result<OriginResponse, BackfillError> {
-        let request = self.client.get(url).headers(self.headers.clone()).send();
+    async fn get_with(&self, url: &str, extra: HeaderMap) -> Result<OriginResponse, BackfillError> {
+        let mut headers = self.headers.clone();
+        headers.extend(extra);
+        let request = self.client.get(url).headers(headers).send();
         let response = tokio::time::timeout(self.first_byte_timeout, request)
             .await
             .map_err(|_| BackfillError::FirstByteTimeout(self.first_byte_timeout))?

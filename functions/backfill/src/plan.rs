@@ -198,9 +198,19 @@ pub fn upload_for(length: Option<u64>, config: &Config) -> Result<Upload, Backfi
         Some(length) if length <= config.single_put_max => Ok(Upload::Stream { length }),
         length => Ok(Upload::Multipart {
             length,
-            part_size: config.part_size,
+            part_size: part_size_for(config.part_size, length),
         }),
     }
+}
+
+/// A part size of at least `preferred` that fits an object of `length` in 10,000 parts, in whole
+/// MiB. An unknown length gets `preferred`: such a body fails once it outgrows 10,000 of them.
+pub fn part_size_for(preferred: u64, length: Option<u64>) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let needed = length.map_or(0, |length| length.div_ceil(crate::config::MAX_PARTS));
+    preferred
+        .max(needed.div_ceil(MIB) * MIB)
+        .min(crate::config::MAX_PART_SIZE)
 }
 
 /// Headers a CDN needs kept on the object, as S3 stores them.

@@ -42,6 +42,16 @@ pub struct Part {
     pub crc32c: u32,
 }
 
+/// A part as ListParts describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    pub number: i32,
+    pub etag: String,
+    pub size: u64,
+    /// `None` when S3 gave no CRC32C (an upload not created with it).
+    pub crc32c: Option<u32>,
+}
+
 /// Every call ends by its `deadline`: one cut there fails with [`BackfillError::Deadline`], so that
 /// the invocation still answers with its batch response.
 pub trait ObjectStore: Send + Sync {
@@ -86,6 +96,28 @@ pub trait ObjectStore: Send + Sync {
         crc32c: u32,
         deadline: Instant,
     ) -> impl Future<Output = Result<Part, BackfillError>> + Send;
+
+    /// One part streamed from the origin's body of exactly `length` bytes, its CRC32C computed
+    /// on the way and sent as a trailer (S3 keeps the part only if it matches).
+    #[allow(clippy::too_many_arguments)]
+    fn upload_part_stream(
+        &self,
+        target: &Target,
+        upload_id: &str,
+        number: i32,
+        body: BodyStream,
+        length: u64,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Part, BackfillError>> + Send;
+
+    /// Every part of an upload S3 holds, in order (ListParts, 1,000 a page);
+    /// [`BackfillError::UploadGone`] if S3 no longer has the upload.
+    fn list_parts(
+        &self,
+        target: &Target,
+        upload_id: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<ListedPart>, BackfillError>> + Send;
 
     /// Completes with the parts and the full-object CRC32C, only if the key does not exist yet.
     fn complete_multipart(
@@ -250,12 +282,7 @@ impl ObjectStore for S3Store {
     ) -> Result<Written, BackfillError> {
         let bounded = until(&self.client, deadline)?;
         let origin_failure = Arc::new(Mutex::new(None));
-        let body = ExactBody {
-            stream: Mutex::new(body),
-            expected: length,
-            received: 0,
-            failure: origin_failure.clone(),
-        };
+        let body = ExactBody::new(body, length, origin_failure.clone());
         let request = self
             .conditional_put(target, length)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C);
@@ -359,6 +386,118 @@ impl ObjectStore for S3Store {
         })
     }
 
+    async fn upload_part_stream(
+        &self,
+        target: &Target,
+        upload_id: &str,
+        number: i32,
+        body: BodyStream,
+        length: u64,
+        deadline: Instant,
+    ) -> Result<Part, BackfillError> {
+        let bounded = until(&self.client, deadline)?;
+        let origin_failure = Arc::new(Mutex::new(None));
+        let body = ExactBody::new(body, length, origin_failure.clone());
+        let crc = body.crc.clone();
+        // As the streamed PutObject: the SDK computes the CRC32C as it streams and sends it as a
+        // trailer, and the stall protection is off because a body waiting on the origin is no
+        // stalled upload (the origin's idle timeout bounds that wait).
+        let sent = self
+            .client
+            .upload_part()
+            .bucket(&target.bucket)
+            .key(&target.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(length as i64)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .body(ByteStream::new(
+                aws_smithy_types::body::SdkBody::from_body_1_x(body),
+            ))
+            .customize()
+            .config_override(
+                bounded
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+                    .stalled_stream_protection(
+                        StalledStreamProtectionConfig::enabled()
+                            .upload_enabled(false)
+                            .build(),
+                    ),
+            )
+            .send()
+            .await;
+        if let Some(failure) = origin_failure.lock().expect("not poisoned").take() {
+            return Err(failure);
+        }
+        let uploaded = sent.map_err(|e| aws_error("UploadPart", e))?;
+        let crc32c = *crc.lock().expect("not poisoned");
+        // S3 checked the trailer against the bytes it received; its answer names the value.
+        if let Some(stored) = uploaded.checksum_crc32_c.as_deref() {
+            if shared::checksum::crc32c_parse(stored) != Some(crc32c) {
+                return Err(BackfillError::Aws(shared::Error::Aws {
+                    operation: "UploadPart",
+                    message: format!(
+                        "part {number}: S3 stored CRC32C {stored}, not the {} sent",
+                        crc32c_header(crc32c)
+                    ),
+                    retryable: true,
+                }));
+            }
+        }
+        Ok(Part {
+            number,
+            etag: uploaded.e_tag.unwrap_or_default(),
+            crc32c,
+        })
+    }
+
+    async fn list_parts(
+        &self,
+        target: &Target,
+        upload_id: &str,
+        deadline: Instant,
+    ) -> Result<Vec<ListedPart>, BackfillError> {
+        let mut listed = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&target.bucket)
+                .key(&target.key)
+                .upload_id(upload_id)
+                .max_parts(1000)
+                .set_part_number_marker(marker.take())
+                .customize()
+                .config_override(until(&self.client, deadline)?)
+                .send()
+                .await
+                .map_err(|err| match err.as_service_error() {
+                    Some(e) if e.code() == Some("NoSuchUpload") => {
+                        BackfillError::UploadGone(upload_id.to_owned())
+                    }
+                    _ => aws_error("ListParts", err),
+                })?;
+            for part in page.parts() {
+                listed.push(ListedPart {
+                    number: part.part_number.unwrap_or_default(),
+                    etag: part.e_tag.clone().unwrap_or_default(),
+                    size: part.size.unwrap_or_default().max(0) as u64,
+                    crc32c: part
+                        .checksum_crc32_c
+                        .as_deref()
+                        .and_then(shared::checksum::crc32c_parse),
+                });
+            }
+            match page.next_part_number_marker {
+                Some(next) if page.is_truncated == Some(true) => marker = Some(next),
+                _ => break,
+            }
+        }
+        listed.sort_by_key(|part| part.number);
+        Ok(listed)
+    }
+
     async fn complete_multipart(
         &self,
         target: &Target,
@@ -441,6 +580,8 @@ struct ExactBody {
     expected: u64,
     received: u64,
     failure: Arc<Mutex<Option<BackfillError>>>,
+    /// The CRC32C of the bytes passed on so far.
+    crc: Arc<Mutex<u32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -448,6 +589,16 @@ struct ExactBody {
 struct OriginBodyFailed;
 
 impl ExactBody {
+    fn new(body: BodyStream, expected: u64, failure: Arc<Mutex<Option<BackfillError>>>) -> Self {
+        ExactBody {
+            stream: Mutex::new(body),
+            expected,
+            received: 0,
+            failure,
+            crc: Arc::default(),
+        }
+    }
+
     fn fail(&mut self, err: BackfillError) -> Poll<Option<Result<Frame<Bytes>, OriginBodyFailed>>> {
         *self.failure.lock().expect("not poisoned") = Some(err);
         Poll::Ready(Some(Err(OriginBodyFailed)))
@@ -471,6 +622,8 @@ impl http_body::Body for ExactBody {
                 if this.received > this.expected {
                     return this.fail(BackfillError::longer_than(this.expected));
                 }
+                let mut crc = this.crc.lock().expect("not poisoned");
+                *crc = crc32c::crc32c_append(*crc, &chunk);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(Some(Err(err))) => {

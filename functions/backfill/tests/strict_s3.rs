@@ -3,33 +3,11 @@
 
 mod common;
 
-use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3::types::ChecksumMode;
 use backfill::copy::CopyOutcome;
 use backfill::store::{ObjectStore, S3Store, Target};
 use bytes::Bytes;
-use common::{a_minute, bytes, var, Harness, MIB};
-
-fn strict_client() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(var("STRICT_S3_ENDPOINT"))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            var("STRICT_S3_ACCESS_KEY"),
-            var("STRICT_S3_SECRET_KEY"),
-            None,
-            None,
-            "strict-s3",
-        ))
-        .force_path_style(true)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
+use common::{a_minute, bytes, strict_client, var, Harness, MIB};
 
 async fn harness() -> Harness {
     assert_eq!(

@@ -161,6 +161,26 @@ impl Harness {
     }
 }
 
+/// A client of the strict S3 stand-in (s3s-fs: checks signatures and checksums).
+pub fn strict_client() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(var("STRICT_S3_ENDPOINT"))
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            var("STRICT_S3_ACCESS_KEY"),
+            var("STRICT_S3_SECRET_KEY"),
+            None,
+            None,
+            "strict-s3",
+        ))
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// The deadline of a test that is not about deadlines.
 pub fn a_minute() -> Instant {
     Instant::now() + Duration::from_secs(60)

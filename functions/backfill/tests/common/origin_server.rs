@@ -14,6 +14,11 @@
 //! - `/stall/MS/NAME`: sends half the body, waits MS milliseconds, sends the rest. `MS` may be a
 //!   comma-separated list (`6000,12000`): the body goes in that many pauses plus one equal pieces.
 //!
+//! - `/ranged/RATE/NAME`: the file as a web server with range support serves it (RFC 9110):
+//!   `Range: bytes=A-B` or `bytes=A-` answers 206 with Content-Range (416 past the end),
+//!   `If-Match` on another tag answers 412, `If-Range` on another validator the whole body
+//!   (200). The body goes at RATE bytes a second (0: at once); bytes sent are counted.
+//!
 //! A path registered with [`OriginServer::alias`] is served as its route (and recorded as it).
 
 use std::collections::HashMap;
@@ -36,6 +41,8 @@ struct State {
     aliases: HashMap<String, String>,
     hits: HashMap<String, usize>,
     requests: Vec<(String, Vec<(String, String)>)>,
+    /// Body bytes written by `/ranged/` routes, by file name.
+    sent: HashMap<String, u64>,
 }
 
 #[derive(Clone)]
@@ -94,6 +101,17 @@ impl OriginServer {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// Body bytes of `name` the `/ranged/` route has written.
+    pub fn bytes_sent(&self, name: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .sent
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         self.state
             .lock()
@@ -118,7 +136,11 @@ async fn serve(
             let state = state.lock().unwrap();
             state.aliases.get(&path).cloned().unwrap_or(path)
         };
-        state.lock().unwrap().requests.push((path.clone(), headers));
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .push((path.clone(), headers.clone()));
         let hit = {
             let mut state = state.lock().unwrap();
             let count = state.hits.entry(path.clone()).or_default();
@@ -211,6 +233,14 @@ async fn serve(
                 )
                 .await?;
             }
+            ["ranged", rate, name] => {
+                let Some(f) = file(name) else {
+                    respond(&mut stream, 404, &[], Some(b"not found")).await?;
+                    continue;
+                };
+                let rate: u64 = rate.parse().unwrap();
+                serve_ranged(&mut stream, &state, name, &f, &headers, rate).await?;
+            }
             ["slow-first-byte", ms, name] => {
                 tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
                 let f = file(name).unwrap();
@@ -237,6 +267,89 @@ async fn serve(
             _ => respond(&mut stream, 404, &[], Some(b"no route")).await?,
         }
     }
+}
+
+async fn serve_ranged(
+    stream: &mut TcpStream,
+    state: &Arc<Mutex<State>>,
+    name: &str,
+    f: &File,
+    request: &[(String, String)],
+    rate: u64,
+) -> std::io::Result<()> {
+    let asked = |name: &str| {
+        request
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let own = |name: &str| {
+        f.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (etag, modified) = (own("etag"), own("last-modified"));
+    let len = f.body.len() as u64;
+    if asked("if-match").is_some_and(|tag| Some(tag) != etag)
+        || asked("if-unmodified-since").is_some_and(|date| Some(date) != modified)
+    {
+        return respond(stream, 412, &[], Some(b"")).await;
+    }
+    let if_range_holds = asked("if-range")
+        .is_none_or(|v| Some(&v) == etag.as_ref() || Some(&v) == modified.as_ref());
+    let range = asked("range").filter(|_| if_range_holds).and_then(|r| {
+        let (first, last) = r.strip_prefix("bytes=")?.split_once('-')?;
+        let first: u64 = first.parse().ok()?;
+        let last = if last.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            last.parse::<u64>().ok()?.min(len.saturating_sub(1))
+        };
+        Some((first, last))
+    });
+    let mut headers = f.headers.clone();
+    let (status, body) = match range {
+        Some((first, _)) if first >= len => {
+            headers = vec![("content-range".into(), format!("bytes */{len}"))];
+            (416, &f.body[..0])
+        }
+        Some((first, last)) => {
+            headers.push((
+                "content-range".into(),
+                format!("bytes {first}-{last}/{len}"),
+            ));
+            (206, &f.body[first as usize..=last as usize])
+        }
+        None => (200, &f.body[..]),
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\naccept-ranges: bytes\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    const PIECE: usize = 64 * 1024;
+    let started = tokio::time::Instant::now();
+    let mut written = 0u64;
+    for piece in body.chunks(PIECE) {
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64(written as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
+        stream.write_all(piece).await?;
+        written += piece.len() as u64;
+        *state
+            .lock()
+            .unwrap()
+            .sent
+            .entry(name.to_owned())
+            .or_default() += piece.len() as u64;
+    }
+    stream.flush().await
 }
 
 async fn respond(
