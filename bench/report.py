@@ -340,7 +340,7 @@ def plot_ranged(plt, ranged, out):
     ax.plot(xs, [r["ours"]["mb_per_s"] for r in rows], "o-", color=OURS_COLOUR, label="backfill, N part workers")
     if all("rclone" in r for r in rows):
         ax.plot(xs, [r["rclone"]["mb_per_s"] for r in rows], "s--", color=PEER_COLOURS[0],
-                label="rclone copyurl, --transfers / --multi-thread-streams N")
+                label=f"rclone {ranged.get('rclone') or ''}, --multi-thread-streams N")
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("part workers N (rclone: transfers and streams)")
@@ -535,7 +535,7 @@ def summary_section(results):
         for n, row in s["ranged"].items():
             if row["rclone_over_ours"] is not None:
                 rows.append([f"ranged copy of {size_label(results['ranged']['object_bytes'])}, {n}", "time",
-                             "rclone copyurl (as many transfers)",
+                             "rclone (as many streams)",
                              f"{times(row['rclone_over_ours'])} ({fmt(row['ours_mb_per_s'], 1)} MB/s ours)"])
     if "backfill" in s:
         for case, row in s["backfill"]["cases"].items():
@@ -674,11 +674,29 @@ def ranged_section(r, plt, out, figures):
         lines += ["", "Checks that failed: " + "; ".join(r["failures"][:8]) + "."]
     lines += ["", "Each copy is checked: the object byte-identical (SHA-256 of the source), HeadObject answering 404 "
               "until the whole object is there, no multipart upload left, and without faults the origin bytes the "
-              "link carried at most 1.01 x the object. The sink's own ceiling applies: s3s-fs re-reads every part on "
-              "one thread at CompleteMultipartUpload (about 120-140 MB/s here, see the backfill section). rclone "
-              f"{'(' + r['machine']['versions']['rclone'] + ') ' if r.get('machine') else ''}copies into S3 through "
-              "one origin stream: its multi-thread downloads need a destination it can write at offsets (a local "
-              "disk; S3 only from rclone 1.64 on), so N changes its upload concurrency only.", ""]
+              "link carried at most 1.01 x the object. Peak RSS is the largest of any one sandbox's function process "
+              "(VmHWM). rclone " + (f"{r['rclone']} " if r.get("rclone") else "") + "copies with its http remote as "
+              "the source: with N > 1 streams each chunk is a ranged GET and an UploadPart of one multipart upload "
+              "(`--multi-thread-streams N --s3-chunk-size 64Mi`: its default 5 MiB chunks would each pay a round "
+              "trip on this link); with N = 1, one GET streamed into the upload.", ""]
+    fault_runs = r.get("fault_runs") or []
+    if fault_runs:
+        lines += ["Faults, at full size: one copy with a part worker's function SIGKILLed while it received a part "
+                  "and the link resetting a part's connection mid-range (its own visibility timeout brings the killed "
+                  "part back).", ""]
+        body = []
+        for run in fault_runs:
+            kills = "; ".join(f"{k['bytes_received'] / MIB:.0f} of {k['part_bytes'] / MIB:.0f} MiB received"
+                              for k in run.get("kills", []))
+            body.append([run["workers"], ", ".join(run["faults"]), "yes" if run["finished"] else "**no**",
+                         fmt(run["seconds"], 1), kills or "-", run["link"]["resets"],
+                         fmt(run["bytes_down_over_size"], 4),
+                         "yes" if run["byte_identical"] else "**no**",
+                         "yes" if run["nothing_partial_visible"] else "**no**", run["uploads_left"],
+                         ", ".join(f"{k} {v}" for k, v in sorted(run.get("outcomes", {}).items()))])
+        lines += table(["N", "faults", "completed", "s", "killed", "resets", "origin bytes / object",
+                        "byte-identical", "nothing partial visible", "uploads left", "outcomes logged"], body)
+        lines += [""]
     figures.append(plot_ranged(plt, r, out))
     lines += [f"![Ranged copy throughput against part workers]({figures[-1]})", ""]
     return lines

