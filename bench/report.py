@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-PARTS = ["edge", "coldstart", "images", "pixels", "backfill"]
+PARTS = ["edge", "coldstart", "images", "pixels", "backfill", "ranged"]
 # The backfill function's defaults, which the backfill bench runs with (functions/backfill/src/config.rs):
 # at most UPLOAD_CONCURRENCY parts in flight plus the one being filled, per object.
 PART_SIZE_MIB, UPLOAD_CONCURRENCY = 8, 4
@@ -152,6 +152,17 @@ def backfill_summary(backfill):
             "memory_bound_buffers_mib": PART_SIZE_MIB * (UPLOAD_CONCURRENCY + 2)}
 
 
+def ranged_summary(ranged):
+    return {
+        f"N = {row['workers']}": {
+            "ours_mb_per_s": row["ours"]["mb_per_s"],
+            "of_n_connections": round(row["ours"]["mb_per_s"] / row["ideal_mb_per_s"], 2),
+            "rclone_over_ours": row.get("rclone_over_ours"),
+        }
+        for row in ranged["workers"]
+    }
+
+
 def images_summary(images):
     out = {}
     for file, tools in images["inputs"].items():
@@ -206,6 +217,8 @@ def merge(args):
     summary = {}
     if "backfill" in results:
         summary["backfill"] = backfill_summary(results["backfill"])
+    if results.get("ranged", {}).get("workers"):
+        summary["ranged"] = ranged_summary(results["ranged"])
     if "edge" in results:
         summary["edge"] = edge_summary(results["edge"])
     if "images" in results:
@@ -316,6 +329,26 @@ def plot_backfill_concurrency(plt, backfill, out):
     ax.set_title(f"Backfill scaling with concurrency ({rows[0]['objects']} x {rows[0]['object_bytes'] // MIB} MiB)")
     ax.legend(fontsize=8)
     return save(fig, out, "bench-backfill-concurrency.png")
+
+
+def plot_ranged(plt, ranged, out):
+    rows = ranged["workers"]
+    xs = [r["workers"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(xs, [r["ideal_mb_per_s"] for r in rows], ":", color=PEER_COLOURS[4],
+            label=f"N x one connection ({ranged['link']['rate_per_connection']})")
+    ax.plot(xs, [r["ours"]["mb_per_s"] for r in rows], "o-", color=OURS_COLOUR, label="backfill, N part workers")
+    if all("rclone" in r for r in rows):
+        ax.plot(xs, [r["rclone"]["mb_per_s"] for r in rows], "s--", color=PEER_COLOURS[0],
+                label=f"rclone {ranged.get('rclone') or ''}, --multi-thread-streams N")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("part workers N (rclone: transfers and streams)")
+    ax.set_ylabel("MB/s (median)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Ranged copy of {size_label(ranged['object_bytes'])} over a {ranged['link']['delay']} link")
+    ax.legend(fontsize=7, loc="upper left")
+    return save(fig, out, "bench-ranged-throughput.png")
 
 
 def plot_edge_latency(plt, edge, out):
@@ -458,6 +491,8 @@ def docs(args):
     figures = []
     if "backfill" in results:
         lines += backfill_section(results["backfill"], plt, out, figures)
+    if results.get("ranged", {}).get("workers"):
+        lines += ranged_section(results["ranged"], plt, out, figures)
     if "edge" in results:
         lines += edge_section(results["edge"], plt, out, figures)
     if "images" in results or "pixels" in results:
@@ -496,6 +531,12 @@ def docs(args):
 def summary_section(results):
     rows = []
     s = results.get("summary", {})
+    if "ranged" in s:
+        for n, row in s["ranged"].items():
+            if row["rclone_over_ours"] is not None:
+                rows.append([f"ranged copy of {size_label(results['ranged']['object_bytes'])}, {n}", "time",
+                             "rclone (as many streams)",
+                             f"{times(row['rclone_over_ours'])} ({fmt(row['ours_mb_per_s'], 1)} MB/s ours)"])
     if "backfill" in s:
         for case, row in s["backfill"]["cases"].items():
             for peer, r in row["peer_over_ours"].items():
@@ -592,6 +633,72 @@ def backfill_section(b, plt, out, figures):
                          times(ratio(r["rclone_median_seconds"], r["ours_median_seconds"]))] for r in b["concurrency"]])
         figures.append(plot_backfill_concurrency(plt, b, out))
         lines += ["", f"![Backfill scaling with concurrency]({figures[-1]})", ""]
+    return lines
+
+
+def ranged_section(r, plt, out, figures):
+    """Large objects split into ranged part copies (bench/backfill/ranged.py)."""
+    rows = r["workers"]
+    lines = ["## Backfill: ranged copies of a large object over a slow link", "",
+             f"One {size_label(r['object_bytes'])} object on nginx behind the WAN link of test-support "
+             f"({r['link']['delay']} one way, {r['link']['rate_per_connection']} per connection, no total cap), "
+             f"copied into s3s-fs by the backfill function ({r['binary']}) with its timeout scaled down to "
+             f"{r['timeout_s']} s, so that the object needs many invocations: the harness acts as the event source "
+             "mappings (the copy message to one sandbox; the part queue with BatchSize 1 and up to N invocations at "
+             "once, one sandbox each, records reported failed coming back after the visibility timeout). rclone "
+             "copies the same URL over the same link into the same S3 with as many transfers and streams. "
+             f"{r['rounds']} rounds, ours then rclone at each N; medians. Reproduce: `bench/run --only ranged`.", ""]
+    header = ["N", "ours s", "ours MB/s", "share of N x 20 MB/s", "origin bytes / object", "connections",
+              "invocations", "peak RSS MiB (per sandbox, most)"]
+    peer = all("rclone" in row for row in rows)
+    if peer:
+        header += ["rclone s", "rclone MB/s", "ratio (rclone time / ours)"]
+    body = []
+    for row in rows:
+        ours = row["ours"]
+        runs = ours["runs"]
+        cells = [row["workers"], fmt(ours["median_seconds"], 1), fmt(ours["mb_per_s"], 1),
+                 fmt(ours["mb_per_s"] / row["ideal_mb_per_s"]), fmt(ours["bytes_down_over_size"], 4),
+                 fmt(statistics.median(x["connections"] for x in runs)),
+                 fmt(statistics.median(x["invocations"]["total"] for x in runs)), fmt(ours["peak_rss_mib"], 1)]
+        if peer:
+            cells += [fmt(row["rclone"]["median_seconds"], 1), fmt(row["rclone"]["mb_per_s"], 1),
+                      times(row["rclone_over_ours"])]
+        body.append(cells)
+    lines += table(header, body)
+    unfinished = [x for row in rows for x in row["ours"]["runs"] if not x["finished"]]
+    if unfinished:
+        lines += ["", f"**{len(unfinished)} of our copies did not finish** within the harness's limit: their time is "
+                  "the limit, not a copy's."]
+    if r.get("failures"):
+        lines += ["", "Checks that failed: " + "; ".join(r["failures"][:8]) + "."]
+    lines += ["", "Each copy is checked: the object byte-identical (SHA-256 of the source), HeadObject answering 404 "
+              "until the whole object is there, no multipart upload left, and without faults the origin bytes the "
+              "link carried at most 1.01 x the object. Peak RSS is the largest of any one sandbox's function process "
+              "(VmHWM). rclone " + (f"{r['rclone']} " if r.get("rclone") else "") + "copies with its http remote as "
+              "the source: with N > 1 streams each chunk is a ranged GET and an UploadPart of one multipart upload "
+              "(`--multi-thread-streams N --s3-chunk-size 64Mi`: its default 5 MiB chunks would each pay a round "
+              "trip on this link); with N = 1, one GET streamed into the upload.", ""]
+    fault_runs = r.get("fault_runs") or []
+    if fault_runs:
+        lines += ["Faults, at full size: one copy with a part worker's function SIGKILLed while it received a part "
+                  "and the link resetting a part's connection mid-range (its own visibility timeout brings the killed "
+                  "part back).", ""]
+        body = []
+        for run in fault_runs:
+            kills = "; ".join(f"{k['bytes_received'] / MIB:.0f} of {k['part_bytes'] / MIB:.0f} MiB received"
+                              for k in run.get("kills", []))
+            body.append([run["workers"], ", ".join(run["faults"]), "yes" if run["finished"] else "**no**",
+                         fmt(run["seconds"], 1), kills or "-", run["link"]["resets"],
+                         fmt(run["bytes_down_over_size"], 4),
+                         "yes" if run["byte_identical"] else "**no**",
+                         "yes" if run["nothing_partial_visible"] else "**no**", run["uploads_left"],
+                         ", ".join(f"{k} {v}" for k, v in sorted(run.get("outcomes", {}).items()))])
+        lines += table(["N", "faults", "completed", "s", "killed", "resets", "origin bytes / object",
+                        "byte-identical", "nothing partial visible", "uploads left", "outcomes logged"], body)
+        lines += [""]
+    figures.append(plot_ranged(plt, r, out))
+    lines += [f"![Ranged copy throughput against part workers]({figures[-1]})", ""]
     return lines
 
 

@@ -23,7 +23,9 @@
 //! - Stalls: after a byte count (once) or periodically, a direction stops transmitting for a
 //!   while; bytes already on the link still arrive.
 //! - Resets: a connection (each one, or a random fraction) is closed on both sides with an RST
-//!   (`SO_LINGER` 0) when a direction has delivered a byte count.
+//!   (`SO_LINGER` 0) when a direction has delivered a byte count; or, deterministically, the
+//!   connections listed by their accept order, when the downstream (server to client) has
+//!   delivered the byte count: a response cut mid-body, on exactly the k-th connection.
 //! - TLS: with `tls`, the link itself terminates TLS, behind the delay (client <-> delayed raw
 //!   bytes <-> rustls server <-> plain TCP to the upstream), with a certificate of its own test
 //!   CA ([`crate::tls::TestCa`]), so a TLS handshake costs its round trips at the set delay. The
@@ -92,13 +94,39 @@ pub enum Stall {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reset {
-    /// The connection is reset when one direction has delivered this many bytes (0: at its
-    /// first bytes).
+    /// The connection is reset when it has delivered this many bytes (0: at its first bytes).
     pub after: u64,
-    /// The fraction of connections that are reset, drawn at the accept.
-    pub probability: f64,
+    pub which: Resetting,
+}
+
+/// Which connections a [`Reset`] ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resetting {
+    /// Each connection with this probability, drawn at the accept; reset when either direction
+    /// has delivered `after` bytes.
+    Probability(f64),
+    /// The connections accepted in these places (1 is the first), whatever came before them;
+    /// reset when the downstream (server to client) has delivered `after` bytes. Repeatable from
+    /// run to run, where a probability is not.
+    Connections(Vec<u64>),
+}
+
+impl Reset {
+    /// The byte counts at which the `number`th connection is reset, upstream and downstream.
+    fn thresholds(&self, number: u64) -> (Option<u64>, Option<u64>) {
+        match &self.which {
+            Resetting::Probability(p) => {
+                let chosen = *p >= 1.0 || fastrand::f64() < *p;
+                let after = chosen.then_some(self.after);
+                (after, after)
+            }
+            Resetting::Connections(numbers) => {
+                (None, numbers.contains(&number).then_some(self.after))
+            }
+        }
+    }
 }
 
 /// What the link has done since it started.
@@ -232,9 +260,9 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let accepted = Instant::now();
-        Counters::add(&shared.counters.connections, 1);
+        let number = shared.counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(client, accepted, shared.clone()));
+        connections.spawn(connection(client, number, accepted, shared.clone()));
     }
 }
 
@@ -251,16 +279,18 @@ fn arm_reset(handle: &socket2::Socket) {
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
-async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
+/// The `number`th connection the link accepted.
+async fn connection(client: TcpStream, number: u64, accepted: Instant, shared: Arc<Shared>) {
     let _ = client.set_nodelay(true);
     let Ok(client_handle) = reset_handle(&client) else {
         return;
     };
     let config = &shared.config;
     let delay = config.delay;
-    let reset_after = config.reset.and_then(|reset| {
-        (reset.probability >= 1.0 || fastrand::f64() < reset.probability).then_some(reset.after)
-    });
+    let (reset_up, reset_down) = config
+        .reset
+        .as_ref()
+        .map_or((None, None), |reset| reset.thresholds(number));
     let reset = Arc::new(Notify::new());
     let activity = Arc::new(std::sync::Mutex::new(accepted));
     let mut tasks = JoinSet::new();
@@ -307,7 +337,7 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
         Delivered::new(
             &shared,
             Direction::Up,
-            reset_after,
+            reset_up,
             reset.clone(),
             activity.clone(),
         ),
@@ -334,7 +364,7 @@ async fn connection(client: TcpStream, accepted: Instant, shared: Arc<Shared>) {
         Delivered::new(
             &shared,
             Direction::Down,
-            reset_after,
+            reset_down,
             reset.clone(),
             activity,
         ),
@@ -814,6 +844,22 @@ mod tests {
         assert_eq!(link.out_of_stall(start + ms(170)), start + ms(170));
         assert_eq!(link.out_of_stall(start + ms(260)), start + ms(300));
         assert_eq!(link.shared.counters.snapshot().stalls, 2);
+    }
+
+    #[test]
+    fn listed_connections_are_reset_downstream_only() {
+        let reset = Reset {
+            after: 1000,
+            which: Resetting::Connections(vec![3, 7]),
+        };
+        assert_eq!(reset.thresholds(1), (None, None));
+        assert_eq!(reset.thresholds(3), (None, Some(1000)));
+        assert_eq!(reset.thresholds(7), (None, Some(1000)));
+        let every = Reset {
+            after: 5,
+            which: Resetting::Probability(1.0),
+        };
+        assert_eq!(every.thresholds(2), (Some(5), Some(5)));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use test_support::wan::{Reset, Stall, WanConfig, WanLink};
+use test_support::wan::{Reset, Resetting, Stall, WanConfig, WanLink};
 use test_support::wire::recorder::{Options, Recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -243,7 +243,7 @@ async fn a_reset_at_a_byte_count_reaches_the_client_as_econnreset() {
         delay: 5 * MS,
         reset: Some(Reset {
             after: 10_000,
-            probability: 1.0,
+            which: Resetting::Probability(1.0),
         }),
         ..WanConfig::default()
     })
@@ -263,6 +263,57 @@ async fn a_reset_at_a_byte_count_reaches_the_client_as_econnreset() {
     assert!(received <= 10_000, "{received} bytes came back");
     let stats = link.stats();
     assert_eq!((stats.resets, stats.bytes_up), (1, 10_000));
+}
+
+/// Sends `bytes` on a fresh connection through the link and reads the echo back: how many bytes
+/// came back, and whether the connection ended with a reset (else with a FIN).
+async fn echo_through(link: &WanLink, bytes: usize) -> (usize, bool) {
+    let mut stream = TcpStream::connect(link.addr()).await.unwrap();
+    stream.write_all(&vec![7; bytes]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut received = 0;
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) => return (received, false),
+            Ok(n) => received += n,
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => return (received, true),
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_listed_connections_are_reset_once_their_downstream_count_is_reached() {
+    let link = link(WanConfig {
+        upstream: echo_server().await,
+        delay: 5 * MS,
+        reset: Some(Reset {
+            after: 30_000,
+            which: Resetting::Connections(vec![2, 4]),
+        }),
+        ..WanConfig::default()
+    })
+    .await;
+    let mut ends = Vec::new();
+    // One connection after another, so that their accept order is theirs.
+    for _ in 0..5 {
+        ends.push(echo_through(&link, 100_000).await);
+    }
+    let reset: Vec<bool> = ends.iter().map(|&(_, reset)| reset).collect();
+    assert_eq!(reset, [false, true, false, true, false], "{ends:?}");
+    for (i, &(received, reset)) in ends.iter().enumerate() {
+        if reset {
+            assert!(received <= 30_000, "connection {}: {received} bytes", i + 1);
+        } else {
+            assert_eq!(received, 100_000, "connection {}", i + 1);
+        }
+    }
+    let stats = link.stats();
+    assert_eq!((stats.connections, stats.resets), (5, 2));
+    // The cut is at the downstream count, though more than that went up on those connections.
+    assert_eq!(stats.bytes_down, 3 * 100_000 + 2 * 30_000);
+    assert!(stats.bytes_up > 3 * 100_000 + 2 * 30_000, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,14 @@
 //! aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--idle-timeout 120s]
 //!         [--rate 20MB/s] [--total-rate 50MB/s]
 //!         [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION]
-//!         [--reset-after BYTES] [--reset-probability P]
+//!         [--reset-after BYTES] [--reset-probability P | --reset-connections LIST]
 //!         [--tls --ca-file FILE] [--stats-file FILE]
 //! ```
+//!
+//! `--reset-connections 3,7` resets (RST) exactly the 3rd and 7th connections accepted, once
+//! `--reset-after` bytes (default 0) have gone downstream to the client; `--reset-probability`
+//! resets a random fraction, when either direction reaches the count. Each reset is counted in
+//! `resets`.
 //!
 //! Its counters go as one JSON line to stderr and to the stats file on SIGUSR1 (it goes on) and
 //! on SIGTERM or SIGINT (it stops).
@@ -17,11 +22,11 @@ use std::time::Duration;
 
 use shared::config::parse_duration;
 use test_support::wan::{
-    parse_bytes, parse_rate, upstream_address, Reset, Stall, WanConfig, WanLink,
+    parse_bytes, parse_rate, upstream_address, Reset, Resetting, Stall, WanConfig, WanLink,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "usage: aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--idle-timeout 120s] [--rate 20MB/s] [--total-rate RATE] [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION] [--reset-after BYTES] [--reset-probability P] [--tls --ca-file FILE] [--stats-file FILE]";
+const USAGE: &str = "usage: aws-wan --upstream HOST:PORT|URL --port-file FILE [--delay 110ms] [--jitter 10ms] [--idle-timeout 120s] [--rate 20MB/s] [--total-rate RATE] [--stall-after BYTES | --stall-every DURATION] [--stall-for DURATION] [--reset-after BYTES] [--reset-probability P | --reset-connections LIST] [--tls --ca-file FILE] [--stats-file FILE]";
 
 struct Options {
     config: WanConfig,
@@ -34,7 +39,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut config = WanConfig::default();
     let (mut port_file, mut ca_file, mut stats_file) = (None, None, None);
     let (mut stall_after, mut stall_every, mut stall_for) = (None, None, None);
-    let (mut reset_after, mut reset_probability) = (None, None);
+    let (mut reset_after, mut reset_probability, mut reset_connections) = (None, None, None);
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         if flag == "--tls" {
@@ -67,6 +72,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
                 reset_probability = Some(p);
             }
+            "--reset-connections" => {
+                reset_connections = Some(connection_numbers(value).ok_or_else(|| {
+                    bad("connection numbers counted from 1, comma-separated (3,7)")
+                })?);
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -83,11 +93,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
             )
         }
     };
-    config.reset = match (reset_after, reset_probability) {
-        (None, None) => None,
-        (after, probability) => Some(Reset {
+    config.reset = match (reset_after, reset_probability, reset_connections) {
+        (None, None, None) => None,
+        (_, Some(_), Some(_)) => {
+            return Err("--reset-probability or --reset-connections, not both".to_owned())
+        }
+        (after, probability, None) => Some(Reset {
             after: after.unwrap_or(0),
-            probability: probability.unwrap_or(1.0),
+            which: Resetting::Probability(probability.unwrap_or(1.0)),
+        }),
+        (after, None, Some(numbers)) => Some(Reset {
+            after: after.unwrap_or(0),
+            which: Resetting::Connections(numbers),
         }),
     };
     if config.upstream.is_empty() {
@@ -102,6 +119,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
         ca_file,
         stats_file,
     })
+}
+
+/// `3,7`: connection numbers, each at least 1.
+fn connection_numbers(raw: &str) -> Option<Vec<u64>> {
+    raw.split(',')
+        .map(|number| number.trim().parse().ok().filter(|&n: &u64| n >= 1))
+        .collect()
 }
 
 fn main() -> ExitCode {

