@@ -24,7 +24,7 @@ fi
 
 # The quick mode checks the harness, not figures: the debug build it already has will do.
 if [[ " $* " == *" --quick "* ]]; then
-  cargo build --quiet --locked -p backfill --bin backfill
+  scripts/debug-build
   export BACKFILL_BINARY="$root/target/debug/backfill"
 else
   cargo build --quiet --release --locked -p backfill --bin backfill

@@ -83,7 +83,7 @@ stop_distance() {
 }
 trap stop_distance EXIT
 if ((${#quick[@]})); then idle=6 idle_timeout=4s; else idle=600 idle_timeout=120s; fi
-(cd "$root" && cargo build --quiet --locked -p test-support --bin aws-wire --bin aws-wan)
+"$root/scripts/debug-build"
 "$root/target/debug/aws-wire" record --upstream "$AWS_ENDPOINT_URL" --log "$work/wire.jsonl" \
   --port-file "$work/wire.port" >"$work/wire.log" 2>&1 &
 recorder_pid=$!

@@ -56,7 +56,11 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
 # The Rust side: the default build (what ships), and with libjpeg-turbo's SIMD for the full run.
-(cd "$root" && cargo build --quiet "${profile_flag[@]}" -p image-processor --example thumbnail_bench)
+if $quick; then
+  "$root/scripts/debug-build"
+else
+  (cd "$root" && cargo build --quiet "${profile_flag[@]}" -p image-processor --example thumbnail_bench)
+fi
 cp "$bin_dir/thumbnail_bench" "$work/rust"
 variants=(rust)
 if ! $quick; then
