@@ -926,7 +926,9 @@ async fn a_crash_between_the_renditions_and_the_task_record() {
     let record = &records[2];
     lab.proxy
         .set_rules(vec![Rule::first(Op::UpdateItem, 1, Fault::Hold)]);
-    let deadline = now_ms() + 2000;
+    // Time enough to render before the cut (the debug build, on a loaded machine): the cut must
+    // come while the completion is held, not while the renditions are drawn.
+    let deadline = now_ms() + 5000;
     let started = Instant::now();
     let err = lab
         .processor
