@@ -844,21 +844,25 @@ fn take_exactly<S>(
 where
     S: futures::Stream<Item = Result<Bytes, BackfillError>> + Send + Unpin,
 {
-    futures::stream::unfold((stream, length), |(mut stream, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        match stream.next().await? {
-            Ok(mut chunk) => {
-                if chunk.len() as u64 > left {
-                    chunk.truncate(left as usize);
+    // The source is dropped with the last byte taken, not when the stream is: an open-ended answer
+    // (the holder's `bytes=0-`) closes its connection at once, rather than filling the socket's
+    // buffers with bytes nobody reads while S3 answers the part.
+    futures::stream::unfold(
+        (length > 0).then_some((stream, length)),
+        |state| async move {
+            let (mut stream, left) = state?;
+            match stream.next().await? {
+                Ok(mut chunk) => {
+                    if chunk.len() as u64 > left {
+                        chunk.truncate(left as usize);
+                    }
+                    let left = left - chunk.len() as u64;
+                    Some((Ok(chunk), (left > 0).then_some((stream, left))))
                 }
-                let left = left - chunk.len() as u64;
-                Some((Ok(chunk), (stream, left)))
+                Err(err) => Some((Err(err), None)),
             }
-            Err(err) => Some((Err(err), (stream, 0))),
-        }
-    })
+        },
+    )
 }
 
 /// The time the holder keeps to enqueue part 1 when it cannot upload it itself.
@@ -881,6 +885,37 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    /// Dropped when the source stream is: stands for the origin's connection.
+    struct Connection(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Connection {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn taking_a_part_closes_the_answer_with_its_last_byte() {
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connection = Connection(closed.clone());
+        let source = futures::stream::iter(
+            [b"abcd".as_slice(), b"efgh", b"ijkl"].map(|chunk| Ok(Bytes::from_static(chunk))),
+        )
+        .map(move |chunk| {
+            let _open = &connection;
+            chunk
+        });
+        let mut part = Box::pin(take_exactly(source, 6));
+        futures::executor::block_on(async {
+            assert_eq!(part.next().await.unwrap().unwrap(), "abcd");
+            assert!(!closed.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!(part.next().await.unwrap().unwrap(), "ef");
+            // Closed while the part stream itself is still held (by the upload awaiting S3).
+            assert!(closed.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(part.next().await.is_none());
+        });
+    }
 
     #[test]
     fn content_ranges_parse_only_when_whole() {
