@@ -281,9 +281,27 @@ class Aws:
             attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
         url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
         self.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
-        self.sqs.purge_queue(QueueUrl=url)
+        self.drain(url)
         arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return url, arn
+
+    def drain(self, url):
+        """Empties the queue: PurgeQueue, or where one ran in the last 60 s (two runs in a row),
+        every message received and deleted (with a zero visibility timeout, so none in flight from
+        an earlier run escapes for long)."""
+        try:
+            self.sqs.purge_queue(QueueUrl=url)
+            return
+        except ClientError as err:
+            if "PurgeQueueInProgress" not in err.response["Error"]["Code"]:
+                raise
+        while True:
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
+                                           WaitTimeSeconds=0).get("Messages", [])
+            if not got:
+                return
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
 
     def setup(self, visibility):
         """The lease table and the part queue (names of the local stack), and this harness's copy
@@ -640,6 +658,10 @@ RCLONE_VERSION = rclone_version()
 
 # ----------------------------------------------------------------------------------------- the runs
 
+# What check() allows: origin bytes at most 1.01 x the object, plus --overread-allowance.
+LIMITS = {"size": 1, "overread_allowance": 0}
+
+
 def check(result, faults, failures, label):
     problems = []
     if not result["finished"]:
@@ -650,8 +672,9 @@ def check(result, faults, failures, label):
         problems.append(f"something partial was visible: {result['heads']['partial_lengths']}")
     if result["uploads_left"]:
         problems.append(f"{result['uploads_left']} multipart uploads left")
-    if not faults and result["bytes_down_over_size"] > 1.01:
-        problems.append(f"origin bytes / object bytes {result['bytes_down_over_size']} > 1.01")
+    bound = 1.01 + LIMITS["overread_allowance"] / LIMITS["size"]
+    if not faults and result["bytes_down_over_size"] > bound:
+        problems.append(f"origin bytes / object bytes {result['bytes_down_over_size']} > {bound:.4f}")
     problems += [n for n in result.get("notes", []) if "poller stopped" in n]
     if "kill-mid-part" in faults and not result["kills"]:
         problems.append("no function was killed mid-part")
@@ -697,10 +720,14 @@ def main():
                         help="after the rounds, one copy at the largest N with --kill-mid-part and --reset-mid-range")
     parser.add_argument("--change-at", type=float, default=0.3,
                         help="--origin-change replaces the file once this share of it went down the link")
+    parser.add_argument("--overread-allowance", type=parse_size, default=0,
+                        help="origin bytes allowed past 1.01 x the object: what the holder's open answer "
+                             "delivers past part 1 while a slow reader (the debug build) lags behind the link")
     parser.add_argument("--binary", default=os.environ.get("BACKFILL_BINARY"))
     parser.add_argument("--quick", action="store_true", help="recorded in the results: a harness check")
     parser.add_argument("--out", type=Path, default=None, help="results file (JSON)")
     args = parser.parse_args()
+    LIMITS.update(size=args.size, overread_allowance=args.overread_allowance)
     if not args.binary:
         release = ROOT / "target" / "release" / "backfill"
         args.binary = str(release if release.exists() else ROOT / "target" / "debug" / "backfill")

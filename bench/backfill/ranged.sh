@@ -35,13 +35,14 @@ done
 # Small enough for CI; no figure from it means anything.
 [[ " $* " == *" --quick "* ]] && args=(--size 24MiB --workers 1,2 --rounds 1 --timeout 900 "${args[@]}")
 if $debug; then
-  cargo build --quiet --locked -p backfill --bin backfill
+  # The workspace's features, as the tests build it: no second variant of the SDK crates.
+  scripts/debug-build
   export BACKFILL_BINARY="$root/target/debug/backfill"
 else
   cargo build --quiet --release --locked -p backfill --bin backfill
   export BACKFILL_BINARY="$root/target/release/backfill"
 fi
-cargo build --quiet --locked -p test-support --bin aws-wan
+$debug || cargo build --quiet --locked -p test-support --bin aws-wan
 
 started_strict=false started_stack=false
 scripts/strict-s3 status >/dev/null 2>&1 || started_strict=true
