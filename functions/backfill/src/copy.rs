@@ -59,6 +59,20 @@ impl CopyOutcome {
             CopyOutcome::Restarted => "restarted",
         }
     }
+
+    /// What the outcome means, for the log line of a record that copied nothing itself.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            CopyOutcome::Copied { .. } => "backfilled",
+            CopyOutcome::AlreadyPresent => "already in the bucket: nothing to copy",
+            CopyOutcome::NotAtOrigin(_) => "not at the origin: nothing to copy",
+            CopyOutcome::InFlight => "another copy of the key is in flight: nothing to copy",
+            CopyOutcome::Split { .. } => "split into part tasks",
+            CopyOutcome::PartUploaded { .. } => "part uploaded",
+            CopyOutcome::PartStale => "part of an upload no longer current: dropped",
+            CopyOutcome::Restarted => "the origin changed mid-copy: restarted",
+        }
+    }
 }
 
 pub async fn copy<O: Origin, S: ObjectStore>(

@@ -124,7 +124,8 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
                 outcome = outcome.label(),
                 duration_ms = elapsed as u64,
                 age_ms = age.map(|a| a as u64),
-                "nothing to copy"
+                "{}",
+                outcome.summary()
             );
         }
         self.metrics.emit(&[("Outcome", outcome)], &metrics);

@@ -282,22 +282,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             (206 | 416, _) => {
                 let response =
                     get_within(self.origin, &fetch.url, HeaderMap::new(), deadline).await?;
-                return copy_response(
-                    self.origin,
-                    self.store,
-                    self.config,
-                    fetch,
-                    response,
-                    deadline,
-                )
-                .await;
+                return self.plain(fetch, response, deadline).await;
             }
             // The origin ignores ranges (200), or anything else: judged and copied as a plain
             // answer.
-            _ => {
-                return copy_response(self.origin, self.store, self.config, fetch, probe, deadline)
-                    .await
-            }
+            _ => return self.plain(fetch, probe, deadline).await,
         };
         if whole > self.config.max_object_size {
             return Err(BackfillError::TooLarge {
@@ -344,15 +333,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 content_length: Some(whole),
                 body: Box::pin(rest),
             };
-            return copy_response(
-                self.origin,
-                self.store,
-                self.config,
-                fetch,
-                response,
-                deadline,
-            )
-            .await;
+            return self.plain(fetch, response, deadline).await;
         }
         let validator = validator.expect("checked above");
         let plan = plan_parts(
@@ -439,6 +420,24 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 })
             }
         }
+    }
+
+    /// The answer copied in one PutObject, as a copy that fits one invocation is.
+    async fn plain(
+        &self,
+        fetch: &Fetch,
+        response: OriginResponse,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        copy_response(
+            self.origin,
+            self.store,
+            self.config,
+            fetch,
+            response,
+            deadline,
+        )
+        .await
     }
 
     /// Records a part uploaded; the part that completes the set completes the upload.

@@ -192,6 +192,19 @@ fn until(
     Ok(aws_sdk_s3::config::Builder::default().timeout_config(timeouts))
 }
 
+/// A write whose body streams from the origin: its checksum computed as it goes (a trailer), and
+/// the SDK's upload stall protection off, since a body waiting for the origin is not a stalled
+/// upload (see `put_stream`).
+fn streamed(bounded: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
+    bounded
+        .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .upload_enabled(false)
+                .build(),
+        )
+}
+
 /// Classifies an S3 error: 412 is "already exists", 409 a concurrent write to retry.
 fn write_error<E, R>(
     operation: &'static str,
@@ -302,15 +315,7 @@ impl ObjectStore for S3Store {
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),
             ))
             .customize()
-            .config_override(
-                bounded
-                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
-                    .stalled_stream_protection(
-                        StalledStreamProtectionConfig::enabled()
-                            .upload_enabled(false)
-                            .build(),
-                    ),
-            )
+            .config_override(streamed(bounded))
             .send()
             .await;
         // The origin failing mid-body also fails the request: that is the cause to report.
@@ -415,15 +420,7 @@ impl ObjectStore for S3Store {
                 aws_smithy_types::body::SdkBody::from_body_1_x(body),
             ))
             .customize()
-            .config_override(
-                bounded
-                    .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
-                    .stalled_stream_protection(
-                        StalledStreamProtectionConfig::enabled()
-                            .upload_enabled(false)
-                            .build(),
-                    ),
-            )
+            .config_override(streamed(bounded))
             .send()
             .await;
         if let Some(failure) = origin_failure.lock().expect("not poisoned").take() {
