@@ -11,6 +11,7 @@ ours and the peer ran in turn.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -636,6 +637,31 @@ def backfill_section(b, plt, out, figures):
     return lines
 
 
+def ranged_scaling(r):
+    """Why the share of N x one connection falls as N grows, from the run's own figures."""
+    rows = r["workers"]
+    parts = statistics.median(x["invocations"]["total"] for x in rows[0]["ours"]["runs"])
+    waves = ", ".join(f"{math.ceil((parts - 1) / row['workers'])} at N = {row['workers']}" for row in rows)
+    completions = [x["completion_s"] for row in rows for x in row["ours"]["runs"] if "completion_s" in x]
+    completions += [x["completion_s"] for x in r.get("fault_runs") or [] if "completion_s" in x]
+    sink = (f"{fmt(statistics.median(completions), 1)} s (median of the {len(completions)} copies that logged their "
+            "completing part's `upload completion answered`)") if completions else "several seconds of each copy"
+    return (f"Why the share of N x 20 MB/s falls as N grows: the object is {fmt(parts)} parts (each about a third of "
+            f"the {r['timeout_s']} s invocation at one connection's rate), part 1 read by the copy's own invocation "
+            f"and the rest by the N workers in waves ({waves}); s3s-fs re-reads the whole object at "
+            f"CompleteMultipartUpload, {sink}, where S3 answers in seconds; and one machine of "
+            f"{r.get('machine', {}).get('cores', 'a few')} cores runs the link, s3s-fs and the N + 1 sandboxes. "
+            "rclone's copies pay the same sink and share the same CPUs." + part_rates(rows))
+
+
+def part_rates(rows):
+    """The parts' own rate at each N (bytes / the part invocation's time), where the runs logged it."""
+    rates = [(row["workers"], [x["part_mb_per_s"] for x in row["ours"]["runs"] if "part_mb_per_s" in x])
+             for row in rows]
+    rates = [f"{fmt(statistics.median(found), 1)} MB/s at N = {n}" for n, found in rates if found]
+    return f" Each part invocation, from its start to its part recorded, ran at {', '.join(rates)}." if rates else ""
+
+
 def ranged_section(r, plt, out, figures):
     """Large objects split into ranged part copies (bench/backfill/ranged.py)."""
     rows = r["workers"]
@@ -650,6 +676,10 @@ def ranged_section(r, plt, out, figures):
              f"{r['rounds']} rounds, ours then rclone at each N; medians. Reproduce: `bench/run --only ranged`.", ""]
     header = ["N", "ours s", "ours MB/s", "share of N x 20 MB/s", "origin bytes / object", "connections",
               "invocations", "peak RSS MiB (per sandbox, most)"]
+    # Runs that logged their completion: the sink's share apart (s3s-fs re-reads the parts).
+    completion = all("completion_s" in x for row in rows for x in row["ours"]["runs"])
+    if completion:
+        header += ["of which completion s", "ours MB/s before completion"]
     peer = all("rclone" in row for row in rows)
     if peer:
         header += ["rclone s", "rclone MB/s", "ratio (rclone time / ours)"]
@@ -661,6 +691,9 @@ def ranged_section(r, plt, out, figures):
                  fmt(ours["mb_per_s"] / row["ideal_mb_per_s"]), fmt(ours["bytes_down_over_size"], 4),
                  fmt(statistics.median(x["connections"] for x in runs)),
                  fmt(statistics.median(x["invocations"]["total"] for x in runs)), fmt(ours["peak_rss_mib"], 1)]
+        if completion:
+            cells += [fmt(statistics.median(x["completion_s"] for x in runs), 1),
+                      fmt(statistics.median(x["mb_per_s_before_completion"] for x in runs), 1)]
         if peer:
             cells += [fmt(row["rclone"]["median_seconds"], 1), fmt(row["rclone"]["mb_per_s"], 1),
                       times(row["rclone_over_ours"])]
@@ -672,6 +705,7 @@ def ranged_section(r, plt, out, figures):
                   "the limit, not a copy's."]
     if r.get("failures"):
         lines += ["", "Checks that failed: " + "; ".join(r["failures"][:8]) + "."]
+    lines += ["", ranged_scaling(r)]
     lines += ["", "Each copy is checked: the object byte-identical (SHA-256 of the source), HeadObject answering 404 "
               "until the whole object is there, no multipart upload left, and without faults the origin bytes the "
               "link carried at most 1.01 x the object. Peak RSS is the largest of any one sandbox's function process "

@@ -205,7 +205,7 @@ class Sandbox:
         self.peak_rss_kib = 0
         self.invocations = 0
         self.current = None  # (record kind, part range bytes, rchar at start) while invoking
-        self.log = open(LOGS / f"{name}.log", "a")
+        self.log = open(LOGS / f"{name}.log", "w")  # this copy's lines only
         self.start()
 
     def start(self):
@@ -554,6 +554,16 @@ class Copy:
             "kills": self.kills,
             "outcomes": outcomes(sandboxes),
         }
+        # The sink's share: s3s-fs re-reads every part at CompleteMultipartUpload, where S3 answers
+        # in seconds. What the copy took without it is the link's and the workers' share.
+        part_rates = [r["bytes"] / r["duration_ms"] / 1000 for r in function_lines(sandboxes)
+                      if r.get("message") == "part uploaded" and r.get("duration_ms")]
+        if part_rates:
+            result["part_mb_per_s"] = round(statistics.median(part_rates), 1)
+        completion = completion_seconds(sandboxes)
+        if completion is not None and finished:
+            result["completion_s"] = round(completion, 3)
+            result["mb_per_s_before_completion"] = round(size / max(seconds - completion, 1e-3) / 1e6, 1)
         if changed_at is not None:
             result["origin_changed_at_s"] = changed_at
         if self.notes:
@@ -587,31 +597,42 @@ class Copy:
                 f"of a {length / MIB:.0f} MiB part")
 
 
-def outcomes(sandboxes):
-    """What the function logged of each record, counted: its outcome (`outcome` of its JSON
-    lines), or for a failure the batch runner's `reason`, as `retried: REASON` or
-    `permanent: REASON`."""
-    counts = {}
+def function_lines(sandboxes):
+    """The function's JSON log lines, of every sandbox."""
     for sandbox in sandboxes:
         try:
             lines = Path(sandbox.log.name).read_text(errors="replace").splitlines()
         except OSError:
             continue
         for line in lines:
-            if '"outcome"' not in line and '"reason"' not in line:
-                continue
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(record, dict):
-                continue
-            name = record.get("outcome")
-            if not isinstance(name, str) and isinstance(record.get("reason"), str):
-                kind = "permanent" if record.get("level") == "ERROR" else "retried"
-                name = f"{kind}: {record['reason']}"
-            if isinstance(name, str):
-                counts[name] = counts.get(name, 0) + 1
+            if isinstance(record, dict):
+                yield record
+
+
+def completion_seconds(sandboxes):
+    """How long the completing part's ListParts and CompleteMultipartUpload took (the function's
+    `upload completion answered` line), or None."""
+    times = [r["completion_ms"] / 1000 for r in function_lines(sandboxes)
+             if r.get("message") == "upload completion answered" and isinstance(r.get("completion_ms"), int)]
+    return max(times) if times else None
+
+
+def outcomes(sandboxes):
+    """What the function logged of each record, counted: its outcome (`outcome` of its JSON
+    lines), or for a failure the batch runner's `reason`, as `retried: REASON` or
+    `permanent: REASON`."""
+    counts = {}
+    for record in function_lines(sandboxes):
+        name = record.get("outcome")
+        if not isinstance(name, str) and isinstance(record.get("reason"), str):
+            kind = "permanent" if record.get("level") == "ERROR" else "retried"
+            name = f"{kind}: {record['reason']}"
+        if isinstance(name, str):
+            counts[name] = counts.get(name, 0) + 1
     return counts
 
 

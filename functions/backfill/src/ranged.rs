@@ -672,6 +672,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
     ) -> Result<CopyOutcome, BackfillError> {
         let id = lease_id(fetch);
         let target = plain_target(fetch);
+        let began = Instant::now();
         let listed = match self
             .store
             .list_parts(&target, &task.upload_id, deadline)
@@ -731,6 +732,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             .store
             .complete_multipart(&target, &task.upload_id, parts, crc, deadline)
             .await;
+        tracing::info!(
+            parts = task.parts,
+            completion_ms = began.elapsed().as_millis() as u64,
+            "upload completion answered"
+        );
         match completed {
             Ok(Written::Created) => {
                 self.leases.release(&id, task.generation, deadline).await?;
