@@ -369,13 +369,17 @@ async fn connection(client: TcpStream, number: u64, accepted: Instant, shared: A
             activity,
         ),
     ));
+    // A reset first: the direction that cuts the connection notifies and then ends, and when it
+    // was the last task running both branches are ready at once (a client that had sent its FIN
+    // got a FIN back instead of the RST).
     tokio::select! {
-        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        biased;
         _ = reset.notified() => {
             arm_reset(&client_handle);
             arm_reset(&upstream_handle);
             tasks.shutdown().await;
         }
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
     }
 }
 
