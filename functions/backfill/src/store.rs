@@ -98,7 +98,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<Part, BackfillError>> + Send;
 
     /// One part streamed from the origin's body of exactly `length` bytes, its CRC32C computed
-    /// on the way and sent as a trailer (S3 keeps the part only if it matches).
+    /// on the way and sent as a trailer (S3 keeps the part only if it matches);
+    /// [`BackfillError::UploadGone`] if S3 no longer has the upload.
     #[allow(clippy::too_many_arguments)]
     fn upload_part_stream(
         &self,
@@ -234,6 +235,23 @@ where
         return BackfillError::Deadline;
     }
     BackfillError::Aws(shared::Error::aws(operation, err))
+}
+
+/// As [`aws_error`], but S3's `NoSuchUpload` (the upload was aborted, or completed) is
+/// [`BackfillError::UploadGone`].
+fn upload_error<E, R>(
+    operation: &'static str,
+    upload_id: &str,
+    err: aws_sdk_s3::error::SdkError<E, R>,
+) -> BackfillError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + shared::error::HttpStatus,
+{
+    if err.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload") {
+        return BackfillError::UploadGone(upload_id.to_owned());
+    }
+    aws_error(operation, err)
 }
 
 impl ObjectStore for S3Store {
@@ -426,7 +444,7 @@ impl ObjectStore for S3Store {
         if let Some(failure) = origin_failure.lock().expect("not poisoned").take() {
             return Err(failure);
         }
-        let uploaded = sent.map_err(|e| aws_error("UploadPart", e))?;
+        let uploaded = sent.map_err(|e| upload_error("UploadPart", upload_id, e))?;
         let crc32c = *crc.lock().expect("not poisoned");
         // S3 checked the trailer against the bytes it received; its answer names the value.
         if let Some(stored) = uploaded.checksum_crc32_c.as_deref() {
@@ -469,12 +487,7 @@ impl ObjectStore for S3Store {
                 .config_override(until(&self.client, deadline)?)
                 .send()
                 .await
-                .map_err(|err| match err.as_service_error() {
-                    Some(e) if e.code() == Some("NoSuchUpload") => {
-                        BackfillError::UploadGone(upload_id.to_owned())
-                    }
-                    _ => aws_error("ListParts", err),
-                })?;
+                .map_err(|err| upload_error("ListParts", upload_id, err))?;
             for part in page.parts() {
                 listed.push(ListedPart {
                     number: part.part_number.unwrap_or_default(),
@@ -637,5 +650,37 @@ impl http_body::Body for ExactBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.expected - self.received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::upload_part::UploadPartError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn s3_error(status: u16, code: &str) -> aws_sdk_s3::error::SdkError<UploadPartError, Response> {
+        aws_sdk_s3::error::SdkError::service_error(
+            UploadPartError::generic(ErrorMetadata::builder().code(code).message("m").build()),
+            Response::new(
+                StatusCode::try_from(status).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        )
+    }
+
+    /// S3 answers a part of an aborted (or completed) upload with 404 NoSuchUpload (s3s-fs
+    /// answers 403 AccessDenied): the copy must restart, not drop the part as a permanent failure.
+    #[test]
+    fn a_part_of_an_upload_s3_no_longer_has_is_upload_gone() {
+        assert!(matches!(
+            upload_error("UploadPart", "u1", s3_error(404, "NoSuchUpload")),
+            BackfillError::UploadGone(id) if id == "u1"
+        ));
+        assert!(matches!(
+            upload_error("UploadPart", "u1", s3_error(403, "AccessDenied")),
+            BackfillError::Aws(_)
+        ));
     }
 }
