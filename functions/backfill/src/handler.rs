@@ -208,7 +208,10 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
         // A split copy keeps the lease: its parts carry it on.
         if !matches!(result, Ok(CopyOutcome::Split { .. })) {
             let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
-            if let Err(err) = leases.release(&id, lease.generation, release_by).await {
+            if let Err(err) = leases
+                .release(&id, lease.generation, None, release_by)
+                .await
+            {
                 tracing::warn!(error = %err, "could not release the key's lease; it expires at the invocation's end");
             }
         }

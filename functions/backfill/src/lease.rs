@@ -160,11 +160,15 @@ pub trait Leases: Send + Sync {
         deadline: Instant,
     ) -> impl Future<Output = Result<HashMap<u32, u32>, BackfillError>> + Send;
 
-    /// Deletes the lease if it is still `generation`'s; `false` if it was not.
+    /// Deletes the lease if it is still `generation`'s (and, given an upload, still that
+    /// upload's); `false` if it was not. A released key's next lease counts its generation from
+    /// 1 again, so a part task always names its upload: a task of an earlier upload of the key
+    /// must never release the lease of a later one.
     fn release(
         &self,
         id: &str,
         generation: u64,
+        upload_id: Option<&str>,
         deadline: Instant,
     ) -> impl Future<Output = Result<bool, BackfillError>> + Send;
 }
@@ -477,16 +481,24 @@ impl Leases for DynamoLeases {
         &self,
         id: &str,
         generation: u64,
+        upload_id: Option<&str>,
         deadline: Instant,
     ) -> Result<bool, BackfillError> {
-        let deleted = self
+        let mut request = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
             .condition_expression(HELD)
             .expression_attribute_names("#generation", "generation")
-            .expression_attribute_values(":generation", n(generation))
+            .expression_attribute_values(":generation", n(generation));
+        if let Some(upload_id) = upload_id {
+            request = request
+                .condition_expression(HELD_UPLOAD)
+                .expression_attribute_names("#upload_id", "upload_id")
+                .expression_attribute_values(":upload_id", s(upload_id));
+        }
+        let deleted = request
             .customize()
             .config_override(self.until(deadline)?)
             .send()
@@ -669,9 +681,22 @@ impl Leases for MemoryLeases {
         }))
     }
 
-    async fn release(&self, id: &str, generation: u64, _: Instant) -> Result<bool, BackfillError> {
+    async fn release(
+        &self,
+        id: &str,
+        generation: u64,
+        upload_id: Option<&str>,
+        _: Instant,
+    ) -> Result<bool, BackfillError> {
         Ok(self.with(|items| match items.get(id) {
-            Some(item) if item.generation == generation => {
+            Some(item)
+                if item.generation == generation
+                    && upload_id.is_none_or(|upload_id| {
+                        item.upload
+                            .as_ref()
+                            .is_some_and(|upload| upload.upload_id == upload_id)
+                    }) =>
+            {
                 items.remove(id);
                 true
             }
@@ -788,7 +813,52 @@ mod tests {
             None,
             "the old generation can record nothing"
         );
-        assert!(!leases.release("b/k", 2, later()).await.unwrap());
-        assert!(leases.release("b/k", 3, later()).await.unwrap());
+        assert!(!leases.release("b/k", 2, None, later()).await.unwrap());
+        assert!(leases.release("b/k", 3, None, later()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_task_of_an_earlier_upload_cannot_release_a_later_one() {
+        let leases = MemoryLeases::default();
+        let upload = |id: &str| UploadRecord {
+            upload_id: id.into(),
+            validator: Validator::Etag("\"v\"".into()),
+            size: 30,
+            part_size: 10,
+            parts: 3,
+        };
+        let Taken::Held(first) = leases.take("b/k", "one", 100, 200, later()).await.unwrap() else {
+            panic!("free")
+        };
+        assert!(leases
+            .start_upload(&first, &upload("u1"), &BTreeSet::new(), 200, later())
+            .await
+            .unwrap());
+        // The origin changed: the copy restarted, its lease released.
+        assert!(leases
+            .release("b/k", first.generation, Some("u1"), later())
+            .await
+            .unwrap());
+        // The restart's lease counts from 1 again: the generation alone cannot tell them apart.
+        let Taken::Held(second) = leases.take("b/k", "two", 110, 210, later()).await.unwrap()
+        else {
+            panic!("released")
+        };
+        assert_eq!(second.generation, first.generation);
+        assert!(leases
+            .start_upload(&second, &upload("u2"), &BTreeSet::new(), 210, later())
+            .await
+            .unwrap());
+        assert!(
+            !leases
+                .release("b/k", first.generation, Some("u1"), later())
+                .await
+                .unwrap(),
+            "a late task of the first upload"
+        );
+        assert!(leases
+            .release("b/k", second.generation, Some("u2"), later())
+            .await
+            .unwrap());
     }
 }

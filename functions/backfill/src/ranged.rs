@@ -30,12 +30,23 @@ use crate::task::{PartTask, PART};
 
 /// Where part tasks go.
 pub trait PartQueue: Send + Sync {
+    /// Sends every body, each delivered no sooner than `delay` from now (SQS's `DelaySeconds`,
+    /// whole seconds up to 15 minutes), or fails.
+    fn send_delayed(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), BackfillError>> + Send;
+
     /// Sends every body, or fails.
     fn send(
         &self,
         bodies: Vec<String>,
         deadline: Instant,
-    ) -> impl Future<Output = Result<(), BackfillError>> + Send;
+    ) -> impl Future<Output = Result<(), BackfillError>> + Send {
+        self.send_delayed(bodies, Duration::ZERO, deadline)
+    }
 }
 
 /// The part queue on SQS: SendMessageBatch, 10 entries a call (its limit; a part task is under
@@ -51,11 +62,20 @@ impl SqsPartQueue {
     }
 }
 
+/// SQS's longest message delay.
+const MAX_DELAY_SECONDS: u64 = 900;
+
 const SEND_ATTEMPTS: u32 = 3;
 const SEND_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 impl PartQueue for SqsPartQueue {
-    async fn send(&self, bodies: Vec<String>, deadline: Instant) -> Result<(), BackfillError> {
+    async fn send_delayed(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+        deadline: Instant,
+    ) -> Result<(), BackfillError> {
+        let delay_seconds = delay.as_secs().min(MAX_DELAY_SECONDS) as i32;
         for chunk in bodies.chunks(10) {
             let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
             let mut attempt = 0;
@@ -69,6 +89,7 @@ impl PartQueue for SqsPartQueue {
                         SendMessageBatchRequestEntry::builder()
                             .id(format!("part{index}"))
                             .message_body(*body)
+                            .set_delay_seconds((delay_seconds > 0).then_some(delay_seconds))
                             .build()
                             .expect("id and body are set")
                     })
@@ -115,7 +136,12 @@ impl PartQueue for SqsPartQueue {
 pub struct NoQueue;
 
 impl PartQueue for NoQueue {
-    async fn send(&self, _: Vec<String>, _: Instant) -> Result<(), BackfillError> {
+    async fn send_delayed(
+        &self,
+        _: Vec<String>,
+        _: Duration,
+        _: Instant,
+    ) -> Result<(), BackfillError> {
         Err(BackfillError::Aws(shared::Error::Aws {
             operation: "SendMessageBatch",
             message: "no part queue is configured (PART_QUEUE_URL)".into(),
@@ -456,7 +482,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 &task.upload_id,
                 task.part,
                 crc32c,
-                epoch_now() + self.config.lease_grace.as_secs(),
+                epoch_at(deadline) + self.config.lease_grace.as_secs(),
                 deadline,
             )
             .await?;
@@ -484,7 +510,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         restarts: u32,
         deadline: Instant,
     ) -> Result<Option<u32>, BackfillError> {
-        let expires_at = epoch_now() + self.config.lease_grace.as_secs();
+        // Past this invocation's end, as every extension of a split copy's lease: the grace is
+        // the time its tasks may wait in the queue.
+        let expires_at = epoch_at(deadline) + self.config.lease_grace.as_secs();
         if !self
             .leases
             .start_upload(lease, upload, done, expires_at, deadline)
@@ -621,7 +649,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 }
                 404 | 410 => {
                     let status = response.status;
-                    if self.leases.release(&id, task.generation, deadline).await? {
+                    if self
+                        .leases
+                        .release(&id, task.generation, Some(&task.upload_id), deadline)
+                        .await?
+                    {
                         self.abort(&target, &task.upload_id, deadline).await;
                     }
                     return Ok(CopyOutcome::NotAtOrigin(status));
@@ -644,6 +676,13 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                 .await;
             match sent {
                 Ok(part) => break part,
+                // Aborted: by a restart of the copy (the lease moved on, and this task drops
+                // out), or by the bucket's lifecycle rule while the copy still holds the lease
+                // (then the copy starts again).
+                Err(BackfillError::UploadGone(_)) => {
+                    tracing::info!(part = task.part, upload_id = %task.upload_id, "the upload is gone");
+                    return self.restart(fetch, task, deadline).await;
+                }
                 Err(err)
                     if err.is_retryable()
                         && attempt < STREAM_ATTEMPTS
@@ -686,7 +725,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                     .exists(&fetch.bucket, &fetch.key, deadline)
                     .await?
                 {
-                    self.leases.release(&id, task.generation, deadline).await?;
+                    self.leases
+                        .release(&id, task.generation, Some(&task.upload_id), deadline)
+                        .await?;
                     return Ok(CopyOutcome::AlreadyPresent);
                 }
                 return self.restart(fetch, task, deadline).await;
@@ -739,7 +780,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         );
         match completed {
             Ok(Written::Created) => {
-                self.leases.release(&id, task.generation, deadline).await?;
+                self.leases
+                    .release(&id, task.generation, Some(&task.upload_id), deadline)
+                    .await?;
                 Ok(CopyOutcome::Copied {
                     bytes: task.size,
                     parts: task.parts,
@@ -747,7 +790,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             }
             Ok(Written::AlreadyExists) => {
                 self.abort(&target, &task.upload_id, deadline).await;
-                self.leases.release(&id, task.generation, deadline).await?;
+                self.leases
+                    .release(&id, task.generation, Some(&task.upload_id), deadline)
+                    .await?;
                 Ok(CopyOutcome::AlreadyPresent)
             }
             // A conflicting write raced the completion; S3 asks for a new upload.
@@ -757,7 +802,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
                     .exists(&fetch.bucket, &fetch.key, deadline)
                     .await?
                 {
-                    self.leases.release(&id, task.generation, deadline).await?;
+                    self.leases
+                        .release(&id, task.generation, Some(&task.upload_id), deadline)
+                        .await?;
                     return Ok(CopyOutcome::AlreadyPresent);
                 }
                 self.restart(fetch, task, deadline).await
@@ -774,10 +821,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         task: &PartTask,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
+        let id = lease_id(fetch);
         if task.restarts + 1 > MAX_RESTARTS {
             if self
                 .leases
-                .release(&lease_id(fetch), task.generation, deadline)
+                .release(&id, task.generation, Some(&task.upload_id), deadline)
                 .await?
             {
                 self.abort(&plain_target(fetch), &task.upload_id, deadline)
@@ -785,19 +833,39 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             }
             return Err(BackfillError::OriginUnstable(task.restarts + 1));
         }
-        // Only the task that releases the lease restarts the copy: the others of this upload
-        // find it gone and drop out.
+        // Only while this upload holds the lease: a task of an upload already given up drops out.
+        let grace = self.config.lease_grace.as_secs();
         if !self
             .leases
-            .release(&lease_id(fetch), task.generation, deadline)
+            .extend(
+                &id,
+                task.generation,
+                &task.upload_id,
+                epoch_at(deadline) + grace,
+                deadline,
+            )
+            .await?
+        {
+            return Ok(CopyOutcome::PartStale);
+        }
+        // The restart goes out before the lease is released, delivered only after the release
+        // below has had time to land: a sandbox that dies in between leaves this task to come
+        // back and do it again, never a copy that nobody restarts. A restart that finds the lease
+        // still held (this upload's, or a newer copy's) ends as in flight, harmlessly.
+        let restart = crate::task::Restart::new(task.copy.clone(), task.restarts + 1);
+        self.queue
+            .send_delayed(vec![restart.to_json()], RESTART_DELAY, deadline)
+            .await?;
+        // Several tasks of the upload may get here: only the one that releases the lease aborts.
+        if !self
+            .leases
+            .release(&id, task.generation, Some(&task.upload_id), deadline)
             .await?
         {
             return Ok(CopyOutcome::PartStale);
         }
         self.abort(&plain_target(fetch), &task.upload_id, deadline)
             .await;
-        let restart = crate::task::Restart::new(task.copy.clone(), task.restarts + 1);
-        self.queue.send(vec![restart.to_json()], deadline).await?;
         Ok(CopyOutcome::Restarted)
     }
 
@@ -869,6 +937,9 @@ where
         },
     )
 }
+
+/// How long a restart waits in the queue: the lease it needs is released right after it is sent.
+const RESTART_DELAY: Duration = Duration::from_secs(5);
 
 /// The time the holder keeps to enqueue part 1 when it cannot upload it itself.
 const HAND_OVER: Duration = Duration::from_secs(1);

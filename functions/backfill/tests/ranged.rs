@@ -162,17 +162,20 @@ impl Split {
                     .get_queue_attributes()
                     .queue_url(&self.queue_url)
                     .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    // A restart waits a few seconds in the queue before it can be received.
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
                     .send()
                     .await
-                    .unwrap();
-                let in_flight = attributes
+                    .unwrap()
                     .attributes
-                    .and_then(|a| {
-                        a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                            .cloned()
-                    })
                     .unwrap_or_default();
-                empty_polls = if in_flight == "0" { empty_polls + 1 } else { 0 };
+                let waiting = [
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                ]
+                .iter()
+                .any(|name| attributes.get(name).is_some_and(|count| count != "0"));
+                empty_polls = if waiting { 0 } else { empty_polls + 1 };
                 continue;
             }
             empty_polls = 0;
