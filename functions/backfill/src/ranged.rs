@@ -466,6 +466,19 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         .await
     }
 
+    /// Extends the lease past this invocation if it is still the task's upload's; `false` if not.
+    async fn extend(
+        &self,
+        id: &str,
+        task: &PartTask,
+        deadline: Instant,
+    ) -> Result<bool, BackfillError> {
+        let expires_at = epoch_at(deadline) + self.config.lease_grace.as_secs();
+        self.leases
+            .extend(id, task.generation, &task.upload_id, expires_at, deadline)
+            .await
+    }
+
     /// Records a part uploaded; the part that completes the set completes the upload.
     async fn recorded(
         &self,
@@ -610,18 +623,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let id = lease_id(fetch);
-        let grace = self.config.lease_grace.as_secs();
-        if !self
-            .leases
-            .extend(
-                &id,
-                task.generation,
-                &task.upload_id,
-                epoch_at(deadline) + grace,
-                deadline,
-            )
-            .await?
-        {
+        if !self.extend(&id, task, deadline).await? {
             return Ok(CopyOutcome::PartStale);
         }
         let target = plain_target(fetch);
@@ -834,18 +836,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             return Err(BackfillError::OriginUnstable(task.restarts + 1));
         }
         // Only while this upload holds the lease: a task of an upload already given up drops out.
-        let grace = self.config.lease_grace.as_secs();
-        if !self
-            .leases
-            .extend(
-                &id,
-                task.generation,
-                &task.upload_id,
-                epoch_at(deadline) + grace,
-                deadline,
-            )
-            .await?
-        {
+        if !self.extend(&id, task, deadline).await? {
             return Ok(CopyOutcome::PartStale);
         }
         // The restart goes out before the lease is released, delivered only after the release
