@@ -643,6 +643,10 @@ async fn viewer_secrets_never_reach_the_logs() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Tests on other threads (no subscriber) may have registered the hook's span and event
+    // callsites as uninteresting while this one's subscriber was being set: cached, that would
+    // drop the span that carries the key. Asked again now, every callsite sees this subscriber.
+    tracing::callsite::rebuild_interest_cache();
     let (hook, _) = hook(FakeQueue::default());
     for sample in [
         DOMESTIC,
