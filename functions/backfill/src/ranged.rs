@@ -722,17 +722,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             Ok(listed) => listed,
             // Completed by a duplicate of this task, or aborted by a restart.
             Err(BackfillError::UploadGone(_)) => {
-                if self
-                    .store
-                    .exists(&fetch.bucket, &fetch.key, deadline)
-                    .await?
-                {
-                    self.leases
-                        .release(&id, task.generation, Some(&task.upload_id), deadline)
-                        .await?;
-                    return Ok(CopyOutcome::AlreadyPresent);
-                }
-                return self.restart(fetch, task, deadline).await;
+                return self.present_or_restart(fetch, task, deadline).await
             }
             Err(err) => return Err(err),
         };
@@ -799,20 +789,36 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             }
             // A conflicting write raced the completion; S3 asks for a new upload.
             Err(BackfillError::WriteConflict) => {
-                if self
-                    .store
-                    .exists(&fetch.bucket, &fetch.key, deadline)
-                    .await?
-                {
-                    self.leases
-                        .release(&id, task.generation, Some(&task.upload_id), deadline)
-                        .await?;
-                    return Ok(CopyOutcome::AlreadyPresent);
-                }
-                self.restart(fetch, task, deadline).await
+                self.present_or_restart(fetch, task, deadline).await
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The upload cannot complete: if the key is in the bucket (written by a duplicate of this
+    /// task, or by another writer), the copy is done and its lease released; else it restarts.
+    async fn present_or_restart(
+        &self,
+        fetch: &Fetch,
+        task: &PartTask,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        if self
+            .store
+            .exists(&fetch.bucket, &fetch.key, deadline)
+            .await?
+        {
+            self.leases
+                .release(
+                    &lease_id(fetch),
+                    task.generation,
+                    Some(&task.upload_id),
+                    deadline,
+                )
+                .await?;
+            return Ok(CopyOutcome::AlreadyPresent);
+        }
+        self.restart(fetch, task, deadline).await
     }
 
     /// The upload can no longer be finished: the copy is enqueued again (as a restart, counted),
