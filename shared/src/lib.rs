@@ -3,6 +3,7 @@
 pub mod aws;
 #[cfg(feature = "lambda")]
 pub mod batch;
+pub mod change;
 #[cfg(feature = "s3")]
 pub mod checksum;
 pub mod cloudfront;
