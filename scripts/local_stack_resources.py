@@ -27,8 +27,23 @@ BUCKET = "overseas-origin"
 TASK_TABLE = "image-tasks"
 # The backfill function's copy leases (template.yaml CopyLeaseTable): key pk (S), TTL on ttl.
 LEASE_TABLE = "copy-leases"
-# (table, key attribute, TTL attribute)
-TABLES = [(TASK_TABLE, "id", "expires_at"), (LEASE_TABLE, "pk", "ttl")]
+# The backfill function's record of what it copied and when it last revalidated it
+# (template.yaml FreshnessTable): key pk (S), TTL on ttl, and the index "due" (shard, due_at)
+# the revalidation schedule walks.
+FRESHNESS_TABLE = "freshness"
+FRESHNESS_INDEX = {
+    "IndexName": "due",
+    "KeySchema": [{"AttributeName": "shard", "KeyType": "HASH"}, {"AttributeName": "due_at", "KeyType": "RANGE"}],
+    "Projection": {"ProjectionType": "ALL"},
+}
+# (table, key attribute, TTL attribute, global secondary index)
+TABLES = [
+    (TASK_TABLE, "id", "expires_at", None),
+    (LEASE_TABLE, "pk", "ttl", None),
+    (FRESHNESS_TABLE, "pk", "ttl", FRESHNESS_INDEX),
+]
+# The CloudFront distribution whose cache the backfill invalidates (moto's CloudFront).
+DISTRIBUTION_COMMENT = "overseas-origin local stand-in"
 MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION_SECONDS = 1209600  # 14 days, the SQS maximum
 
@@ -39,6 +54,8 @@ QUEUES = [
     ("image-tasks", "image-tasks-dlq", 360, False),
     # The backfill function's part tasks (template.yaml PartQueue), consumed one at a time.
     ("backfill-parts", "backfill-parts-dlq", 180, False),
+    # Paths to invalidate in CloudFront (template.yaml InvalidationQueue), read in batches.
+    ("backfill-invalidations", "backfill-invalidations-dlq", 180, False),
 ]
 IMAGE_QUEUE = "image-tasks"
 # One notification rule per suffix: S3 allows one prefix + one suffix filter per rule.
@@ -302,15 +319,24 @@ def empty_bucket(s3):
 # ---------------------------------------------------------------- DynamoDB
 
 
-def create_table(ddb, table, key, ttl_attribute):
+def create_table(ddb, table, key, ttl_attribute, index):
     from botocore.exceptions import ClientError
 
+    definitions = [{"AttributeName": key, "AttributeType": "S"}]
+    extra = {}
+    if index:
+        definitions += [
+            {"AttributeName": "shard", "AttributeType": "S"},
+            {"AttributeName": "due_at", "AttributeType": "N"},
+        ]
+        extra["GlobalSecondaryIndexes"] = [index]
     try:
         ddb.create_table(
             TableName=table,
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            AttributeDefinitions=definitions,
             KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
             BillingMode="PAY_PER_REQUEST",
+            **extra,
         )
         log(f"created table {table}")
     except ClientError as exc:
@@ -342,6 +368,50 @@ def empty_table(ddb, table):
     return deleted
 
 
+# ---------------------------------------------------------------- CloudFront
+
+
+def ensure_distribution(endpoint):
+    """The id of the local distribution (created once; moto keeps its invalidations)."""
+    import boto3
+
+    cf = boto3.client(
+        "cloudfront",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    for item in cf.list_distributions().get("DistributionList", {}).get("Items", []) or []:
+        if item.get("Comment") == DISTRIBUTION_COMMENT:
+            return item["Id"]
+    origin_id = "overseas-bucket"
+    created = cf.create_distribution(
+        DistributionConfig={
+            "CallerReference": "overseas-origin-local",
+            "Comment": DISTRIBUTION_COMMENT,
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": origin_id,
+                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {
+                "TargetOriginId": origin_id,
+                "ViewerProtocolPolicy": "redirect-to-https",
+                "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
+            },
+        }
+    )
+    log(f"created distribution {created['Distribution']['Id']}")
+    return created["Distribution"]["Id"]
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -355,8 +425,9 @@ def cmd_create(endpoint):
     create_bucket(s3)
     prefix = os.environ.get("IMAGE_INPUT_PREFIX", "")
     configure_notification(s3, sqs, urls[IMAGE_QUEUE], prefix)
-    for table, key, ttl_attribute in TABLES:
-        create_table(ddb, table, key, ttl_attribute)
+    for table, key, ttl_attribute, index in TABLES:
+        create_table(ddb, table, key, ttl_attribute, index)
+    distribution = ensure_distribution(endpoint)
     env = [
         ("AWS_ENDPOINT_URL", endpoint),
         ("AWS_REGION", REGION),
@@ -375,6 +446,10 @@ def cmd_create(endpoint):
         ("LEASE_TABLE", LEASE_TABLE),
         ("PART_QUEUE_URL", urls["backfill-parts"]),
         ("PART_DLQ_URL", urls["backfill-parts-dlq"]),
+        ("FRESHNESS_TABLE", FRESHNESS_TABLE),
+        ("INVALIDATION_QUEUE_URL", urls["backfill-invalidations"]),
+        ("INVALIDATION_DLQ_URL", urls["backfill-invalidations-dlq"]),
+        ("DISTRIBUTION_ID", distribution),
         ("IMAGE_INPUT_PREFIX", prefix),
     ]
     print("# Local stand-in stack (moto server). Generated by scripts/local-stack up; do not edit.")
@@ -388,7 +463,7 @@ def cmd_reset(endpoint):
     # Purge after emptying the bucket so that no notification is left behind.
     for name in all_queue_names():
         purge_queue(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
-    items = sum(empty_table(ddb, table) for table, _, _ in TABLES)
+    items = sum(empty_table(ddb, table) for table, _, _, _ in TABLES)
     log(
         f"reset: deleted {objects} object version(s), aborted {uploads} multipart upload(s), "
         f"purged {len(all_queue_names())} queue(s), deleted {items} item(s) from {len(TABLES)} table(s)"
