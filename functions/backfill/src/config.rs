@@ -168,6 +168,43 @@ pub struct Config {
     /// Days an unfinished multipart upload may live (the bucket's lifecycle rule, 1 in
     /// template.yaml): a split copy that could not finish within them is refused.
     pub upload_days: u32,
+    pub freshness: Freshness,
+}
+
+/// Keeping copies fresh: refreshes, purges and the revalidation schedule.
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    /// What the function copied and when each copy is next due. Without it nothing is
+    /// revalidated on a schedule (announced changes still are).
+    pub table: Option<String>,
+    /// The backfill queue itself: a change of a key whose copy is in flight is put back there,
+    /// a prefix's keys are announced there, and the schedule sends its refreshes there. Without
+    /// it, change messages are refused.
+    pub queue_url: Option<String>,
+    /// Where changed paths wait to be invalidated in CloudFront, in batches.
+    pub invalidation_queue_url: Option<String>,
+    /// The distribution to invalidate; without it, paths are reported and dropped.
+    pub distribution_id: Option<String>,
+    /// When the origin answers 404 or 410 for a copy: delete it (default) or keep it.
+    pub on_origin_gone: OnOriginGone,
+    /// No copy goes longer than this without a revalidation, given the budget for it.
+    pub max_staleness: Duration,
+    /// Nor is one revalidated more often than this.
+    pub min_revalidation: Duration,
+    /// Origin requests the schedule may spend a minute.
+    pub revalidation_budget: u32,
+    /// A new body up to this size replaces the copy in this invocation; a larger one deletes the
+    /// copy (conditionally) and enqueues a copy, which may be split across invocations.
+    pub replace_in_place_max: u64,
+    /// The first delay of a change put back because its key's copy is in flight (doubling, up to
+    /// a minute).
+    pub busy_delay: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOriginGone {
+    Delete,
+    Keep,
 }
 
 impl Config {
@@ -262,11 +299,13 @@ impl Config {
                 .transpose()?,
             lease_grace: env.duration_or("LEASE_GRACE", Duration::from_secs(15 * 60))?,
             upload_days: env.number_or("UPLOAD_DAYS", 1, "a whole number of days")?,
+            freshness: Freshness::from_env(env)?,
         };
         config.check()
     }
 
     fn check(self) -> Result<Self, ConfigError> {
+        self.freshness.check()?;
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
             return Err(error(
                 "PART_SIZE",
@@ -508,6 +547,66 @@ fn parse_origin_headers(raw: Option<&str>) -> Result<Vec<(HeaderName, HeaderValu
             Ok((header, value))
         })
         .collect()
+}
+
+impl Freshness {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let set = |name| env.get(name).filter(|v: &String| !v.is_empty());
+        let on_origin_gone = match set("ON_ORIGIN_GONE").as_deref() {
+            None | Some("delete") => OnOriginGone::Delete,
+            Some("keep") => OnOriginGone::Keep,
+            Some(other) => {
+                return Err(error(
+                    "ON_ORIGIN_GONE",
+                    &format!("is {other:?}"),
+                    "delete or keep",
+                ))
+            }
+        };
+        Ok(Freshness {
+            table: set("FRESHNESS_TABLE"),
+            queue_url: set("BACKFILL_QUEUE_URL"),
+            invalidation_queue_url: set("INVALIDATION_QUEUE_URL"),
+            distribution_id: set("DISTRIBUTION_ID"),
+            on_origin_gone,
+            max_staleness: env.duration_or("MAX_STALENESS", Duration::from_secs(86_400))?,
+            min_revalidation: env.duration_or("MIN_REVALIDATION", Duration::from_secs(300))?,
+            revalidation_budget: env.number_or(
+                "REVALIDATION_BUDGET",
+                60,
+                "origin requests a minute, a whole number",
+            )?,
+            replace_in_place_max: env.number_or(
+                "REPLACE_IN_PLACE_MAX",
+                1024 * MIB,
+                "a size in bytes",
+            )?,
+            busy_delay: env.duration_or("BUSY_DELAY", Duration::from_secs(5))?,
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.min_revalidation < Duration::from_secs(1)
+            || self.max_staleness < self.min_revalidation
+        {
+            return Err(error(
+                "MAX_STALENESS",
+                &format!(
+                    "is {:?} with MIN_REVALIDATION {:?}",
+                    self.max_staleness, self.min_revalidation
+                ),
+                "a MIN_REVALIDATION of at least 1s and a MAX_STALENESS at least as long",
+            ));
+        }
+        if self.busy_delay < Duration::from_secs(1) || self.busy_delay > Duration::from_secs(60) {
+            return Err(error(
+                "BUSY_DELAY",
+                &format!("is {:?}", self.busy_delay),
+                "a duration from 1s to 60s",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

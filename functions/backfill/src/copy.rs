@@ -44,6 +44,37 @@ pub enum CopyOutcome {
     /// The origin changed during a split copy: the upload was aborted and the copy enqueued
     /// again.
     Restarted,
+    /// A refresh: the origin answered 304 (or the same entity tag): the copy is current.
+    Unchanged,
+    /// A refresh: the copy was replaced by the origin's newer body (`bytes`), or, too large to
+    /// copy in this invocation, deleted and a copy enqueued (`bytes` 0).
+    Refreshed {
+        bytes: u64,
+    },
+    /// A refresh: the origin answered 404 or 410 and the copy was deleted.
+    Deleted(u16),
+    /// A refresh: the origin answered 404 or 410 and the copy was kept (`ON_ORIGIN_GONE=keep`).
+    Kept(u16),
+    /// A purge deleted the copy.
+    Purged,
+    /// A change of a key with no copy in the bucket (none, or an object not copied from the
+    /// origin, such as an upload): nothing to do.
+    NoCopy,
+    /// A change of a key whose copy is in flight, or whose object changed under it: put back on
+    /// the queue, delayed.
+    PutBack,
+    /// A change of a prefix: `keys` changes announced, one a key.
+    FannedOut {
+        keys: usize,
+    },
+    /// The revalidation schedule's tick: `objects` refreshes sent.
+    Swept {
+        objects: usize,
+    },
+    /// One CloudFront invalidation of `paths` paths.
+    Invalidated {
+        paths: usize,
+    },
 }
 
 impl CopyOutcome {
@@ -57,6 +88,16 @@ impl CopyOutcome {
             CopyOutcome::PartUploaded { .. } => "part_uploaded",
             CopyOutcome::PartStale => "part_stale",
             CopyOutcome::Restarted => "restarted",
+            CopyOutcome::Unchanged => "unchanged",
+            CopyOutcome::Refreshed { .. } => "refreshed",
+            CopyOutcome::Deleted(_) => "deleted",
+            CopyOutcome::Kept(_) => "kept",
+            CopyOutcome::Purged => "purged",
+            CopyOutcome::NoCopy => "no_copy",
+            CopyOutcome::PutBack => "put_back",
+            CopyOutcome::FannedOut { .. } => "fanned_out",
+            CopyOutcome::Swept { .. } => "swept",
+            CopyOutcome::Invalidated { .. } => "invalidated",
         }
     }
 
@@ -71,6 +112,18 @@ impl CopyOutcome {
             CopyOutcome::PartUploaded { .. } => "part uploaded",
             CopyOutcome::PartStale => "part of an upload no longer current: dropped",
             CopyOutcome::Restarted => "the origin changed mid-copy: restarted",
+            CopyOutcome::Unchanged => "revalidated: the copy is current",
+            CopyOutcome::Refreshed { .. } => {
+                "revalidated: the copy was replaced by the origin's newer version"
+            }
+            CopyOutcome::Deleted(_) => "revalidated: gone at the origin, the copy was deleted",
+            CopyOutcome::Kept(_) => "revalidated: gone at the origin, the copy was kept",
+            CopyOutcome::Purged => "purged: the copy was deleted",
+            CopyOutcome::NoCopy => "no copy of the key in the bucket: nothing to change",
+            CopyOutcome::PutBack => "the key's copy is in flight or changed meanwhile: put back",
+            CopyOutcome::FannedOut { .. } => "a prefix's changes announced key by key",
+            CopyOutcome::Swept { .. } => "revalidations due sent",
+            CopyOutcome::Invalidated { .. } => "CloudFront invalidation created",
         }
     }
 }
@@ -109,6 +162,7 @@ pub async fn copy_response<O: Origin, S: ObjectStore>(
         bucket: fetch.bucket.clone(),
         key: fetch.key.clone(),
         attributes: attributes_from(&response.headers),
+        condition: fetch.condition.clone(),
     };
     match upload_for(response.content_length, config)? {
         Upload::Single { length } => {

@@ -14,10 +14,12 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::copy::{copy, CopyOutcome};
 use crate::error::BackfillError;
+use crate::invalidate::{batch_paths, caller_reference, Invalidation, MAX_PATHS, MAX_WILDCARDS};
 use crate::lease::{Leases, MemoryLeases, Taken};
 use crate::origin::Origin;
 use crate::plan::{plan, Fetch};
-use crate::ranged::{epoch_at, epoch_now, lease_id, NoQueue, PartQueue, Ranged};
+use crate::ranged::{epoch_at, epoch_now, lease_id, NoQueue, Ranged, TaskQueue};
+use crate::refresh::Fresh;
 use crate::store::ObjectStore;
 use crate::task::{PartTask, Task};
 
@@ -31,6 +33,8 @@ pub struct Backfill<O, S, L = MemoryLeases, Q = NoQueue> {
     pub leases: Option<L>,
     /// The part queue: copies too slow for one invocation are split. None: never split.
     pub queue: Option<Q>,
+    /// What keeping copies fresh needs: refreshes, purges, the schedule, invalidations.
+    pub fresh: Fresh,
 }
 
 impl<O: Origin, S: ObjectStore> Backfill<O, S> {
@@ -43,13 +47,14 @@ impl<O: Origin, S: ObjectStore> Backfill<O, S> {
             store,
             leases: None,
             queue: None,
+            fresh: Fresh::default(),
         }
     }
 }
 
 impl<O, S, L, Q> Backfill<O, S, L, Q> {
     /// With key leases and, to split copies, a part queue.
-    pub fn with_leases<L2: Leases, Q2: PartQueue>(
+    pub fn with_leases<L2: Leases, Q2: TaskQueue>(
         self,
         leases: L2,
         queue: Option<Q2>,
@@ -62,11 +67,12 @@ impl<O, S, L, Q> Backfill<O, S, L, Q> {
             metrics: self.metrics,
             leases: Some(leases),
             queue,
+            fresh: self.fresh,
         }
     }
 }
 
-impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
+impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     /// Handles one record, logging one line and writing its duration, age and bytes.
     pub async fn handle_record(
         &self,
@@ -75,11 +81,12 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
     ) -> Result<CopyOutcome, BackfillError> {
         let started = Instant::now();
         let task = Task::parse(record.body.as_deref().unwrap_or_default());
-        let age = task.as_ref().ok().map(|task| {
-            let age = time::OffsetDateTime::now_utc() - task.copy().enqueued_at;
+        let age = task.as_ref().ok().and_then(Task::enqueued_at).map(|at| {
+            let age = time::OffsetDateTime::now_utc() - at;
             age.whole_milliseconds().max(0) as f64
         });
         let holder = record.message_id.as_deref().unwrap_or("unknown");
+        let task_copy = task.as_ref().ok().and_then(|task| task.copy().cloned());
         let result = match task {
             Ok(Task::Copy(message)) => self.backfill(&message, 0, holder, deadline).await,
             Ok(Task::Restart(restart)) => {
@@ -87,8 +94,22 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
                     .await
             }
             Ok(Task::Part(task)) => self.part(&task, deadline).await,
+            Ok(Task::Change(change)) => {
+                let result = self.change(&change, holder, deadline).await;
+                self.record_origin_health(&result);
+                result
+            }
+            Ok(Task::Sweep(sweep)) => self.sweep(&sweep, deadline).await,
+            // Invalidations are taken a batch at a time (handle_batch), never one by one.
+            Ok(Task::Invalidate(_)) => Err(MessageError::Invalid(
+                "an invalidation outside an invalidation batch".into(),
+            )
+            .into()),
             Err(err) => Err(err.into()),
         };
+        if let (Ok(CopyOutcome::Copied { .. }), Some(copy)) = (&result, &task_copy) {
+            self.track(copy, Some(epoch_now()), deadline).await;
+        }
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = match &result {
             Ok(outcome) => outcome.label(),
@@ -258,11 +279,106 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Backfill<O, S, L, Q> {
                 | CopyOutcome::NotAtOrigin(_)
                 | CopyOutcome::Split { .. }
                 | CopyOutcome::PartUploaded { .. }
-                | CopyOutcome::Restarted,
+                | CopyOutcome::Restarted
+                | CopyOutcome::Unchanged
+                | CopyOutcome::Refreshed { .. }
+                | CopyOutcome::Deleted(_)
+                | CopyOutcome::Kept(_),
             ) => self.breaker.record_success(),
-            Ok(CopyOutcome::AlreadyPresent | CopyOutcome::InFlight | CopyOutcome::PartStale) => {}
+            Ok(
+                CopyOutcome::AlreadyPresent
+                | CopyOutcome::InFlight
+                | CopyOutcome::PartStale
+                | CopyOutcome::Purged
+                | CopyOutcome::NoCopy
+                | CopyOutcome::PutBack
+                | CopyOutcome::FannedOut { .. }
+                | CopyOutcome::Swept { .. }
+                | CopyOutcome::Invalidated { .. },
+            ) => {}
             Err(err) if err.is_origin_failure() => self.breaker.record_failure(),
             Err(_) => {}
+        }
+    }
+}
+
+/// Whether a record is a well-formed invalidation.
+fn is_invalidation(record: &SqsMessage) -> bool {
+    matches!(
+        Task::parse(record.body.as_deref().unwrap_or_default()),
+        Ok(Task::Invalidate(_))
+    )
+}
+
+impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
+    /// The batch's invalidations as one CreateInvalidation: `None` when it has none, else
+    /// whether CloudFront took them (the error's text if not: every record is retried).
+    pub async fn invalidate_batch(
+        &self,
+        records: &[SqsMessage],
+        deadline: Instant,
+    ) -> Option<Result<(), String>> {
+        let batch: Vec<(&str, Invalidation)> = records
+            .iter()
+            .filter_map(
+                |record| match Task::parse(record.body.as_deref().unwrap_or_default()) {
+                    Ok(Task::Invalidate(invalidation)) => Some((
+                        record.message_id.as_deref().unwrap_or_default(),
+                        invalidation,
+                    )),
+                    _ => None,
+                },
+            )
+            .collect();
+        if batch.is_empty() {
+            return None;
+        }
+        let paths = batch_paths(
+            batch
+                .iter()
+                .flat_map(|(_, invalidation)| invalidation.paths.iter().map(String::as_str)),
+            MAX_PATHS,
+            MAX_WILDCARDS,
+        );
+        let Some(cloudfront) = &self.fresh.cloudfront else {
+            tracing::warn!(
+                paths = paths.len(),
+                "no DISTRIBUTION_ID: the changed paths are not invalidated"
+            );
+            return Some(Ok(()));
+        };
+        let reference = caller_reference(batch.iter().map(|(id, _)| *id));
+        let count = paths.len();
+        match cloudfront.invalidate(paths, reference, deadline).await {
+            Ok(id) => {
+                tracing::info!(
+                    invalidation = %id,
+                    paths = count,
+                    messages = batch.len(),
+                    "CloudFront invalidation created"
+                );
+                self.metrics.emit(
+                    &[("Outcome", CopyOutcome::Invalidated { paths: count }.label())],
+                    &[Metric::count("InvalidatedPaths", count as u64)],
+                );
+                if let Some(table) = &self.fresh.table {
+                    let counted = table
+                        .count(
+                            epoch_now(),
+                            &[("invalidated_paths", count as u64)],
+                            deadline,
+                        )
+                        .await;
+                    if let Err(err) = counted {
+                        tracing::warn!(error = %err, "could not add to the day's counters");
+                    }
+                }
+                Some(Ok(()))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, paths = count, "CloudFront refused the invalidation; the batch is retried");
+                Some(Err(err.to_string()))
+            }
         }
     }
 }
@@ -276,15 +392,27 @@ pub fn work_deadline(deadline: SystemTime, margin: Duration) -> Instant {
 }
 
 /// The Lambda handler: a batch of backfill messages, with partial failures.
-pub async fn handle_batch<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue>(
+pub async fn handle_batch<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue>(
     app: &Backfill<O, S, L, Q>,
     runner: &BatchRunner,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Diagnostic> {
     let deadline = work_deadline(event.context.deadline(), app.config.deadline_margin);
+    // The invalidation queue's records are one CreateInvalidation, whose answer is each one's.
+    let invalidated = app.invalidate_batch(&event.payload.records, deadline).await;
+    let invalidated = &invalidated;
     let response = runner
         .run_until(event.payload, deadline, |record| async move {
-            app.handle_record(record, deadline).await.map(drop)
+            match invalidated {
+                Some(result) if is_invalidation(&record) => result.clone().map_err(|message| {
+                    BackfillError::Aws(shared::Error::Aws {
+                        operation: "CreateInvalidation",
+                        message,
+                        retryable: true,
+                    })
+                }),
+                _ => app.handle_record(record, deadline).await.map(drop),
+            }
         })
         .await?;
     Ok(response)
@@ -327,6 +455,32 @@ mod tests {
             _: Instant,
         ) -> Result<bool, BackfillError> {
             Ok(key.ends_with("present.jpg"))
+        }
+        async fn head(
+            &self,
+            _: &str,
+            _: &str,
+            _: Instant,
+        ) -> Result<Option<crate::store::Head>, BackfillError> {
+            unreachable!("no change is sent")
+        }
+        async fn delete_if_match(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: Instant,
+        ) -> Result<crate::store::Deleted, BackfillError> {
+            unreachable!("no change is sent")
+        }
+        async fn list(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<String>,
+            _: Instant,
+        ) -> Result<(Vec<String>, Option<String>), BackfillError> {
+            unreachable!("no change is sent")
         }
         async fn put(
             &self,

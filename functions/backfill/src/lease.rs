@@ -189,9 +189,7 @@ impl DynamoLeases {
     }
 
     fn until(&self, deadline: Instant) -> Result<aws_sdk_dynamodb::config::Builder, BackfillError> {
-        let timeouts = shared::aws::timeouts_until(self.client.config().timeout_config(), deadline)
-            .ok_or(BackfillError::Deadline)?;
-        Ok(aws_sdk_dynamodb::config::Builder::default().timeout_config(timeouts))
+        dynamo_until(&self.client, deadline)
     }
 
     fn key(id: &str) -> HashMap<String, AttributeValue> {
@@ -199,19 +197,29 @@ impl DynamoLeases {
     }
 }
 
-fn s(text: &str) -> AttributeValue {
+/// A configuration for one call that ends it by `deadline`; none when the deadline has passed.
+pub(crate) fn dynamo_until(
+    client: &aws_sdk_dynamodb::Client,
+    deadline: Instant,
+) -> Result<aws_sdk_dynamodb::config::Builder, BackfillError> {
+    let timeouts = shared::aws::timeouts_until(client.config().timeout_config(), deadline)
+        .ok_or(BackfillError::Deadline)?;
+    Ok(aws_sdk_dynamodb::config::Builder::default().timeout_config(timeouts))
+}
+
+pub(crate) fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_owned())
 }
 
-fn n(value: u64) -> AttributeValue {
+pub(crate) fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+pub(crate) fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
-fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
@@ -227,13 +235,15 @@ fn upload_of(item: &HashMap<String, AttributeValue>) -> Option<UploadRecord> {
 }
 
 /// Whether an UpdateItem or DeleteItem failed on its condition.
-fn condition_failed<E: ProvideErrorMetadata>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> bool {
     err.as_service_error()
         .and_then(ProvideErrorMetadata::code)
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
-fn dynamo_error<E, R>(
+pub(crate) fn dynamo_error<E, R>(
     operation: &'static str,
     err: aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> BackfillError

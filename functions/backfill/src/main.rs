@@ -1,10 +1,13 @@
 #![recursion_limit = "256"]
 
 use backfill::config::Config;
+use backfill::freshness::DynamoFreshness;
 use backfill::handler::{handle_batch, Backfill};
+use backfill::invalidate::CloudFront;
 use backfill::lease::DynamoLeases;
 use backfill::origin::HttpOrigin;
-use backfill::ranged::SqsPartQueue;
+use backfill::ranged::SqsQueue;
+use backfill::refresh::Fresh;
 use backfill::secret::add_origin_secret;
 use backfill::store::S3Store;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -44,8 +47,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let queue = config
         .part_queue_url
         .clone()
-        .map(|url| SqsPartQueue::new(shared::aws::sqs_client(&sdk), url));
-    let app = Backfill::new(config, origin, S3Store::new(shared::aws::s3_client(&sdk)));
+        .map(|url| SqsQueue::new(shared::aws::sqs_client(&sdk), url));
+    let fresh = fresh(&config, &sdk);
+    let mut app = Backfill::new(config, origin, S3Store::new(shared::aws::s3_client(&sdk)));
+    app.fresh = fresh;
     let runner = &runner;
     match leases {
         Some(leases) => {
@@ -63,6 +68,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             }))
             .await
         }
+    }
+}
+
+/// The freshness table, queues and distribution the configuration names.
+fn fresh(config: &Config, sdk: &aws_config::SdkConfig) -> Fresh {
+    let freshness = &config.freshness;
+    let queue = |url: &Option<String>| {
+        url.clone()
+            .map(|url| SqsQueue::new(shared::aws::sqs_client(sdk), url))
+    };
+    Fresh {
+        table: freshness
+            .table
+            .clone()
+            .map(|table| DynamoFreshness::new(shared::aws::dynamodb_client(sdk), table)),
+        queue: queue(&freshness.queue_url),
+        invalidations: queue(&freshness.invalidation_queue_url),
+        cloudfront: freshness
+            .distribution_id
+            .clone()
+            .map(|id| CloudFront::new(aws_sdk_cloudfront::Client::new(sdk), id)),
     }
 }
 

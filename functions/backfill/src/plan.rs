@@ -16,6 +16,8 @@ pub struct Fetch {
     pub url: String,
     pub bucket: String,
     pub key: String,
+    /// What the write requires of the key: for a copy, that no object has it.
+    pub condition: crate::store::WriteCondition,
 }
 
 /// Checks a message against the configuration. The message can name nothing the origin does not:
@@ -87,6 +89,7 @@ pub fn plan(message: &BackfillMessage, config: &Config) -> Result<Fetch, Backfil
         url: url.into(),
         bucket: message.bucket.clone(),
         key: derived.into_string(),
+        condition: crate::store::WriteCondition::Absent,
     })
 }
 
@@ -221,9 +224,15 @@ pub struct ObjectAttributes {
     pub content_encoding: Option<String>,
     pub content_disposition: Option<String>,
     pub content_language: Option<String>,
-    /// User metadata: the origin's ETag and Last-Modified.
+    /// User metadata: when the copy was made, the origin's ETag and Last-Modified.
     pub metadata: Vec<(String, String)>,
 }
+
+/// The metadata naming when an object was copied from the origin (RFC 3339).
+pub const BACKFILLED_AT: &str = "backfilled-at";
+/// The metadata keeping the origin's ETag and Last-Modified, the validators of a revalidation.
+pub const ORIGIN_ETAG: &str = "origin-etag";
+pub const ORIGIN_LAST_MODIFIED: &str = "origin-last-modified";
 
 pub fn attributes_from(headers: &HeaderMap) -> ObjectAttributes {
     let text = |name: http::HeaderName| {
@@ -234,12 +243,21 @@ pub fn attributes_from(headers: &HeaderMap) -> ObjectAttributes {
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    let mut metadata = Vec::new();
+    // Marks the object as a copy of the origin's: only such objects are revalidated or purged
+    // (an upload under the same prefix never is).
+    let mut metadata = vec![(
+        BACKFILLED_AT.to_owned(),
+        time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("a time formats"),
+    )];
     if let Some(etag) = text(http::header::ETAG) {
-        metadata.push(("origin-etag".to_owned(), etag));
+        metadata.push((ORIGIN_ETAG.to_owned(), etag));
     }
     if let Some(modified) = text(http::header::LAST_MODIFIED) {
-        metadata.push(("origin-last-modified".to_owned(), modified));
+        metadata.push((ORIGIN_LAST_MODIFIED.to_owned(), modified));
     }
     ObjectAttributes {
         content_type: text(http::header::CONTENT_TYPE),
@@ -643,8 +661,13 @@ mod tests {
         assert_eq!(attributes.content_encoding.as_deref(), Some("gzip"));
         assert_eq!(attributes.content_disposition.as_deref(), Some("inline"));
         assert_eq!(attributes.content_language.as_deref(), Some("zh-CN"));
+        let (name, at) = &attributes.metadata[0];
+        assert_eq!(name, BACKFILLED_AT);
+        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert!((time::OffsetDateTime::now_utc() - at).whole_seconds() < 60);
         assert_eq!(
-            attributes.metadata,
+            attributes.metadata[1..],
             [
                 ("origin-etag".to_owned(), "\"abc\"".to_owned()),
                 (

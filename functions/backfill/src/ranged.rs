@@ -28,8 +28,9 @@ use crate::plan::{attributes_from, judge, Fetch, ObjectAttributes};
 use crate::store::{ObjectStore, Part, Target, Written};
 use crate::task::{PartTask, PART};
 
-/// Where part tasks go.
-pub trait PartQueue: Send + Sync {
+/// A queue the function sends its own tasks to: part tasks, changes put back or fanned out,
+/// paths to invalidate.
+pub trait TaskQueue: Send + Sync {
     /// Sends every body, each delivered no sooner than `delay` from now (SQS's `DelaySeconds`,
     /// whole seconds up to 15 minutes), or fails.
     fn send_delayed(
@@ -49,16 +50,16 @@ pub trait PartQueue: Send + Sync {
     }
 }
 
-/// The part queue on SQS: SendMessageBatch, 10 entries a call (its limit; a part task is under
-/// 2 KiB, far from the 1 MiB a batch may carry), failed entries sent again.
-pub struct SqsPartQueue {
+/// A queue on SQS: SendMessageBatch, 10 entries a call (its limit; a task is under 2 KiB, far
+/// from the 1 MiB a batch may carry), failed entries sent again.
+pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
 }
 
-impl SqsPartQueue {
+impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
-        SqsPartQueue { client, url }
+        SqsQueue { client, url }
     }
 }
 
@@ -68,7 +69,7 @@ const MAX_DELAY_SECONDS: u64 = 900;
 const SEND_ATTEMPTS: u32 = 3;
 const SEND_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
-impl PartQueue for SqsPartQueue {
+impl TaskQueue for SqsQueue {
     async fn send_delayed(
         &self,
         bodies: Vec<String>,
@@ -135,7 +136,7 @@ impl PartQueue for SqsPartQueue {
 /// No part queue: a function that never splits.
 pub struct NoQueue;
 
-impl PartQueue for NoQueue {
+impl TaskQueue for NoQueue {
     async fn send_delayed(
         &self,
         _: Vec<String>,
@@ -277,7 +278,7 @@ async fn get_within<O: Origin>(
         .map_err(|_| BackfillError::Deadline)?
 }
 
-impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> {
+impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Ranged<'_, O, S, L, Q> {
     /// A copy under a lease this invocation holds: the upload the lease records is finished;
     /// otherwise the origin is probed and the copy made here or split.
     pub async fn copy(
@@ -380,6 +381,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: PartQueue> Ranged<'_, O, S, L, Q> 
             bucket: fetch.bucket.clone(),
             key: fetch.key.clone(),
             attributes: attributes_from(&headers),
+            condition: fetch.condition.clone(),
         };
         let upload_id = self.store.create_multipart(&target, deadline).await?;
         let upload = UploadRecord {
@@ -950,6 +952,7 @@ fn plain_target(fetch: &Fetch) -> Target {
         bucket: fetch.bucket.clone(),
         key: fetch.key.clone(),
         attributes: ObjectAttributes::default(),
+        condition: fetch.condition.clone(),
     }
 }
 

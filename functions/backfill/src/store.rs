@@ -1,4 +1,6 @@
-//! The overseas bucket: conditional, checksummed writes that never overwrite.
+//! The overseas bucket: conditional, checksummed writes that never overwrite what they did not
+//! check: a copy writes only where no object is (`If-None-Match: *`), a refresh replaces only the
+//! object it revalidated (`If-Match` on its ETag), and deletes only that object.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,14 +27,47 @@ pub struct Target {
     pub bucket: String,
     pub key: String,
     pub attributes: ObjectAttributes,
+    pub condition: WriteCondition,
+}
+
+/// What a write requires of the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: no object has the key (a copy).
+    #[default]
+    Absent,
+    /// `If-Match: <etag>`: the object there is still the one with this ETag (a refresh replacing
+    /// what it revalidated).
+    Replaces(String),
 }
 
 /// How a conditional write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
     Created,
-    /// `If-None-Match: *` failed: another writer got there first. For an idempotent copy, done.
+    /// The condition failed. `If-None-Match: *`: another writer got there first, which for an
+    /// idempotent copy is done. `If-Match`: the object changed or went away since it was
+    /// checked (412, or S3's 404 NoSuchKey).
     AlreadyExists,
+}
+
+/// An object as HeadObject describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Quoted, as S3 sends it.
+    pub etag: String,
+    /// The user metadata, names lower-case without `x-amz-meta-`.
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+/// How a conditional delete ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// The object is no longer the one checked (412): something newer is there.
+    Changed,
+    /// No object has the key any more (404).
+    Gone,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +96,32 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         deadline: Instant,
     ) -> impl Future<Output = Result<bool, BackfillError>> + Send;
+
+    /// The object's ETag and metadata; `None` if the key has no object.
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Option<Head>, BackfillError>> + Send;
+
+    /// Deletes the object only if its ETag is still `etag` (DeleteObject `If-Match`).
+    fn delete_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Deleted, BackfillError>> + Send;
+
+    /// One page (up to 1,000) of the keys under `prefix`, and where the next page starts.
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(Vec<String>, Option<String>), BackfillError>> + Send;
 
     fn put(
         &self,
@@ -120,7 +181,7 @@ pub trait ObjectStore: Send + Sync {
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<ListedPart>, BackfillError>> + Send;
 
-    /// Completes with the parts and the full-object CRC32C, only if the key does not exist yet.
+    /// Completes with the parts and the full-object CRC32C, under the target's condition.
     fn complete_multipart(
         &self,
         target: &Target,
@@ -165,21 +226,23 @@ impl S3Store {
         S3Store { client }
     }
 
-    /// A PutObject of `length` bytes with the target's attributes, only if the key is free.
+    /// A PutObject of `length` bytes with the target's attributes, under its condition.
     fn conditional_put(
         &self,
         target: &Target,
         length: u64,
     ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
-        with_attributes!(
-            self.client
-                .put_object()
-                .bucket(&target.bucket)
-                .key(&target.key)
-                .if_none_match("*")
-                .content_length(length as i64),
-            &target.attributes
-        )
+        let request = self
+            .client
+            .put_object()
+            .bucket(&target.bucket)
+            .key(&target.key)
+            .content_length(length as i64);
+        let request = match &target.condition {
+            WriteCondition::Absent => request.if_none_match("*"),
+            WriteCondition::Replaces(etag) => request.if_match(etag),
+        };
+        with_attributes!(request, &target.attributes)
     }
 }
 
@@ -206,7 +269,8 @@ fn streamed(bounded: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder
         )
 }
 
-/// Classifies an S3 error: 412 is "already exists", 409 a concurrent write to retry.
+/// Classifies an S3 error: 412 (and, for `If-Match`, 404 NoSuchKey: the object checked is gone)
+/// is the condition failing, 409 a concurrent write to retry.
 fn write_error<E, R>(
     operation: &'static str,
     err: aws_sdk_s3::error::SdkError<E, R>,
@@ -218,6 +282,7 @@ where
     if let aws_sdk_s3::error::SdkError::ServiceError(service) = &err {
         match service.raw().http_status() {
             412 => return Ok(Written::AlreadyExists),
+            404 if service.err().code() == Some("NoSuchKey") => return Ok(Written::AlreadyExists),
             409 => return Err(BackfillError::WriteConflict),
             _ => {}
         }
@@ -277,6 +342,97 @@ impl ObjectStore for S3Store {
             // here is a real permission problem and is reported as such.
             Err(err) => Err(aws_error("HeadObject", err)),
         }
+    }
+
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Option<Head>, BackfillError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(Head {
+                etag: head.e_tag.unwrap_or_default(),
+                metadata: head.metadata.unwrap_or_default(),
+            })),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(aws_error("HeadObject", err)),
+        }
+    }
+
+    async fn delete_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        deadline: Instant,
+    ) -> Result<Deleted, BackfillError> {
+        // DeleteObject's If-Match (general purpose buckets, since 2025-09): 204 deleted, 412
+        // another object is there now, 404 none is, 409 a concurrent write (retried).
+        let deleted = self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(etag)
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(aws_sdk_s3::error::SdkError::ServiceError(service)) => {
+                match service.raw().status().as_u16() {
+                    412 => Ok(Deleted::Changed),
+                    404 => Ok(Deleted::Gone),
+                    409 => Err(BackfillError::WriteConflict),
+                    _ => Err(aws_error(
+                        "DeleteObject",
+                        aws_sdk_s3::error::SdkError::ServiceError(service),
+                    )),
+                }
+            }
+            Err(err) => Err(aws_error("DeleteObject", err)),
+        }
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+        deadline: Instant,
+    ) -> Result<(Vec<String>, Option<String>), BackfillError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(1000)
+            .set_continuation_token(continuation)
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+            .map_err(|e| aws_error("ListObjectsV2", e))?;
+        let keys = page
+            .contents()
+            .iter()
+            .filter_map(|object| object.key.clone())
+            .collect();
+        let next = page
+            .next_continuation_token
+            .filter(|_| page.is_truncated == Some(true));
+        Ok((keys, next))
     }
 
     async fn put(
@@ -526,13 +682,17 @@ impl ObjectStore for S3Store {
                     .build()
             })
             .collect();
-        let completed = self
+        let request = self
             .client
             .complete_multipart_upload()
             .bucket(&target.bucket)
             .key(&target.key)
-            .upload_id(upload_id)
-            .if_none_match("*")
+            .upload_id(upload_id);
+        let request = match &target.condition {
+            WriteCondition::Absent => request.if_none_match("*"),
+            WriteCondition::Replaces(etag) => request.if_match(etag),
+        };
+        let completed = request
             .checksum_type(ChecksumType::FullObject)
             .checksum_crc32_c(crc32c_header(crc32c))
             .multipart_upload(

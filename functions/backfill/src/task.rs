@@ -1,13 +1,17 @@
 //! What a record asks of the backfill function: a copy (the backfill message the edge hook
-//! sends) or one part of a split copy (sent by the function itself, on the part queue).
+//! sends), a change (a refresh or purge the domestic side announces), or one of the function's
+//! own tasks: a part of a split copy, a restart, a revalidation sweep, paths to invalidate.
 //!
 //! A part task carries the copy message it belongs to, so that its origin URL and key go through
 //! the same checks as the copy's, whoever wrote the task.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shared::change::ChangeMessage;
 use shared::message::{BackfillMessage, MessageError, MESSAGE_VERSION};
+use time::OffsetDateTime;
 
+use crate::invalidate::{Invalidation, INVALIDATE};
 use crate::lease::Validator;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +19,23 @@ pub enum Task {
     Copy(BackfillMessage),
     Part(PartTask),
     Restart(Restart),
+    Change(ChangeMessage),
+    Sweep(Sweep),
+    Invalidate(Invalidation),
 }
+
+/// The revalidation schedule's tick (an EventBridge schedule sends it to the backfill queue):
+/// revalidate the objects due, within the budget of `period_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub version: u64,
+    /// Always `sweep`.
+    pub kind: String,
+    /// The schedule's period: the sweep spends that many seconds' worth of the budget.
+    pub period_seconds: u64,
+}
+
+pub const SWEEP: &str = "sweep";
 
 /// A copy enqueued again because the origin changed during its split copy; `restarts` bounds
 /// how many times that may happen (an origin that keeps changing is given up).
@@ -135,18 +155,45 @@ impl Task {
                 }
                 Ok(Task::Restart(restart))
             }
+            Some(shared::change::REFRESH | shared::change::PURGE) => {
+                Ok(Task::Change(ChangeMessage::parse(body)?))
+            }
+            Some(SWEEP) => {
+                let sweep: Sweep = serde_json::from_value(value)
+                    .map_err(|e| MessageError::Invalid(format!("sweep: {e}")))?;
+                if sweep.version != MESSAGE_VERSION {
+                    return Err(MessageError::UnsupportedVersion(sweep.version.to_string()));
+                }
+                if !(1..=86_400).contains(&sweep.period_seconds) {
+                    return Err(MessageError::Invalid(
+                        "sweep: period_seconds is not within 1..=86400".into(),
+                    ));
+                }
+                Ok(Task::Sweep(sweep))
+            }
+            Some(INVALIDATE) => Ok(Task::Invalidate(Invalidation::parse(value)?)),
             Some(other) => Err(MessageError::Invalid(format!(
-                "unknown kind {other:?} (this function reads copies and parts)"
+                "unknown kind {other:?} (this function reads copies, parts, restarts, \
+                 refreshes, purges, sweeps and invalidations)"
             ))),
         }
     }
 
-    /// The copy message the record belongs to.
-    pub fn copy(&self) -> &BackfillMessage {
+    /// The copy message the record belongs to, if it is about one object's copy.
+    pub fn copy(&self) -> Option<&BackfillMessage> {
         match self {
-            Task::Copy(copy) => copy,
-            Task::Part(part) => &part.copy,
-            Task::Restart(restart) => &restart.copy,
+            Task::Copy(copy) => Some(copy),
+            Task::Part(part) => Some(&part.copy),
+            Task::Restart(restart) => Some(&restart.copy),
+            Task::Change(_) | Task::Sweep(_) | Task::Invalidate(_) => None,
+        }
+    }
+
+    /// When the message was first written, where it says.
+    pub fn enqueued_at(&self) -> Option<OffsetDateTime> {
+        match self {
+            Task::Change(change) => Some(change.enqueued_at),
+            _ => self.copy().map(|copy| copy.enqueued_at),
         }
     }
 }
@@ -210,6 +257,21 @@ mod tests {
         assert!(with("last", 25.into()).contains("within the object"));
         assert!(with("first", 11.into()).contains("part_size"));
         assert!(with("kind", "complete".into()).contains("unknown kind"));
+        let sweep = |period: u64| {
+            Task::parse(
+                &serde_json::json!({"version": 1, "kind": "sweep", "period_seconds": period})
+                    .to_string(),
+            )
+        };
+        assert!(matches!(sweep(60), Ok(Task::Sweep(_))));
+        assert!(sweep(0).unwrap_err().to_string().contains("period_seconds"));
+        let mut refresh = copy();
+        refresh["kind"] = "refresh".into();
+        refresh.as_object_mut().unwrap().remove("uri");
+        assert!(matches!(
+            Task::parse(&refresh.to_string()),
+            Ok(Task::Change(_))
+        ));
         let mut bad_copy = copy();
         bad_copy["version"] = 9.into();
         assert!(with("copy", bad_copy).contains('9'));

@@ -25,13 +25,13 @@ use backfill::error::BackfillError;
 use backfill::handler::Backfill;
 use backfill::lease::DynamoLeases;
 use backfill::origin::HttpOrigin;
-use backfill::ranged::SqsPartQueue;
+use backfill::ranged::SqsQueue;
 use backfill::store::S3Store;
 use common::{bytes, strict_client, Harness, MIB};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-type App = Backfill<HttpOrigin, S3Store, DynamoLeases, SqsPartQueue>;
+type App = Backfill<HttpOrigin, S3Store, DynamoLeases, SqsQueue>;
 
 struct Split {
     h: Harness,
@@ -105,7 +105,7 @@ impl Split {
         )
         .with_leases(
             DynamoLeases::new(dynamo, table),
-            Some(SqsPartQueue::new(sqs.clone(), queue_url.clone())),
+            Some(SqsQueue::new(sqs.clone(), queue_url.clone())),
         );
         Split {
             h,

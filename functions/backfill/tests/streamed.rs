@@ -188,6 +188,7 @@ async fn a_streamed_put_never_overwrites() {
         bucket: h.bucket.clone(),
         key: key.clone(),
         attributes: Default::default(),
+        condition: Default::default(),
     };
     let body = bytes(6 * MIB);
     let stream = futures::stream::iter(

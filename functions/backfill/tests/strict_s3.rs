@@ -67,6 +67,7 @@ async fn a_wrong_checksum_is_refused() {
         bucket: h.bucket.clone(),
         key: h.key("corrupt.bin"),
         attributes: Default::default(),
+        condition: Default::default(),
     };
     let body = Bytes::from(bytes(10_000));
     let right = crc32c::crc32c(&body);

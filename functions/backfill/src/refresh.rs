@@ -1,0 +1,553 @@
+//! Keeping copies fresh: changes announced by the domestic side (refresh, purge), the
+//! revalidation schedule, and the CloudFront invalidations that follow.
+//!
+//! Every change of a key runs under the key's lease, as copies do, so one copy, refresh or purge
+//! of a key runs at a time across the fleet; a change that finds the lease held is put back on
+//! the queue, delayed, rather than dropped (the copy in flight may be of an older version). Its
+//! writes are conditional on the object it checked: a new body replaces the copy only with
+//! `If-Match` on the copy's ETag, and a delete is `If-Match` too, so a writer whose lease expired
+//! under it can never have its newer object replaced by an older one.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use shared::change::{ChangeKind, ChangeMessage, ChangeSource, Scope};
+use shared::message::{BackfillMessage, MessageError};
+use shared::metrics::Metric;
+use shared::ObjectKey;
+use tokio::time::{timeout_at, Instant};
+
+use crate::config::OnOriginGone;
+use crate::copy::{copy_response, CopyOutcome};
+use crate::error::BackfillError;
+use crate::freshness::{object_id, revalidation_interval, DynamoFreshness};
+use crate::handler::Backfill;
+use crate::invalidate::{CloudFront, Invalidation};
+use crate::lease::{Leases, Taken};
+use crate::origin::Origin;
+use crate::plan::{plan, Fetch, BACKFILLED_AT, ORIGIN_ETAG, ORIGIN_LAST_MODIFIED};
+use crate::ranged::{epoch_at, epoch_now, lease_id, SqsQueue, TaskQueue};
+use crate::store::{Deleted, Head, ObjectStore, WriteCondition};
+use crate::task::Sweep;
+
+/// What keeping copies fresh needs besides the copy's own parts; each optional.
+#[derive(Default)]
+pub struct Fresh {
+    pub table: Option<DynamoFreshness>,
+    /// The backfill queue: changes put back, a prefix's keys, the schedule's refreshes.
+    pub queue: Option<SqsQueue>,
+    pub invalidations: Option<SqsQueue>,
+    pub cloudfront: Option<CloudFront>,
+}
+
+/// A sweep's claim on an object: if its refresh is lost, the object is due again after this.
+const CLAIM_HOLD: u64 = 900;
+/// The longest delay of a change put back.
+const MAX_PUT_BACK_DELAY: Duration = Duration::from_secs(60);
+
+/// The delay of a change put back for the `busy`-th time: doubling from `first`.
+pub fn put_back_delay(first: Duration, busy: u32) -> Duration {
+    first
+        .saturating_mul(1 << busy.min(6))
+        .min(MAX_PUT_BACK_DELAY)
+}
+
+/// Whether an object is a copy of the origin's: only those are revalidated or purged.
+pub fn is_copy(head: &Head) -> bool {
+    [BACKFILLED_AT, ORIGIN_ETAG, ORIGIN_LAST_MODIFIED]
+        .iter()
+        .any(|name| head.metadata.contains_key(*name))
+}
+
+/// The conditional GET's validators, from what the copy recorded: `If-None-Match` with the
+/// origin's entity tag, `If-Modified-Since` with its Last-Modified (an origin evaluates the
+/// first when both are there, RFC 9110 §13.2.2).
+pub fn revalidation_headers(head: &Head) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut add = |name, metadata: &str| {
+        if let Some(value) = head
+            .metadata
+            .get(metadata)
+            .and_then(|v| http::HeaderValue::from_str(v).ok())
+        {
+            headers.insert(name, value);
+        }
+    };
+    add(http::header::IF_NONE_MATCH, ORIGIN_ETAG);
+    add(http::header::IF_MODIFIED_SINCE, ORIGIN_LAST_MODIFIED);
+    headers
+}
+
+/// Whether a 200's entity tag is the one the copy recorded (an origin that ignores
+/// `If-None-Match`): the copy is current. Weak comparison, as `If-None-Match` uses.
+pub fn same_entity(headers: &HeaderMap, head: &Head) -> bool {
+    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    match (
+        headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok()),
+        head.metadata.get(ORIGIN_ETAG),
+    ) {
+        (Some(now), Some(recorded)) => weak(now) == weak(recorded),
+        _ => false,
+    }
+}
+
+/// What a refresh counts, by stats counter.
+#[derive(Debug, Default)]
+struct Counts(Vec<(&'static str, u64)>);
+
+impl Counts {
+    fn add(&mut self, name: &'static str) {
+        self.0.push((name, 1));
+    }
+}
+
+impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
+    /// A refresh or purge of a key, or of every key under a prefix.
+    pub async fn change(
+        &self,
+        change: &ChangeMessage,
+        holder: &str,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let span = tracing::Span::current();
+        span.record("bucket", change.bucket.as_str());
+        let (Some(queue), Some(leases)) = (&self.fresh.queue, &self.leases) else {
+            return Err(MessageError::Invalid(
+                "a change, but this function has no BACKFILL_QUEUE_URL and LEASE_TABLE".into(),
+            )
+            .into());
+        };
+        match change.scope() {
+            Scope::Prefix(prefix) => {
+                span.record("key", prefix);
+                self.fan_out(queue, change, prefix, deadline).await
+            }
+            Scope::Key(key) => {
+                span.record("key", key.as_str());
+                let copy = change
+                    .copy(self.config.key_prefix.as_str())?
+                    .expect("a key's change has a copy");
+                let fetch = plan(&copy, &self.config)?;
+                let id = lease_id(&fetch);
+                let expires_at = epoch_at(deadline) + self.config.deadline_margin.as_secs();
+                let lease = match leases
+                    .take(&id, holder, epoch_now(), expires_at, deadline)
+                    .await?
+                {
+                    Taken::Held(lease) => lease,
+                    Taken::Live { .. } => return self.put_back(queue, change, deadline).await,
+                };
+                let result = self.change_key(change, &copy, fetch, deadline).await;
+                let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
+                if let Err(err) = leases
+                    .release(&id, lease.generation, None, release_by)
+                    .await
+                {
+                    tracing::warn!(error = %err, "could not release the key's lease; it expires at the invocation's end");
+                }
+                match result {
+                    Ok(CopyOutcome::PutBack) => self.put_back(queue, change, deadline).await,
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// Sends the change again, delayed: its key's copy is in flight, or the object changed
+    /// under it.
+    async fn put_back(
+        &self,
+        queue: &SqsQueue,
+        change: &ChangeMessage,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let delay = put_back_delay(self.config.freshness.busy_delay, change.busy);
+        let again = ChangeMessage {
+            busy: change.busy.saturating_add(1),
+            ..change.clone()
+        };
+        queue
+            .send_delayed(vec![again.to_json()], delay, deadline)
+            .await?;
+        tracing::info!(
+            busy = again.busy,
+            delay_s = delay.as_secs(),
+            "the key's copy is in flight or changed meanwhile: the change is put back"
+        );
+        Ok(CopyOutcome::PutBack)
+    }
+
+    /// One page of a prefix's keys announced one by one, and the rest of the listing after them.
+    async fn fan_out(
+        &self,
+        queue: &SqsQueue,
+        change: &ChangeMessage,
+        prefix: &str,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        if change.bucket != self.config.bucket {
+            return Err(BackfillError::WrongBucket(change.bucket.clone()));
+        }
+        let (keys, next) = self
+            .store
+            .list(
+                &change.bucket,
+                prefix,
+                change.continuation.clone(),
+                deadline,
+            )
+            .await?;
+        let key_prefix = self.config.key_prefix.as_str();
+        let mut bodies: Vec<String> = keys
+            .into_iter()
+            .filter(|key| key.starts_with(key_prefix))
+            .filter_map(|key| ObjectKey::new(key).ok())
+            .map(|key| {
+                ChangeMessage {
+                    prefix: None,
+                    continuation: None,
+                    busy: 0,
+                    key: Some(key),
+                    ..change.clone()
+                }
+                .to_json()
+            })
+            .collect();
+        let keys = bodies.len();
+        if let Some(next) = next {
+            bodies.push(
+                ChangeMessage {
+                    continuation: Some(next),
+                    ..change.clone()
+                }
+                .to_json(),
+            );
+        }
+        queue.send(bodies, deadline).await?;
+        Ok(CopyOutcome::FannedOut { keys })
+    }
+
+    /// A key's refresh or purge, under its lease.
+    async fn change_key(
+        &self,
+        change: &ChangeMessage,
+        copy: &BackfillMessage,
+        fetch: Fetch,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let id = object_id(&fetch.bucket, &fetch.key);
+        let Some(head) = self
+            .store
+            .head(&fetch.bucket, &fetch.key, deadline)
+            .await?
+            .filter(is_copy)
+        else {
+            self.forget(&id, deadline).await?;
+            return Ok(CopyOutcome::NoCopy);
+        };
+        let mut counts = Counts::default();
+        let outcome = match change.kind {
+            ChangeKind::Purge => {
+                let outcome = self.delete(&fetch, &head, copy, CopyOutcome::Purged, deadline);
+                let outcome = outcome.await?;
+                if outcome == CopyOutcome::Purged {
+                    counts.add("purged");
+                }
+                outcome
+            }
+            ChangeKind::Refresh => {
+                self.revalidate(copy, fetch, &head, &mut counts, deadline)
+                    .await?
+            }
+        };
+        if let Some(table) = &self.fresh.table {
+            if let Err(err) = table.count(epoch_now(), &counts.0, deadline).await {
+                tracing::warn!(error = %err, "could not add to the day's counters");
+            }
+        }
+        tracing::info!(
+            change = change.kind.as_str(),
+            source = change.source.as_str(),
+            "{}",
+            outcome.summary()
+        );
+        Ok(outcome)
+    }
+
+    async fn revalidate(
+        &self,
+        copy: &BackfillMessage,
+        fetch: Fetch,
+        head: &Head,
+        counts: &mut Counts,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        counts.add("origin_requests");
+        self.metrics
+            .emit(&[], &[Metric::count("OriginRequests", 1)]);
+        let response = timeout_at(
+            deadline,
+            self.origin.get_with(&fetch.url, revalidation_headers(head)),
+        )
+        .await
+        .map_err(|_| BackfillError::Deadline)??;
+        counts.add("revalidated");
+        let unchanged = response.status == 304
+            || (response.status == 200 && same_entity(&response.headers, head));
+        if unchanged {
+            counts.add("unchanged");
+            self.track(copy, None, deadline).await;
+            return Ok(CopyOutcome::Unchanged);
+        }
+        if matches!(response.status, 404 | 410) {
+            let status = response.status;
+            return match self.config.freshness.on_origin_gone {
+                OnOriginGone::Keep => {
+                    counts.add("kept");
+                    self.track(copy, None, deadline).await;
+                    Ok(CopyOutcome::Kept(status))
+                }
+                OnOriginGone::Delete => {
+                    let outcome = self
+                        .delete(&fetch, head, copy, CopyOutcome::Deleted(status), deadline)
+                        .await?;
+                    if outcome == CopyOutcome::Deleted(status) {
+                        counts.add("deleted");
+                    }
+                    Ok(outcome)
+                }
+            };
+        }
+        crate::plan::judge(response.status, &response.headers, SystemTime::now())?;
+        let large = response
+            .content_length
+            .is_none_or(|length| length > self.config.freshness.replace_in_place_max);
+        if large {
+            // Too large to copy in this invocation: the copy goes, and a copy message brings the
+            // new version (split across invocations if it must be).
+            drop(response);
+            let outcome = self
+                .delete(
+                    &fetch,
+                    head,
+                    copy,
+                    CopyOutcome::Refreshed { bytes: 0 },
+                    deadline,
+                )
+                .await?;
+            if outcome == (CopyOutcome::Refreshed { bytes: 0 }) {
+                if let Some(queue) = &self.fresh.queue {
+                    queue.send(vec![copy.to_json()], deadline).await?;
+                }
+                counts.add("refreshed");
+            }
+            return Ok(outcome);
+        }
+        let replace = Fetch {
+            condition: WriteCondition::Replaces(head.etag.clone()),
+            ..fetch
+        };
+        match copy_response(
+            &self.origin,
+            &self.store,
+            &self.config,
+            &replace,
+            response,
+            deadline,
+        )
+        .await?
+        {
+            CopyOutcome::Copied { bytes, .. } => {
+                counts.add("refreshed");
+                self.track(copy, Some(epoch_now()), deadline).await;
+                self.invalidate(copy, deadline).await;
+                Ok(CopyOutcome::Refreshed { bytes })
+            }
+            // If-Match failed: the object is no longer the one revalidated.
+            CopyOutcome::AlreadyPresent => Ok(CopyOutcome::PutBack),
+            other => Ok(other),
+        }
+    }
+
+    /// Deletes the copy checked, `done` when it did (or it was gone already), put back when
+    /// another object is there now.
+    async fn delete(
+        &self,
+        fetch: &Fetch,
+        head: &Head,
+        copy: &BackfillMessage,
+        done: CopyOutcome,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        match self
+            .store
+            .delete_if_match(&fetch.bucket, &fetch.key, &head.etag, deadline)
+            .await?
+        {
+            Deleted::Deleted | Deleted::Gone => {
+                self.forget(&object_id(&fetch.bucket, &fetch.key), deadline)
+                    .await?;
+                self.invalidate(copy, deadline).await;
+                Ok(done)
+            }
+            Deleted::Changed => Ok(CopyOutcome::PutBack),
+        }
+    }
+
+    async fn forget(&self, id: &str, deadline: Instant) -> Result<(), BackfillError> {
+        match &self.fresh.table {
+            Some(table) => table.forget(id, deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records a copy (`changed_at` now) or a revalidation that found it current (`None`), and
+    /// when it is next due. A failure is logged: the copy is right, only its schedule is late.
+    pub async fn track(&self, copy: &BackfillMessage, changed_at: Option<u64>, deadline: Instant) {
+        let Some(table) = &self.fresh.table else {
+            return;
+        };
+        let now = epoch_now();
+        let recorded = async {
+            let changed_at = match changed_at {
+                Some(at) => at,
+                None => table
+                    .get(&object_id(&copy.bucket, copy.key.as_str()), deadline)
+                    .await?
+                    .map_or(now, |tracked| tracked.changed_at),
+            };
+            let freshness = &self.config.freshness;
+            let interval = revalidation_interval(
+                now,
+                changed_at,
+                freshness.min_revalidation,
+                freshness.max_staleness,
+            );
+            table
+                .record(copy, changed_at, now, now + interval, deadline)
+                .await
+        };
+        if let Err(err) = recorded.await {
+            tracing::warn!(error = %err, "could not record the copy's revalidation schedule");
+        }
+    }
+
+    /// Sends the copy's path to be invalidated. A failure is logged and counted: the change is
+    /// made, and CloudFront serves the old version at most until its cache entry expires.
+    async fn invalidate(&self, copy: &BackfillMessage, deadline: Instant) {
+        let Some(queue) = &self.fresh.invalidations else {
+            tracing::info!(path = %copy.uri, "no INVALIDATION_QUEUE_URL: the path is not invalidated");
+            return;
+        };
+        let body = Invalidation::new(vec![copy.uri.clone()]).to_json();
+        if let Err(err) = queue.send(vec![body], deadline).await {
+            self.metrics
+                .emit(&[], &[Metric::count("InvalidationsLost", 1)]);
+            tracing::error!(error = %err, path = %copy.uri, "could not send the path to invalidate; CloudFront serves the old version until its cache entry expires");
+        }
+    }
+
+    /// The schedule's tick: the objects most overdue, as many as `period` of the budget allows,
+    /// claimed and sent as refreshes.
+    pub async fn sweep(
+        &self,
+        sweep: &Sweep,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let (Some(table), Some(queue)) = (&self.fresh.table, &self.fresh.queue) else {
+            return Err(MessageError::Invalid(
+                "a sweep, but this function has no FRESHNESS_TABLE and BACKFILL_QUEUE_URL".into(),
+            )
+            .into());
+        };
+        let budget = sweep_budget(
+            self.config.freshness.revalidation_budget,
+            sweep.period_seconds,
+        );
+        let now = epoch_now();
+        let mut bodies = Vec::new();
+        for due in table.due(now, budget, deadline).await? {
+            let id = object_id(&due.copy.bucket, due.copy.key.as_str());
+            if !table
+                .claim(&id, due.due_at, now + CLAIM_HOLD, deadline)
+                .await?
+            {
+                continue;
+            }
+            let mut change = ChangeMessage::for_key(
+                ChangeKind::Refresh,
+                &due.copy.bucket,
+                &due.copy.origin,
+                due.copy.key.clone(),
+                &format!("sweep-{now}"),
+                time::OffsetDateTime::now_utc(),
+            );
+            change.uri = Some(due.copy.uri.clone());
+            change.source = ChangeSource::Schedule;
+            bodies.push(change.to_json());
+        }
+        let objects = bodies.len();
+        queue.send(bodies, deadline).await?;
+        Ok(CopyOutcome::Swept { objects })
+    }
+}
+
+/// Refreshes one sweep may send: the budget a minute, for the schedule's period (at least one).
+pub fn sweep_budget(per_minute: u32, period_seconds: u64) -> usize {
+    ((u64::from(per_minute) * period_seconds / 60).max(1)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(metadata: &[(&str, &str)]) -> Head {
+        Head {
+            etag: "\"s3\"".into(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_copies_are_changed_and_their_validators_make_the_get_conditional() {
+        assert!(!is_copy(&head(&[("owner", "alice")])));
+        assert!(is_copy(&head(&[(BACKFILLED_AT, "2026-12-05T08:00:00Z")])));
+        let copy = head(&[
+            (ORIGIN_ETAG, "\"v1\""),
+            (ORIGIN_LAST_MODIFIED, "Sat, 05 Dec 2026 08:00:00 GMT"),
+        ]);
+        let headers = revalidation_headers(&copy);
+        assert_eq!(headers[http::header::IF_NONE_MATCH], "\"v1\"");
+        assert_eq!(
+            headers[http::header::IF_MODIFIED_SINCE],
+            "Sat, 05 Dec 2026 08:00:00 GMT"
+        );
+        assert!(revalidation_headers(&head(&[])).is_empty());
+        let mut answer = HeaderMap::new();
+        answer.insert(http::header::ETAG, "W/\"v1\"".parse().unwrap());
+        assert!(same_entity(&answer, &copy));
+        answer.insert(http::header::ETAG, "\"v2\"".parse().unwrap());
+        assert!(!same_entity(&answer, &copy));
+        assert!(!same_entity(&HeaderMap::new(), &copy));
+    }
+
+    #[test]
+    fn changes_put_back_wait_longer_each_time_up_to_a_minute() {
+        let first = Duration::from_secs(5);
+        assert_eq!(put_back_delay(first, 0), first);
+        assert_eq!(put_back_delay(first, 2), Duration::from_secs(20));
+        assert_eq!(put_back_delay(first, 40), MAX_PUT_BACK_DELAY);
+    }
+
+    #[test]
+    fn a_sweep_spends_its_period_of_the_budget() {
+        assert_eq!(sweep_budget(60, 60), 60);
+        assert_eq!(sweep_budget(600, 5), 50);
+        assert_eq!(sweep_budget(1, 5), 1);
+    }
+}
