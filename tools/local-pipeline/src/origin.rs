@@ -144,6 +144,8 @@ pub enum Answer {
     PreconditionFailed,
     /// 416: the range starts past the end.
     RangeNotSatisfiable,
+    /// 304: the client's copy is current (If-None-Match, If-Modified-Since); no body.
+    NotModified,
 }
 
 /// The answer to a request with these headers, in the order RFC 9110 §13.2.2 evaluates them:
@@ -162,6 +164,17 @@ pub fn answer(representation: &Representation, headers: &HeaderMap, get: bool) -
     } else if let Some(date) = header("if-unmodified-since").and_then(http_date) {
         if seconds(representation.last_modified) > seconds(date) {
             return Answer::PreconditionFailed;
+        }
+    }
+    // §13.1.2: If-None-Match (weak comparison) wins over If-Modified-Since (§13.1.3, GET and
+    // HEAD only; an invalid date is ignored).
+    if let Some(if_none_match) = header("if-none-match") {
+        if matches_weakly(if_none_match, &representation.etag) {
+            return Answer::NotModified;
+        }
+    } else if let Some(date) = header("if-modified-since").and_then(http_date) {
+        if seconds(representation.last_modified) <= seconds(date) {
+            return Answer::NotModified;
         }
     }
     let Some(range) = header("range").filter(|_| get) else {
@@ -187,6 +200,12 @@ fn matches_any(list: &str, etag: &str) -> bool {
             .split(',')
             .map(str::trim)
             .any(|tag| !tag.starts_with("W/") && tag == etag)
+}
+
+/// If-None-Match: `*`, or a list of entity tags one of which is weakly equal to `etag`.
+fn matches_weakly(list: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    list.trim() == "*" || list.split(',').any(|tag| opaque(tag) == opaque(etag))
 }
 
 /// If-Range: an entity tag (strong comparison) or an HTTP date (an exact match of Last-Modified).
@@ -236,6 +255,12 @@ fn http_date(text: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(text.trim()).ok()
 }
 
+fn nanos(time: SystemTime) -> u128 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
 /// HTTP dates have whole seconds.
 fn seconds(time: SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH)
@@ -259,7 +284,9 @@ async fn file(root: &Path, path: &str, headers: &HeaderMap, get: bool) -> Option
     let modified = metadata.modified().ok()?;
     let representation = Representation {
         size: metadata.len(),
-        etag: format!("\"{:x}-{:x}\"", metadata.len(), seconds(modified)),
+        // The modification time to the nanosecond: a file replaced twice in one second has
+        // another tag each time (its Last-Modified, in whole seconds, may not change).
+        etag: format!("\"{:x}-{:x}\"", metadata.len(), nanos(modified)),
         last_modified: modified,
     };
     let response = Response::builder()
@@ -270,6 +297,9 @@ async fn file(root: &Path, path: &str, headers: &HeaderMap, get: bool) -> Option
     let (response, first, length) = match answer(&representation, headers, get) {
         Answer::PreconditionFailed => {
             return response.status(412).body(http::full("")).ok();
+        }
+        Answer::NotModified => {
+            return response.status(304).body(http::full("")).ok();
         }
         Answer::RangeNotSatisfiable => {
             return response
@@ -405,6 +435,26 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("range", "bytes=0-9".parse().unwrap());
         assert_eq!(answer(&representation(), &headers, false), Answer::Whole);
+    }
+
+    #[test]
+    fn revalidations_get_304_when_the_copy_is_current() {
+        assert_eq!(answer_to(&[("if-none-match", ETAG)]), Answer::NotModified);
+        assert_eq!(
+            answer_to(&[("if-none-match", &format!("\"x\", W/{ETAG}"))]),
+            Answer::NotModified
+        );
+        assert_eq!(answer_to(&[("if-none-match", "\"x\"")]), Answer::Whole);
+        assert_eq!(
+            answer_to(&[("if-modified-since", &date(0))]),
+            Answer::NotModified
+        );
+        assert_eq!(answer_to(&[("if-modified-since", &date(-1))]), Answer::Whole);
+        // If-None-Match decides alone when it is there.
+        assert_eq!(
+            answer_to(&[("if-none-match", "\"x\""), ("if-modified-since", &date(0))]),
+            Answer::Whole
+        );
     }
 
     #[test]
