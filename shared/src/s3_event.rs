@@ -31,9 +31,39 @@ pub struct Notice {
     pub sequencer: Option<String>,
 }
 
+/// What an event did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new object at the key: any `ObjectCreated:*`.
+    Created,
+    /// An object deleted for good: `ObjectRemoved:Delete` (on a versioned bucket, the version
+    /// the event names), `LifecycleExpiration:Delete`, and removals S3 may name in the future.
+    Deleted,
+    /// The key's current object hidden by a delete marker (versioned buckets):
+    /// `ObjectRemoved:DeleteMarkerCreated`, `LifecycleExpiration:DeleteMarkerCreated`.
+    DeleteMarkerCreated,
+    /// Anything else (restores, tagging, ACLs, replication, transitions...).
+    Other,
+}
+
 impl Notice {
     pub fn is_object_created(&self) -> bool {
-        self.event_name.starts_with("ObjectCreated:")
+        self.change() == Change::Created
+    }
+
+    pub fn change(&self) -> Change {
+        let name = self.event_name.as_str();
+        if name.starts_with("ObjectCreated:") {
+            Change::Created
+        } else if name.ends_with(":DeleteMarkerCreated")
+            && (name.starts_with("ObjectRemoved:") || name.starts_with("LifecycleExpiration:"))
+        {
+            Change::DeleteMarkerCreated
+        } else if name.starts_with("ObjectRemoved:") || name == "LifecycleExpiration:Delete" {
+            Change::Deleted
+        } else {
+            Change::Other
+        }
     }
 }
 
@@ -194,6 +224,68 @@ mod tests {
         assert!(!notices[0].is_object_created());
         assert_eq!(notices[0].version_id, None);
         assert_eq!(notices[0].etag.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn removals_as_s3_sends_them() {
+        // S3's own removal records carry the key, the sequencer and, on a versioned bucket, the
+        // version id (of the deleted version, or of the delete marker): no size, no ETag.
+        let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3",
+            "awsRegion":"ap-southeast-1","eventTime":"2025-10-01T08:00:00.000Z",
+            "eventName":"ObjectRemoved:Delete","userIdentity":{"principalId":"X"},
+            "requestParameters":{"sourceIPAddress":"10.0.0.1"},"responseElements":{},
+            "s3":{"s3SchemaVersion":"1.0","configurationId":"image-removals",
+            "bucket":{"name":"overseas-origin","arn":"arn:aws:s3:::overseas-origin"},
+            "object":{"key":"images/a+b.jpg","sequencer":"0055AED6DCD90281E6"}}},
+            {"eventName":"ObjectRemoved:DeleteMarkerCreated","eventTime":"2025-10-01T08:00:01Z",
+            "s3":{"bucket":{"name":"overseas-origin"},"object":{"key":"images/c.jpg",
+            "versionId":"3HL4kqtJlcpXroDTDmJ","sequencer":"0055AED6DCD90281E7"}}}]}"#;
+        let Body::Notices(notices) = parse_body(body).unwrap() else {
+            panic!("expected notices");
+        };
+        assert_eq!(notices[0].change(), Change::Deleted);
+        assert!(!notices[0].is_object_created());
+        assert_eq!(notices[0].sequencer.as_deref(), Some("0055AED6DCD90281E6"));
+        assert_eq!((notices[0].size, notices[0].etag.as_ref()), (None, None));
+        assert_eq!(notices[1].change(), Change::DeleteMarkerCreated);
+        assert_eq!(
+            notices[1].version_id.as_deref(),
+            Some("3HL4kqtJlcpXroDTDmJ")
+        );
+    }
+
+    #[test]
+    fn event_names_map_to_changes() {
+        let change = |name: &str| {
+            let body = format!(
+                r#"{{"Records":[{{"eventName":"{name}","s3":{{"bucket":{{"name":"b"}},"object":{{"key":"k"}}}}}}]}}"#
+            );
+            let Body::Notices(notices) = parse_body(&body).unwrap() else {
+                panic!("expected notices");
+            };
+            notices[0].change()
+        };
+        for (name, expected) in [
+            ("ObjectCreated:Put", Change::Created),
+            ("ObjectCreated:CompleteMultipartUpload", Change::Created),
+            ("ObjectRemoved:Delete", Change::Deleted),
+            (
+                "ObjectRemoved:DeleteMarkerCreated",
+                Change::DeleteMarkerCreated,
+            ),
+            ("LifecycleExpiration:Delete", Change::Deleted),
+            (
+                "LifecycleExpiration:DeleteMarkerCreated",
+                Change::DeleteMarkerCreated,
+            ),
+            // A removal S3 may add later is still a removal.
+            ("ObjectRemoved:Purge", Change::Deleted),
+            ("ObjectRestore:Completed", Change::Other),
+            ("ObjectTagging:Delete", Change::Other),
+            ("LifecycleTransition", Change::Other),
+        ] {
+            assert_eq!(change(name), expected, "{name}");
+        }
     }
 
     #[test]
