@@ -21,6 +21,9 @@ pub struct Mapping {
     pub queue_url: String,
     pub function_url: String,
     pub batch_size: i32,
+    /// How long to gather records before invoking with fewer than `batch_size`
+    /// (`MaximumBatchingWindowInSeconds`); zero: invoke with what one receive brought.
+    pub batching_window: Duration,
     pub sandbox: Sandbox,
 }
 
@@ -103,19 +106,30 @@ async fn poll_once(
     client: &reqwest::Client,
     counts: &Deliveries,
 ) -> Result<()> {
-    let received = mapping
-        .sqs
-        .receive_message()
-        .queue_url(&mapping.queue_url)
-        .max_number_of_messages(mapping.batch_size)
-        .wait_time_seconds(1)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
-        .await?;
-    let messages = received.messages.unwrap_or_default();
-    if messages.is_empty() {
-        return Ok(());
+    let mut messages = Vec::new();
+    let mut window_ends = None;
+    loop {
+        let wanted = (mapping.batch_size as usize - messages.len()).min(10) as i32;
+        let received = mapping
+            .sqs
+            .receive_message()
+            .queue_url(&mapping.queue_url)
+            .max_number_of_messages(wanted)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        messages.extend(received.messages.unwrap_or_default());
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // As Lambda's batching window: it opens with the first record.
+        let ends = *window_ends
+            .get_or_insert_with(|| tokio::time::Instant::now() + mapping.batching_window);
+        if messages.len() >= mapping.batch_size as usize || tokio::time::Instant::now() >= ends {
+            break;
+        }
     }
     let region = arn.split(':').nth(3).unwrap_or("us-east-1");
     let records: Vec<Value> = messages

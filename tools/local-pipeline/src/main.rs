@@ -10,6 +10,7 @@ mod origin;
 mod scenario;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -109,6 +110,17 @@ struct RunArgs {
     /// Viewers in the scenario's burst.
     #[arg(long, default_value_t = 50)]
     burst: usize,
+    /// Send the revalidation schedule's sweep this often (e.g. 10s; none by default).
+    #[arg(long, value_parser = parse_duration)]
+    sweep_every: Option<Duration>,
+    /// The invalidation queue's batching window.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    invalidation_window: Duration,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    shared::config::parse_duration(raw)
+        .ok_or_else(|| format!("{raw:?} is not a duration such as 10s"))
 }
 
 fn var(name: &str) -> Result<String> {
@@ -143,6 +155,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         queue_url: queue_url.clone(),
         function_url: args.backfill_function,
         batch_size: 10,
+        batching_window: std::time::Duration::ZERO,
         sandbox: esm::Sandbox::default(),
     })
     .await?;
@@ -171,6 +184,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let bucket = var("BUCKET")?;
     let backfill_queue = var("BACKFILL_QUEUE_URL")?;
     let part_queue = var("PART_QUEUE_URL")?;
+    let invalidation_queue = var("INVALIDATION_QUEUE_URL")?;
     let image_queue = var("IMAGE_QUEUE_URL")?;
     let sdk = shared::aws::load_config().await;
     let s3 = shared::aws::s3_client(&sdk);
@@ -207,27 +221,66 @@ async fn run(args: RunArgs) -> Result<()> {
     let (_backfill_task, backfill) = esm::start(esm::Mapping {
         name: "backfill",
         sqs: sqs.clone(),
-        queue_url: backfill_queue,
+        queue_url: backfill_queue.clone(),
         function_url: args.backfill_function.clone(),
         batch_size: 10,
+        batching_window: Duration::ZERO,
         sandbox: backfill_sandbox.clone(),
     })
     .await?;
+    // Changed paths, gathered for a window and invalidated in one call (template.yaml's
+    // InvalidationQueue mapping, whose window is a minute, shortened here).
+    let (_invalidation_task, invalidations) = esm::start(esm::Mapping {
+        name: "backfill invalidations",
+        sqs: sqs.clone(),
+        queue_url: invalidation_queue,
+        function_url: args.backfill_function.clone(),
+        batch_size: 1000,
+        batching_window: args.invalidation_window,
+        sandbox: backfill_sandbox.clone(),
+    })
+    .await?;
+    // The revalidation schedule (template.yaml's EventBridge schedule): a sweep every period.
+    if let Some(period) = args.sweep_every {
+        let sqs = sqs.clone();
+        let queue = backfill_queue.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let body = serde_json::json!({
+                    "version": 1, "kind": "sweep", "period_seconds": period.as_secs().max(1),
+                });
+                let sent = sqs
+                    .send_message()
+                    .queue_url(&queue)
+                    .message_body(body.to_string())
+                    .send()
+                    .await;
+                if let Err(err) = sent {
+                    eprintln!("revalidation schedule: {err}");
+                }
+            }
+        });
+    }
     let (_part_task, parts) = esm::start(esm::Mapping {
         name: "backfill parts",
         sqs: sqs.clone(),
         queue_url: part_queue,
         function_url: args.backfill_function.clone(),
         batch_size: 1,
+        batching_window: Duration::ZERO,
         sandbox: backfill_sandbox,
     })
     .await?;
     let (_image_task, images) = esm::start(esm::Mapping {
         name: "image-processor",
-        sqs,
+        sqs: sqs.clone(),
         queue_url: image_queue,
         function_url: args.image_function.clone(),
         batch_size: 5,
+        batching_window: Duration::ZERO,
         sandbox: esm::Sandbox::default(),
     })
     .await?;
@@ -269,6 +322,10 @@ async fn run(args: RunArgs) -> Result<()> {
             burst: args.burst,
             edge_logs: args.edge_logs,
             origin_response: matches!(args.trigger, TriggerArg::OriginResponse),
+            sqs,
+            backfill_queue,
+            origin_port: origin_addr.port(),
+            invalidations,
         }
         .play()
         .await

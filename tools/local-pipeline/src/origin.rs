@@ -449,7 +449,10 @@ mod tests {
             answer_to(&[("if-modified-since", &date(0))]),
             Answer::NotModified
         );
-        assert_eq!(answer_to(&[("if-modified-since", &date(-1))]), Answer::Whole);
+        assert_eq!(
+            answer_to(&[("if-modified-since", &date(-1))]),
+            Answer::Whole
+        );
         // If-None-Match decides alone when it is there.
         assert_eq!(
             answer_to(&[("if-none-match", "\"x\""), ("if-modified-since", &date(0))]),

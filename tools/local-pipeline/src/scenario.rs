@@ -31,6 +31,12 @@ pub struct Scenario {
     pub edge_logs: Vec<PathBuf>,
     /// The hook is wired as origin-response: it enqueues only what the origin answered 2xx.
     pub origin_response: bool,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Where the domestic side announces changes (the backfill queue).
+    pub backfill_queue: String,
+    pub origin_port: u16,
+    /// The invalidation queue's deliveries.
+    pub invalidations: Deliveries,
 }
 
 struct Fetched {
@@ -263,6 +269,48 @@ impl Scenario {
             ),
         );
 
+        println!("\n9. The newsroom replaces the photo at home and announces it (a refresh)");
+        let old_thumbnail = self
+            .object(&format!("{}{image}/160.jpg", self.thumbnail_prefix))
+            .await?;
+        let replaced = self.replace_at_origin(image)?;
+        let announced = Instant::now();
+        self.announce_refresh(image).await?;
+        let fresh = self.wait_for_served(&client, image, &replaced).await?;
+        println!(
+            "   GET /{image} -> {} from {}: the new version, {} ms after the announcement",
+            fresh.status,
+            fresh.served_by,
+            announced.elapsed().as_millis()
+        );
+        check(
+            fresh.served_by == "s3" && fresh.body == replaced,
+            "the bucket serves the new version".into(),
+        );
+        let outcomes = self.outcomes(image).await?;
+        println!("   backfill outcomes {}", format_outcomes(&outcomes));
+        check(
+            outcomes.get("refreshed") == Some(&1),
+            "replaced once, with If-Match on the copy it revalidated".into(),
+        );
+        let invalidated = self.wait_for_log("CloudFront invalidation created").await?;
+        println!(
+            "   CloudFront: {} invalidation(s) created from {} changed path(s)",
+            invalidated,
+            self.invalidations.snapshot().1
+        );
+        check(invalidated >= 1, "the changed path invalidated".into());
+        let new_thumbnail = self
+            .wait_for_changed(
+                &format!("{}{image}/160.jpg", self.thumbnail_prefix),
+                old_thumbnail,
+            )
+            .await?;
+        check(
+            new_thumbnail,
+            "the thumbnails follow: 160.jpg was rendered again from the new version".into(),
+        );
+
         let (batches, records, deleted, failed) = self.backfill.snapshot();
         println!("\nBackfill queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed");
         let (batches, records, deleted, failed) = self.parts.snapshot();
@@ -316,6 +364,102 @@ impl Scenario {
             body,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Replaces the origin's file with a new version (the same photo, colours inverted), as a
+    /// CMS would: written aside, then renamed over it. Its bytes.
+    fn replace_at_origin(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.catalogue.join(key);
+        let mut photo = image::open(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .to_rgb8();
+        image::imageops::colorops::invert(&mut photo);
+        let mut bytes = Vec::new();
+        photo.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )?;
+        let aside = path.with_extension("new");
+        std::fs::write(&aside, &bytes)?;
+        std::fs::rename(&aside, &path)?;
+        Ok(bytes)
+    }
+
+    /// The change message a CMS sends (docs/cli.md), straight to the backfill queue.
+    async fn announce_refresh(&self, key: &str) -> Result<()> {
+        let change = serde_json::json!({
+            "version": 1,
+            "kind": "refresh",
+            "bucket": self.bucket,
+            "origin": {"protocol": "http", "host": "127.0.0.1", "port": self.origin_port, "path": ""},
+            "key": key,
+            "request_id": "demo-refresh",
+            "enqueued_at": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)?,
+        });
+        self.sqs
+            .send_message()
+            .queue_url(&self.backfill_queue)
+            .message_body(change.to_string())
+            .send()
+            .await
+            .context("sending the refresh")?;
+        Ok(())
+    }
+
+    /// Waits until the edge serves `expected` for `key`.
+    async fn wait_for_served(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        expected: &[u8],
+    ) -> Result<Fetched> {
+        let started = Instant::now();
+        loop {
+            let fetched = self.get(client, key).await?;
+            if fetched.body == expected || started.elapsed() > WAIT {
+                return Ok(fetched);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the object differs from `before`; whether it did.
+    async fn wait_for_changed(&self, key: &str, before: Option<Vec<u8>>) -> Result<bool> {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if self
+                .object(key)
+                .await?
+                .is_some_and(|now| Some(&now) != before.as_ref())
+            {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(false)
+    }
+
+    /// Waits until the backfill's log has a line with `message`; how many it has.
+    async fn wait_for_log(&self, message: &str) -> Result<usize> {
+        let started = Instant::now();
+        loop {
+            let text = tokio::fs::read_to_string(&self.backfill_log)
+                .await
+                .unwrap_or_default();
+            let count = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|record| {
+                    record["message"].as_str() == Some(message)
+                        || record["fields"]["message"].as_str() == Some(message)
+                })
+                .count();
+            if count > 0 || started.elapsed() > WAIT {
+                return Ok(count);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn object(&self, key: &str) -> Result<Option<Vec<u8>>> {
