@@ -1,4 +1,5 @@
-//! The handler: every S3 notice of a message through decide, claim, fetch, render, write, record.
+//! The handler: every S3 notice of a message through decide, claim, then fetch, render and write
+//! (a source created) or delete the renditions (a source removed), and record.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,9 +18,11 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::event::{parse_body, Body, Notice};
 use crate::imaging::{self, Settings};
-use crate::rendition::{self, on_existing, OnExisting, SourceStamp};
-use crate::store::{Fetched, ObjectStore, Put, RenditionWrite};
-use crate::task::{decide, Decision, Ignored, Lease, Task};
+use crate::rendition::{
+    self, is_current, on_existing, on_removal, OnExisting, OnRemoval, SourceStamp,
+};
+use crate::store::{Deleted, Fetched, ObjectStore, Put, RenditionWrite};
+use crate::task::{decide, Action, Decision, Ignored, Lease, Task};
 use crate::tasks::{Claim, Finish, TaskTable};
 
 /// How one notice ended (failures are errors).
@@ -36,8 +39,15 @@ pub enum Outcome {
     AlreadyFailed {
         reason: String,
     },
-    /// The revision the event names is no longer there.
+    /// The revision the event names is no longer there (what was rendered of it before it went
+    /// is deleted).
     SourceGone,
+    /// The source was removed: `deleted` of its renditions deleted, `kept` left (made from a
+    /// newer write than the removal).
+    Removed {
+        deleted: usize,
+        kept: usize,
+    },
 }
 
 impl Outcome {
@@ -49,6 +59,7 @@ impl Outcome {
             Outcome::AlreadyCompleted => "already_completed",
             Outcome::AlreadyFailed { .. } => "already_failed",
             Outcome::SourceGone => "source_gone",
+            Outcome::Removed { .. } => "removed",
         }
     }
 }
@@ -186,21 +197,20 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
             }
         };
         let expires_at_s = now_ms() / 1000 + self.config.task_ttl.as_secs();
-        match self.render_task(task, deadline).await {
+        let result = match task.action {
+            Action::Render => self.render_task(task, deadline).await,
+            Action::RemoveRenditions { .. } => self.remove_renditions(task, deadline).await,
+        };
+        match result {
             Ok(outcome) => {
-                let renditions = match outcome {
-                    Outcome::Rendered { renditions, .. } => renditions,
-                    _ => 0,
+                let finish = match outcome {
+                    Outcome::Rendered { renditions, .. } => Finish::Completed { renditions },
+                    Outcome::Removed { deleted, .. } => Finish::Removed { deleted },
+                    _ => Finish::Completed { renditions: 0 },
                 };
                 if !self
                     .tasks
-                    .finish(
-                        &task.id,
-                        &token,
-                        &Finish::Completed { renditions },
-                        expires_at_s,
-                        deadline,
-                    )
+                    .finish(&task.id, &token, &finish, expires_at_s, deadline)
                     .await?
                 {
                     tracing::warn!(
@@ -284,9 +294,40 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
             })
             .collect();
         let bytes_out: u64 = writes.iter().map(|w| w.body.len() as u64).sum();
-        let written =
-            futures::future::try_join_all(writes.iter().map(|write| self.write(write, deadline)))
-                .await?;
+        let written = futures::future::try_join_all(
+            writes.iter().map(|write| self.write(task, write, deadline)),
+        )
+        .await?;
+        // Read after the writes: a removal handled while this task rendered found nothing of
+        // it to delete, so if the source is gone now, what this task wrote is left to no one.
+        if self
+            .store
+            .current(&task.bucket, &task.key, deadline)
+            .await?
+            .is_none()
+        {
+            let fates = futures::future::try_join_all(writes.iter().map(|write| {
+                self.delete_rendition(
+                    task,
+                    &write.key,
+                    // Ours or older: the source is read again after each, so that one made
+                    // meanwhile from the key written again is left alone.
+                    |theirs| match on_existing(&stamp, theirs) {
+                        OnExisting::Keep => OnRemoval::Keep,
+                        _ => OnRemoval::IfSourceAbsent,
+                    },
+                    deadline,
+                )
+            }))
+            .await?;
+            let deleted = fates.iter().filter(|f| **f == Fate::Deleted).count();
+            tracing::info!(
+                deleted,
+                "source removed while it was rendered: its renditions deleted"
+            );
+            self.count_deletions(deleted, None);
+            return Ok(Outcome::SourceGone);
+        }
         let source = rendered.source;
         self.metrics.emit(
             &[("Format", source.format.label())],
@@ -302,32 +343,144 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         })
     }
 
-    /// Writes one rendition without clobbering: `true` if this call wrote it.
-    async fn write(&self, write: &RenditionWrite, deadline: Instant) -> Result<bool, Error> {
-        if self.store.put_if_absent(write, deadline).await? == Put::Created {
-            return Ok(true);
+    /// Writes one rendition without clobbering: `true` if this call wrote it. A rendition deleted
+    /// or replaced between the calls (a removal, another task) is looked at again.
+    async fn write(
+        &self,
+        task: &Task,
+        write: &RenditionWrite,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
+        for _ in 0..RENDITION_ATTEMPTS {
+            if self.store.put_if_absent(write, deadline).await? == Put::Created {
+                return Ok(true);
+            }
+            let Some(existing) = self
+                .store
+                .existing(&write.bucket, &write.key, deadline)
+                .await?
+            else {
+                continue;
+            };
+            let replace = match on_existing(&write.stamp, &existing.stamp) {
+                OnExisting::Same | OnExisting::Keep => false,
+                OnExisting::Replace => true,
+                // Read after the rendition: if ours is still the current write, the rendition
+                // was made from an older one (a newer write would be current instead).
+                OnExisting::IfOursCurrent => self
+                    .store
+                    .current(&task.bucket, &task.key, deadline)
+                    .await?
+                    .is_some_and(|current| is_current(&write.stamp, &current)),
+            };
+            if !replace {
+                return Ok(false);
+            }
+            if self.store.replace(write, &existing.etag, deadline).await? == Put::Created {
+                return Ok(true);
+            }
         }
-        let Some(existing) = self
-            .store
-            .existing(&write.bucket, &write.key, deadline)
-            .await?
-        else {
-            // Deleted between the two calls: the next delivery writes it.
-            return Err(Error::RenditionConflict {
-                key: write.key.to_string(),
-            });
-        };
-        match on_existing(&write.stamp, &existing.stamp) {
-            OnExisting::Same | OnExisting::Keep => Ok(false),
-            OnExisting::Replace => match self.store.replace(write, &existing.etag, deadline).await?
-            {
-                Put::Created => Ok(true),
-                Put::Exists => Err(Error::RenditionConflict {
-                    key: write.key.to_string(),
-                }),
-            },
-        }
+        Err(Error::RenditionConflict {
+            key: write.key.to_string(),
+        })
     }
+
+    /// Every rendition of a removed source that the removal took away: those under the source's
+    /// prefix (whatever widths and formats were configured when they were made), each deleted
+    /// only if it was made from a write older than the removal.
+    async fn remove_renditions(&self, task: &Task, deadline: Instant) -> Result<Outcome, Error> {
+        let prefix = rendition::renditions_prefix(&self.config.output_prefix, &task.key);
+        let keys = self
+            .store
+            .keys_under(&task.bucket, &prefix, deadline)
+            .await?;
+        let fates = futures::future::try_join_all(keys.iter().map(|key| {
+            self.delete_rendition(task, key, |theirs| on_removal(task, theirs), deadline)
+        }))
+        .await?;
+        let deleted = fates.iter().filter(|f| **f == Fate::Deleted).count();
+        let kept = fates.iter().filter(|f| **f == Fate::Kept).count();
+        self.count_deletions(deleted, Some(kept));
+        Ok(Outcome::Removed { deleted, kept })
+    }
+
+    /// Deletes the rendition at `key` if `verdict` says so of the source it was made from: a
+    /// HeadObject reads that, then a DeleteObject conditional on the ETag it read; a rendition
+    /// changed in between is read again. For `IfSourceAbsent` the source is read after the
+    /// rendition: a rendition written after a source was removed and written again is then
+    /// either not the one read (the delete fails on its ETag) or the source is there.
+    async fn delete_rendition(
+        &self,
+        task: &Task,
+        key: &shared::ObjectKey,
+        verdict: impl Fn(&SourceStamp) -> OnRemoval,
+        deadline: Instant,
+    ) -> Result<Fate, Error> {
+        for _ in 0..RENDITION_ATTEMPTS {
+            let Some(existing) = self.store.existing(&task.bucket, key, deadline).await? else {
+                return Ok(Fate::Absent);
+            };
+            let sequencer = existing.stamp.sequencer.as_deref().unwrap_or("-");
+            let delete = match verdict(&existing.stamp) {
+                OnRemoval::Delete => true,
+                OnRemoval::Keep => false,
+                OnRemoval::IfSourceAbsent => self
+                    .store
+                    .current(&task.bucket, &task.key, deadline)
+                    .await?
+                    .is_none(),
+            };
+            if !delete {
+                tracing::info!(
+                    rendition = key.as_str(),
+                    source_sequencer = sequencer,
+                    "rendition kept: made from a newer write of its source, or from another"
+                );
+                return Ok(Fate::Kept);
+            }
+            match self
+                .store
+                .delete_if_match(&task.bucket, key, &existing.etag, deadline)
+                .await?
+            {
+                Deleted::Deleted => {
+                    tracing::info!(
+                        rendition = key.as_str(),
+                        source_sequencer = sequencer,
+                        "rendition deleted"
+                    );
+                    return Ok(Fate::Deleted);
+                }
+                Deleted::Gone => return Ok(Fate::Absent),
+                Deleted::Changed => {}
+            }
+        }
+        Err(Error::RenditionConflict {
+            key: key.to_string(),
+        })
+    }
+
+    /// `RenditionsDeleted`, and for a removal `RenditionsKept` (renditions of a newer write).
+    fn count_deletions(&self, deleted: usize, kept: Option<usize>) {
+        let mut metrics = vec![Metric::count("RenditionsDeleted", deleted as u64)];
+        if let Some(kept) = kept {
+            metrics.push(Metric::count("RenditionsKept", kept as u64));
+        }
+        self.metrics.emit(&[], &metrics);
+    }
+}
+
+/// Tries at one rendition before it is a `rendition_conflict` (retried with the message): each
+/// try found it changed by another task between two calls.
+const RENDITION_ATTEMPTS: usize = 3;
+
+/// What became of one rendition of a removed source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Deleted,
+    Kept,
+    /// Not there (any more).
+    Absent,
 }
 
 /// The Lambda handler: the batch through the runner, partial failures reported.

@@ -8,7 +8,8 @@ use shared::ObjectKey;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::task::compare_sequencers;
+use crate::store::Revision;
+use crate::task::{compare_sequencers, Action, Task};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -65,9 +66,16 @@ pub fn rendition_key(
     format: Format,
 ) -> Result<ObjectKey, Error> {
     Ok(ObjectKey::new(format!(
-        "{output_prefix}{source}/{width}.{}",
+        "{}{width}.{}",
+        renditions_prefix(output_prefix, source),
         format.extension()
     ))?)
+}
+
+/// Where a source's renditions are: `{output prefix}{source key}/`. Renditions of a source whose
+/// key continues past a `/` there (`a.jpg/b.jpg`) are further down, not right under it.
+pub fn renditions_prefix(output_prefix: &str, source: &ObjectKey) -> String {
+    format!("{output_prefix}{source}/")
 }
 
 /// Every rendition of a source whose displayed size is `displayed` (width, height). Opaque images
@@ -153,8 +161,11 @@ pub enum OnExisting {
     Same,
     /// It was rendered from an older write of the key: replace it.
     Replace,
-    /// It was rendered from a newer write, or the order cannot be told: leave it.
+    /// It was rendered from a newer write: leave it.
     Keep,
+    /// The order cannot be told (our event has no sequencer): replace it only if our write is
+    /// still the key's current object, read after the rendition was.
+    IfOursCurrent,
 }
 
 pub fn on_existing(ours: &SourceStamp, theirs: &SourceStamp) -> OnExisting {
@@ -167,8 +178,62 @@ pub fn on_existing(ours: &SourceStamp, theirs: &SourceStamp) -> OnExisting {
     }
     match (&ours.sequencer, &theirs.sequencer) {
         (Some(a), Some(b)) if compare_sequencers(a, b) == Ordering::Greater => OnExisting::Replace,
+        (Some(_), Some(_)) => OnExisting::Keep,
         (Some(_), None) => OnExisting::Replace,
-        _ => OnExisting::Keep,
+        (None, _) => OnExisting::IfOursCurrent,
+    }
+}
+
+/// Whether `current` (the key's object as read now) is the write a stamp names: the same
+/// version, or on an unversioned bucket the same ETag (a later write of the very same bytes
+/// counts as it, and has the same renditions).
+pub fn is_current(stamp: &SourceStamp, current: &Revision) -> bool {
+    match (&stamp.version_id, &current.version_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => stamp.etag.as_deref() == Some(current.etag.as_str()),
+    }
+}
+
+/// What to do with a rendition of a removed source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRemoval {
+    /// It was made from a write of the key older than the removal: delete it.
+    Delete,
+    /// It was made from a newer write (a late removal event), from another version than the
+    /// one deleted, or from another source: leave it.
+    Keep,
+    /// The removal and the rendition cannot be ordered (an event without a sequencer): delete it
+    /// only if the source is absent, read after the rendition was.
+    IfSourceAbsent,
+}
+
+/// Decides the fate of a rendition (its stamp `theirs`) when its source was removed by the event
+/// that made `removal`. S3's sequencers order the events of one key: a rendition whose source
+/// write has a smaller sequencer than the removal's was made from what the removal took away.
+pub fn on_removal(removal: &Task, theirs: &SourceStamp) -> OnRemoval {
+    if theirs.key != removal.key.as_str() {
+        return OnRemoval::Keep;
+    }
+    let delete_marker = matches!(
+        removal.action,
+        Action::RemoveRenditions {
+            delete_marker: true
+        }
+    );
+    // One version deleted for good: the key's current object may well be another one.
+    if let (false, Some(version)) = (delete_marker, &removal.version_id) {
+        return if theirs.version_id.as_ref() == Some(version) {
+            OnRemoval::Delete
+        } else {
+            OnRemoval::Keep
+        };
+    }
+    match (&removal.sequencer, &theirs.sequencer) {
+        (Some(removed), Some(made)) => match compare_sequencers(made, removed) {
+            Ordering::Less => OnRemoval::Delete,
+            _ => OnRemoval::Keep,
+        },
+        _ => OnRemoval::IfSourceAbsent,
     }
 }
 
@@ -262,9 +327,146 @@ mod tests {
             OnExisting::Keep
         );
         assert_eq!(on_existing(&ours, &stamp("old", None)), OnExisting::Replace);
+        // Without our sequencer (moto's events) the source read now decides.
         assert_eq!(
             on_existing(&stamp("x", None), &stamp("y", None)),
-            OnExisting::Keep
+            OnExisting::IfOursCurrent
+        );
+        assert_eq!(
+            on_existing(&stamp("x", None), &stamp("y", Some("0055AED6DCD90281E5"))),
+            OnExisting::IfOursCurrent
+        );
+        assert_eq!(
+            on_existing(&stamp("x", None), &stamp("x", None)),
+            OnExisting::Same
+        );
+    }
+
+    #[test]
+    fn the_current_source_is_told_by_version_or_etag() {
+        let stamp = |etag: &str, version: Option<&str>| SourceStamp {
+            key: "images/a.jpg".into(),
+            etag: Some(etag.into()),
+            version_id: version.map(str::to_owned),
+            sequencer: None,
+        };
+        let current = |etag: &str, version: Option<&str>| Revision {
+            etag: etag.into(),
+            version_id: version.map(str::to_owned),
+        };
+        assert!(is_current(&stamp("e1", None), &current("e1", None)));
+        assert!(!is_current(&stamp("e1", None), &current("e2", None)));
+        assert!(is_current(
+            &stamp("e1", Some("v1")),
+            &current("e1", Some("v1"))
+        ));
+        // The same bytes written again in a versioned bucket: another write.
+        assert!(!is_current(
+            &stamp("e1", Some("v1")),
+            &current("e1", Some("v2"))
+        ));
+        let mut no_etag = stamp("e1", None);
+        no_etag.etag = None;
+        assert!(!is_current(&no_etag, &current("", None)));
+    }
+
+    fn removal(sequencer: Option<&str>, version_id: Option<&str>, delete_marker: bool) -> Task {
+        Task {
+            id: "removal".into(),
+            action: Action::RemoveRenditions { delete_marker },
+            bucket: "overseas-origin".into(),
+            key: ObjectKey::new("images/a.jpg").unwrap(),
+            size: None,
+            etag: None,
+            version_id: version_id.map(str::to_owned),
+            sequencer: sequencer.map(str::to_owned),
+            event_time: None,
+        }
+    }
+
+    fn made_from(sequencer: Option<&str>, version_id: Option<&str>) -> SourceStamp {
+        SourceStamp {
+            key: "images/a.jpg".into(),
+            etag: Some("e".into()),
+            version_id: version_id.map(str::to_owned),
+            sequencer: sequencer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_removal_deletes_only_renditions_of_older_writes() {
+        let delete = removal(Some("0055AED6DCD90281E6"), None, false);
+        // Made from the write the removal took away (or an older one): deleted.
+        assert_eq!(
+            on_removal(&delete, &made_from(Some("0055AED6DCD90281E5"), None)),
+            OnRemoval::Delete
+        );
+        // Sequencers of different lengths compare once the shorter is padded with zeros.
+        assert_eq!(
+            on_removal(&delete, &made_from(Some("0055AED6DCD90281E5FF"), None)),
+            OnRemoval::Delete
+        );
+        // Made from a write after the removal (the key was written again; this event is late).
+        assert_eq!(
+            on_removal(&delete, &made_from(Some("0055AED6DCD90281E7"), None)),
+            OnRemoval::Keep
+        );
+        assert_eq!(
+            on_removal(&delete, &made_from(Some("0055AED6DCD90281E601"), None)),
+            OnRemoval::Keep
+        );
+        // Another source's rendition, or one whose stamp cannot be read: never touched.
+        let mut other = made_from(Some("0001"), None);
+        other.key = "images/a.jpg/b.jpg".into();
+        assert_eq!(on_removal(&delete, &other), OnRemoval::Keep);
+        other.key = String::new();
+        assert_eq!(on_removal(&delete, &other), OnRemoval::Keep);
+    }
+
+    #[test]
+    fn without_sequencers_the_source_decides() {
+        // moto's events carry no sequencer: neither its removals nor the renditions' sources.
+        assert_eq!(
+            on_removal(&removal(None, None, false), &made_from(None, None)),
+            OnRemoval::IfSourceAbsent
+        );
+        assert_eq!(
+            on_removal(&removal(None, None, false), &made_from(Some("0055"), None)),
+            OnRemoval::IfSourceAbsent
+        );
+        assert_eq!(
+            on_removal(&removal(Some("0055"), None, false), &made_from(None, None)),
+            OnRemoval::IfSourceAbsent
+        );
+    }
+
+    #[test]
+    fn versioned_removals() {
+        // A version deleted for good: only its own renditions, whatever the order.
+        let version = removal(Some("0055AED6DCD90281E9"), Some("v1"), false);
+        assert_eq!(
+            on_removal(&version, &made_from(Some("0055AED6DCD90281E5"), Some("v1"))),
+            OnRemoval::Delete
+        );
+        // The current version is another one, older than the deletion: kept.
+        assert_eq!(
+            on_removal(&version, &made_from(Some("0055AED6DCD90281E7"), Some("v2"))),
+            OnRemoval::Keep
+        );
+        assert_eq!(
+            on_removal(&version, &made_from(Some("0055AED6DCD90281E7"), None)),
+            OnRemoval::Keep
+        );
+        // A delete marker hides whatever was current: ordered by sequencer, its own version id
+        // (the marker's) names no source.
+        let marker = removal(Some("0055AED6DCD90281E9"), Some("marker"), true);
+        assert_eq!(
+            on_removal(&marker, &made_from(Some("0055AED6DCD90281E7"), Some("v2"))),
+            OnRemoval::Delete
+        );
+        assert_eq!(
+            on_removal(&marker, &made_from(Some("0055AED6DCD90281EA"), Some("v3"))),
+            OnRemoval::Keep
         );
     }
 }

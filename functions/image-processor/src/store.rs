@@ -49,6 +49,25 @@ pub struct Existing {
     pub stamp: SourceStamp,
 }
 
+/// Which write of a key an object is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// Without quotes, as S3 events carry it.
+    pub etag: String,
+    pub version_id: Option<String>,
+}
+
+/// What a conditional delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// The object is no longer the one with the ETag given (412, or 409 for a write in flight):
+    /// nothing was deleted.
+    Changed,
+    /// Nothing at the key (404): already gone.
+    Gone,
+}
+
 /// Every call ends by its `deadline`: one cut there fails with [`Error::Deadline`].
 pub trait ObjectStore: Send + Sync {
     /// Reads the revision of the source that `task` names, refusing more than `max_bytes`.
@@ -81,6 +100,31 @@ pub trait ObjectStore: Send + Sync {
         etag: &str,
         deadline: Instant,
     ) -> impl Future<Output = Result<Put, Error>> + Send;
+
+    /// The key's current object, if any (a delete marker is none).
+    fn current(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Option<Revision>, Error>> + Send;
+
+    /// The keys right under `prefix` (not those under a further `/`).
+    fn keys_under(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<ObjectKey>, Error>> + Send;
+
+    /// Deletes the object at `key` only if it is still the one with `etag`.
+    fn delete_if_match(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        etag: &str,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Deleted, Error>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +321,96 @@ impl ObjectStore for S3Store {
                 Ok(Put::Exists)
             }
             Err(err) => Err(Error::aws("PutObject", err)),
+        }
+    }
+
+    async fn current(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        deadline: Instant,
+    ) -> Result<Option<Revision>, Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(Revision {
+                etag: output
+                    .e_tag
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_owned(),
+                version_id: output.version_id.filter(|v| v != "null"),
+            })),
+            // A delete marker answers 404 too (with `x-amz-delete-marker: true`).
+            Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
+            Err(err) => Err(Error::aws("HeadObject", err)),
+        }
+    }
+
+    async fn keys_under(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        deadline: Instant,
+    ) -> Result<Vec<ObjectKey>, Error> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .customize()
+                .config_override(until(&self.client, deadline)?)
+                .send()
+                .await
+                .map_err(|e| Error::aws("ListObjectsV2", e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().filter(|k| k.len() > prefix.len()) {
+                    keys.push(ObjectKey::new(key)?);
+                }
+            }
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated == Some(true) => token = Some(next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn delete_if_match(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        etag: &str,
+        deadline: Instant,
+    ) -> Result<Deleted, Error> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .if_match(quoted(etag))
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(err) if precondition_failed(&err) || matches!(status_of(&err), Some(409)) => {
+                Ok(Deleted::Changed)
+            }
+            Err(err) if matches!(status_of(&err), Some(404)) => Ok(Deleted::Gone),
+            Err(err) => Err(Error::aws("DeleteObject", err)),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
+use shared::s3_event::Change;
 use shared::ObjectKey;
 use time::OffsetDateTime;
 
@@ -16,7 +17,8 @@ const IMAGE_SUFFIXES: [&str; 5] = [".jpg", ".jpeg", ".png", ".webp", ".gif"];
 /// Why a notice needs no work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ignored {
-    NotObjectCreated,
+    /// Neither a creation nor a removal (restores, tagging...).
+    OtherEvent,
     /// Our own output: acting on it would loop.
     OutputPrefix,
     OutsideInputPrefixes,
@@ -26,7 +28,7 @@ pub enum Ignored {
 impl Ignored {
     pub fn label(self) -> &'static str {
         match self {
-            Ignored::NotObjectCreated => "not_object_created",
+            Ignored::OtherEvent => "other_event",
             Ignored::OutputPrefix => "output_prefix",
             Ignored::OutsideInputPrefixes => "outside_input_prefixes",
             Ignored::NotAnImageSuffix => "not_an_image_suffix",
@@ -34,10 +36,23 @@ impl Ignored {
     }
 }
 
-/// One source image to render, identified by the event that announced it.
+/// What a task does with its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Render the revision the event names.
+    Render,
+    /// The source was removed: delete its renditions made before the removal. `delete_marker`:
+    /// the key's current object was hidden by a delete marker (versioned buckets), rather than
+    /// an object or a version deleted for good.
+    RemoveRenditions { delete_marker: bool },
+}
+
+/// One source image to render, or whose renditions to remove, identified by the event that
+/// announced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub id: String,
+    pub action: Action,
     pub bucket: String,
     pub key: ObjectKey,
     pub size: Option<u64>,
@@ -55,9 +70,16 @@ pub enum Decision {
 
 /// Decides what a notice asks for. Errors are permanent: a key that cannot be decoded.
 pub fn decide(config: &Config, notice: &Notice) -> Result<Decision, Error> {
-    if !notice.is_object_created() {
-        return Ok(Decision::Ignore(Ignored::NotObjectCreated));
-    }
+    let action = match notice.change() {
+        Change::Created => Action::Render,
+        Change::Deleted => Action::RemoveRenditions {
+            delete_marker: false,
+        },
+        Change::DeleteMarkerCreated => Action::RemoveRenditions {
+            delete_marker: true,
+        },
+        Change::Other => return Ok(Decision::Ignore(Ignored::OtherEvent)),
+    };
     let key = ObjectKey::from_s3_event_key(&notice.raw_key)?;
     if key.as_str().starts_with(&config.output_prefix) {
         return Ok(Decision::Ignore(Ignored::OutputPrefix));
@@ -72,13 +94,14 @@ pub fn decide(config: &Config, notice: &Notice) -> Result<Decision, Error> {
     if !has_image_suffix(key.as_str()) {
         return Ok(Decision::Ignore(Ignored::NotAnImageSuffix));
     }
+    let revision = notice.version_id.as_deref().or(notice.etag.as_deref());
+    let id = match action {
+        Action::Render => task_id(&notice.bucket, &key, revision, notice.sequencer.as_deref()),
+        Action::RemoveRenditions { .. } => removal_id(notice, &key, revision),
+    };
     Ok(Decision::Process(Task {
-        id: task_id(
-            &notice.bucket,
-            &key,
-            notice.version_id.as_deref().or(notice.etag.as_deref()),
-            notice.sequencer.as_deref(),
-        ),
+        id,
+        action,
         bucket: notice.bucket.clone(),
         key,
         size: notice.size,
@@ -106,6 +129,23 @@ pub fn task_id(
         "{bucket}/{key}|{}|{}",
         revision.unwrap_or("-"),
         sequencer.unwrap_or("-")
+    )
+}
+
+/// A removal's id: `bucket/key|removed:version-or-etag|sequencer`, apart from any creation's. An
+/// event without a sequencer (not S3's own) is told apart by its time, so that a key deleted,
+/// created again and deleted again is two removals, while a redelivery is still the same one.
+fn removal_id(notice: &Notice, key: &ObjectKey, revision: Option<&str>) -> String {
+    let order = notice.sequencer.clone().or_else(|| {
+        notice
+            .event_time
+            .map(|time| format!("@{}", time.unix_timestamp_nanos() / 1_000_000))
+    });
+    task_id(
+        &notice.bucket,
+        key,
+        Some(&format!("removed:{}", revision.unwrap_or("-"))),
+        order.as_deref(),
     )
 }
 
@@ -193,9 +233,19 @@ mod tests {
     fn everything_else_is_ignored_with_a_reason() {
         let cases = [
             (
-                "ObjectRemoved:Delete",
+                "ObjectRestore:Completed",
                 "images/a.jpg",
-                Ignored::NotObjectCreated,
+                Ignored::OtherEvent,
+            ),
+            (
+                "ObjectRemoved:Delete",
+                "thumbnails/images/a.jpg/160.jpg",
+                Ignored::OutputPrefix,
+            ),
+            (
+                "ObjectRemoved:Delete",
+                "other/a.jpg",
+                Ignored::OutsideInputPrefixes,
             ),
             (
                 "ObjectCreated:Put",
@@ -226,6 +276,62 @@ mod tests {
                 "{event} {key}"
             );
         }
+    }
+
+    #[test]
+    fn removals_of_images_remove_their_renditions() {
+        let Decision::Process(task) = decide(
+            &config(),
+            &notice("ObjectRemoved:Delete", "images/caf%C3%A9+1.JPG"),
+        )
+        .unwrap() else {
+            panic!("expected a task");
+        };
+        assert_eq!(
+            task.action,
+            Action::RemoveRenditions {
+                delete_marker: false
+            }
+        );
+        assert_eq!(task.key.as_str(), "images/café 1.JPG");
+        // Apart from the creation of the same revision.
+        assert_eq!(
+            task.id,
+            "overseas-origin/images/café 1.JPG|removed:abc|0055AED6DCD90281E5"
+        );
+        let mut marker = notice("ObjectRemoved:DeleteMarkerCreated", "uploads/a.png");
+        marker.etag = None;
+        marker.version_id = Some("3HL4kqtJlcpXroDTDmJ".into());
+        let Decision::Process(task) = decide(&config(), &marker).unwrap() else {
+            panic!("expected a task");
+        };
+        assert_eq!(
+            task.action,
+            Action::RemoveRenditions {
+                delete_marker: true
+            }
+        );
+        assert_eq!(
+            task.id,
+            "overseas-origin/uploads/a.png|removed:3HL4kqtJlcpXroDTDmJ|0055AED6DCD90281E5"
+        );
+        // Without a sequencer (moto's events), the event's time tells two removals apart.
+        let mut unordered = notice("ObjectRemoved:Delete", "images/a.jpg");
+        unordered.sequencer = None;
+        unordered.event_time = Some(time::macros::datetime!(2025-10-01 08:00:00.123 UTC));
+        let Decision::Process(task) = decide(&config(), &unordered).unwrap() else {
+            panic!("expected a task");
+        };
+        assert_eq!(
+            task.id,
+            "overseas-origin/images/a.jpg|removed:abc|@1759305600123"
+        );
+        unordered.event_time = None;
+        unordered.etag = None;
+        let Decision::Process(task) = decide(&config(), &unordered).unwrap() else {
+            panic!("expected a task");
+        };
+        assert_eq!(task.id, "overseas-origin/images/a.jpg|removed:-|-");
     }
 
     #[test]

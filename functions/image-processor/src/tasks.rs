@@ -42,8 +42,17 @@ pub enum Claim {
 /// How a finished task ended, for its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    Completed { renditions: usize },
-    Failed { reason: String, detail: String },
+    Completed {
+        renditions: usize,
+    },
+    /// A removal done: `deleted` renditions deleted.
+    Removed {
+        deleted: usize,
+    },
+    Failed {
+        reason: String,
+        detail: String,
+    },
 }
 
 /// Every call ends by its `deadline`: one cut there fails with [`Error::Deadline`].
@@ -250,6 +259,13 @@ impl TaskTable for DynamoTaskTable {
                 )
                 .expression_attribute_values(":status", s(COMPLETED))
                 .expression_attribute_values(":renditions", n(renditions)),
+            Finish::Removed { deleted } => request
+                .update_expression(
+                    "SET #status = :status, expires_at = :expires_at, renditions_deleted = :deleted \
+                     REMOVE lease_until, lease_token",
+                )
+                .expression_attribute_values(":status", s(COMPLETED))
+                .expression_attribute_values(":deleted", n(deleted)),
             Finish::Failed { reason, detail } => request
                 .update_expression(
                     "SET #status = :status, expires_at = :expires_at, reason = :reason, detail = :detail \

@@ -8,7 +8,7 @@ use common::{a_minute, notified_keys, string_attr, Stack};
 use image::ImageFormat;
 use image_processor::rendition::fit;
 use image_processor::store::{ObjectStore, Put, RenditionWrite, S3Store};
-use image_processor::task::{Ignored, Lease, Task};
+use image_processor::task::{Action, Ignored, Lease, Task};
 use image_processor::tasks::{Claim, DynamoTaskTable, Finish, TaskTable};
 use image_processor::Outcome;
 use shared::ObjectKey;
@@ -471,6 +471,7 @@ async fn task_table_leases() {
     );
     let task = Task {
         id: format!("{}/{}lease.jpg|etag|-", stack.bucket, stack.root),
+        action: Action::Render,
         bucket: stack.bucket.clone(),
         key: ObjectKey::new(format!("{}lease.jpg", stack.root)).unwrap(),
         size: None,
