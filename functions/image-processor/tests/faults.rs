@@ -128,6 +128,7 @@ impl Lab {
         let images = QueueConfiguration::builder()
             .queue_arn(&queue_arn)
             .events(Event::from("s3:ObjectCreated:*"))
+            .events(Event::from("s3:ObjectRemoved:*"))
             .filter(
                 NotificationConfigurationFilter::builder()
                     .key(
@@ -272,6 +273,49 @@ impl Lab {
             }
         }
         found.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// Deletes a source and returns its removal's notification, as SQS delivers it.
+    async fn delete(&self, name: &str) -> SqsMessage {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(Self::key(name))
+            .send()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "removal notification missing"
+            );
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            for message in received.messages.unwrap_or_default() {
+                let body = message.body.clone().unwrap_or_default();
+                let removal = body.contains("\"ObjectRemoved:")
+                    && common::notified_keys(&body).contains(&Self::key(name));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+                if removal {
+                    return self.record(&message);
+                }
+            }
+        }
     }
 
     /// The message as Lambda hands it to the function.
@@ -1193,4 +1237,50 @@ async fn pump(lab: &Lab, queue_url: &str, queue_arn: &str) -> usize {
         }
     }
     received.len()
+}
+
+/// A source deleted while its renditions are being written: the removal, handled meanwhile,
+/// finds none of them; the rendering task reads the source once its writes are done, finds it
+/// gone and deletes what it wrote. Nothing is left of the deleted source.
+#[tokio::test]
+async fn a_source_deleted_while_its_renditions_are_written_leaves_none() {
+    let lab = Lab::new("deleted-meanwhile").await;
+    let record = lab.deliveries(&["deleted"]).await.remove(0);
+    lab.proxy
+        .set_rules(vec![Rule::always(Op::PutObject, Fault::Hold)]);
+    let started = Instant::now();
+    let rendering = lab.process(&record);
+    let removing = async {
+        lab.proxy.held().await;
+        let removal = lab.delete("deleted").await;
+        let outcome = lab.process(&removal).await.unwrap();
+        lab.proxy.release_held();
+        outcome
+    };
+    let (rendered, removed) = tokio::join!(rendering, removing);
+    assert_eq!(
+        removed,
+        [Outcome::Removed {
+            deleted: 0,
+            kept: 0
+        }]
+    );
+    assert_eq!(rendered.unwrap(), [Outcome::SourceGone]);
+    assert_eq!(
+        lab.proxy.answered(Op::PutObject, 200),
+        4,
+        "written, then deleted"
+    );
+    assert!(lab.renditions("deleted").await.is_empty());
+    let records = lab.records("deleted").await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| common::string_attr(r, "status") == "COMPLETED"));
+    lab.figure(
+        "source deleted while its renditions were held on their way to S3",
+        "the removal found none; the rendering task deleted the 4 it wrote",
+        started,
+    );
+    lab.remove().await;
 }

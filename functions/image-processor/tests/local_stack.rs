@@ -3,6 +3,7 @@
 
 mod common;
 
+use aws_lambda_events::event::sqs::SqsMessage;
 use common::fixtures::{self, Jpeg, Png, BASELINE};
 use common::{a_minute, notified_keys, string_attr, Stack};
 use image::ImageFormat;
@@ -666,4 +667,314 @@ async fn overwritten_sources_and_older_renditions() {
         stack.get_bytes(write(b"", "0").key.as_str()).await.unwrap(),
         b"second"
     );
+}
+
+/// Sequencers of one key's events, in the order S3 would give them.
+const SEQUENCERS: [&str; 3] = [
+    "0055AED6DCD90281E5",
+    "0055AED6DCD90281E6",
+    "0055AED6DCD90281E601",
+];
+
+/// The events as moto sends them (no sequencer: the processor orders a rendition and its source
+/// by reading the source), or with the sequencers S3 sends (ordered by them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Events {
+    Moto,
+    WithSequencers,
+}
+
+impl Events {
+    fn nth(self, record: &SqsMessage, n: usize) -> SqsMessage {
+        match self {
+            Events::Moto => record.clone(),
+            Events::WithSequencers => common::as_s3_sends(record, SEQUENCERS[n]),
+        }
+    }
+}
+
+/// The size of the one 160-wide rendition of `source`, and the source ETag it says it was made
+/// from; `None` when there is none.
+async fn rendition_160(stack: &Stack, source: &str) -> Option<((u32, u32), String)> {
+    let key = format!("{}{source}/160.jpg", stack.output_prefix());
+    let output = stack.get(&key).await?;
+    let etag = output
+        .metadata()
+        .and_then(|m| m.get("source-etag"))
+        .cloned()
+        .unwrap_or_default();
+    let bytes = output.body.collect().await.unwrap().into_bytes();
+    let (_, image) = fixtures::decode(&bytes);
+    fixtures::assert_quadrants(&image, fixtures::UPRIGHT, &key);
+    Some(((image.width(), image.height()), etag))
+}
+
+async fn a_replaced_source_gets_renditions_from_its_new_bytes(events: Events) {
+    let stack = Stack::new().await;
+    let processor = stack.processor(&[("RENDITION_WIDTHS", "160")]);
+    let key = format!("{}replaced {events:?}.jpg", stack.input_prefix());
+    let first = stack
+        .upload(&[(key.clone(), fixtures::jpeg(300, 200, BASELINE))])
+        .await;
+    let first = events.nth(&first[0], 0);
+    let outcome = processor
+        .process_message(&first, common::context().deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        [Outcome::Rendered {
+            renditions: 1,
+            written: 1
+        }]
+    );
+    let old_etag = stack.get(&key).await.unwrap().e_tag.unwrap();
+    assert_eq!(
+        rendition_160(&stack, &key).await,
+        Some(((160, 107), old_etag.trim_matches('"').to_owned()))
+    );
+
+    // Replaced as the backfill refreshes a copy: conditional on the ETag it checked.
+    let new_etag = stack
+        .replace(&key, fixtures::jpeg(200, 300, BASELINE), &old_etag)
+        .await;
+    let second = stack.notifications(1, |k| k == key).await;
+    let second = events.nth(&second[0], 1);
+    let outcome = processor
+        .process_message(&second, common::context().deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        [Outcome::Rendered {
+            renditions: 1,
+            written: 1
+        }],
+        "the older write's rendition is replaced"
+    );
+    assert_eq!(
+        rendition_160(&stack, &key).await,
+        Some(((160, 240), new_etag.trim_matches('"').to_owned()))
+    );
+    // The first write's event again: done once, and its revision is gone anyway.
+    let outcome = processor
+        .process_message(&first, common::context().deadline)
+        .await
+        .unwrap();
+    assert_eq!(outcome, [Outcome::AlreadyCompleted]);
+    assert_eq!(
+        rendition_160(&stack, &key).await.unwrap().0,
+        (160, 240),
+        "not overwritten by the older write"
+    );
+    stack.invoke(&processor, vec![first, second]).await;
+}
+
+#[tokio::test]
+async fn a_replaced_source_gets_new_renditions_with_motos_events() {
+    a_replaced_source_gets_renditions_from_its_new_bytes(Events::Moto).await;
+}
+
+#[tokio::test]
+async fn a_replaced_source_gets_new_renditions_with_sequencers() {
+    a_replaced_source_gets_renditions_from_its_new_bytes(Events::WithSequencers).await;
+}
+
+async fn a_deleted_source_loses_its_renditions(events: Events) {
+    let stack = Stack::new().await;
+    let (processor, metrics) =
+        stack.processor_counted(&[("RENDITION_WIDTHS", "160,320"), ("WEBP_RENDITIONS", "true")]);
+    let output = stack.output_prefix();
+    let key = format!("{}taken down/café+1 {events:?}.png", stack.input_prefix());
+    // A source whose key continues past the other's: its renditions are not the other's.
+    let nested = format!("{key}/inner.png");
+    let created = stack
+        .upload(&[
+            (key.clone(), fixtures::png(400, 300, Png::Rgb8)),
+            (nested.clone(), fixtures::png(400, 300, Png::Rgb8)),
+        ])
+        .await;
+    let created: Vec<SqsMessage> = created.iter().map(|r| events.nth(r, 0)).collect();
+    let response = stack.invoke(&processor, created.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let nested_renditions = format!("{output}{nested}/");
+    let own_renditions = || async {
+        let mut keys = stack.keys_under(&format!("{output}{key}/")).await;
+        keys.retain(|k| !k.starts_with(&nested_renditions));
+        keys
+    };
+    assert_eq!(own_renditions().await.len(), 4);
+
+    stack.delete_object(&key).await;
+    let removal = stack.removal(&key).await;
+    // What moto sends for a DeleteObject: ObjectRemoved:Delete, the key form-encoded, the deleted
+    // object's size and ETag, and no sequencer (S3 sends the sequencer, and neither size nor ETag).
+    let body: serde_json::Value = serde_json::from_str(removal.body.as_deref().unwrap()).unwrap();
+    let record = &body["Records"][0];
+    assert_eq!(record["eventName"], "ObjectRemoved:Delete");
+    let object = record["s3"]["object"].as_object().unwrap();
+    assert!(!object.contains_key("sequencer"), "{object:?}");
+    assert!(!object.contains_key("versionId"), "{object:?}");
+    assert!(
+        object.contains_key("eTag") && object.contains_key("size"),
+        "{object:?}"
+    );
+    assert!(
+        object["key"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("taken+down%2Fcaf%C3%A9%2B1+{events:?}.png")),
+        "{object:?}"
+    );
+    let removal = events.nth(&removal, 1);
+
+    let outcome = processor
+        .process_message(&removal, common::context().deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        [Outcome::Removed {
+            deleted: 4,
+            kept: 0
+        }]
+    );
+    assert_eq!(metrics.total("RenditionsDeleted"), 4.0);
+    assert_eq!(own_renditions().await, [] as [String; 0]);
+    // The nested source's renditions, further down the prefix, are untouched.
+    assert_eq!(stack.keys_under(&nested_renditions).await.len(), 4);
+    let record = stack
+        .task_records(&key)
+        .await
+        .into_iter()
+        .find(|r| string_attr(r, "id").contains("|removed:"))
+        .expect("the removal's task record");
+    assert_eq!(string_attr(&record, "status"), "COMPLETED");
+    assert_eq!(
+        record.get("renditions_deleted").and_then(|v| v.as_n().ok()),
+        Some(&"4".to_owned())
+    );
+
+    // Delivered again: done once.
+    let outcome = processor
+        .process_message(&removal, common::context().deadline)
+        .await
+        .unwrap();
+    assert_eq!(outcome, [Outcome::AlreadyCompleted]);
+    let response = stack.invoke(&processor, vec![removal]).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    // The renditions' own removals come back when the bucket notifies on every key: ignored.
+    let echoes = stack
+        .messages(4, |body| {
+            body.contains("\"ObjectRemoved:")
+                && notified_keys(body).iter().any(|k| {
+                    k.starts_with(&format!("{output}{key}/")) && !k.starts_with(&nested_renditions)
+                })
+        })
+        .await;
+    for echo in &echoes {
+        let outcome = processor
+            .process_message(echo, common::context().deadline)
+            .await
+            .unwrap();
+        assert_eq!(outcome, [Outcome::Ignored(Ignored::OutputPrefix)]);
+    }
+    stack.invoke(&processor, echoes).await;
+}
+
+#[tokio::test]
+async fn a_deleted_source_loses_its_renditions_with_motos_events() {
+    a_deleted_source_loses_its_renditions(Events::Moto).await;
+}
+
+#[tokio::test]
+async fn a_deleted_source_loses_its_renditions_with_sequencers() {
+    a_deleted_source_loses_its_renditions(Events::WithSequencers).await;
+}
+
+/// Created, deleted, created again; the events handled out of order. The first creation renders
+/// nothing (its revision is gone), the late removal leaves the second creation's renditions.
+async fn late_events_never_undo_a_newer_write(events: Events) {
+    let stack = Stack::new().await;
+    let processor = stack.processor(&[("RENDITION_WIDTHS", "160")]);
+    let key = format!("{}late {events:?}.jpg", stack.input_prefix());
+    let first = stack
+        .upload(&[(key.clone(), fixtures::jpeg(300, 200, BASELINE))])
+        .await;
+    stack.delete_object(&key).await;
+    let removal = stack.removal(&key).await;
+    let again = stack
+        .upload(&[(key.clone(), fixtures::jpeg(200, 300, BASELINE))])
+        .await;
+    let (first, removal, again) = (
+        events.nth(&first[0], 0),
+        events.nth(&removal, 1),
+        events.nth(&again[0], 2),
+    );
+    let deadline = common::context().deadline;
+    assert_eq!(
+        processor.process_message(&again, deadline).await.unwrap(),
+        [Outcome::Rendered {
+            renditions: 1,
+            written: 1
+        }]
+    );
+    // The late removal: the rendition was made from a newer write.
+    assert_eq!(
+        processor.process_message(&removal, deadline).await.unwrap(),
+        [Outcome::Removed {
+            deleted: 0,
+            kept: 1
+        }]
+    );
+    // The late first creation: its revision is gone, nothing rendered, nothing overwritten.
+    assert_eq!(
+        processor.process_message(&first, deadline).await.unwrap(),
+        [Outcome::SourceGone]
+    );
+    assert_eq!(rendition_160(&stack, &key).await.unwrap().0, (160, 240));
+    stack.invoke(&processor, vec![first, removal, again]).await;
+}
+
+#[tokio::test]
+async fn late_events_never_undo_a_newer_write_with_motos_events() {
+    late_events_never_undo_a_newer_write(Events::Moto).await;
+}
+
+#[tokio::test]
+async fn late_events_never_undo_a_newer_write_with_sequencers() {
+    late_events_never_undo_a_newer_write(Events::WithSequencers).await;
+}
+
+/// Created and deleted before either event is handled, the removal first: a creation handled
+/// after its removal writes nothing.
+#[tokio::test]
+async fn a_creation_handled_after_its_removal_writes_nothing() {
+    let stack = Stack::new().await;
+    let processor = stack.processor(&[("RENDITION_WIDTHS", "160")]);
+    let key = format!("{}gone before.jpg", stack.input_prefix());
+    let created = stack
+        .upload(&[(key.clone(), fixtures::jpeg(300, 200, BASELINE))])
+        .await;
+    stack.delete_object(&key).await;
+    let removal = stack.removal(&key).await;
+    let deadline = common::context().deadline;
+    assert_eq!(
+        processor.process_message(&removal, deadline).await.unwrap(),
+        [Outcome::Removed {
+            deleted: 0,
+            kept: 0
+        }]
+    );
+    assert_eq!(
+        processor
+            .process_message(&created[0], deadline)
+            .await
+            .unwrap(),
+        [Outcome::SourceGone]
+    );
+    assert!(stack.keys_under(&stack.output_prefix()).await.is_empty());
+    stack
+        .invoke(&processor, vec![created[0].clone(), removal])
+        .await;
 }

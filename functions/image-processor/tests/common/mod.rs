@@ -13,7 +13,7 @@ use image_processor::{Config, Processor};
 use lambda_runtime::{Context, LambdaEvent};
 use shared::batch::BatchRunner;
 use shared::config::Env;
-use shared::metrics::Metrics;
+use shared::metrics::{Captured, Metrics};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use test_support::queues::notified_keys;
@@ -103,6 +103,11 @@ impl Stack {
 
     /// A processor for this test's prefixes; `extra` adds or overrides variables.
     pub fn processor(&self, extra: &[(&str, &str)]) -> StackProcessor {
+        self.processor_counted(extra).0
+    }
+
+    /// The same, with the metrics it writes kept for the test to read.
+    pub fn processor_counted(&self, extra: &[(&str, &str)]) -> (StackProcessor, Captured) {
         let input = self.input_prefix();
         let output = self.output_prefix();
         let mut pairs: Vec<(&str, &str)> = vec![
@@ -114,12 +119,9 @@ impl Stack {
         pairs.extend_from_slice(extra);
         let config = Config::from_env(&Env::from_pairs(pairs)).expect("test configuration");
         let tasks = DynamoTaskTable::new(self.dynamodb.clone(), &self.table, config.task_ttl);
-        Processor::new(
-            config,
-            S3Store::new(self.s3.clone()),
-            tasks,
-            Metrics::new("ImageProcessorTest"),
-        )
+        let (metrics, captured) = Metrics::new("ImageProcessorTest").capturing();
+        let processor = Processor::new(config, S3Store::new(self.s3.clone()), tasks, metrics);
+        (processor, captured)
     }
 
     pub async fn put(&self, key: &str, body: Vec<u8>) -> String {
@@ -133,6 +135,41 @@ impl Stack {
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"))
             .e_tag
             .unwrap_or_default()
+    }
+
+    /// Replaces the object at `key` only if it is still the one with `etag`, as the backfill
+    /// refreshes a copy; returns the new ETag.
+    pub async fn replace(&self, key: &str, body: Vec<u8>, etag: &str) -> String {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("replace {key}: {e:?}"))
+            .e_tag
+            .unwrap_or_default()
+    }
+
+    pub async fn delete_object(&self, key: &str) {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+    }
+
+    /// The removal notification of `key`, as SQS delivers it.
+    pub async fn removal(&self, key: &str) -> SqsMessage {
+        self.messages(1, |body| {
+            body.contains("\"ObjectRemoved:") && notified_keys(body).iter().any(|k| k == key)
+        })
+        .await
+        .remove(0)
     }
 
     pub async fn get(
@@ -304,9 +341,18 @@ impl Stack {
         &self,
         key: &str,
     ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let items = self.task_records(key).await;
+        assert!(items.len() <= 1, "{} records for {key}", items.len());
+        items.into_iter().next()
+    }
+
+    /// Every task record of a source key: one per event (creations and removals).
+    pub async fn task_records(
+        &self,
+        key: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         let prefix = format!("{}/{key}|", self.bucket);
-        let items = self
-            .dynamodb
+        self.dynamodb
             .scan()
             .table_name(&self.table)
             .filter_expression("begins_with(id, :prefix)")
@@ -319,10 +365,31 @@ impl Stack {
             .await
             .expect("scan the task table")
             .items
-            .unwrap_or_default();
-        assert!(items.len() <= 1, "{} records for {key}", items.len());
-        items.into_iter().next()
+            .unwrap_or_default()
     }
+}
+
+/// The message with its S3 event as S3 itself sends it, which moto does not quite: with the
+/// sequencer that orders the events of one key (moto sends none), and for a removal without the
+/// object's size and ETag (S3 sends neither, moto both).
+pub fn as_s3_sends(record: &SqsMessage, sequencer: &str) -> SqsMessage {
+    let mut body: serde_json::Value =
+        serde_json::from_str(record.body.as_deref().expect("a body")).expect("an S3 event");
+    let event = &mut body["Records"][0];
+    let removal = event["eventName"]
+        .as_str()
+        .is_some_and(|name| name.starts_with("ObjectRemoved:"));
+    let object = event["s3"]["object"]
+        .as_object_mut()
+        .expect("an S3 event record");
+    object.insert("sequencer".into(), sequencer.into());
+    if removal {
+        object.remove("size");
+        object.remove("eTag");
+    }
+    let mut record = record.clone();
+    record.body = Some(body.to_string());
+    record
 }
 
 /// The deadline of a call that is not about deadlines.
