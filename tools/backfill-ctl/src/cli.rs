@@ -52,15 +52,32 @@ pub enum Command {
     after_help = "Examples:\n  backfill-ctl prewarm --keys top-1000.txt --bucket overseas-origin \\\n      --origin https://www.example.com --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill\n  grep '^images/' keys.txt | backfill-ctl prewarm --keys - --rate 20 ...\n  backfill-ctl prewarm --from-manifest https://www.example.com/manifest.txt --prefix images/2026/ ..."
 )]
 pub struct PrewarmArgs {
+    #[command(flatten)]
+    pub list: KeyListArgs,
+    /// Only the listed paths that start with this (for example images/2026/).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
+    /// Send every key without asking the bucket whether it already has it.
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+/// Where the keys of a run come from.
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
     /// Key list file; `-` reads standard input.
-    #[arg(long, value_name = "FILE|-")]
+    #[arg(long, value_name = "FILE|-", conflicts_with = "from_manifest")]
     pub keys: Option<String>,
     /// Origin manifest (same format as a key list), from an http(s) URL or a file.
     #[arg(long, value_name = "URL|FILE")]
     pub from_manifest: Option<String>,
-    /// Only the listed paths that start with this (for example images/2026/).
-    #[arg(long)]
-    pub prefix: Option<String>,
+}
+
+/// Where the messages of a run go, what they name, and how fast they are sent.
+#[derive(Debug, Args)]
+pub struct SendArgs {
     /// The overseas bucket the backfill writes into.
     #[arg(long, value_parser = parse_bucket)]
     pub bucket: String,
@@ -75,9 +92,6 @@ pub struct PrewarmArgs {
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: u32,
-    /// Send every key without asking the bucket whether it already has it.
-    #[arg(long)]
-    pub no_check: bool,
     /// Put before each listed path to make its bucket key, as the edge hook's key prefix does
     /// (with mirror/, the object at /images/a.jpg goes to mirror/images/a.jpg).
     #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_key_prefix)]
@@ -217,8 +231,8 @@ mod tests {
         let Command::Prewarm(args) = with(&["--keys", "-"]).unwrap().command else {
             panic!("not prewarm");
         };
-        assert_eq!(args.rate, 50);
-        assert_eq!(args.origin.port, 443);
+        assert_eq!(args.send.rate, 50);
+        assert_eq!(args.send.origin.port, 443);
         assert!(with(&["--keys", "-", "--rate", "0"]).is_err());
         assert!(with(&["--keys", "-", "--key-prefix", "a//b"]).is_err());
     }

@@ -13,6 +13,7 @@ use std::path::Path;
 use shared::message::{is_host_name, OriginLocation, Protocol};
 use shared::ObjectKey;
 
+use crate::cli::KeyListArgs;
 use crate::error::CtlError;
 
 /// Parses `--origin`: `http[s]://host[:port][/path]`.
@@ -143,6 +144,55 @@ pub fn parse_key_list(text: &str, prefix: Option<&str>) -> KeyList {
         }
     }
     list
+}
+
+/// A listed path as the backfill knows it: its key in the bucket and the path to fetch it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub line: usize,
+    pub key: ObjectKey,
+    /// Percent-encoded, with the leading '/': the origin path is put before it.
+    pub uri: String,
+}
+
+/// The bucket key of each listed path: `key_prefix` + path, as the edge hook maps a URI.
+pub fn targets(paths: &[ListedPath], key_prefix: &str) -> (Vec<Target>, Vec<InvalidEntry>) {
+    let mut targets = Vec::with_capacity(paths.len());
+    let mut invalid = Vec::new();
+    for listed in paths {
+        match ObjectKey::new(format!("{key_prefix}{}", listed.path)) {
+            Ok(key) => targets.push(Target {
+                line: listed.line,
+                key,
+                uri: listed.path.to_uri_path(),
+            }),
+            Err(err) => invalid.push(InvalidEntry {
+                at: format!("line {}", listed.line),
+                text: listed.path.to_string(),
+                reason: format!("with the key prefix {key_prefix:?}: {err}"),
+            }),
+        }
+    }
+    (targets, invalid)
+}
+
+/// The key list named by `--keys` or `--from-manifest`, filtered by `prefix`; `None` when
+/// neither was given.
+pub async fn read_key_list(
+    source: &KeyListArgs,
+    prefix: Option<&str>,
+) -> Result<Option<KeyList>, CtlError> {
+    let text = match (&source.keys, &source.from_manifest) {
+        (Some(path), None) => read_text_file(Path::new(path), "key list")?,
+        (None, Some(source)) => read_manifest(source).await?,
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(CtlError::Usage(
+                "give one of --keys or --from-manifest, not both".into(),
+            ))
+        }
+    };
+    Ok(Some(parse_key_list(&text, prefix)))
 }
 
 /// Keys given as command-line arguments, normalised like the lines of a key list.
@@ -318,6 +368,27 @@ mod tests {
         let paths: Vec<&str> = list.paths.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["images/a.jpg", "images/c/d.png"]);
         assert_eq!(list.filtered_out, 2);
+    }
+
+    #[test]
+    fn targets_take_the_key_prefix_and_keep_the_uri() {
+        let listed = |line: usize, path: &str| ListedPath {
+            line,
+            path: ObjectKey::new(path).unwrap(),
+        };
+        let (found, invalid) = targets(&[listed(3, "images/café au lait.jpg")], "mirror/");
+        assert!(invalid.is_empty());
+        assert_eq!(found[0].key.as_str(), "mirror/images/café au lait.jpg");
+        assert_eq!(found[0].uri, "/images/caf%C3%A9%20au%20lait.jpg");
+        let long = "a".repeat(1020);
+        let (found, invalid) = targets(&[listed(1, &long)], "mirror/");
+        assert!(found.is_empty());
+        assert_eq!(invalid[0].at, "line 1");
+        assert!(
+            invalid[0].reason.contains("1027 bytes long"),
+            "{:?}",
+            invalid
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod input;
 mod prewarm;
 mod queue;
 mod redrive;
+mod send;
 mod status;
 mod store;
 
