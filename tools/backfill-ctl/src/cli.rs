@@ -17,7 +17,7 @@ Exit codes: 0 all done; 1 something failed (the report says what); 2 bad command
 #[command(
     name = "backfill-ctl",
     version,
-    about = "Operate the overseas-origin backfill: pre-warm keys, read the queues, redrive dead letters, check objects.",
+    about = "Operate the overseas-origin backfill: pre-warm keys, announce refreshes and purges, read the queues, redrive dead letters, check objects.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -28,6 +28,40 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Prewarm(PrewarmArgs),
+    /// Announce objects that changed at the origin, so that their overseas copies are revalidated.
+    ///
+    /// The backfill function revalidates each overseas copy (a conditional GET) and replaces it
+    /// when the origin has a newer one, or deletes it when the origin answers 404 or 410.
+    ///
+    /// Keys come from --keys or --from-manifest (read as prewarm reads them: one decoded path a
+    /// line), one message each; or --prefix alone names every object under a path, in one
+    /// message (the function lists the bucket). The bucket is not asked first: a key it does not
+    /// hold is reported by the function, as a no-op. On a FIFO queue a key's change goes in the
+    /// message group of its copies, with a deduplication id of its own (a copy's id would make
+    /// SQS drop a change sent within five minutes of the copy).
+    ///
+    /// The summary (stdout) counts sent and invalid keys; exit code 1 if any was invalid or
+    /// failed.
+    #[command(
+        after_help = "Examples:\n  backfill-ctl refresh --keys changed.txt --bucket overseas-origin \\\n      --origin https://www.example.com --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill\n  backfill-ctl refresh --prefix images/2026/covers/ --bucket overseas-origin ..."
+    )]
+    Refresh(ChangeArgs),
+    /// Announce objects whose overseas copies must go.
+    ///
+    /// The backfill function deletes each overseas copy without asking the origin (the next
+    /// viewer's miss copies it again if the origin still has it).
+    ///
+    /// Takes what refresh takes: --keys or --from-manifest (one message a key), or --prefix alone
+    /// (one message; the function lists the bucket). The bucket is not asked first. On a FIFO
+    /// queue a key's purge goes in the message group of its copies, with a deduplication id of its
+    /// own.
+    ///
+    /// The summary (stdout) counts sent and invalid keys; exit code 1 if any was invalid or
+    /// failed.
+    #[command(
+        after_help = "Examples:\n  echo video/withdrawn.mp4 | backfill-ctl purge --keys - --bucket overseas-origin \\\n      --origin https://www.example.com --queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill\n  backfill-ctl purge --prefix video/2019/ --bucket overseas-origin ..."
+    )]
+    Purge(ChangeArgs),
     Status(StatusArgs),
     Redrive(RedriveArgs),
     Check(CheckArgs),
@@ -96,6 +130,22 @@ pub struct SendArgs {
     /// (with mirror/, the object at /images/a.jpg goes to mirror/images/a.jpg).
     #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_key_prefix)]
     pub key_prefix: String,
+}
+
+/// What `refresh` and `purge` take: keys (as `prewarm` reads them), or a prefix alone.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).multiple(true)
+    .args(["keys", "from_manifest", "prefix"])))]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub list: KeyListArgs,
+    /// Alone: every object under this path (one message; the backfill function lists the
+    /// bucket, with --key-prefix put before it). With --keys or --from-manifest: only the listed
+    /// paths that start with it.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
 }
 
 /// Show queue depths, in-flight and dead-letter counts, and the oldest message's age.
@@ -235,6 +285,40 @@ mod tests {
         assert_eq!(args.send.origin.port, 443);
         assert!(with(&["--keys", "-", "--rate", "0"]).is_err());
         assert!(with(&["--keys", "-", "--key-prefix", "a//b"]).is_err());
+    }
+
+    #[test]
+    fn changes_take_keys_or_a_prefix() {
+        for command in ["refresh", "purge"] {
+            let with = |extra: &[&str]| {
+                let mut args = vec![
+                    command,
+                    "--bucket",
+                    "overseas-origin",
+                    "--origin",
+                    "https://www.example.com",
+                    "--queue-url",
+                    "http://127.0.0.1:5000/123456789012/backfill",
+                ];
+                args.extend_from_slice(extra);
+                parse(&args)
+            };
+            let err = with(&[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("--keys"), "{err}");
+            let err = with(&["--keys", "a", "--from-manifest", "b"]).unwrap_err();
+            assert!(err.to_string().contains("cannot be used with"), "{err}");
+            let args = match (command, with(&["--prefix", "images/"]).unwrap().command) {
+                ("refresh", Command::Refresh(args)) | ("purge", Command::Purge(args)) => args,
+                (_, other) => panic!("{command}: {other:?}"),
+            };
+            assert_eq!(args.prefix.as_deref(), Some("images/"));
+            assert_eq!(args.list.keys, None);
+            assert_eq!(args.send.rate, 50);
+            assert!(with(&["--keys", "-", "--prefix", "images/"]).is_ok());
+            assert!(with(&["--from-manifest", "m.txt", "--key-prefix", "mirror/"]).is_ok());
+            assert!(with(&["--prefix", "a/", "--no-check"]).is_err());
+        }
     }
 
     #[test]

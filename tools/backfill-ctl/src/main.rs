@@ -1,5 +1,6 @@
 //! `backfill-ctl`: the operator's tool for the overseas-origin backfill. See `docs/cli.md`.
 
+mod change;
 mod check;
 mod cli;
 mod error;
@@ -14,6 +15,7 @@ mod store;
 use std::process::ExitCode;
 
 use clap::Parser;
+use shared::change::ChangeKind;
 
 use crate::cli::{Cli, Command};
 use crate::error::{CtlError, Outcome};
@@ -43,6 +45,8 @@ async fn run(cli: Cli) -> Result<Outcome, CtlError> {
     let config = shared::aws::load_config().await;
     match cli.command {
         Command::Prewarm(args) => prewarm::run(args, &config).await,
+        Command::Refresh(args) => change::run(ChangeKind::Refresh, args, &config).await,
+        Command::Purge(args) => change::run(ChangeKind::Purge, args, &config).await,
         Command::Status(args) => status::run(args, &config).await,
         Command::Redrive(args) => redrive::run(args, &config).await,
         Command::Check(args) => check::run(args, &config).await,

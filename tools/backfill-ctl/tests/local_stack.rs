@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use common::{ctl, serve, unique, QueuePair, Stack, TempFile};
 use serde_json::Value;
+use shared::change::{ChangeKind, ChangeMessage, Scope};
 use shared::message::{BackfillMessage, FifoIds, Trigger};
+use shared::ObjectKey;
 
 const ORIGIN: &str = "https://www.example.com:8443/static";
 
@@ -66,11 +68,7 @@ async fn prewarm_sends_what_is_missing_and_reports_the_rest() {
             "invalid: 1\n  line 5: \"pre/../etc/passwd\": key has a '.' or '..' path segment\n",
         )
         .stdout_has("failed: 0\n");
-    let request_id = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("request id: "))
-        .expect("the run id is printed");
+    let request_id = request_id_of(&run);
 
     let messages = backfills(&stack.receive_all(&queues.url).await);
     assert_eq!(
@@ -568,6 +566,214 @@ async fn check_reports_objects_metadata_and_thumbnails() {
     stack.delete_bucket(&bucket).await;
 }
 
+fn change_args<'a>(command: &'a str, bucket: &'a str, queue: &'a str) -> Vec<&'a str> {
+    let mut args = prewarm_args(bucket, queue);
+    args[0] = command;
+    args
+}
+
+fn changes(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ChangeMessage> {
+    messages
+        .iter()
+        .map(|m| ChangeMessage::parse(m.body().unwrap()).expect("a valid change message"))
+        .collect()
+}
+
+fn request_id_of(run: &common::Run) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("request id: "))
+        .expect("the run id is printed")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn refresh_sends_a_change_a_key_and_purge_one_for_a_prefix() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("refresh", false).await;
+    // The bucket is not asked: it need not exist.
+    let bucket = "no-such-bucket-for-ctl";
+    let list = TempFile::new(
+        "# changed at home\n/chg/a.jpg\nchg/b c.jpg\nchg/../etc/passwd\nchg/a.jpg\nother/d.jpg\n"
+            .as_bytes(),
+    );
+    let mut args = change_args("refresh", bucket, &queues.url);
+    args.extend([
+        "--keys",
+        list.path(),
+        "--key-prefix",
+        "mirror/",
+        "--prefix",
+        "chg/",
+    ]);
+    let run = ctl(&args, None);
+    run.assert_code(1)
+        .stdout_has("3 keys listed, 1 repeated lines ignored, 1 outside the prefix\n")
+        .stdout_has("sent: 2\n")
+        .stdout_has(
+            "invalid: 1\n  line 4: \"chg/../etc/passwd\": key has a '.' or '..' path segment\n",
+        )
+        .stdout_has("failed: 0\n");
+    assert!(!run.stdout.contains("skipped"), "{run:?}");
+    let request_id = request_id_of(&run);
+    let sent = changes(&stack.receive_all(&queues.url).await);
+    let mut keys: Vec<(&str, Option<&str>)> = sent
+        .iter()
+        .map(|c| {
+            let Scope::Key(key) = c.scope() else {
+                panic!("a key change: {c:?}")
+            };
+            (key.as_str(), c.uri.as_deref())
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("mirror/chg/a.jpg", Some("/chg/a.jpg")),
+            ("mirror/chg/b c.jpg", Some("/chg/b%20c.jpg"))
+        ]
+    );
+    for change in &sent {
+        assert_eq!(change.kind, ChangeKind::Refresh);
+        assert_eq!(change.bucket, bucket);
+        assert_eq!(change.request_id, request_id);
+        let copy = change.copy("mirror/").unwrap().unwrap();
+        assert!(
+            copy.origin_url()
+                .starts_with("https://www.example.com:8443/static/chg/"),
+            "{}",
+            copy.origin_url()
+        );
+    }
+
+    let mut args = change_args("purge", bucket, &queues.url);
+    args.extend(["--prefix", "/chg/", "--key-prefix", "mirror/"]);
+    let run = ctl(&args, None);
+    run.assert_code(0)
+        .stdout_has("every object under the key prefix \"mirror/chg/\"\nsent: 1\n");
+    let sent = changes(&stack.receive_all(&queues.url).await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind, ChangeKind::Purge);
+    assert_eq!(sent[0].scope(), Scope::Prefix("mirror/chg/"));
+    assert_eq!(sent[0].uri, None);
+    assert_eq!(sent[0].request_id, request_id_of(&run));
+
+    let mut args = change_args("purge", bucket, &queues.url);
+    args.extend(["--keys", "-"]);
+    ctl(&args, Some("gone/x.mp4\ngone/y.mp4\n"))
+        .assert_code(0)
+        .stdout_has("2 keys listed\nsent: 2\n");
+    let sent = changes(&stack.receive_all(&queues.url).await);
+    assert!(sent.iter().all(|c| c.kind == ChangeKind::Purge));
+    assert_eq!(sent.len(), 2);
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn changes_on_a_fifo_queue_follow_the_copies_of_their_key() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("change-fifo", true).await;
+    let list = TempFile::new(b"fifo-change/a.jpg\n");
+    let bucket = "overseas-origin";
+    let mut prewarm = prewarm_args(bucket, &queues.url);
+    prewarm.extend(["--keys", list.path(), "--no-check"]);
+    ctl(&prewarm, None).assert_code(0).stdout_has("sent: 1\n");
+    // Each within five minutes of the copy and of one another: none is dropped as a repeat.
+    for command in ["refresh", "purge", "refresh"] {
+        let mut args = change_args(command, bucket, &queues.url);
+        args.extend(["--keys", list.path()]);
+        ctl(&args, None).assert_code(0).stdout_has("sent: 1\n");
+    }
+    let mut whole = change_args("refresh", bucket, &queues.url);
+    whole.extend(["--prefix", "fifo-change/"]);
+    ctl(&whole, None).assert_code(0).stdout_has("sent: 1\n");
+    assert_eq!(stack.depth(&queues.url).await, (5, 0));
+
+    let received = stack.drain(&queues.url).await;
+    let key = ObjectKey::new("fifo-change/a.jpg").unwrap();
+    let copy_ids = FifoIds::for_object(bucket, &key);
+    let attribute =
+        |message: &aws_sdk_sqs::types::Message, name| message.attributes().unwrap()[&name].clone();
+    let mut of_key = Vec::new();
+    let mut deduplication_ids = BTreeSet::new();
+    for message in &received {
+        deduplication_ids.insert(attribute(
+            message,
+            MessageSystemAttributeName::MessageDeduplicationId,
+        ));
+        let body = message.body().unwrap();
+        if let Ok(copy) = BackfillMessage::parse(body) {
+            assert_eq!(copy.key, key);
+            of_key.push("copy");
+        } else {
+            let change = ChangeMessage::parse(body).unwrap();
+            match change.scope() {
+                Scope::Key(changed) => {
+                    assert_eq!(changed, &key);
+                    of_key.push(change.kind.as_str());
+                }
+                Scope::Prefix(prefix) => {
+                    assert_eq!(prefix, "fifo-change/");
+                    continue;
+                }
+            }
+        }
+        assert_eq!(
+            attribute(message, MessageSystemAttributeName::MessageGroupId),
+            copy_ids.group_id
+        );
+    }
+    // The key's messages share a group: delivered in the order sent.
+    assert_eq!(of_key, ["copy", "refresh", "purge", "refresh"]);
+    assert_eq!(deduplication_ids.len(), 5);
+    assert!(deduplication_ids.contains(&copy_ids.deduplication_id));
+    stack.delete_queues(&queues).await;
+}
+
+#[tokio::test]
+async fn changes_refuse_bad_input_clearly() {
+    let stack = Stack::new().await;
+    let queues = stack.queue_pair("change-bad", false).await;
+    let bucket = "overseas-origin";
+    let list = TempFile::new(b"bad/a.jpg\n");
+    for command in ["refresh", "purge"] {
+        ctl(&change_args(command, bucket, &queues.url), None)
+            .assert_code(2)
+            .stderr_has("--keys <FILE|->|--from-manifest <URL|FILE>|--prefix <PREFIX>");
+        for (prefix, reason) in [
+            ("", "is empty: give the path prefix"),
+            ("/", "is empty: give the path prefix"),
+            ("bad/../x/", "key has a '.' or '..' path segment"),
+        ] {
+            let mut args = change_args(command, bucket, &queues.url);
+            args.extend(["--prefix", prefix]);
+            ctl(&args, None)
+                .assert_code(2)
+                .stderr_has(&format!("--prefix {prefix:?}"))
+                .stderr_has(reason);
+        }
+        let mut args = change_args(command, bucket, &queues.url);
+        args.extend(["--keys", list.path(), "--from-manifest", list.path()]);
+        ctl(&args, None)
+            .assert_code(2)
+            .stderr_has("cannot be used with");
+        let mut args = change_args(command, bucket, &queues.url);
+        args.extend(["--keys", "/nonexistent/keys.txt"]);
+        ctl(&args, None)
+            .assert_code(1)
+            .stderr_has("cannot read key list /nonexistent/keys.txt");
+        let missing = format!("{}/123456789012/{}", stack.endpoint, unique("missing"));
+        let mut args = change_args(command, bucket, &missing);
+        args.extend(["--prefix", "bad/"]);
+        ctl(&args, None)
+            .assert_code(1)
+            .stderr_has(&format!("queue {missing} does not exist"));
+    }
+    assert_eq!(stack.depth(&queues.url).await, (0, 0));
+    stack.delete_queues(&queues).await;
+}
+
 #[test]
 fn every_command_has_help() {
     ctl(&["--help"], None)
@@ -576,6 +782,8 @@ fn every_command_has_help() {
         .stdout_has("Exit codes:");
     for (command, option) in [
         ("prewarm", "--from-manifest"),
+        ("refresh", "--prefix"),
+        ("purge", "--prefix"),
         ("status", "--backfill-queue-url"),
         ("redrive", "--dry-run"),
         ("check", "--thumbnail-prefix"),

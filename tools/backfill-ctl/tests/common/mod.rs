@@ -203,6 +203,39 @@ impl Stack {
         }
     }
 
+    /// Every message on the queue in the order received, each deleted once received (so that a
+    /// FIFO queue delivers the next of its group).
+    pub async fn drain(&self, url: &str) -> Vec<Message> {
+        let mut all = Vec::new();
+        loop {
+            let messages = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("the queue is read")
+                .messages
+                .unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for message in &messages {
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(message.receipt_handle().expect("a receipt handle"))
+                    .send()
+                    .await
+                    .expect("the message is deleted");
+            }
+            all.extend(messages);
+        }
+    }
+
     /// ApproximateNumberOfMessages and ApproximateNumberOfMessagesNotVisible.
     pub async fn depth(&self, url: &str) -> (u64, u64) {
         let output = self
