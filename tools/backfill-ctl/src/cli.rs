@@ -17,7 +17,7 @@ Exit codes: 0 all done; 1 something failed (the report says what); 2 bad command
 #[command(
     name = "backfill-ctl",
     version,
-    about = "Operate the overseas-origin backfill: pre-warm keys, announce refreshes and purges, read the queues, redrive dead letters, check objects.",
+    about = "Operate the overseas-origin backfill: pre-warm keys, announce refreshes and purges, read the queues and the freshness table, redrive dead letters, check objects.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -148,7 +148,8 @@ pub struct ChangeArgs {
     pub send: SendArgs,
 }
 
-/// Show queue depths, in-flight and dead-letter counts, and the oldest message's age.
+/// Show queue depths, in-flight and dead-letter counts, the oldest message's age, and the
+/// freshness table's figures.
 ///
 /// For the backfill and image queues and their dead-letter queues: messages waiting (visible),
 /// in flight (received, not yet deleted) and delayed. Each queue's DLQ is found from its RedrivePolicy. SQS has no attribute for the oldest
@@ -158,11 +159,16 @@ pub struct ChangeArgs {
 /// only on AWS). On a standard queue it is the oldest of a sample, not always the very oldest;
 /// and a peek counts as a receive towards maxReceiveCount for the messages it sees, so do not run
 /// it in a tight loop against a live queue, or give --no-age.
+///
+/// With --freshness-table, also what the backfill function's freshness table says: the objects
+/// it tracks and those due for revalidation now (counted on the table's 'due' index, in its four
+/// shards), how long the oldest has been overdue, and today's and yesterday's counters (UTC):
+/// revalidated, unchanged, refreshed, deleted, kept, purged, origin requests, invalidated paths.
 #[derive(Debug, Args)]
 #[command(
-    group(ArgGroup::new("queues").required(true).multiple(true)
-        .args(["backfill_queue_url", "image_queue_url"])),
-    after_help = "Example:\n  backfill-ctl status --backfill-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill \\\n      --image-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/image-tasks"
+    group(ArgGroup::new("sources").required(true).multiple(true)
+        .args(["backfill_queue_url", "image_queue_url", "freshness_table"])),
+    after_help = "Examples:\n  backfill-ctl status --backfill-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill \\\n      --image-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/image-tasks\n  AWS_REGION=ap-southeast-1 backfill-ctl status --freshness-table backfill-freshness --json"
 )]
 pub struct StatusArgs {
     /// The backfill queue.
@@ -171,6 +177,9 @@ pub struct StatusArgs {
     /// The image processor's queue.
     #[arg(long, value_name = "URL", value_parser = check_queue_url)]
     pub image_queue_url: Option<String>,
+    /// The backfill function's freshness table (DynamoDB, in AWS_REGION).
+    #[arg(long, value_name = "NAME", value_parser = parse_table_name)]
+    pub freshness_table: Option<String>,
     /// Do not peek at messages for the oldest message's age.
     #[arg(long)]
     pub no_age: bool,
@@ -236,6 +245,21 @@ fn parse_bucket(raw: &str) -> Result<String, String> {
         Ok(raw.to_owned())
     } else {
         Err(format!("{raw:?} is not an S3 bucket name"))
+    }
+}
+
+/// A DynamoDB table name: 3 to 255 of `A-Z a-z 0-9 _ - .`.
+fn parse_table_name(raw: &str) -> Result<String, String> {
+    let valid = (3..=255).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "{raw:?} is not a DynamoDB table name (3 to 255 letters, digits, '_', '-' or '.')"
+        ))
     }
 }
 
@@ -318,6 +342,34 @@ mod tests {
             assert!(with(&["--keys", "-", "--prefix", "images/"]).is_ok());
             assert!(with(&["--from-manifest", "m.txt", "--key-prefix", "mirror/"]).is_ok());
             assert!(with(&["--prefix", "a/", "--no-check"]).is_err());
+        }
+    }
+
+    #[test]
+    fn status_takes_queues_or_a_freshness_table() {
+        let Command::Status(args) = parse(&["status", "--freshness-table", "freshness"])
+            .unwrap()
+            .command
+        else {
+            panic!("not status");
+        };
+        assert_eq!(args.freshness_table.as_deref(), Some("freshness"));
+        assert!(parse(&[
+            "status",
+            "--backfill-queue-url",
+            "http://127.0.0.1:5000/1/q",
+            "--freshness-table",
+            "backfill-Freshness_1.v2",
+            "--json",
+        ])
+        .is_ok());
+        for bad in ["ab", "fresh ness", "table/x", &"t".repeat(256)] {
+            let err = parse(&["status", "--freshness-table", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.to_string().contains("is not a DynamoDB table name"),
+                "{err}"
+            );
         }
     }
 

@@ -15,6 +15,8 @@ pub enum CtlError {
     MissingQueue { url: String, detail: String },
     #[error("bucket {bucket} does not exist (or these credentials cannot see it): {detail}")]
     MissingBucket { bucket: String, detail: String },
+    #[error("table {table} does not exist (or these credentials cannot see it): {detail}")]
+    MissingTable { table: String, detail: String },
     #[error(transparent)]
     Aws(#[from] shared::Error),
 }

@@ -4,6 +4,7 @@ mod change;
 mod check;
 mod cli;
 mod error;
+mod freshness;
 mod input;
 mod prewarm;
 mod queue;

@@ -1,5 +1,5 @@
 //! `status`: depth, in-flight and dead-letter counts and the oldest message's age of the backfill
-//! and image queues.
+//! and image queues; and, from the freshness table, what the revalidation has to do and has done.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -7,9 +7,11 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::cli::StatusArgs;
 use crate::error::{CtlError, Outcome};
+use crate::freshness::{FreshnessReport, FreshnessTable};
 use crate::queue::{QueueAttributes, SqsQueue};
 
 /// What is known of the oldest message's age.
@@ -126,6 +128,14 @@ pub fn render_table(rows: &[QueueStatus]) -> String {
     out
 }
 
+/// The JSON report with a freshness table: the queues' rows and the table's figures (`null`
+/// when it could not be read). Without one, the JSON report is the rows alone.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    queues: &'a [QueueStatus],
+    freshness: Option<&'a FreshnessReport>,
+}
+
 pub async fn run(args: StatusArgs, config: &SdkConfig) -> Result<Outcome, CtlError> {
     let named = [
         ("backfill", args.backfill_queue_url.as_deref()),
@@ -139,15 +149,32 @@ pub async fn run(args: StatusArgs, config: &SdkConfig) -> Result<Outcome, CtlErr
             errors.push(err);
         }
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("a status report serializes")
-        );
-    } else {
-        if !rows.is_empty() {
-            print!("{}", render_table(&rows));
+    let mut freshness = None;
+    if let Some(name) = &args.freshness_table {
+        match FreshnessTable::new(config, name)
+            .report(OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(report) => freshness = Some(report),
+            Err(err) => errors.push(err),
         }
+    }
+    if args.json {
+        let json = match &args.freshness_table {
+            None => serde_json::to_string_pretty(&rows),
+            Some(_) => serde_json::to_string_pretty(&JsonReport {
+                queues: &rows,
+                freshness: freshness.as_ref(),
+            }),
+        };
+        println!("{}", json.expect("a status report serializes"));
+    } else {
+        let mut sections = Vec::new();
+        if !rows.is_empty() {
+            sections.push(render_table(&rows));
+        }
+        sections.extend(freshness.as_ref().map(FreshnessReport::render));
+        print!("{}", sections.join("\n"));
     }
     for err in &errors {
         eprintln!("backfill-ctl: error: {err}");

@@ -6,12 +6,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use common::{ctl, serve, unique, QueuePair, Stack, TempFile};
 use serde_json::Value;
 use shared::change::{ChangeKind, ChangeMessage, Scope};
 use shared::message::{BackfillMessage, FifoIds, Trigger};
 use shared::ObjectKey;
+use time::OffsetDateTime;
 
 const ORIGIN: &str = "https://www.example.com:8443/static";
 
@@ -774,6 +776,165 @@ async fn changes_refuse_bad_input_clearly() {
     stack.delete_queues(&queues).await;
 }
 
+fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+fn text(s: &str) -> AttributeValue {
+    AttributeValue::S(s.to_owned())
+}
+
+#[tokio::test]
+async fn status_reads_the_freshness_table() {
+    let stack = Stack::new().await;
+    let table = stack.freshness_table().await;
+    let queues = stack.queue_pair("status-freshness", false).await;
+    // The counters of "today" are read at the run: not across midnight (UTC).
+    let mut now = OffsetDateTime::now_utc();
+    let to_midnight = 86_400 - now.unix_timestamp().rem_euclid(86_400);
+    if to_midnight < 30 {
+        tokio::time::sleep(Duration::from_secs(to_midnight as u64 + 1)).await;
+        now = OffsetDateTime::now_utc();
+    }
+    let date = |t: OffsetDateTime| {
+        let d = t.date();
+        format!("{}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let (today, yesterday) = (date(now), date(now - time::Duration::days(1)));
+    let now = now.unix_timestamp();
+    // (shard, due_at): 3 of 5 objects due, the oldest an hour ago.
+    let objects = [
+        ("due#0", now - 3_600),
+        ("due#0", now - 100),
+        ("due#0", now + 86_400),
+        ("due#1", now + 600),
+        ("due#2", now - 50),
+    ];
+    for (i, (shard, due_at)) in objects.into_iter().enumerate() {
+        let copy = format!(r#"{{"key":"fresh/{i}.jpg"}}"#);
+        stack
+            .put_item(
+                &table,
+                &[
+                    ("pk", text(&format!("overseas-origin/fresh/{i}.jpg"))),
+                    ("copy", text(&copy)),
+                    ("backfilled_at", number(now - 7_200)),
+                    ("changed_at", number(now - 7_200)),
+                    ("validated_at", number(now - 7_200)),
+                    ("due_at", number(due_at)),
+                    ("shard", text(shard)),
+                ],
+            )
+            .await;
+    }
+    stack
+        .put_item(
+            &table,
+            &[
+                ("pk", text(&format!("stats#{today}"))),
+                ("revalidated", number(7)),
+                ("unchanged", number(5)),
+                ("refreshed", number(1)),
+                ("deleted", number(1)),
+                ("origin_requests", number(9)),
+            ],
+        )
+        .await;
+    stack
+        .put_item(
+            &table,
+            &[
+                ("pk", text(&format!("stats#{yesterday}"))),
+                ("purged", number(2)),
+                ("invalidated_paths", number(2)),
+            ],
+        )
+        .await;
+
+    let run = ctl(&["status", "--freshness-table", &table, "--json"], None);
+    run.assert_code(0);
+    let report: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["queues"], serde_json::json!([]));
+    let freshness = &report["freshness"];
+    assert_eq!(freshness["table"], table.as_str());
+    assert_eq!(freshness["objects_tracked"], 5);
+    assert_eq!(freshness["due_now"], 3);
+    let overdue = freshness["oldest_overdue_seconds"].as_u64().unwrap();
+    assert!((3_600..3_700).contains(&overdue), "{overdue}");
+    assert_eq!(
+        freshness["today"],
+        serde_json::json!({"date": today, "revalidated": 7, "unchanged": 5, "refreshed": 1,
+            "deleted": 1, "kept": 0, "purged": 0, "origin_requests": 9, "invalidated_paths": 0})
+    );
+    assert_eq!(freshness["yesterday"]["date"], yesterday.as_str());
+    assert_eq!(freshness["yesterday"]["purged"], 2);
+    assert_eq!(freshness["yesterday"]["revalidated"], 0);
+
+    let run = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &queues.url,
+            "--freshness-table",
+            &table,
+        ],
+        None,
+    );
+    run.assert_code(0)
+        .stdout_has("QUEUE ")
+        .stdout_has("backfill DLQ ")
+        .stdout_has(&format!(
+            "\nfreshness table: {table}\nobjects tracked: 5\ndue now: 3 (the oldest due for 1h 0"
+        ))
+        .stdout_has(&format!("UTC DAY            {today}  {yesterday}\n"))
+        .stdout_has("revalidated                 7           0\n")
+        .stdout_has("origin requests             9           0\n");
+    // With queues, the JSON report is an object; without a freshness table, the rows alone.
+    let run = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &queues.url,
+            "--freshness-table",
+            &table,
+            "--json",
+        ],
+        None,
+    );
+    let report: Value = serde_json::from_str(&run.assert_code(0).stdout).unwrap();
+    assert_eq!(report["queues"].as_array().unwrap().len(), 2);
+    assert_eq!(report["freshness"]["objects_tracked"], 5);
+
+    // The local stack's own table, which the backfill suites write: read, whatever it holds.
+    let shared_table = common::var("FRESHNESS_TABLE");
+    let run = ctl(
+        &["status", "--freshness-table", &shared_table, "--json"],
+        None,
+    );
+    let report: Value = serde_json::from_str(&run.assert_code(0).stdout).unwrap();
+    assert!(report["freshness"]["objects_tracked"].is_u64(), "{report}");
+
+    let missing = unique("no-such-table");
+    let run = ctl(
+        &[
+            "status",
+            "--backfill-queue-url",
+            &queues.url,
+            "--freshness-table",
+            &missing,
+            "--json",
+        ],
+        None,
+    );
+    run.assert_code(1)
+        .stderr_has(&format!("table {missing} does not exist"));
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["queues"].as_array().unwrap().len(), 2);
+    assert_eq!(report["freshness"], Value::Null);
+    stack.delete_table(&table).await;
+    stack.delete_queues(&queues).await;
+}
+
 #[test]
 fn every_command_has_help() {
     ctl(&["--help"], None)
@@ -784,7 +945,7 @@ fn every_command_has_help() {
         ("prewarm", "--from-manifest"),
         ("refresh", "--prefix"),
         ("purge", "--prefix"),
-        ("status", "--backfill-queue-url"),
+        ("status", "--freshness-table"),
         ("redrive", "--dry-run"),
         ("check", "--thumbnail-prefix"),
     ] {

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
+use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, GlobalSecondaryIndex};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use shared::aws;
@@ -102,6 +103,7 @@ impl Drop for TempFile {
 pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub endpoint: String,
 }
 
@@ -119,6 +121,7 @@ impl Stack {
         Stack {
             sqs: aws::sqs_client(&config),
             s3: aws::s3_client(&config),
+            dynamodb: aws::dynamodb_client(&config),
             endpoint,
         }
     }
@@ -311,6 +314,64 @@ impl Stack {
                 .await;
         }
         let _ = self.s3.delete_bucket().bucket(bucket).send().await;
+    }
+}
+
+impl Stack {
+    /// A freshness table of the test's own, made as the local stack's (`FRESHNESS_TABLE`) is:
+    /// the same key, attributes and indexes, and none of the items other suites write.
+    pub async fn freshness_table(&self) -> String {
+        let model = self
+            .dynamodb
+            .describe_table()
+            .table_name(var("FRESHNESS_TABLE"))
+            .send()
+            .await
+            .expect("the local stack has a freshness table")
+            .table
+            .expect("a table description");
+        let indexes = model
+            .global_secondary_indexes()
+            .iter()
+            .map(|index| {
+                GlobalSecondaryIndex::builder()
+                    .set_index_name(index.index_name().map(str::to_owned))
+                    .set_key_schema(Some(index.key_schema().to_vec()))
+                    .set_projection(index.projection().cloned())
+                    .build()
+                    .expect("name and key schema are set")
+            })
+            .collect();
+        let name = unique("freshness");
+        self.dynamodb
+            .create_table()
+            .table_name(&name)
+            .set_attribute_definitions(Some(model.attribute_definitions().to_vec()))
+            .set_key_schema(Some(model.key_schema().to_vec()))
+            .set_global_secondary_indexes(Some(indexes))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("the table is created");
+        name
+    }
+
+    pub async fn put_item(&self, table: &str, item: &[(&str, AttributeValue)]) {
+        self.dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(
+                item.iter()
+                    .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .expect("the item is written");
+    }
+
+    pub async fn delete_table(&self, table: &str) {
+        let _ = self.dynamodb.delete_table().table_name(table).send().await;
     }
 }
 
