@@ -30,6 +30,9 @@ Rules (their names are what the findings and the tests use):
                           topic)
   topic-subscription      a topic's subscription of a queue without a queue policy letting that
                           topic send (named by aws:SourceArn)
+  notification-removals   a queue notified of the objects created under a filter (prefix and
+                          suffix) but not of their removal, or the reverse: its consumer keeps
+                          what it made of a deleted object (the image queue: thumbnails)
   queue-alarms            a DLQ without a depth alarm or a consumed queue without an age alarm
   dynamodb-table          a DynamoDB table not on demand, or with neither TTL nor point-in-time
                           recovery (items that never expire are a history to keep)
@@ -41,7 +44,9 @@ Rules (their names are what the findings and the tests use):
   role-minimum            a function role whose actions differ from what the function calls
                           (scripts/sdk-calls.json; per binary for a crate with several), its event
                           source and its logs need; a call made only when a variable is set
-                          (when_configured) granted on another resource than the one it names
+                          (when_configured) granted on another resource than the one it names;
+                          s3:DeleteObject on objects the role may not s3:PutObject (a function
+                          deletes only what it writes: the image function its thumbnails)
   sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources: a
                           crate's calls, or for a crate with several binaries the union of theirs,
                           each binary's among what its main can reach
@@ -860,6 +865,29 @@ def rule_notification_case(resources):
                         yield Finding("notification-case", name, f"notifies {queue} of {suffix} but not of {other}")
 
 
+def rule_notification_removals(resources):
+    """A queue told of the objects created under a filter is told of their removal too, under the
+    same filter, and the reverse: what its consumer made of an object follows the object."""
+    for name, res in resources.items():
+        if res["Type"] != "AWS::S3::Bucket":
+            continue
+        config = res["Properties"].get("NotificationConfiguration") or {}
+        by_event = {"created": {}, "removed": {}}
+        for rule in config.get("QueueConfigurations", []):
+            event = rule.get("Event", "")
+            kind = "created" if event.startswith("s3:ObjectCreated:") else "removed" if event.startswith("s3:ObjectRemoved:") else None
+            if kind is None:
+                continue
+            rules_ = ((rule.get("Filter") or {}).get("S3Key") or {}).get("Rules", [])
+            key_filter = tuple(sorted((f.get("Name", "").lower(), json.dumps(f.get("Value"), sort_keys=True)) for f in rules_))
+            by_event[kind].setdefault(ref_name(rule.get("Queue"))[0], set()).add(key_filter)
+        for kind, other in (("created", "removed"), ("removed", "created")):
+            for queue, filters in by_event[kind].items():
+                for key_filter in sorted(filters - by_event[other].get(queue, set())):
+                    shown = " ".join(f"{n}={json.loads(v)}" for n, v in key_filter)
+                    yield Finding("notification-removals", name, f"notifies {queue} of objects {kind} ({shown}) but not {other}")
+
+
 def rule_data_kept(resources):
     """What holds data survives a stack deletion and a replacement, but not a failed first deploy:
     RetainExceptOnCreate, so the retry does not fail on a kept bucket's name. A plain Retain is
@@ -1434,6 +1462,8 @@ def rule_role_minimum(resources, root, recorded):
             at = f"{function}/{role}"
             if res_service and res_service != service:
                 yield Finding("role-minimum", at, f"{action} on a {res_service} resource {resource}")
+            if action == "s3:DeleteObject" and ("s3:PutObject", resource) not in grants:
+                yield Finding("role-minimum", at, f"s3:DeleteObject on {resource}, which it does not write (s3:PutObject)")
             if service == "s3" and kind:
                 bucket_level = action == "s3:ListBucket"
                 if bucket_level != (kind == "bucket"):
@@ -1946,7 +1976,7 @@ def rule_edge_metrics(resources, regions, root):
 # ---------------------------------------------------------------- driver
 
 TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions,
-                  rule_alarms, rule_tables, rule_part_queue, rule_lease_table, rule_notification_case, rule_data_kept, rule_secrets_in_environment,
+                  rule_alarms, rule_tables, rule_part_queue, rule_lease_table, rule_notification_case, rule_notification_removals, rule_data_kept, rule_secrets_in_environment,
                   rule_origin_secret_header]
 
 

@@ -474,6 +474,21 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("bucket-notification", mutate, message="prefix and suffix")
 
+    def test_image_queue_not_told_of_removals(self):
+        def mutate(t):
+            rules = regional(t)["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+            rules[:] = [r for r in rules if not (r["Event"] == "s3:ObjectRemoved:*" and r["Filter"]["S3Key"]["Rules"][1]["Value"] == ".png")]
+
+        self.assertCaught("notification-removals", mutate, message="objects created (prefix=images/ suffix=.png) but not removed")
+
+    def test_image_queue_told_of_removals_it_never_saw_created(self):
+        def mutate(t):
+            rules = regional(t)["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+            removal = next(r for r in rules if r["Event"] == "s3:ObjectRemoved:*")
+            removal["Filter"]["S3Key"]["Rules"][0] = {"Name": "prefix", "Value": "other/"}
+
+        self.assertCaught("notification-removals", mutate, message="objects removed (prefix=other/ suffix=.jpg) but not created")
+
     def test_upload_notification_before_its_topic_policy(self):
         def mutate(t):
             regional(t)["Bucket"]["DependsOn"] = ["ImageQueuePolicy"]
@@ -561,6 +576,18 @@ class PolicyCheckTest(unittest.TestCase):
 
         found = self.assertCaught("role-minimum", mutate, message="lacks sqs:SendMessage")
         self.assertTrue(any("grants sqs:GetQueueUrl" in f.message for f in found))
+
+    def test_image_role_deleting_outside_its_thumbnails(self):
+        def mutate(t):
+            statement(regional(t), "ImageRole", "ReadImages")["Action"].append("s3:DeleteObject")
+
+        self.assertCaught("role-minimum", mutate, message="s3:DeleteObject on <<Bucket.Arn>>/images/*, which it does not write")
+
+    def test_image_role_without_the_thumbnail_delete(self):
+        def mutate(t):
+            statement(regional(t), "ImageRole", "WriteThumbnails")["Action"].remove("s3:DeleteObject")
+
+        self.assertCaught("role-minimum", mutate, message="lacks s3:DeleteObject")
 
     def test_list_bucket_on_objects(self):
         def mutate(t):
