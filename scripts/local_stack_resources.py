@@ -60,7 +60,9 @@ QUEUES = [
 IMAGE_QUEUE = "image-tasks"
 # One notification rule per suffix: S3 allows one prefix + one suffix filter per rule.
 # S3 suffix matching is case-sensitive, so the upper-case variants are separate rules.
-IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".JPG", ".JPEG", ".PNG"]
+IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".JPG", ".JPEG", ".PNG", ".WEBP", ".GIF"]
+# Removals too, as template.yaml: a deleted source loses its thumbnails.
+IMAGE_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 
 
 def log(msg):
@@ -259,7 +261,7 @@ def wanted_notification(queue_arn_, prefix):
             {
                 "Id": "image-tasks" + suffix.replace(".", "-"),
                 "QueueArn": queue_arn_,
-                "Events": ["s3:ObjectCreated:*"],
+                "Events": IMAGE_EVENTS,
                 "Filter": {"Key": {"FilterRules": rules}},
             }
         )
@@ -293,7 +295,10 @@ def configure_notification(s3, sqs, image_queue_url, prefix):
         return
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=want)
     shown = prefix if prefix else "(whole bucket)"
-    log(f"bucket notification set: prefix {shown}, suffixes {' '.join(IMAGE_SUFFIXES)} -> {IMAGE_QUEUE}")
+    log(
+        f"bucket notification set: {' '.join(IMAGE_EVENTS)}, prefix {shown}, "
+        f"suffixes {' '.join(IMAGE_SUFFIXES)} -> {IMAGE_QUEUE}"
+    )
     n = drain_test_events(sqs, image_queue_url)
     log(f"drained {n} s3:TestEvent message(s) from {IMAGE_QUEUE}")
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tests of the local stand-in stack (scripts/local-stack, scripts/local_stack_resources.py) against
 the running moto server: it has what template.yaml defines for the backfill's copy leases and part
-tasks, exports where they are, and `reset` empties them. Run by tests/local-stack, with the stack's
+tasks and for the image notifications (creations and removals), exports where they are, and
+`reset` empties them. Run by tests/local-stack, with the stack's
 environment exported: .venv/bin/python scripts/test_local_stack.py"""
 import json
 import os
@@ -83,6 +84,20 @@ class LocalStackTest(unittest.TestCase):
         for url in (self.env["PART_QUEUE_URL"], self.env["PART_DLQ_URL"]):
             left = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
             self.assertEqual(left, [], url)
+
+    def test_the_image_notifications_are_the_templates(self):
+        """Creations and removals of the same suffixes (the prefix is the stack's own choice)."""
+        template = set()
+        for rule in TEMPLATE["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]:
+            suffix = next(r["Value"] for r in rule["Filter"]["S3Key"]["Rules"] if r["Name"] == "suffix")
+            template.add((rule["Event"], suffix))
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        local = set()
+        for rule in s3.get_bucket_notification_configuration(Bucket=self.env["BUCKET"])["QueueConfigurations"]:
+            self.assertTrue(rule["QueueArn"].endswith(":" + lsr.IMAGE_QUEUE), rule["QueueArn"])
+            suffix = next(r["Value"] for r in rule["Filter"]["Key"]["FilterRules"] if r["Name"].lower() == "suffix")
+            local |= {(event, suffix) for event in rule["Events"]}
+        self.assertEqual(local, template)
 
 
 if __name__ == "__main__":
