@@ -92,6 +92,9 @@ impl Checker {
             content_length(ex, report);
         }
         conditional_writes(ex, report);
+        if ex.operation == "DeleteObject" {
+            conditional_delete(ex, report);
+        }
         key_and_metadata(ex, report);
         let upload_id = ex.query_param("uploadId");
         match (ex.operation.as_str(), upload_id) {
@@ -588,6 +591,31 @@ fn conditional_writes(ex: &Exchange, report: &mut Report) {
             "s3.conditional-write",
             format!("{other} does not take conditional write headers"),
         ),
+    }
+}
+
+/// Conditional deletes ("How to perform conditional deletes",
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html): If-Match is
+/// `*` (the object exists) or the one ETag the object must still have. DeleteObject's
+/// `x-amz-if-match-last-modified-time` and `x-amz-if-match-size` are "only supported for
+/// directory buckets" (DeleteObject's reference), which take virtual-hosted-style requests only:
+/// a path-style request is to a general purpose bucket, whose delete is not conditional on them.
+fn conditional_delete(ex: &Exchange, report: &mut Report) {
+    if let Some(value) = ex.header("if-match").map(str::trim) {
+        if value.is_empty() || (value != "*" && value.contains(',')) {
+            report.add(
+                "s3.conditional-delete",
+                format!("If-Match {value:?} on a delete: * or one ETag"),
+            );
+        }
+    }
+    for name in ["x-amz-if-match-last-modified-time", "x-amz-if-match-size"] {
+        if ex.header(name).is_some() {
+            report.add(
+                "s3.conditional-delete",
+                format!("{name} on a general purpose bucket (directory buckets only)"),
+            );
+        }
     }
 }
 
@@ -1469,6 +1497,48 @@ mod tests {
         part.operation = "UploadPart".into();
         part.query = "partNumber=1&uploadId=u".into();
         assert_caught(&part, "s3.conditional-write");
+    }
+
+    /// A rendition's DeleteObject as the image processor sends it: conditional on its ETag.
+    fn conditional_delete_request() -> Exchange {
+        Exchange {
+            service: "s3".into(),
+            operation: "DeleteObject".into(),
+            scheme: "http".into(),
+            method: "DELETE".into(),
+            path: "/overseas-origin/thumbnails/images/a.jpg/160.jpg".into(),
+            headers: headers(&[
+                ("authorization", "AWS4-HMAC-SHA256 Credential=k/20261204/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=…"),
+                ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+                ("if-match", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ]),
+            status: 204,
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn conditional_delete_headers_are_checked() {
+        assert_eq!(
+            rules_broken(&conditional_delete_request()),
+            Vec::<&str>::new()
+        );
+        let mut any = conditional_delete_request();
+        set(&mut any, "if-match", "*");
+        assert_eq!(rules_broken(&any), Vec::<&str>::new());
+        for value in ["", "\"a\", \"b\""] {
+            let mut bad = conditional_delete_request();
+            set(&mut bad, "if-match", value);
+            assert_caught(&bad, "s3.conditional-delete");
+        }
+        for name in ["x-amz-if-match-size", "x-amz-if-match-last-modified-time"] {
+            let mut directory_only = conditional_delete_request();
+            set(&mut directory_only, name, "1024");
+            assert_caught(&directory_only, "s3.conditional-delete");
+        }
+        let mut none_match = conditional_delete_request();
+        set(&mut none_match, "if-none-match", "*");
+        assert_caught(&none_match, "s3.conditional-write");
     }
 
     #[test]
