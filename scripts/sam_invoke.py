@@ -643,6 +643,8 @@ class Suite:
         self.stack.forget_tasks(sample_keys)
         expected = {
             "image-put.json": ("images/summer 2024/café terrace.jpg", "source_gone"),
+            # Nothing rendered of it in the local bucket: a removal with nothing to delete.
+            "image-removed.json": ("images/summer 2024/café terrace.jpg", "removed"),
             "image-sns.json": ("images/logo.png", "source_gone"),
             "image-own-output.json": (None, None),
             "image-test-event.json": (None, "s3:TestEvent dropped"),

@@ -402,6 +402,10 @@ mod tests {
                 include_str!("../../../events/image-sns.json"),
                 Some("images/logo.png"),
             ),
+            (
+                include_str!("../../../events/image-removed.json"),
+                Some("images/summer 2024/café terrace.jpg"),
+            ),
             (include_str!("../../../events/image-test-event.json"), None),
             (include_str!("../../../events/image-own-output.json"), None),
         ];
@@ -411,7 +415,16 @@ mod tests {
             let decided = match parse_body(body).unwrap() {
                 Body::TestEvent => None,
                 Body::Notices(notices) => match decide(&config(), &notices[0]).unwrap() {
-                    Decision::Process(task) => Some(task.key.into_string()),
+                    Decision::Process(task) => {
+                        let removal = notices[0].event_name.starts_with("ObjectRemoved:");
+                        assert_eq!(
+                            task.action == Action::Render,
+                            !removal,
+                            "{}",
+                            notices[0].event_name
+                        );
+                        Some(task.key.into_string())
+                    }
                     Decision::Ignore(reason) => {
                         assert_eq!(reason, Ignored::OutputPrefix);
                         None
