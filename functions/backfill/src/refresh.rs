@@ -45,11 +45,16 @@ const CLAIM_HOLD: u64 = 900;
 /// The longest delay of a change put back.
 const MAX_PUT_BACK_DELAY: Duration = Duration::from_secs(60);
 
-/// The delay of a change put back for the `busy`-th time: doubling from `first`.
-pub fn put_back_delay(first: Duration, busy: u32) -> Duration {
-    first
+/// The delay of a change put back for the `busy`-th time: from `first` up to a bound that
+/// doubles each time (at most a minute), at `spread` (0..1) between them. The spread is random:
+/// changes put back together (a burst of refreshes of one key) come back at different times,
+/// rather than meeting at the lease again, all but one of them to be put back once more.
+pub fn put_back_delay(first: Duration, busy: u32, spread: f64) -> Duration {
+    let bound = first
         .saturating_mul(1 << busy.min(6))
         .min(MAX_PUT_BACK_DELAY)
+        .max(first);
+    first + (bound - first).mul_f64(spread.clamp(0.0, 1.0))
 }
 
 /// Whether an object is a copy of the origin's: only those are revalidated or purged.
@@ -163,7 +168,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         change: &ChangeMessage,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
-        let delay = put_back_delay(self.config.freshness.busy_delay, change.busy);
+        let delay = put_back_delay(
+            self.config.freshness.busy_delay,
+            change.busy,
+            fastrand::f64(),
+        );
         let again = ChangeMessage {
             busy: change.busy.saturating_add(1),
             ..change.clone()
@@ -539,9 +548,11 @@ mod tests {
     #[test]
     fn changes_put_back_wait_longer_each_time_up_to_a_minute() {
         let first = Duration::from_secs(5);
-        assert_eq!(put_back_delay(first, 0), first);
-        assert_eq!(put_back_delay(first, 2), Duration::from_secs(20));
-        assert_eq!(put_back_delay(first, 40), MAX_PUT_BACK_DELAY);
+        assert_eq!(put_back_delay(first, 0, 1.0), first);
+        assert_eq!(put_back_delay(first, 2, 0.0), first);
+        assert_eq!(put_back_delay(first, 2, 1.0), Duration::from_secs(20));
+        assert_eq!(put_back_delay(first, 2, 0.5), Duration::from_millis(12_500));
+        assert_eq!(put_back_delay(first, 40, 1.0), MAX_PUT_BACK_DELAY);
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   `If-Match` on another tag answers 412, `If-Range` on another validator the whole body
 //!   (200). The body goes at RATE bytes a second (0: at once); bytes sent are counted.
 //!
+//! - `/versioned/NAME`: the file with a strong ETag of its content (its CRC32C) and
+//!   `If-None-Match` (304 when it matches); 404 once removed ([`OriginServer::remove`]).
+//!
 //! A path registered with [`OriginServer::alias`] is served as its route (and recorded as it).
 
 use std::collections::HashMap;
@@ -84,6 +87,11 @@ impl OriginServer {
             .unwrap()
             .files
             .insert(name.to_owned(), File { body, headers });
+    }
+
+    /// Takes a file away: its routes answer 404.
+    pub fn remove(&self, name: &str) {
+        self.state.lock().unwrap().files.remove(name);
     }
 
     /// Serves `path` (percent-encoded) as `route` (percent-encoded): a message's uri must name its
@@ -153,6 +161,22 @@ async fn serve(
         match segments.as_slice() {
             ["files", ..] => match file(&rest(1)) {
                 Some(f) => respond(&mut stream, 200, &f.headers, Some(&f.body)).await?,
+                None => respond(&mut stream, 404, &[], Some(b"not found")).await?,
+            },
+            ["versioned", ..] => match file(&rest(1)) {
+                Some(f) => {
+                    let etag = format!("\"{:08x}\"", crc32c::crc32c(&f.body));
+                    let current = headers
+                        .iter()
+                        .any(|(k, v)| k == "if-none-match" && v.trim() == etag);
+                    let mut answer = f.headers.clone();
+                    answer.push(("etag".into(), etag));
+                    if current {
+                        respond(&mut stream, 304, &answer, None).await?
+                    } else {
+                        respond(&mut stream, 200, &answer, Some(&f.body)).await?
+                    }
+                }
                 None => respond(&mut stream, 404, &[], Some(b"not found")).await?,
             },
             ["chunked", ..] => {
