@@ -39,6 +39,9 @@ pub fn operation(
     if let Some(target) = header("x-amz-target") {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
     }
+    if service == "cloudfront" {
+        return cloudfront_operation(method, path).to_owned();
+    }
     if service != "s3" {
         return body
             .and_then(|body| super::query_param(body, "Action"))
@@ -46,6 +49,19 @@ pub fn operation(
             .unwrap_or_else(|| "Unknown".to_owned());
     }
     s3_operation(method, path, query, header("x-amz-copy-source").is_some()).to_owned()
+}
+
+/// CloudFront's REST operations this product sends (API version 2020-05-31).
+fn cloudfront_operation(method: &str, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", [_, "distribution", _, "invalidation"]) => "CreateInvalidation",
+        ("GET", [_, "distribution", _, "invalidation"]) => "ListInvalidations",
+        ("GET", [_, "distribution", _, "invalidation", _]) => "GetInvalidation",
+        ("GET", [_, "distribution"]) => "ListDistributions",
+        ("POST", [_, "distribution"]) => "CreateDistribution",
+        _ => "Unknown",
+    }
 }
 
 /// S3's operations, path-style (`/bucket` or `/bucket/key`), as the local stand-ins are addressed.
@@ -117,6 +133,26 @@ mod tests {
             "s3"
         );
         assert_eq!(service(&[], ""), "s3");
+    }
+
+    #[test]
+    fn cloudfront_operations_come_from_the_path() {
+        let path = "/2020-05-31/distribution/E2QWRUHAPOMQZL/invalidation";
+        assert_eq!(
+            operation("cloudfront", "POST", path, "", &[], None),
+            "CreateInvalidation"
+        );
+        assert_eq!(
+            operation(
+                "cloudfront",
+                "GET",
+                &format!("{path}/I2J0I21PCUYOIK"),
+                "",
+                &[],
+                None
+            ),
+            "GetInvalidation"
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl Checker {
             "sqs" => json_document(exchange, &mut report, sqs),
             "dynamodb" => json_document(exchange, &mut report, dynamodb),
             "sns" => sns(exchange, &mut report),
+            "cloudfront" if exchange.operation == "CreateInvalidation" => {
+                create_invalidation(exchange, &mut report)
+            }
             "secretsmanager" => {
                 json_protocol(exchange, "secretsmanager", &mut report);
                 json_document(exchange, &mut report, secretsmanager);
@@ -1174,6 +1177,52 @@ fn value_size(value: &Value) -> usize {
 /// https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html): a message is at most
 /// 256 KiB with its attributes, a batch 1 to 10 entries and 256 KiB in all; a subject at most 100
 /// printable ASCII characters; at most 10 message attributes.
+/// CreateInvalidation (CloudFront API reference, CreateInvalidation and InvalidationBatch;
+/// "Invalidating files", quotas): an `InvalidationBatch` with a `CallerReference` and `Paths`
+/// whose `Quantity` is the number of `Path` items; at most 3,000 paths may be in progress for a
+/// distribution, so no one batch may hold more; each path starts with `/` and has `*` only as
+/// its last character; at most 4,000 characters.
+fn create_invalidation(ex: &Exchange, report: &mut Report) {
+    let Some(xml) = ex.body.text.as_deref() else {
+        report.add("cloudfront.invalidation", "no InvalidationBatch document");
+        return;
+    };
+    if xml_values(xml, "CallerReference")
+        .first()
+        .is_none_or(|reference| reference.is_empty())
+    {
+        report.add("cloudfront.invalidation", "no CallerReference");
+    }
+    let paths = xml_values(xml, "Path");
+    let quantity = xml_values(xml, "Quantity")
+        .first()
+        .and_then(|q| q.parse::<usize>().ok());
+    if quantity != Some(paths.len()) {
+        report.add(
+            "cloudfront.invalidation",
+            format!("Quantity {quantity:?} for {} Path items", paths.len()),
+        );
+    }
+    if paths.is_empty() || paths.len() > 3_000 {
+        report.add(
+            "cloudfront.invalidation",
+            format!("{} paths (1 to 3,000)", paths.len()),
+        );
+    }
+    for path in &paths {
+        let star = path.find('*');
+        if !path.starts_with('/')
+            || path.len() > 4_000
+            || star.is_some_and(|at| at != path.len() - 1)
+        {
+            report.add(
+                "cloudfront.invalidation",
+                format!("path {path:?}: starts with '/', '*' only at its end, 4,000 characters"),
+            );
+        }
+    }
+}
+
 fn sns(ex: &Exchange, report: &mut Report) {
     let Some(text) = ex.body.text.as_deref() else {
         return;
@@ -2165,6 +2214,41 @@ mod tests {
         assert_caught(&unsent, "json.protocol");
         unsent.method = "GET".into();
         assert_caught(&unsent, "json.protocol");
+    }
+
+    #[test]
+    fn invalidation_rules_are_caught() {
+        let batch = |quantity: usize, paths: &[&str], reference: &str| Exchange {
+            service: "cloudfront".into(),
+            operation: "CreateInvalidation".into(),
+            method: "POST".into(),
+            path: "/2020-05-31/distribution/E2QWRUHAPOMQZL/invalidation".into(),
+            body: BodySummary {
+                complete: true,
+                text: Some(format!(
+                    "<InvalidationBatch xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\">\
+                     <Paths><Quantity>{quantity}</Quantity><Items>{}</Items></Paths>\
+                     <CallerReference>{reference}</CallerReference></InvalidationBatch>",
+                    paths
+                        .iter()
+                        .map(|p| format!("<Path>{p}</Path>"))
+                        .collect::<String>()
+                )),
+                ..BodySummary::default()
+            },
+            status: 201,
+            ..Exchange::default()
+        };
+        assert!(rules_broken(&batch(2, &["/a.jpg", "/b/*"], "backfill-1")).is_empty());
+        for broken in [
+            batch(3, &["/a.jpg", "/b.jpg"], "backfill-1"),
+            batch(1, &["a.jpg"], "backfill-1"),
+            batch(1, &["/a*.jpg"], "backfill-1"),
+            batch(1, &["/a.jpg"], ""),
+            batch(0, &[], "backfill-1"),
+        ] {
+            assert_caught(&broken, "cloudfront.invalidation");
+        }
     }
 
     #[test]
