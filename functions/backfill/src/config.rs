@@ -177,9 +177,11 @@ pub struct Freshness {
     /// What the function copied and when each copy is next due. Without it nothing is
     /// revalidated on a schedule (announced changes still are).
     pub table: Option<String>,
-    /// The backfill queue itself: a change of a key whose copy is in flight is put back there,
-    /// a prefix's keys are announced there, and the schedule sends its refreshes there. Without
-    /// it, change messages are refused.
+    /// Where the function sends its own changes: a change of a key whose copy is in flight is
+    /// put back there (delayed), a prefix's keys are announced there, and the schedule's sweep
+    /// sends its refreshes there. A standard queue the function consumes (the part queue in
+    /// template.yaml: a FIFO backfill queue takes neither per-message delays nor messages
+    /// without a deduplication id). Without it, change messages are refused.
     pub queue_url: Option<String>,
     /// Where changed paths wait to be invalidated in CloudFront, in batches.
     pub invalidation_queue_url: Option<String>,
@@ -565,7 +567,7 @@ impl Freshness {
         };
         Ok(Freshness {
             table: set("FRESHNESS_TABLE"),
-            queue_url: set("BACKFILL_QUEUE_URL"),
+            queue_url: set("CHANGE_QUEUE_URL"),
             invalidation_queue_url: set("INVALIDATION_QUEUE_URL"),
             distribution_id: set("DISTRIBUTION_ID"),
             on_origin_gone,

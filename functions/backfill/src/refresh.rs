@@ -34,7 +34,8 @@ use crate::task::Sweep;
 #[derive(Default)]
 pub struct Fresh {
     pub table: Option<DynamoFreshness>,
-    /// The backfill queue: changes put back, a prefix's keys, the schedule's refreshes.
+    /// The change queue (CHANGE_QUEUE_URL): changes put back, a prefix's keys, the schedule's
+    /// refreshes.
     pub queue: Option<SqsQueue>,
     pub invalidations: Option<SqsQueue>,
     pub cloudfront: Option<CloudFront>,
@@ -120,7 +121,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         span.record("bucket", change.bucket.as_str());
         let (Some(queue), Some(leases)) = (&self.fresh.queue, &self.leases) else {
             return Err(MessageError::Invalid(
-                "a change, but this function has no BACKFILL_QUEUE_URL and LEASE_TABLE".into(),
+                "a change, but this function has no CHANGE_QUEUE_URL and LEASE_TABLE".into(),
             )
             .into());
         };
@@ -467,7 +468,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     ) -> Result<CopyOutcome, BackfillError> {
         let (Some(table), Some(queue)) = (&self.fresh.table, &self.fresh.queue) else {
             return Err(MessageError::Invalid(
-                "a sweep, but this function has no FRESHNESS_TABLE and BACKFILL_QUEUE_URL".into(),
+                "a sweep, but this function has no FRESHNESS_TABLE and CHANGE_QUEUE_URL".into(),
             )
             .into());
         };
