@@ -187,6 +187,9 @@ pub struct Freshness {
     pub invalidation_queue_url: Option<String>,
     /// The distribution to invalidate; without it, paths are reported and dropped.
     pub distribution_id: Option<String>,
+    /// Where the image processor writes an image's renditions (`{prefix}{key}/...`): a changed
+    /// image's renditions are invalidated with it. None: only the object's own path is.
+    pub thumbnail_prefix: Option<String>,
     /// When the origin answers 404 or 410 for a copy: delete it (default) or keep it.
     pub on_origin_gone: OnOriginGone,
     /// No copy goes longer than this without a revalidation, given the budget for it.
@@ -570,6 +573,7 @@ impl Freshness {
             queue_url: set("CHANGE_QUEUE_URL"),
             invalidation_queue_url: set("INVALIDATION_QUEUE_URL"),
             distribution_id: set("DISTRIBUTION_ID"),
+            thumbnail_prefix: set("THUMBNAIL_PREFIX"),
             on_origin_gone,
             max_staleness: env.duration_or("MAX_STALENESS", Duration::from_secs(86_400))?,
             min_revalidation: env.duration_or("MIN_REVALIDATION", Duration::from_secs(300))?,

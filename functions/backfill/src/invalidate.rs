@@ -62,28 +62,44 @@ impl Invalidation {
 }
 
 /// What CloudFront takes as one path: starts with `/`, printable ASCII (viewer paths are
-/// percent-encoded), no `*` (this function never asks for a wildcard itself), under 4,000
-/// characters.
+/// percent-encoded), `*` only at its end, under 4,000 characters.
 fn is_path(path: &str) -> bool {
     path.starts_with('/')
         && path.len() < 4_000
-        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'*')
+        && path.bytes().all(|b| b.is_ascii_graphic())
+        && path.find('*').is_none_or(|at| at == path.len() - 1)
 }
 
-/// The paths of one invalidation: each once, in order; past `max_paths`, the directories with
-/// the most changed paths are replaced by `directory/*` (at most `max_wildcards` of them), and
-/// if that is not enough, everything by `/*`.
+/// The paths of one invalidation: each once, in order. Wildcards (`dir/*`, a source's
+/// renditions) beyond `max_wildcards` become one, over their common directory; a path a wildcard
+/// covers goes. Past `max_paths`, the directories with the most changed paths become `dir/*` (as
+/// many as wildcards are left), and if that is not enough, everything is `/*`.
 pub fn batch_paths<'a>(
     paths: impl IntoIterator<Item = &'a str>,
     max_paths: usize,
     max_wildcards: usize,
 ) -> Vec<String> {
     let unique: BTreeSet<&str> = paths.into_iter().collect();
-    if unique.len() <= max_paths {
-        return unique.into_iter().map(str::to_owned).collect();
+    let (wild, exact): (BTreeSet<&str>, BTreeSet<&str>) =
+        unique.into_iter().partition(|path| path.ends_with('*'));
+    let mut wildcards: BTreeSet<String> = wild.iter().map(|w| (*w).to_owned()).collect();
+    if wildcards.len() > max_wildcards.max(1) {
+        wildcards = BTreeSet::from([format!("{}*", common_directory(&wild))]);
+    }
+    let covered = |path: &str| {
+        wildcards
+            .iter()
+            .any(|w| path.starts_with(w.trim_end_matches('*')))
+    };
+    let exact: Vec<&str> = exact.into_iter().filter(|p| !covered(p)).collect();
+    if exact.len() + wildcards.len() <= max_paths {
+        let mut batch: Vec<String> = wildcards.into_iter().collect();
+        batch.extend(exact.into_iter().map(str::to_owned));
+        batch.sort();
+        return batch;
     }
     let mut by_directory: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for path in &unique {
+    for path in &exact {
         let directory = &path[..=path.rfind('/').expect("a path starts with '/'")];
         by_directory.entry(directory).or_default().push(path);
     }
@@ -92,28 +108,44 @@ pub fn batch_paths<'a>(
         .map(|(directory, paths)| (*directory, paths.len()))
         .collect();
     largest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut count = unique.len();
-    let mut wildcards = BTreeSet::new();
-    for (directory, paths) in largest.into_iter().take(max_wildcards) {
+    let mut count = exact.len() + wildcards.len();
+    let mut collapsed = BTreeSet::new();
+    let left = max_wildcards.saturating_sub(wildcards.len());
+    for (directory, paths) in largest.into_iter().take(left) {
         if count <= max_paths {
             break;
         }
-        wildcards.insert(directory);
+        collapsed.insert(directory);
         count = count - paths + 1;
     }
     if count > max_paths {
         return vec!["/*".to_owned()];
     }
-    let mut batch: Vec<String> = wildcards.iter().map(|d| format!("{d}*")).collect();
+    let mut batch: Vec<String> = wildcards.into_iter().collect();
+    batch.extend(collapsed.iter().map(|d| format!("{d}*")));
     batch.extend(
         by_directory
             .into_iter()
-            .filter(|(directory, _)| !wildcards.contains(directory))
+            .filter(|(directory, _)| !collapsed.contains(directory))
             .flat_map(|(_, paths)| paths)
             .map(str::to_owned),
     );
     batch.sort();
     batch
+}
+
+/// The longest directory (ending in `/`) every path is under.
+fn common_directory(paths: &BTreeSet<&str>) -> String {
+    let mut common = paths.first().copied().unwrap_or("/").to_owned();
+    for path in paths {
+        while !path.starts_with(&common) {
+            common.pop();
+        }
+    }
+    match common.rfind('/') {
+        Some(at) => common[..=at].to_owned(),
+        None => "/".to_owned(),
+    }
 }
 
 /// The caller reference of a batch: the same records give the same reference, so a batch
@@ -225,6 +257,28 @@ mod tests {
     }
 
     #[test]
+    fn renditions_wildcards_beyond_the_limit_become_one() {
+        let paths = [
+            "/a.jpg",
+            "/thumbnails/a.jpg/*",
+            "/thumbnails/b.jpg/*",
+            "/thumbnails/b.jpg/160.jpg",
+        ];
+        assert_eq!(
+            batch_paths(paths, 10, 5),
+            ["/a.jpg", "/thumbnails/a.jpg/*", "/thumbnails/b.jpg/*"]
+        );
+        let many: Vec<String> = (0..8)
+            .map(|i| format!("/thumbnails/images/{i}.jpg/*"))
+            .chain(["/images/0.jpg".to_owned()])
+            .collect();
+        assert_eq!(
+            batch_paths(many.iter().map(String::as_str), 10, 5),
+            ["/images/0.jpg", "/thumbnails/images/*"]
+        );
+    }
+
+    #[test]
     fn one_set_of_records_is_one_caller_reference() {
         let a = caller_reference(["m2", "m1"]);
         assert_eq!(a, caller_reference(["m1", "m2", "m1"]));
@@ -237,7 +291,7 @@ mod tests {
         let invalidation = Invalidation::new(vec!["/images/caf%C3%A9.jpg".into()]);
         let value: serde_json::Value = serde_json::from_str(&invalidation.to_json()).unwrap();
         assert_eq!(Invalidation::parse(value).unwrap(), invalidation);
-        for bad in ["images/a.jpg", "/a b.jpg", "/a/*"] {
+        for bad in ["images/a.jpg", "/a b.jpg", "/a/*.jpg"] {
             let value = serde_json::json!({"version": 1, "kind": "invalidate", "paths": [bad]});
             assert!(Invalidation::parse(value).is_err(), "{bad}");
         }

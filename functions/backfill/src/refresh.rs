@@ -99,6 +99,25 @@ pub fn same_entity(headers: &HeaderMap, head: &Head) -> bool {
     }
 }
 
+/// The viewer path of an image's renditions, as a wildcard (`/thumbnails/images/a.jpg/*`): the
+/// image processor writes them again, or deletes them, when their source changes. None for an
+/// object that is no image, or whose renditions viewers cannot reach under the key prefix.
+pub fn renditions_path(
+    key: &str,
+    thumbnail_prefix: Option<&str>,
+    key_prefix: &str,
+) -> Option<String> {
+    let thumbnail_prefix = thumbnail_prefix?;
+    let extension = key.rsplit_once('.')?.1.to_ascii_lowercase();
+    if !matches!(extension.as_str(), "jpg" | "jpeg" | "png" | "webp" | "gif") {
+        return None;
+    }
+    let renditions = format!("{thumbnail_prefix}{key}");
+    let path = renditions.strip_prefix(key_prefix)?;
+    let path = ObjectKey::new(path).ok()?.to_uri_path();
+    Some(format!("{path}/*"))
+}
+
 /// What a refresh counts, by stats counter.
 #[derive(Debug, Default)]
 struct Counts(Vec<(&'static str, u64)>);
@@ -451,7 +470,13 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             tracing::info!(path = %copy.uri, "no INVALIDATION_QUEUE_URL: the path is not invalidated");
             return;
         };
-        let body = Invalidation::new(vec![copy.uri.clone()]).to_json();
+        let mut paths = vec![copy.uri.clone()];
+        paths.extend(renditions_path(
+            copy.key.as_str(),
+            self.config.freshness.thumbnail_prefix.as_deref(),
+            self.config.key_prefix.as_str(),
+        ));
+        let body = Invalidation::new(paths).to_json();
         if let Err(err) = queue.send(vec![body], deadline).await {
             self.metrics
                 .emit(&[], &[Metric::count("InvalidationsLost", 1)]);
@@ -544,6 +569,27 @@ mod tests {
         answer.insert(http::header::ETAG, "\"v2\"".parse().unwrap());
         assert!(!same_entity(&answer, &copy));
         assert!(!same_entity(&HeaderMap::new(), &copy));
+    }
+
+    #[test]
+    fn an_images_renditions_are_invalidated_with_it() {
+        assert_eq!(
+            renditions_path("images/café.JPG", Some("thumbnails/"), "").as_deref(),
+            Some("/thumbnails/images/caf%C3%A9.JPG/*")
+        );
+        assert_eq!(
+            renditions_path("video/a.mp4", Some("thumbnails/"), ""),
+            None
+        );
+        assert_eq!(renditions_path("images/a.jpg", None, ""), None);
+        assert_eq!(
+            renditions_path("mirror/a.png", Some("mirror/thumbs/"), "mirror/").as_deref(),
+            Some("/thumbs/mirror/a.png/*")
+        );
+        assert_eq!(
+            renditions_path("mirror/a.png", Some("thumbs/"), "mirror/"),
+            None
+        );
     }
 
     #[test]
