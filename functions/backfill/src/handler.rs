@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::copy::{copy, CopyOutcome};
 use crate::error::BackfillError;
 use crate::invalidate::{batch_paths, caller_reference, Invalidation, MAX_PATHS, MAX_WILDCARDS};
-use crate::lease::{Leases, MemoryLeases, Taken};
+use crate::lease::{Leases, MemoryLeases, Purpose, Taken};
 use crate::origin::Origin;
 use crate::plan::{plan, Fetch};
 use crate::ranged::{epoch_at, epoch_now, lease_id, NoQueue, Ranged, TaskQueue};
@@ -95,7 +95,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             }
             Ok(Task::Part(task)) => self.part(&task, deadline).await,
             Ok(Task::Change(change)) => {
-                let result = self.change(&change, holder, deadline).await;
+                let sent_ms = record
+                    .attributes
+                    .get("SentTimestamp")
+                    .and_then(|ms| ms.parse().ok());
+                let result = self.change(&change, holder, sent_ms, deadline).await;
                 self.record_origin_health(&result);
                 result
             }
@@ -197,11 +201,26 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         // Held until just after this invocation's end: a holder that dies frees the key then.
         let expires_at = epoch_at(deadline) + self.config.deadline_margin.as_secs();
         let lease = match leases
-            .take(&id, holder, epoch_now(), expires_at, deadline)
+            .take(
+                &id,
+                holder,
+                Purpose::Copy,
+                epoch_now(),
+                expires_at,
+                deadline,
+            )
             .await?
         {
             Taken::Held(lease) => lease,
-            Taken::Live { expires_at } => {
+            Taken::Live {
+                purpose: Purpose::Refresh | Purpose::Purge,
+                ..
+            } if self.fresh.queue.is_some() => {
+                // A change of the key is under way: it may delete the copy, or find none to
+                // change, so this copy is put back rather than taken as done.
+                return self.put_back_copy(message, deadline).await;
+            }
+            Taken::Live { expires_at, .. } => {
                 tracing::info!(
                     lease_expires_at = expires_at,
                     "the key's copy is in flight elsewhere"

@@ -102,18 +102,58 @@ pub struct Lease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {
     Held(Lease),
-    /// Another invocation's lease is live until `expires_at` (epoch seconds).
+    /// Another invocation's lease is live until `expires_at` (epoch seconds), taken for `purpose`
+    /// at `taken_ms` (epoch milliseconds; 0 when the holder recorded none).
     Live {
         expires_at: u64,
+        purpose: Purpose,
+        taken_ms: u64,
     },
+}
+
+/// What a lease is held for: a copy, or a change of the key's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Copy,
+    Refresh,
+    Purge,
+}
+
+impl Purpose {
+    /// The lease's `state` while it is taken (a split copy's becomes `uploading`).
+    fn state(self) -> &'static str {
+        match self {
+            Purpose::Copy => "copying",
+            Purpose::Refresh => "refresh",
+            Purpose::Purge => "purge",
+        }
+    }
+
+    fn from_state(state: Option<&str>) -> Purpose {
+        match state {
+            Some("refresh") => Purpose::Refresh,
+            Some("purge") => Purpose::Purge,
+            _ => Purpose::Copy,
+        }
+    }
+}
+
+/// Now, in epoch milliseconds.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 /// Every call ends by its `deadline`. Times are epoch seconds.
 pub trait Leases: Send + Sync {
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         id: &str,
         holder: &str,
+        purpose: Purpose,
         now: u64,
         expires_at: u64,
         deadline: Instant,
@@ -267,6 +307,7 @@ impl Leases for DynamoLeases {
         &self,
         id: &str,
         holder: &str,
+        purpose: Purpose,
         now: u64,
         expires_at: u64,
         deadline: Instant,
@@ -278,7 +319,7 @@ impl Leases for DynamoLeases {
             .set_key(Some(Self::key(id)))
             .update_expression(
                 "SET #generation = if_not_exists(#generation, :zero) + :one, #holder = :holder, \
-                 #expires_at = :expires_at, #ttl = :ttl, #state = :copying",
+                 #expires_at = :expires_at, #ttl = :ttl, #state = :state, #taken_ms = :taken_ms",
             )
             .condition_expression(
                 "attribute_not_exists(#pk) OR #expires_at < :now OR #holder = :holder",
@@ -289,12 +330,14 @@ impl Leases for DynamoLeases {
             .expression_attribute_names("#expires_at", "expires_at")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#taken_ms", "taken_ms")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":holder", s(holder))
             .expression_attribute_values(":expires_at", n(expires_at))
             .expression_attribute_values(":ttl", n(expires_at + TTL_AFTER_EXPIRY))
-            .expression_attribute_values(":copying", s("copying"))
+            .expression_attribute_values(":state", s(purpose.state()))
+            .expression_attribute_values(":taken_ms", n(epoch_ms()))
             .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -312,15 +355,19 @@ impl Leases for DynamoLeases {
                 }))
             }
             Err(err) if condition_failed(&err) => {
-                let expires_at = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e) => e.item.as_ref(),
-                        _ => None,
-                    })
-                    .and_then(|item| number(item, "expires_at"))
-                    .unwrap_or(expires_at);
-                Ok(Taken::Live { expires_at })
+                let item = err.as_service_error().and_then(|e| match e {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e) => e.item.as_ref(),
+                    _ => None,
+                });
+                Ok(Taken::Live {
+                    expires_at: item
+                        .and_then(|item| number(item, "expires_at"))
+                        .unwrap_or(expires_at),
+                    purpose: Purpose::from_state(item.and_then(|item| text(item, "state"))),
+                    taken_ms: item
+                        .and_then(|item| number(item, "taken_ms"))
+                        .unwrap_or_default(),
+                })
             }
             Err(err) => Err(dynamo_error("UpdateItem", err)),
         }
@@ -552,6 +599,8 @@ pub struct MemoryLeases {
 #[derive(Debug, Clone)]
 struct MemoryLease {
     holder: String,
+    purpose: Purpose,
+    taken_ms: u64,
     generation: u64,
     expires_at: u64,
     upload: Option<UploadRecord>,
@@ -583,6 +632,7 @@ impl Leases for MemoryLeases {
         &self,
         id: &str,
         holder: &str,
+        purpose: Purpose,
         now: u64,
         expires_at: u64,
         _: Instant,
@@ -590,11 +640,15 @@ impl Leases for MemoryLeases {
         Ok(self.with(|items| match items.get_mut(id) {
             Some(item) if item.expires_at >= now && item.holder != holder => Taken::Live {
                 expires_at: item.expires_at,
+                purpose: item.purpose,
+                taken_ms: item.taken_ms,
             },
             Some(item) => {
                 item.generation += 1;
                 item.expires_at = expires_at;
                 item.holder = holder.to_owned();
+                item.purpose = purpose;
+                item.taken_ms = epoch_ms();
                 Taken::Held(Lease {
                     id: id.to_owned(),
                     generation: item.generation,
@@ -606,6 +660,8 @@ impl Leases for MemoryLeases {
                     id.to_owned(),
                     MemoryLease {
                         holder: holder.to_owned(),
+                        purpose,
+                        taken_ms: epoch_ms(),
                         generation: 1,
                         expires_at,
                         upload: None,
@@ -772,14 +828,29 @@ mod tests {
     #[tokio::test]
     async fn a_live_lease_refuses_a_second_holder_and_an_expired_one_is_taken_over() {
         let leases = MemoryLeases::default();
-        let Taken::Held(_) = leases.take("b/k", "one", 100, 200, later()).await.unwrap() else {
+        let Taken::Held(_) = leases
+            .take("b/k", "one", Purpose::Copy, 100, 200, later())
+            .await
+            .unwrap()
+        else {
             panic!("free")
         };
-        assert_eq!(
-            leases.take("b/k", "two", 150, 250, later()).await.unwrap(),
-            Taken::Live { expires_at: 200 }
-        );
-        let Taken::Held(first) = leases.take("b/k", "one", 150, 200, later()).await.unwrap() else {
+        assert!(matches!(
+            leases
+                .take("b/k", "two", Purpose::Refresh, 150, 250, later())
+                .await
+                .unwrap(),
+            Taken::Live {
+                expires_at: 200,
+                purpose: Purpose::Copy,
+                ..
+            }
+        ));
+        let Taken::Held(first) = leases
+            .take("b/k", "one", Purpose::Copy, 150, 200, later())
+            .await
+            .unwrap()
+        else {
             panic!("the holder's own message, back after the holder died, takes it over")
         };
         assert_eq!(first.generation, 2);
@@ -809,7 +880,10 @@ mod tests {
             Some(1),
             "a redelivered part counts once"
         );
-        let Taken::Held(second) = leases.take("b/k", "two", 301, 400, later()).await.unwrap()
+        let Taken::Held(second) = leases
+            .take("b/k", "two", Purpose::Copy, 301, 400, later())
+            .await
+            .unwrap()
         else {
             panic!("expired")
         };
@@ -837,7 +911,11 @@ mod tests {
             part_size: 10,
             parts: 3,
         };
-        let Taken::Held(first) = leases.take("b/k", "one", 100, 200, later()).await.unwrap() else {
+        let Taken::Held(first) = leases
+            .take("b/k", "one", Purpose::Copy, 100, 200, later())
+            .await
+            .unwrap()
+        else {
             panic!("free")
         };
         assert!(leases
@@ -850,7 +928,10 @@ mod tests {
             .await
             .unwrap());
         // The restart's lease counts from 1 again: the generation alone cannot tell them apart.
-        let Taken::Held(second) = leases.take("b/k", "two", 110, 210, later()).await.unwrap()
+        let Taken::Held(second) = leases
+            .take("b/k", "two", Purpose::Copy, 110, 210, later())
+            .await
+            .unwrap()
         else {
             panic!("released")
         };

@@ -23,7 +23,7 @@ use crate::error::BackfillError;
 use crate::freshness::{object_id, revalidation_interval, DynamoFreshness};
 use crate::handler::Backfill;
 use crate::invalidate::{CloudFront, Invalidation};
-use crate::lease::{Leases, Taken};
+use crate::lease::{Leases, Purpose, Taken};
 use crate::origin::Origin;
 use crate::plan::{plan, Fetch, BACKFILLED_AT, ORIGIN_ETAG, ORIGIN_LAST_MODIFIED};
 use crate::ranged::{epoch_at, epoch_now, lease_id, SqsQueue, TaskQueue};
@@ -56,6 +56,18 @@ pub fn put_back_delay(first: Duration, busy: u32, spread: f64) -> Duration {
         .min(MAX_PUT_BACK_DELAY)
         .max(first);
     first + (bound - first).mul_f64(spread.clamp(0.0, 1.0))
+}
+
+/// Margin for the clocks of SQS and of the lease's holder: a lease taken less than this after a
+/// message was sent may have started before it.
+const CLOCK_MARGIN_MS: u64 = 1_000;
+
+/// Whether a change in flight makes this one redundant: the same kind, taken (and so looking at
+/// the origin, or deleting the copy) after this one was sent.
+pub fn covers(held: Purpose, taken_ms: u64, ours: Purpose, sent_ms: Option<u64>) -> bool {
+    held == ours
+        && held != Purpose::Copy
+        && sent_ms.is_some_and(|sent| taken_ms > sent + CLOCK_MARGIN_MS)
 }
 
 /// Whether an object is a copy of the origin's: only those are revalidated or purged.
@@ -130,10 +142,12 @@ impl Counts {
 
 impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     /// A refresh or purge of a key, or of every key under a prefix.
+    /// `sent_ms`: when SQS took the message (its `SentTimestamp`), if known.
     pub async fn change(
         &self,
         change: &ChangeMessage,
         holder: &str,
+        sent_ms: Option<u64>,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let span = tracing::Span::current();
@@ -157,11 +171,25 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                 let fetch = plan(&copy, &self.config)?;
                 let id = lease_id(&fetch);
                 let expires_at = epoch_at(deadline) + self.config.deadline_margin.as_secs();
+                let purpose = match change.kind {
+                    ChangeKind::Refresh => Purpose::Refresh,
+                    ChangeKind::Purge => Purpose::Purge,
+                };
                 let lease = match leases
-                    .take(&id, holder, epoch_now(), expires_at, deadline)
+                    .take(&id, holder, purpose, epoch_now(), expires_at, deadline)
                     .await?
                 {
                     Taken::Held(lease) => lease,
+                    Taken::Live {
+                        purpose: held,
+                        taken_ms,
+                        ..
+                    } if covers(held, taken_ms, purpose, sent_ms) => {
+                        tracing::info!(
+                            "the same change of the key started after this one was sent: nothing to add"
+                        );
+                        return Ok(CopyOutcome::InFlight);
+                    }
                     Taken::Live { .. } => return self.put_back(queue, change, deadline).await,
                 };
                 let result = self.change_key(change, &copy, fetch, deadline).await;
@@ -178,6 +206,24 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                 }
             }
         }
+    }
+
+    /// Puts a copy back on the change queue, delayed: a change of its key is under way.
+    pub async fn put_back_copy(
+        &self,
+        copy: &BackfillMessage,
+        deadline: Instant,
+    ) -> Result<CopyOutcome, BackfillError> {
+        let queue = self.fresh.queue.as_ref().expect("checked by the caller");
+        let delay = put_back_delay(self.config.freshness.busy_delay, 1, fastrand::f64());
+        queue
+            .send_delayed(vec![copy.to_json()], delay, deadline)
+            .await?;
+        tracing::info!(
+            delay_s = delay.as_secs(),
+            "a change of the key is under way: the copy is put back"
+        );
+        Ok(CopyOutcome::PutBack)
     }
 
     /// Sends the change again, delayed: its key's copy is in flight, or the object changed
@@ -600,6 +646,16 @@ mod tests {
         assert_eq!(put_back_delay(first, 2, 1.0), Duration::from_secs(20));
         assert_eq!(put_back_delay(first, 2, 0.5), Duration::from_millis(12_500));
         assert_eq!(put_back_delay(first, 40, 1.0), MAX_PUT_BACK_DELAY);
+    }
+
+    #[test]
+    fn a_change_is_covered_only_by_the_same_change_taken_after_it_was_sent() {
+        let sent = Some(10_000);
+        assert!(covers(Purpose::Refresh, 11_001, Purpose::Refresh, sent));
+        assert!(!covers(Purpose::Refresh, 10_500, Purpose::Refresh, sent));
+        assert!(!covers(Purpose::Purge, 20_000, Purpose::Refresh, sent));
+        assert!(!covers(Purpose::Refresh, 20_000, Purpose::Purge, sent));
+        assert!(!covers(Purpose::Refresh, 20_000, Purpose::Refresh, None));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
 };
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use backfill::copy::CopyOutcome;
 use backfill::error::BackfillError;
 use backfill::freshness::DynamoFreshness;
@@ -157,6 +157,7 @@ impl Fixture {
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
                 .await
                 .unwrap();
@@ -171,6 +172,15 @@ impl Fixture {
                 let mut record = SqsMessage::default();
                 record.message_id = message.message_id.clone();
                 record.body = message.body.clone();
+                if let Some(sent) = message
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                {
+                    record
+                        .attributes
+                        .insert("SentTimestamp".to_owned(), sent.clone());
+                }
                 let outcome = self.app.handle_record(record, a_minute()).await;
                 let retry = matches!(&outcome, Err(err) if shared::Failure::is_retryable(err));
                 if !retry {
@@ -493,23 +503,29 @@ async fn a_prefix_purge_removes_every_copy_under_it_and_nothing_else() {
     assert_eq!(f.h.object(&upload).await, Some(b"mine".to_vec()));
 }
 
-/// 20 concurrent copies, refreshes and purges of one key while the origin's object changes three
-/// times, each change announced after it is made, as a CMS does: the bucket ends with the newest
-/// version or with nothing, never an older one.
+/// 20 concurrent copies, refreshes and purges of one key already copied, while the origin's
+/// object changes three times, each change announced after it is made, as a CMS does: the bucket
+/// ends with the newest version or with nothing, never an older one. Over the rounds, copies are
+/// replaced (`If-Match`) and deleted, not only found missing.
 #[tokio::test]
 async fn concurrent_refreshes_backfills_and_purges_end_with_the_newest_version_or_nothing() {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for round in 0..3u8 {
         let f = Fixture::start(&[]).await;
         let name = format!("contended-{round}.jpg");
         f.h.server.add(&name, version(1), &[]);
         let (copy, key) = f.copy(&name);
+        assert!(matches!(
+            f.handle(&copy).await,
+            Ok(CopyOutcome::Copied { .. })
+        ));
         let refresh = f.change("refresh", &key);
         let purge = f.change("purge", &key);
         let mut operations = Vec::new();
         for i in 0..20 {
-            operations.push(match i % 3 {
-                0 => copy.clone(),
-                1 => refresh.clone(),
+            operations.push(match i % 5 {
+                0 | 1 => copy.clone(),
+                2 | 3 => refresh.clone(),
                 _ => purge.clone(),
             });
         }
@@ -523,15 +539,25 @@ async fn concurrent_refreshes_backfills_and_purges_end_with_the_newest_version_o
         };
         let handled = futures::future::join_all(operations.iter().map(|body| f.handle(body)));
         let (outcomes, ()) = tokio::join!(handled, changes);
-        for outcome in &outcomes {
-            assert!(outcome.is_ok(), "{outcome:?}");
-        }
         let drained = f.drain().await;
+        for outcome in &outcomes {
+            let label = match outcome {
+                Ok(outcome) => outcome.label().to_owned(),
+                Err(err) => panic!("{err}"),
+            };
+            *seen.entry(label).or_default() += 1;
+        }
+        for label in &drained {
+            *seen.entry(label.clone()).or_default() += 1;
+        }
         let stored = f.h.object(&key).await;
         assert!(
             stored.is_none() || stored.as_deref() == Some(&version(4)[..]),
             "round {round}: the bucket holds version {:?}; outcomes {outcomes:?} then {drained:?}",
             stored.map(|s| s[0])
         );
+    }
+    for needed in ["refreshed", "purged"] {
+        assert!(seen.contains_key(needed), "no {needed} among {seen:?}");
     }
 }
