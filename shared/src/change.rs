@@ -24,7 +24,8 @@ use time::OffsetDateTime;
 
 use crate::key::ObjectKey;
 use crate::message::{
-    is_bucket_name, BackfillMessage, MessageError, OriginLocation, Trigger, MESSAGE_VERSION,
+    is_bucket_name, versioned_object, BackfillMessage, MessageError, OriginLocation, Trigger,
+    MESSAGE_VERSION,
 };
 
 /// The `kind` of a refresh.
@@ -162,14 +163,7 @@ impl ChangeMessage {
 
     /// Parses and validates a message body.
     pub fn parse(body: &str) -> Result<Self, MessageError> {
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| MessageError::NotJson(e.to_string()))?;
-        let object = value.as_object().ok_or(MessageError::NotAnObject)?;
-        match object.get("version") {
-            None => return Err(MessageError::MissingVersion),
-            Some(Value::Number(n)) if n.as_u64() == Some(MESSAGE_VERSION) => {}
-            Some(other) => return Err(MessageError::UnsupportedVersion(other.to_string())),
-        }
+        let value = versioned_object(body)?;
         let message: ChangeMessage = serde_json::from_value(value)
             .map_err(|e| MessageError::Invalid(format!("change: {e}")))?;
         message.validate()?;

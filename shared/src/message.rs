@@ -161,14 +161,7 @@ pub enum MessageError {
 impl BackfillMessage {
     /// Parses and validates a message body.
     pub fn parse(body: &str) -> Result<Self, MessageError> {
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| MessageError::NotJson(e.to_string()))?;
-        let object = value.as_object().ok_or(MessageError::NotAnObject)?;
-        match object.get("version") {
-            None => return Err(MessageError::MissingVersion),
-            Some(Value::Number(n)) if n.as_u64() == Some(MESSAGE_VERSION) => {}
-            Some(other) => return Err(MessageError::UnsupportedVersion(other.to_string())),
-        }
+        let value = versioned_object(body)?;
         let message: BackfillMessage =
             serde_json::from_value(value).map_err(|e| MessageError::Invalid(e.to_string()))?;
         message.validate()?;
@@ -210,6 +203,18 @@ impl BackfillMessage {
             return invalid("request_id is longer than 256 characters");
         }
         Ok(())
+    }
+}
+
+/// A message body as a JSON object of this build's version, or why not.
+pub fn versioned_object(body: &str) -> Result<Value, MessageError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    let object = value.as_object().ok_or(MessageError::NotAnObject)?;
+    match object.get("version") {
+        None => Err(MessageError::MissingVersion),
+        Some(Value::Number(n)) if n.as_u64() == Some(MESSAGE_VERSION) => Ok(value),
+        Some(other) => Err(MessageError::UnsupportedVersion(other.to_string())),
     }
 }
 

@@ -326,22 +326,7 @@ impl ObjectStore for S3Store {
         key: &str,
         deadline: Instant,
     ) -> Result<bool, BackfillError> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .customize()
-            .config_override(until(&self.client, deadline)?)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            // Without s3:ListBucket a missing key answers 403; the role has ListBucket, so a 403
-            // here is a real permission problem and is reported as such.
-            Err(err) => Err(aws_error("HeadObject", err)),
-        }
+        Ok(self.head(bucket, key, deadline).await?.is_some())
     }
 
     async fn head(
@@ -365,6 +350,8 @@ impl ObjectStore for S3Store {
                 metadata: head.metadata.unwrap_or_default(),
             })),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            // Without s3:ListBucket a missing key answers 403; the role has ListBucket, so a 403
+            // here is a real permission problem and is reported as such.
             Err(err) => Err(aws_error("HeadObject", err)),
         }
     }
