@@ -333,6 +333,8 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                 outcome
             }
             ChangeKind::Refresh => {
+                // An origin that keeps failing is left alone, as by copies.
+                self.breaker.check()?;
                 self.revalidate(copy, fetch, &head, &mut counts, deadline)
                     .await?
             }
