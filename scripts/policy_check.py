@@ -13,8 +13,11 @@ Rules (their names are what the findings and the tests use):
   visibility-timeout      an SQS event source whose queue's visibility is below 6x the function timeout
   batch-item-failures     an SQS event source without ReportBatchItemFailures
   event-source-settings   an SQS event source without batch size, ScalingConfig.MaximumConcurrency,
-                          or with a batching window on a FIFO queue
-  dead-letter-queue       a queue without a DLQ (maxReceiveCount 5, same type, longer retention)
+                          or with a batching window on a FIFO queue; a batch size over 10 without
+                          a batching window of at least 1 s (Lambda refuses it), or over 10,000;
+                          a window parameter that may be 0 for such a mapping
+  dead-letter-queue       a queue without a DLQ (maxReceiveCount 5, same type, longer retention);
+                          a schedule's DeadLetterConfig queue counts as a DLQ
   queue-encryption        a queue without server-side encryption
   edge-function           an edge function with environment variables, a runtime other than
                           Node.js/Python, not x86_64, with layers, over 30 s, unversioned, or a role
@@ -41,12 +44,30 @@ Rules (their names are what the findings and the tests use):
                           ScalingConfig.MaximumConcurrency equal to its PART_WORKERS
   lease-table             a function's LEASE_TABLE not a table of this template keyed by pk (S)
                           alone, with TTL on ttl
+  freshness               a function's FRESHNESS_TABLE not a table of this template keyed by pk
+                          (S) alone, with TTL on ttl and the index due (shard S, due_at N,
+                          projection ALL) its role may Query; a MAX_STALENESS (or the parameter
+                          giving it) that the function refuses (parse_duration, at least its
+                          MIN_REVALIDATION) or a pattern refusing a value it takes
+  invalidation-queue      a function's INVALIDATION_QUEUE_URL not a standard queue of this
+                          template, with a DLQ, that the same function consumes with
+                          ReportBatchItemFailures and, for batches over 10, a batching window
+  revalidation-schedule   a function that keeps a FRESHNESS_TABLE without a schedule sweeping it;
+                          a schedule (AWS::Scheduler::Schedule) not sending to a standard queue
+                          such a function consumes, or whose input is not a valid sweep message
+                          for its rate, or not ENABLED, with a flexible window, without a retry
+                          policy ending within the period, without a standard DLQ, or whose role
+                          is not trusted by scheduler.amazonaws.com for this account alone or may
+                          do more than send to the target and the DLQ; a CHANGE_QUEUE_URL not a
+                          standard queue of this template the same function consumes
   role-minimum            a function role whose actions differ from what the function calls
                           (scripts/sdk-calls.json; per binary for a crate with several), its event
                           source and its logs need; a call made only when a variable is set
-                          (when_configured) granted on another resource than the one it names;
-                          s3:DeleteObject on objects the role may not s3:PutObject (a function
-                          deletes only what it writes: the image function its thumbnails)
+                          (when_configured: a variable, or a list of them) granted on another
+                          resource than the ones they name, or not granted on each one that is
+                          set; s3:DeleteObject on objects the role may not s3:PutObject (a
+                          function deletes only what it writes: the image function its
+                          thumbnails); DynamoDB item actions on an index
   sdk-calls               scripts/sdk-calls.json differs from the SDK calls in the Rust sources: a
                           crate's calls, or for a crate with several binaries the union of theirs,
                           each binary's among what its main can reach
@@ -103,6 +124,8 @@ EXTRA_VALUES = {
     "OriginSecret": ["create", f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:origin-AbCdEf"],
     "OriginSecretArn": [f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:origin-AbCdEf"],
     "OriginSecretVersion": ["0f4d5e6a-1b2c-4d3e-8f90-a1b2c3d4e5f6"],
+    # A separate edge stack's distribution: the bucket policy and the backfill's invalidations.
+    "DistributionId": ["E2QWRUHEXAMPLE"],
 }
 # Choice parameters the rules walk themselves (rule_ttl: every pair), not as scenarios.
 OWN_WALK = {"DefaultTtl", "MaxTtl"}
@@ -116,7 +139,11 @@ ESM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttribute
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # Lambda@Edge replicas create their log groups in the regions they run in.
 EDGE_LOG_ACTIONS = LOG_ACTIONS | {"logs:CreateLogGroup"}
-DATA_PLANE_SERVICES = {"s3", "sqs", "dynamodb", "logs", "lambda", "sns", "kms", "secretsmanager"}
+DATA_PLANE_SERVICES = {"s3", "sqs", "dynamodb", "logs", "lambda", "sns", "kms", "secretsmanager", "cloudfront"}
+# Lambda's CreateEventSourceMapping: for an SQS queue, a BatchSize over 10 needs a
+# MaximumBatchingWindowInSeconds of at least 1; a standard queue's batch is at most 10,000.
+UNBATCHED_MAX = 10
+SQS_BATCH_MAX = 10_000
 
 # SDK operation (the Rust fluent method) -> (service, API name, IAM actions it needs).
 # HeadObject and GetObject answer 404 for a missing key only with s3:ListBucket (403 without), and
@@ -150,7 +177,13 @@ OPERATIONS = {
     "list_object_versions": ("s3", "ListObjectVersions", {"s3:ListBucketVersions"}),
     "publish": ("sns", "Publish", {"sns:Publish"}),
     "get_secret_value": ("secretsmanager", "GetSecretValue", {"secretsmanager:GetSecretValue"}),
+    "create_invalidation": ("cloudfront", "CreateInvalidation", {"cloudfront:CreateInvalidation"}),
 }
+# DynamoDB actions on one item: granted on a table, never on an index (which only Query and Scan
+# read, through its own ARN, <table ARN>/index/<name>).
+DYNAMODB_ITEM_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                         "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+INDEX_ACTIONS = {"dynamodb:Query", "dynamodb:Scan"}
 API_ACTIONS = {f"{svc}:{api}": actions for svc, api, actions in OPERATIONS.values()}
 # A GetObject or HeadObject with a version id (a setter given a value, not the answer's getter)
 # needs s3:GetObjectVersion as well.
@@ -478,6 +511,8 @@ def resource_kind(resources, resource):
         res_type = resources.get(name, {}).get("Type")
         if res_type == "AWS::S3::Bucket" and "/" in resource:
             return "s3", "object"
+        if res_type == "AWS::DynamoDB::Table" and TABLE_INDEX.fullmatch(resource):
+            return "dynamodb", "index"
         return None, None
     if isinstance(resource, str) and resource.startswith("arn:"):
         parts = resource.split(":", 5)
@@ -490,9 +525,17 @@ def resource_kind(resources, resource):
             if service == "sqs":
                 return "sqs", "queue"
             if service == "dynamodb":
-                return "dynamodb", "table"
+                return "dynamodb", "index" if "/index/" in rest else "table"
+            if service == "cloudfront" and rest.startswith("distribution/"):
+                return "cloudfront", "distribution"
             return service, None
     return None, None
+
+
+# A table's index, by the table's symbolic ARN: <<Table.Arn>>/index/NAME.
+TABLE_INDEX = re.compile(r"(<<[A-Za-z0-9]+\.Arn>>)/index/([^/]+)")
+# A CloudFront distribution's ARN (the service is global: no region), its id last.
+DISTRIBUTION_ARN = re.compile(r"arn:[a-z-]+:cloudfront::[0-9]{12}:distribution/(.+)")
 
 
 def named_part(resource):
@@ -502,7 +545,10 @@ def named_part(resource):
     if resource == "*":
         return "*"
     if resource.startswith("<<"):
-        return re.sub(r"<<[^>]*>>", "", resource.split("/", 1)[0])
+        # An object's key is not the resource's name; an index's name is (<<T.Arn>>/index/*
+        # would be every index of the table).
+        head, _, tail = resource.partition("/")
+        return re.sub(r"<<[^>]*>>", "", resource if tail.startswith("index/") else head)
     parts = resource.split(":", 5)
     if len(parts) < 6:
         return resource
@@ -577,14 +623,35 @@ def rule_event_sources(resources):
             yield Finding("event-source-settings", at, "a batching window on a FIFO queue")
         if not is_fifo(qprops) and window is None:
             yield Finding("event-source-settings", at, "no MaximumBatchingWindowInSeconds")
+        if "BatchSize" in props and not is_fifo(qprops):
+            yield from batch_window_findings("event-source-settings", at, props)
+
+
+def batch_window_findings(rule, at, props):
+    """Lambda refuses an SQS mapping whose BatchSize is over 10 without a batching window of at
+    least a second (CreateEventSourceMapping), and one over 10,000."""
+    size = int(props["BatchSize"])
+    window = int(props.get("MaximumBatchingWindowInSeconds") or 0)
+    if size > UNBATCHED_MAX and window < 1:
+        yield Finding(rule, at, f"BatchSize {size} over {UNBATCHED_MAX} with a batching window of {window}s: "
+                      "Lambda needs MaximumBatchingWindowInSeconds of at least 1")
+    if size > SQS_BATCH_MAX:
+        yield Finding(rule, at, f"BatchSize {size} over {SQS_BATCH_MAX}, the most Lambda takes from a standard queue")
 
 
 def dead_letter_targets(resources):
+    """DLQ -> what sends to it: a queue's or a subscription's redrive policy, or a schedule's
+    DeadLetterConfig."""
     targets = {}
     for name, res in resources.items():
         if res["Type"] in ("AWS::SQS::Queue", "AWS::SNS::Subscription"):
             redrive = res["Properties"].get("RedrivePolicy") or {}
             target, _ = ref_name(redrive.get("deadLetterTargetArn"))
+            if target:
+                targets[target] = name
+        elif res["Type"] == "AWS::Scheduler::Schedule":
+            dead_letter = (res["Properties"].get("Target") or {}).get("DeadLetterConfig") or {}
+            target, _ = ref_name(dead_letter.get("Arn"))
             if target:
                 targets[target] = name
     return targets
@@ -1052,6 +1119,263 @@ def rule_lease_table(resources):
             yield Finding("lease-table", at, f"{table}'s TTL is not on {LEASE_TTL}: expired leases would stay forever")
 
 
+# The backfill function's fresh copies (issue 18): the variables that name the freshness table,
+# the queue its changes go to and the invalidation queue; the table's key, TTL and due index.
+FRESHNESS_TABLE_VARIABLE = "FRESHNESS_TABLE"
+CHANGE_QUEUE_VARIABLE = "CHANGE_QUEUE_URL"
+INVALIDATION_QUEUE_VARIABLE = "INVALIDATION_QUEUE_URL"
+FRESHNESS_KEY = ("pk", "S")
+FRESHNESS_TTL = "ttl"
+DUE_INDEX = "due"
+# (attribute, key type, attribute type) of the due index: the shard, then when an object is due.
+DUE_INDEX_KEY = [("shard", "HASH", "S"), ("due_at", "RANGE", "N")]
+# Where the sweep message's rule lives (its fields, kind and period bounds) and its version.
+SWEEP_SOURCE = "functions/backfill/src/task.rs"
+MESSAGE_SOURCE = "shared/src/message.rs"
+FRESHNESS_CONFIG = "functions/backfill/src/config.rs"
+SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
+# A schedule's rate expression (EventBridge Scheduler: rate(value unit), minutes, hours or days).
+RATE = re.compile(r"rate\(\s*([1-9][0-9]*)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+# Scheduler's RetryPolicy defaults (API reference, RetryPolicy): a day, 185 attempts.
+SCHEDULER_DEFAULT_EVENT_AGE = 86400
+SCHEDULER_MIN_EVENT_AGE = 60
+
+
+def queue_variable(resources, value, rule, at):
+    """The queue of this template a URL variable names (a Ref to it), or a finding."""
+    queue, attribute = ref_name(value)
+    if queue is None or attribute is not None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+        return None, Finding(rule, at, f"{value!r} is not the URL of a queue of this template")
+    return queue, None
+
+
+def rule_freshness(resources):
+    """The freshness table a function records its copies in is keyed by pk (S) alone, its TTL
+    attribute is ttl (the day's counters expire), and it has the index due (shard S, then due_at
+    N, projecting everything: the sweep reads each object's copy message from it), which the
+    function's role may Query (by the index's own ARN: a grant on the table does not reach it)."""
+    for function, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function_variables(res["Properties"])
+        if FRESHNESS_TABLE_VARIABLE not in variables:
+            continue
+        at = f"{function} {FRESHNESS_TABLE_VARIABLE}"
+        table, attribute = ref_name(variables[FRESHNESS_TABLE_VARIABLE])
+        if table is None or attribute is not None or resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table":
+            yield Finding("freshness", at, f"{variables[FRESHNESS_TABLE_VARIABLE]!r} is not the name of a table of this template")
+            continue
+        props = resources[table]["Properties"]
+        types = {a.get("AttributeName"): a.get("AttributeType") for a in props.get("AttributeDefinitions", [])}
+        key = [(k.get("AttributeName"), k.get("KeyType")) for k in props.get("KeySchema", [])]
+        if key != [(FRESHNESS_KEY[0], "HASH")] or types.get(FRESHNESS_KEY[0]) != FRESHNESS_KEY[1]:
+            yield Finding("freshness", at, f"{table} is keyed by {key}, not by {FRESHNESS_KEY[0]} ({FRESHNESS_KEY[1]}) alone")
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if ttl.get("AttributeName") != FRESHNESS_TTL or str(ttl.get("Enabled", "")).lower() != "true":
+            yield Finding("freshness", at, f"{table}'s TTL is not on {FRESHNESS_TTL}: the day's counters would stay forever")
+        indexes = {i.get("IndexName"): i for i in props.get("GlobalSecondaryIndexes", [])}
+        index = indexes.get(DUE_INDEX)
+        if index is None:
+            yield Finding("freshness", at, f"{table} has no global secondary index {DUE_INDEX}: the schedule's sweep queries it")
+        else:
+            index_key = [(k.get("AttributeName"), k.get("KeyType"), types.get(k.get("AttributeName")))
+                         for k in index.get("KeySchema", [])]
+            if index_key != DUE_INDEX_KEY:
+                wanted = " then ".join(f"{a} ({t})" for a, _, t in DUE_INDEX_KEY)
+                yield Finding("freshness", at, f"{table}'s index {DUE_INDEX} is keyed by {index_key}, not by {wanted}")
+            projection = (index.get("Projection") or {}).get("ProjectionType")
+            if projection != "ALL":
+                yield Finding("freshness", at, f"{table}'s index {DUE_INDEX} projects {projection}, not ALL: "
+                              "the sweep reads each object's copy message from it")
+        role, _ = ref_name(res["Properties"].get("Role"))
+        index_arn = f"<<{table}.Arn>>/index/{DUE_INDEX}"
+        if role is not None and ("dynamodb:Query", index_arn) not in role_grants(resources, role):
+            yield Finding("freshness", at, f"{role} may not dynamodb:Query {index_arn}: the sweep queries the index by its own ARN")
+
+
+def rule_invalidation_queue(resources):
+    """The queue a function sends changed paths to is a standard queue of this template with a
+    DLQ, which the same function consumes in batches (one CreateInvalidation each) with
+    ReportBatchItemFailures, and with a batching window when a batch is over 10 (Lambda refuses
+    the mapping otherwise)."""
+    for function, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function_variables(res["Properties"])
+        if INVALIDATION_QUEUE_VARIABLE not in variables:
+            continue
+        at = f"{function} {INVALIDATION_QUEUE_VARIABLE}"
+        queue, finding = queue_variable(resources, variables[INVALIDATION_QUEUE_VARIABLE], "invalidation-queue", at)
+        if finding:
+            yield finding
+            continue
+        qprops = resources[queue]["Properties"]
+        if is_fifo(qprops):
+            yield Finding("invalidation-queue", at, f"{queue} is a FIFO queue: its batches are 10 messages at most")
+        for other in (PART_QUEUE_VARIABLE, CHANGE_QUEUE_VARIABLE):
+            if ref_name(variables.get(other))[0] == queue:
+                yield Finding("invalidation-queue", at, f"{queue} is also the function's {other}: paths would be "
+                              "read in that queue's batches, not gathered for one invalidation")
+        dlq, _ = ref_name((qprops.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
+        if dlq is None or resources.get(dlq, {}).get("Type") != "AWS::SQS::Queue":
+            yield Finding("invalidation-queue", at, f"{queue} has no dead-letter queue of this template: "
+                          "a batch CloudFront keeps refusing would come back until it expires")
+        events = [props for f, _fp, _e, props, q in sqs_event_sources(resources) if f == function and q == queue]
+        if not events:
+            yield Finding("invalidation-queue", at, f"{function} does not consume {queue}: nothing is invalidated")
+            continue
+        for props in events:
+            if "ReportBatchItemFailures" not in as_list(props.get("FunctionResponseTypes")):
+                yield Finding("invalidation-queue", at, f"{queue}'s mapping lacks ReportBatchItemFailures")
+            if "BatchSize" in props:
+                yield from batch_window_findings("invalidation-queue", at, props)
+
+
+@functools.lru_cache(maxsize=None)
+def sweep_message_rule(root):
+    """What the backfill function takes as a sweep: (version, kind, fields, period bounds), read
+    from its sources."""
+    task = (root / SWEEP_SOURCE).read_text(encoding="utf-8")
+    message = (root / MESSAGE_SOURCE).read_text(encoding="utf-8")
+    version = re.search(r"pub const MESSAGE_VERSION: u64 = (\d+);", message)
+    kind = re.search(r'pub const SWEEP: &str = "(\w+)";', task)
+    struct = re.search(r"pub struct Sweep \{(.*?)\n\}", task, re.S)
+    bounds = re.search(r"\(([0-9_]+)\.\.=([0-9_]+)\)\.contains\(&sweep\.period_seconds\)", task)
+    if not (version and kind and struct and bounds):
+        raise ValueError(f"could not read the sweep message's rule from {SWEEP_SOURCE} and {MESSAGE_SOURCE}")
+    fields = tuple(re.findall(r"pub (\w+):", struct.group(1)))
+    low, high = (int(b.replace("_", "")) for b in bounds.groups())
+    return int(version.group(1)), kind.group(1), fields, (low, high)
+
+
+def rate_seconds(expression):
+    """The period of a rate(value unit) schedule expression in seconds; None for another kind."""
+    m = RATE.fullmatch(str(expression or "").strip())
+    return int(m.group(1)) * RATE_UNITS[m.group(2).rstrip("s")] if m else None
+
+
+def sweep_input_problems(text, rule, period):
+    """What is wrong with a schedule's Input as a sweep message for its period."""
+    version, kind, fields, (low, high) = rule
+    try:
+        message = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        return [f"{text!r} is not a JSON object, so not a sweep message"]
+    problems = []
+    if sorted(message) != sorted(fields):
+        problems.append(f"has the fields {sorted(message)}, a sweep {sorted(fields)}")
+    if message.get("version") != version:
+        problems.append(f"version {message.get('version')!r}, not {version}")
+    if message.get("kind") != kind:
+        problems.append(f"kind {message.get('kind')!r}, not {kind!r}")
+    seconds = message.get("period_seconds")
+    if not (isinstance(seconds, int) and not isinstance(seconds, bool) and low <= seconds <= high):
+        problems.append(f"period_seconds {seconds!r} is not a whole number from {low} to {high}")
+    elif period is not None and seconds != period:
+        problems.append(f"period_seconds {seconds} but the schedule runs every {period}s: each sweep would spend "
+                        f"{seconds}s of the budget every {period}s")
+    return problems
+
+
+def rule_revalidation_schedule(resources, root):
+    """A function that keeps a freshness table gets a sweep message each period, from a schedule
+    sending to a standard queue it consumes: the message's period is the schedule's (the sweep
+    spends that share of the budget), a late sweep is dropped rather than sent with the next one,
+    an undelivered one lands in a standard DLQ, and the schedule's role is Scheduler's for this
+    account only and may send to those two queues and do nothing else. Its changes go to a
+    standard queue it consumes too (CHANGE_QUEUE_URL: per-message delays, no deduplication id)."""
+    sweepers = {f for f, res in resources.items()
+                if res["Type"] == "AWS::Serverless::Function" and FRESHNESS_TABLE_VARIABLE in function_variables(res["Properties"])}
+    consumers = {}
+    for function, _fp, _e, _p, queue in sqs_event_sources(resources):
+        consumers.setdefault(queue, set()).add(function)
+    swept = set()
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Scheduler::Schedule":
+            continue
+        props = res["Properties"]
+        target = props.get("Target") or {}
+        queue, attribute = ref_name(target.get("Arn"))
+        if queue is None or attribute != "Arn" or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+            yield Finding("revalidation-schedule", name, f"targets {target.get('Arn')!r}, not a queue of this template")
+            continue
+        takers = consumers.get(queue, set()) & sweepers
+        swept |= takers
+        if not takers:
+            yield Finding("revalidation-schedule", name,
+                          f"targets {queue}, which no function with a {FRESHNESS_TABLE_VARIABLE} consumes: nobody sweeps")
+        if is_fifo(resources[queue]["Properties"]):
+            yield Finding("revalidation-schedule", name, f"targets {queue}, a FIFO queue: a sweep has no message group")
+        period = rate_seconds(props.get("ScheduleExpression"))
+        if period is None:
+            yield Finding("revalidation-schedule", name, f"ScheduleExpression {props.get('ScheduleExpression')!r} is not a "
+                          "rate: its period, which the sweep spends the budget of, is not one length")
+        for problem in sweep_input_problems(target.get("Input"), sweep_message_rule(root), period):
+            yield Finding("revalidation-schedule", name, f"Input {problem}")
+        if props.get("State", "ENABLED") != "ENABLED":
+            yield Finding("revalidation-schedule", name, f"State {props.get('State')}: nothing is revalidated unannounced")
+        if (props.get("FlexibleTimeWindow") or {}).get("Mode") != "OFF":
+            yield Finding("revalidation-schedule", name, "a flexible time window: two sweeps may come closer than their "
+                          "period and spend the budget twice")
+        retry = target.get("RetryPolicy")
+        age = int((retry or {}).get("MaximumEventAgeInSeconds", SCHEDULER_DEFAULT_EVENT_AGE))
+        if not retry or (period is not None and age > max(SCHEDULER_MIN_EVENT_AGE, period)):
+            yield Finding("revalidation-schedule", name, f"a sweep is retried for {age}s, longer than its period: a late "
+                          "sweep and the next one would spend the budget twice (RetryPolicy.MaximumEventAgeInSeconds)")
+        dlq, dlq_attribute = ref_name((target.get("DeadLetterConfig") or {}).get("Arn"))
+        if dlq is None or dlq_attribute != "Arn" or resources.get(dlq, {}).get("Type") != "AWS::SQS::Queue":
+            yield Finding("revalidation-schedule", name, "no DeadLetterConfig on a queue of this template: an undelivered "
+                          "sweep leaves no trace")
+            dlq = None
+        elif is_fifo(resources[dlq]["Properties"]):
+            yield Finding("revalidation-schedule", name, f"its dead-letter queue {dlq} is FIFO: Scheduler takes standard queues only")
+        role, _ = ref_name(target.get("RoleArn"))
+        if role is None or resources.get(role, {}).get("Type") != "AWS::IAM::Role":
+            yield Finding("revalidation-schedule", name, f"RoleArn {target.get('RoleArn')!r} is not a role of this template")
+            continue
+        trust = [st for st in statements(resources[role]["Properties"].get("AssumeRolePolicyDocument"))
+                 if st.get("Effect") == "Allow"]
+        if not trust or not all(
+            as_list((st.get("Principal") or {}).get("Service")) == [SCHEDULER_PRINCIPAL]
+            and set(st.get("Principal") or {}) == {"Service"}
+            and "aws:SourceAccount" in condition_keys(st)
+            for st in trust
+        ):
+            yield Finding("revalidation-schedule", name, f"{role} is not trusted by {SCHEDULER_PRINCIPAL} alone with an "
+                          "aws:SourceAccount condition (confused deputy)")
+        wanted = {("sqs:SendMessage", f"<<{queue}.Arn>>")}
+        if dlq is not None:
+            wanted.add(("sqs:SendMessage", f"<<{dlq}.Arn>>"))
+        grants = role_grants(resources, role)
+        for action, resource in sorted(grants - wanted):
+            yield Finding("revalidation-schedule", name, f"{role} may {action} on {resource}: it only sends the sweep "
+                          "and its dead-letter events")
+        for action, resource in sorted(wanted - grants):
+            yield Finding("revalidation-schedule", name, f"{role} may not {action} on {resource}")
+    for function in sorted(sweepers - swept):
+        yield Finding("revalidation-schedule", function, f"has a {FRESHNESS_TABLE_VARIABLE} but no schedule sweeps a queue it "
+                      "consumes: copies are revalidated only when a change is announced")
+    for function, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = function_variables(res["Properties"])
+        if CHANGE_QUEUE_VARIABLE not in variables:
+            continue
+        at = f"{function} {CHANGE_QUEUE_VARIABLE}"
+        queue, finding = queue_variable(resources, variables[CHANGE_QUEUE_VARIABLE], "revalidation-schedule", at)
+        if finding:
+            yield finding
+            continue
+        if is_fifo(resources[queue]["Properties"]):
+            yield Finding("revalidation-schedule", at, f"{queue} is a FIFO queue: changes are put back with per-message "
+                          "delays and sent without a deduplication id")
+        if function not in consumers.get(queue, set()):
+            yield Finding("revalidation-schedule", at, f"{function} does not consume {queue}: the changes it sends are read by nobody")
+
+
 def rule_tables(resources):
     for name, res in resources.items():
         if res["Type"] != "AWS::DynamoDB::Table":
@@ -1399,8 +1723,10 @@ def required_actions(resources, function, entry):
     needed = set()
     variables = ((resources[function]["Properties"].get("Environment") or {}).get("Variables")) or {}
     for call in entry.get("calls", []):
-        # A call made only when a variable configures it (when_configured: call -> variable).
-        if call in entry.get("when_configured", {}) and entry["when_configured"][call] not in variables:
+        # A call made only when a variable configures it (when_configured: call -> a variable,
+        # or a list of them: needed when any is set).
+        if call in entry.get("when_configured", {}) and not any(
+                v in variables for v in configuring_variables(entry, call)):
             continue
         needed |= API_ACTIONS[call]
     needed |= set(entry.get("extra_actions", []))
@@ -1415,6 +1741,11 @@ def required_actions(resources, function, entry):
     else:
         needed |= LOG_ACTIONS | {"logs:CreateLogGroup"}
     return needed
+
+
+def configuring_variables(entry, call):
+    """The variables a call is made with (when_configured: one name or a list), in order."""
+    return as_list((entry.get("when_configured") or {}).get(call))
 
 
 def role_grants(resources, role):
@@ -1468,26 +1799,54 @@ def rule_role_minimum(resources, root, recorded):
                 bucket_level = action == "s3:ListBucket"
                 if bucket_level != (kind == "bucket"):
                     yield Finding("role-minimum", at, f"{action} on the wrong level of S3 resource {resource}")
+            if action in DYNAMODB_ITEM_ACTIONS and kind == "index":
+                yield Finding("role-minimum", at, f"{action} on an index, {resource}: item actions apply to the table")
             if action in ESM_ACTIONS | {"sqs:ChangeMessageVisibility", "sqs:GetQueueUrl"}:
                 queue, _ = ref_name(resource)
                 if queue not in event_queues.get(function, set()):
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the function's own queue")
-            for call, variable in entry.get("when_configured", {}).items():
-                configured = function_variables(props).get(variable)
-                if action in API_ACTIONS[call] and configured is not None and not same_resource(resource, configured):
-                    yield Finding("role-minimum", at, f"{action} on {resource}, not the {variable} the function reads")
+            for call in entry.get("when_configured", {}):
+                if action not in API_ACTIONS[call]:
+                    continue
+                # Granted only on what the variables that are set name (a call with several
+                # variables, such as a send to any of three queues, on any of them).
+                names = [v for v in configuring_variables(entry, call) if v in function_variables(props)]
+                if names and not any(same_resource(resource, function_variables(props)[v], action) for v in names):
+                    yield Finding("role-minimum", at, f"{action} on {resource}, not the {' or '.join(names)} the function reads")
             if service == "logs":
                 log_group = (props.get("LoggingConfig") or {}).get("LogGroup")
                 if log_group and ref_name(log_group)[0] != ref_name(resource)[0]:
                     yield Finding("role-minimum", at, f"{action} on {resource}, not the function's log group")
+        # And each variable that is set names a resource the call's actions are granted on.
+        for call in entry.get("when_configured", {}):
+            for variable in configuring_variables(entry, call):
+                configured = function_variables(props).get(variable)
+                if configured is None:
+                    continue
+                for action in sorted(API_ACTIONS[call]):
+                    if not any(a == action and same_resource(r, configured, action) for a, r in grants):
+                        yield Finding("role-minimum", f"{function}/{role}",
+                                      f"lacks {action} on {configured}, the {variable} the function reads")
 
 
-def same_resource(resource, configured):
+def same_resource(resource, configured, action=None):
     """Whether a policy's resource is the one a variable names: the same value, or the same
     resource of this template by another attribute (a table's name and its ARN, a queue's URL and
-    its ARN)."""
+    its ARN, a distribution's id and its ARN; for a Query or a Scan, the table's indexes)."""
     if resource == configured:
         return True
+    if not isinstance(resource, str):
+        return False
+    # A distribution's ARN names the id the variable holds (CloudFront's resources are ARNs).
+    distribution = DISTRIBUTION_ARN.fullmatch(resource)
+    if distribution:
+        return distribution.group(1) == configured
+    # An index of the table the variable names (Query reaches an index only by its own ARN).
+    index = TABLE_INDEX.fullmatch(resource)
+    if index:
+        if action not in INDEX_ACTIONS:
+            return False
+        resource = index.group(1)
     name = ref_name(resource)[0]
     return name is not None and name == ref_name(configured)[0]
 
@@ -1649,9 +2008,10 @@ def accepts(spec, value):
 
 
 @functools.lru_cache(maxsize=None)
-def _duration_findings(spec_json, units_json, low, high):
-    """What rule_edge_parameters says of one duration parameter (its spec as JSON): cached, since
-    every test's check walks the same hundred thousand samples through the same patterns."""
+def _duration_findings(spec_json, units_json, low, high, reader="the hook"):
+    """What rule_edge_parameters says of one duration parameter (its spec as JSON; reader: who
+    parses it): cached, since every test's check walks the same hundred thousand samples through
+    the same patterns."""
     spec, units = json.loads(spec_json), json.loads(units_json)
     found = []
     if str(spec.get("Default", "")) and not accepts(spec, str(spec["Default"])):
@@ -1660,13 +2020,13 @@ def _duration_findings(spec_json, units_json, low, high):
         millis = parse_duration(value, units)
         hook_ok = millis is not None and (low is None or millis >= low) and (high is None or millis <= high)
         if accepts(spec, value) and not hook_ok:
-            found.append(f"accepts {value!r}, which the hook refuses")
+            found.append(f"accepts {value!r}, which {reader} refuses")
             break
         # Within five digits (the templates' length limit), every value the hook takes has its
         # plain form accepted.
         if hook_ok and canonical_duration(value, units) and len(value.rstrip("abcdefghijklmnopqrstuvwxyz")) <= 5 \
                 and not accepts(spec, value):
-            found.append(f"refuses {value!r}, which the hook accepts")
+            found.append(f"refuses {value!r}, which {reader} accepts")
             break
     return tuple(found)
 
@@ -1721,6 +2081,97 @@ def rule_edge_parameters(templates, root):
             for key in ("Type", "AllowedPattern", "AllowedValues", "MinValue", "MaxValue"):
                 if mine.get(key) != theirs.get(key):
                     yield Finding("pass-through", name, f"{key} differs between the regional and the edge stack")
+
+
+def min_revalidation_millis(root, variables):
+    """The backfill function's shortest revalidation interval in milliseconds: its
+    MIN_REVALIDATION where the template sets it, else the default its config.rs reads."""
+    units = duration_units(root)
+    configured = variables.get("MIN_REVALIDATION")
+    if isinstance(configured, str):
+        return parse_duration(configured, units)
+    m = re.search(r'duration_or\("MIN_REVALIDATION",\s*Duration::from_(millis|secs)\(([0-9_]+)\)\)',
+                  (root / FRESHNESS_CONFIG).read_text(encoding="utf-8"))
+    if not m:
+        raise ValueError(f"could not read MIN_REVALIDATION's default from {FRESHNESS_CONFIG}")
+    return MILLIS[m.group(1)] * int(m.group(2).replace("_", ""))
+
+
+def rule_freshness_parameters(templates, root):
+    """The maximum staleness a function is given (MAX_STALENESS, or the parameter it comes from)
+    is what it takes: a duration of its parser's grammar, at least its MIN_REVALIDATION, or it
+    refuses to start; and the parameter's pattern takes every such value it can."""
+    units = duration_units(root)
+    for label, template in templates.items():
+        params = template.get("Parameters", {})
+        for name, res in (template.get("Resources") or {}).items():
+            if res.get("Type") != "AWS::Serverless::Function":
+                continue
+            variables = (((res.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}
+            if "MAX_STALENESS" not in variables:
+                continue
+            low = min_revalidation_millis(root, variables)
+            value = variables["MAX_STALENESS"]
+            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
+                spec = params[value["Ref"]]
+                for message in _duration_findings(json.dumps(spec, sort_keys=True), json.dumps(units, sort_keys=True),
+                                                  low, None, "the backfill function"):
+                    yield Finding("freshness", f"{label}/{value['Ref']}", message)
+            elif isinstance(value, str):
+                millis = parse_duration(value, units)
+                if millis is None or millis < low:
+                    yield Finding("freshness", f"{label}/{name} MAX_STALENESS",
+                                  f"{value!r} is not a duration of at least {low} ms (MIN_REVALIDATION): the function refuses it")
+
+
+def _parameter_bound(value, params, pick):
+    """The largest (pick=max) or smallest (pick=min) value an event source setting may take: a
+    literal, or a parameter's MaxValue/MinValue or AllowedValues, through Fn::If; None when a
+    parameter leaves it unbounded."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        spec = params.get(value["Ref"])
+        if spec is None:
+            return None
+        allowed = [int(v) for v in spec.get("AllowedValues", []) if str(v).isdigit()]
+        bound = spec.get("MaxValue" if pick is max else "MinValue")
+        candidates = allowed + ([int(bound)] if bound is not None else [])
+        return pick(candidates) if candidates else None
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        branches = [_parameter_bound(v, params, pick) for v in value["Fn::If"][1:]
+                    if v != {"Ref": "AWS::NoValue"}]
+        return None if not branches or None in branches else pick(branches)
+    return None
+
+
+def rule_batch_window_parameters(templates):
+    """A mapping whose batch may be over 10 messages needs a batching window of at least a
+    second in every deploy, not only with the defaults: a window parameter must not allow 0."""
+    for label, template in templates.items():
+        params = template.get("Parameters", {})
+        for name, res in (template.get("Resources") or {}).items():
+            mappings = []
+            if res.get("Type") == "AWS::Serverless::Function":
+                for event, spec in ((res.get("Properties") or {}).get("Events") or {}).items():
+                    if spec.get("Type") == "SQS":
+                        mappings.append((f"{name}/{event}", spec.get("Properties") or {}))
+            elif res.get("Type") == "AWS::Lambda::EventSourceMapping":
+                mappings.append((name, res.get("Properties") or {}))
+            for at, props in mappings:
+                largest = _parameter_bound(props.get("BatchSize"), params, max)
+                if largest is not None and largest <= UNBATCHED_MAX:
+                    continue
+                window = props.get("MaximumBatchingWindowInSeconds")
+                if window is None:
+                    continue
+                smallest = _parameter_bound(window, params, min)
+                if smallest is None or smallest < 1:
+                    yield Finding("event-source-settings", f"{label}/{at}",
+                                  f"its batching window may be {smallest if smallest is not None else 'unbounded'} with batches of up to "
+                                  f"{largest if largest is not None else 'any size'}: Lambda needs at least 1 s over {UNBATCHED_MAX}")
 
 
 def refused_header_names(root):
@@ -1976,7 +2427,8 @@ def rule_edge_metrics(resources, regions, root):
 # ---------------------------------------------------------------- driver
 
 TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions,
-                  rule_alarms, rule_tables, rule_part_queue, rule_lease_table, rule_notification_case, rule_notification_removals, rule_data_kept, rule_secrets_in_environment,
+                  rule_alarms, rule_tables, rule_part_queue, rule_lease_table, rule_freshness, rule_invalidation_queue,
+                  rule_notification_case, rule_notification_removals, rule_data_kept, rule_secrets_in_environment,
                   rule_origin_secret_header]
 
 
@@ -2044,6 +2496,9 @@ def check_template(template, label, root, recorded):
         findings.extend(
             Finding(f.rule, f.where, f.message, scenario.name) for f in rule_role_minimum(resources, root, recorded)
         )
+        findings.extend(
+            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_revalidation_schedule(resources, root)
+        )
         crates |= set(function_crates(resources, root).values())
     return findings, crates
 
@@ -2060,6 +2515,8 @@ def check(templates, root=ROOT, recorded=None):
         crates |= used
     findings.extend(rule_sdk_calls(root, recorded, crates))
     findings.extend(rule_edge_parameters(templates, root))
+    findings.extend(rule_freshness_parameters(templates, root))
+    findings.extend(rule_batch_window_parameters(templates))
     findings.extend(rule_parameters(templates, root))
     findings.extend(rule_transformed(templates))
     unique = {}
