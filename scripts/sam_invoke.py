@@ -311,7 +311,8 @@ FUNCTIONS = {}
 class LocalStack:
     def __init__(self):
         for name in ("AWS_ENDPOINT_URL", "BUCKET", "TASK_TABLE", "BACKFILL_QUEUE_URL", "IMAGE_QUEUE_URL",
-                     "LEASE_TABLE", "PART_QUEUE_URL"):
+                     "LEASE_TABLE", "PART_QUEUE_URL", "FRESHNESS_TABLE", "INVALIDATION_QUEUE_URL",
+                     "DISTRIBUTION_ID"):
             if not os.environ.get(name):
                 raise SystemExit(f"{name} is not set: start scripts/local-stack and export .local/env")
         endpoint = os.environ["AWS_ENDPOINT_URL"]
@@ -320,12 +321,17 @@ class LocalStack:
         # The backfill function's copy leases and part tasks (CopyLeaseTable, PartQueue).
         self.lease_table = os.environ["LEASE_TABLE"]
         self.part_queue = os.environ["PART_QUEUE_URL"]
+        # Fresh copies: the freshness table, the invalidation queue, moto's distribution.
+        self.freshness_table = os.environ["FRESHNESS_TABLE"]
+        self.invalidation_queue = os.environ["INVALIDATION_QUEUE_URL"]
+        self.distribution_id = os.environ["DISTRIBUTION_ID"]
         self.backfill_queue = os.environ["BACKFILL_QUEUE_URL"]
         self.image_queue = os.environ["IMAGE_QUEUE_URL"]
         self.s3 = boto3.client("s3", endpoint_url=endpoint)
         self.sqs = boto3.client("sqs", endpoint_url=endpoint)
         self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
         self.sns = boto3.client("sns", endpoint_url=endpoint)
+        self.cloudfront = boto3.client("cloudfront", endpoint_url=endpoint)
         self.secrets = boto3.client("secretsmanager", endpoint_url=endpoint)
         self.upload_tables = []
         self.changes_topic = None
@@ -434,6 +440,10 @@ class LocalStack:
             TableName=self.lease_table, Key={"pk": {"S": f"{self.bucket}/{key}"}}, ConsistentRead=True
         )
         return answer.get("Item")
+
+    def invalidation_count(self):
+        listed = self.cloudfront.list_invalidations(DistributionId=self.distribution_id)["InvalidationList"]
+        return listed.get("Quantity", 0)
 
     def object_bytes(self, key):
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -626,8 +636,43 @@ class Suite:
             answer, _ = box.invoke(json.loads((EVENTS / "backfill-origin-down.json").read_text()))
             assert answer == {"batchItemFailures": [{"itemIdentifier": "backfill-5"}]}, answer
 
+        def refresh():
+            event = json.loads((EVENTS / "backfill-refresh.json").read_text())
+            self.stack.receive_all(self.stack.invalidation_queue)
+            # The origin (Python's http.server) sends Last-Modified and answers If-Modified-Since.
+            answer, _ = box.invoke(event)
+            assert answer == {"batchItemFailures": []}, answer
+            assert self.stack.object_bytes("images/cat photo.jpg") == photo, "an unchanged copy was rewritten"
+            assert self.stack.receive_all(self.stack.invalidation_queue) == [], "an unchanged copy was invalidated"
+            changed = os.urandom(200_000)
+            path = origin_dir / "images/cat photo.jpg"
+            path.write_bytes(changed)
+            later = time.time() + 5
+            os.utime(path, (later, later))
+            answer, _ = box.invoke(event)
+            assert answer == {"batchItemFailures": []}, answer
+            stored = self.stack.object_bytes("images/cat photo.jpg")
+            assert hashlib.sha256(stored).digest() == hashlib.sha256(changed).digest(), "the copy was not replaced"
+            sent = [json.loads(m["Body"]) for m in self.stack.receive_all(self.stack.invalidation_queue)]
+            assert [m["paths"][0] for m in sent] == ["/images/cat%20photo.jpg"], sent
+            assert self.stack.lease("images/cat photo.jpg") is None, "the refresh left its lease behind"
+            item = self.stack.dynamodb.get_item(
+                TableName=self.stack.freshness_table,
+                Key={"pk": {"S": f"{self.stack.bucket}/images/cat photo.jpg"}}, ConsistentRead=True,
+            ).get("Item")
+            assert item and int(item["due_at"]["N"]) > int(time.time()), f"not scheduled: {item}"
+
+        def invalidations():
+            before = self.stack.invalidation_count()
+            answer, _ = box.invoke(json.loads((EVENTS / "backfill-invalidations.json").read_text()))
+            assert answer == {"batchItemFailures": []}, answer
+            assert self.stack.invalidation_count() == before + 1, "not one invalidation for the batch"
+
         self.check(f"{function} events/backfill-batch.json: copied whole; 404, invalid and forbidden not retried", batch)
         self.check(f"{function} events/backfill-origin-down.json: reported for retry", origin_down)
+        self.check(f"{function} events/backfill-refresh.json: 304 changes nothing; a newer origin file replaces "
+                   "the copy, is invalidated and scheduled", refresh)
+        self.check(f"{function} events/backfill-invalidations.json: two records, one CloudFront invalidation", invalidations)
         if self.origin_secret:
             def secret_unlogged():
                 assert self.origin_secret not in box.logs(), "the origin secret is in the function's logs"
@@ -1072,6 +1117,10 @@ def run(args, stack):
         "TASK_TABLE": stack.table,
         "LEASE_TABLE": stack.lease_table,
         "PART_QUEUE_URL": stack.part_queue,
+        "FRESHNESS_TABLE": stack.freshness_table,
+        "CHANGE_QUEUE_URL": stack.part_queue,
+        "INVALIDATION_QUEUE_URL": stack.invalidation_queue,
+        "DISTRIBUTION_ID": stack.distribution_id,
         "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     }
     suffix = f"{int(time.time())}-{os.getpid()}"

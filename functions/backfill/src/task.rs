@@ -24,8 +24,8 @@ pub enum Task {
     Invalidate(Invalidation),
 }
 
-/// The revalidation schedule's tick (an EventBridge schedule sends it to the backfill queue):
-/// revalidate the objects due, within the budget of `period_seconds`.
+/// The revalidation schedule's tick (an EventBridge schedule sends it to the part queue, which
+/// the function consumes): revalidate the objects due, within the budget of `period_seconds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     pub version: u64,

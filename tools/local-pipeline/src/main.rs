@@ -240,10 +240,11 @@ async fn run(args: RunArgs) -> Result<()> {
         sandbox: backfill_sandbox.clone(),
     })
     .await?;
-    // The revalidation schedule (template.yaml's EventBridge schedule): a sweep every period.
+    // The revalidation schedule (template.yaml's EventBridge schedule, which targets the part
+    // queue): a sweep every period.
     if let Some(period) = args.sweep_every {
         let sqs = sqs.clone();
-        let queue = backfill_queue.clone();
+        let queue = part_queue.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.tick().await;
@@ -267,7 +268,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let (_part_task, parts) = esm::start(esm::Mapping {
         name: "backfill parts",
         sqs: sqs.clone(),
-        queue_url: part_queue,
+        queue_url: part_queue.clone(),
         function_url: args.backfill_function.clone(),
         batch_size: 1,
         batching_window: Duration::ZERO,
