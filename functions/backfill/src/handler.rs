@@ -111,9 +111,6 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             .into()),
             Err(err) => Err(err.into()),
         };
-        if let (Ok(CopyOutcome::Copied { .. }), Some(copy)) = (&result, &task_copy) {
-            self.track(copy, Some(epoch_now()), deadline).await;
-        }
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = match &result {
             Ok(outcome) => outcome.label(),
@@ -154,6 +151,10 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             );
         }
         self.metrics.emit(&[("Outcome", outcome)], &metrics);
+        // After the outcome's line: the copy is done whether or not its schedule is recorded.
+        if let (Ok(CopyOutcome::Copied { .. }), Some(copy)) = (&result, &task_copy) {
+            self.track(copy, Some(epoch_now()), deadline).await;
+        }
         result
     }
 

@@ -90,7 +90,7 @@ impl Scenario {
         println!("\n2. The edge hook enqueued a backfill; the backfill function copied the object");
         let started = Instant::now();
         let stored = self.wait_for_object(image).await?;
-        let copied = self.outcomes(image).await?;
+        let copied = self.wait_for_outcome(image).await?;
         println!(
             "   {image}: {} bytes in the bucket {} ms after the first response; outcomes {}",
             stored.len(),
@@ -287,7 +287,8 @@ impl Scenario {
             fresh.served_by == "s3" && fresh.body == replaced,
             "the bucket serves the new version".into(),
         );
-        let outcomes = self.outcomes(image).await?;
+        // The object is served before the function's log line for it is written.
+        let outcomes = self.wait_for_label(image, "refreshed").await?;
         println!("   backfill outcomes {}", format_outcomes(&outcomes));
         check(
             outcomes.get("refreshed") == Some(&1),
@@ -555,6 +556,18 @@ impl Scenario {
         loop {
             let outcomes = self.outcomes(key).await?;
             if !outcomes.is_empty() || started.elapsed() > WAIT {
+                return Ok(outcomes);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the outcomes for `key` include `label`.
+    async fn wait_for_label(&self, key: &str, label: &str) -> Result<HashMap<String, usize>> {
+        let started = Instant::now();
+        loop {
+            let outcomes = self.outcomes(key).await?;
+            if outcomes.contains_key(label) || started.elapsed() > WAIT {
                 return Ok(outcomes);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
