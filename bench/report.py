@@ -213,7 +213,9 @@ def merge(args):
     previous = json.loads(out.read_text()) if out.exists() else {}
     for part in PARTS:
         path = run / ("images/results.json" if part == "images" else f"{part}.json")
-        if path.exists():
+        # Only the parts run now are read from the run's folder: another part's file there is an
+        # earlier run's, whose figures the results file already holds, with when they were taken.
+        if part in ran and path.exists():
             results[part] = json.loads(path.read_text())
         elif part in ran:
             raise SystemExit(f"report: {part} left no results ({path})")
