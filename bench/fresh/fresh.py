@@ -724,6 +724,9 @@ def main():
     finally:
         link.down()
         origin.stop()
+        # Nothing of this run is worth keeping: the copies in the bucket, the snapshots.
+        remove_objects(keys + peer_keys)
+        shutil.rmtree(STATE / "snapshot", ignore_errors=True)
     results["runs"] = runs
     summary = {}
     for tool in ("ours", "rclone"):
