@@ -153,7 +153,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         self.metrics.emit(&[("Outcome", outcome)], &metrics);
         // After the outcome's line: the copy is done whether or not its schedule is recorded.
         if let (Ok(CopyOutcome::Copied { .. }), Some(copy)) = (&result, &task_copy) {
-            self.track(copy, Some(epoch_now()), deadline).await;
+            self.track(copy, epoch_now(), deadline).await;
         }
         result
     }

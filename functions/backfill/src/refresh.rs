@@ -10,6 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use http::HeaderMap;
 use shared::change::{ChangeKind, ChangeMessage, ChangeSource, Scope};
 use shared::message::{BackfillMessage, MessageError};
@@ -192,12 +193,16 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                     }
                     Taken::Live { .. } => return self.put_back(queue, change, deadline).await,
                 };
-                let result = self.change_key(change, &copy, fetch, deadline).await;
+                let mut counts = Counts::default();
+                let result = self
+                    .change_key(change, &copy, fetch, &mut counts, deadline)
+                    .await;
                 let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
-                if let Err(err) = leases
-                    .release(&id, lease.generation, None, release_by)
-                    .await
-                {
+                let (released, ()) = tokio::join!(
+                    leases.release(&id, lease.generation, None, release_by),
+                    self.count(&counts, deadline)
+                );
+                if let Err(err) = released {
                     tracing::warn!(error = %err, "could not release the key's lease; it expires at the invocation's end");
                 }
                 match result {
@@ -305,24 +310,26 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     }
 
     /// A key's refresh or purge, under its lease.
+    /// A key's refresh or purge, under its lease; what it did is added to `counts`.
     async fn change_key(
         &self,
         change: &ChangeMessage,
         copy: &BackfillMessage,
         fetch: Fetch,
+        counts: &mut Counts,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let id = object_id(&fetch.bucket, &fetch.key);
-        let Some(head) = self
-            .store
-            .head(&fetch.bucket, &fetch.key, deadline)
-            .await?
-            .filter(is_copy)
-        else {
+        // The freshness item is read beside the HEAD: a revalidation that finds the copy
+        // current keeps its time of last change.
+        let (head, changed_at) = tokio::join!(
+            self.store.head(&fetch.bucket, &fetch.key, deadline),
+            self.changed_at(&id, deadline)
+        );
+        let Some(head) = head?.filter(is_copy) else {
             self.forget(&id, deadline).await?;
             return Ok(CopyOutcome::NoCopy);
         };
-        let mut counts = Counts::default();
         let outcome = match change.kind {
             ChangeKind::Purge => {
                 let outcome = self.delete(&fetch, &head, copy, CopyOutcome::Purged, deadline);
@@ -335,15 +342,11 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             ChangeKind::Refresh => {
                 // An origin that keeps failing is left alone, as by copies.
                 self.breaker.check()?;
-                self.revalidate(copy, fetch, &head, &mut counts, deadline)
+                let last_change = changed_at.unwrap_or_else(epoch_now);
+                self.revalidate(copy, fetch, &head, last_change, counts, deadline)
                     .await?
             }
         };
-        if let Some(table) = &self.fresh.table {
-            if let Err(err) = table.count(epoch_now(), &counts.0, deadline).await {
-                tracing::warn!(error = %err, "could not add to the day's counters");
-            }
-        }
         tracing::info!(
             change = change.kind.as_str(),
             source = change.source.as_str(),
@@ -353,11 +356,35 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         Ok(outcome)
     }
 
+    /// When the copy last changed, as the freshness table says; `None` if it does not say (a
+    /// failure to read it is logged: the copy is changed all the same).
+    async fn changed_at(&self, id: &str, deadline: Instant) -> Option<u64> {
+        let table = self.fresh.table.as_ref()?;
+        match table.get(id, deadline).await {
+            Ok(tracked) => tracked.map(|tracked| tracked.changed_at),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the copy's freshness item");
+                None
+            }
+        }
+    }
+
+    /// Adds to the day's counters; a failure is logged.
+    async fn count(&self, counts: &Counts, deadline: Instant) {
+        if let Some(table) = &self.fresh.table {
+            if let Err(err) = table.count(epoch_now(), &counts.0, deadline).await {
+                tracing::warn!(error = %err, "could not add to the day's counters");
+            }
+        }
+    }
+
+    /// `last_change`: when the copy last changed (kept when it is found current).
     async fn revalidate(
         &self,
         copy: &BackfillMessage,
         fetch: Fetch,
         head: &Head,
+        last_change: u64,
         counts: &mut Counts,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
@@ -375,7 +402,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             || (response.status == 200 && same_entity(&response.headers, head));
         if unchanged {
             counts.add("unchanged");
-            self.track(copy, None, deadline).await;
+            self.track(copy, last_change, deadline).await;
             return Ok(CopyOutcome::Unchanged);
         }
         if matches!(response.status, 404 | 410) {
@@ -383,7 +410,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             return match self.config.freshness.on_origin_gone {
                 OnOriginGone::Keep => {
                     counts.add("kept");
-                    self.track(copy, None, deadline).await;
+                    self.track(copy, last_change, deadline).await;
                     Ok(CopyOutcome::Kept(status))
                 }
                 OnOriginGone::Delete => {
@@ -438,8 +465,10 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         {
             CopyOutcome::Copied { bytes, .. } => {
                 counts.add("refreshed");
-                self.track(copy, Some(epoch_now()), deadline).await;
-                self.invalidate(copy, deadline).await;
+                tokio::join!(
+                    self.track(copy, epoch_now(), deadline),
+                    self.invalidate(copy, deadline)
+                );
                 Ok(CopyOutcome::Refreshed { bytes })
             }
             // If-Match failed: the object is no longer the one revalidated.
@@ -480,33 +509,24 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         }
     }
 
-    /// Records a copy (`changed_at` now) or a revalidation that found it current (`None`), and
-    /// when it is next due. A failure is logged: the copy is right, only its schedule is late.
-    pub async fn track(&self, copy: &BackfillMessage, changed_at: Option<u64>, deadline: Instant) {
+    /// Records a copy, or a revalidation, with when the copy last changed, and when it is next
+    /// due. A failure is logged: the copy is right, only its schedule is late.
+    pub async fn track(&self, copy: &BackfillMessage, changed_at: u64, deadline: Instant) {
         let Some(table) = &self.fresh.table else {
             return;
         };
         let now = epoch_now();
-        let recorded = async {
-            let changed_at = match changed_at {
-                Some(at) => at,
-                None => table
-                    .get(&object_id(&copy.bucket, copy.key.as_str()), deadline)
-                    .await?
-                    .map_or(now, |tracked| tracked.changed_at),
-            };
-            let freshness = &self.config.freshness;
-            let interval = revalidation_interval(
-                now,
-                changed_at,
-                freshness.min_revalidation,
-                freshness.max_staleness,
-            );
-            table
-                .record(copy, changed_at, now, now + interval, deadline)
-                .await
-        };
-        if let Err(err) = recorded.await {
+        let freshness = &self.config.freshness;
+        let interval = revalidation_interval(
+            now,
+            changed_at,
+            freshness.min_revalidation,
+            freshness.max_staleness,
+        );
+        if let Err(err) = table
+            .record(copy, changed_at, now, now + interval, deadline)
+            .await
+        {
             tracing::warn!(error = %err, "could not record the copy's revalidation schedule");
         }
     }
@@ -550,31 +570,51 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             sweep.period_seconds,
         );
         let now = epoch_now();
-        let mut bodies = Vec::new();
-        for due in table.due(now, budget, deadline).await? {
-            let id = object_id(&due.copy.bucket, due.copy.key.as_str());
-            if !table
-                .claim(&id, due.due_at, now + CLAIM_HOLD, deadline)
-                .await?
-            {
-                continue;
+        let due = table.due(now, budget, deadline).await?;
+        // Claims run concurrently, and each batch of ten refreshes goes as soon as it is claimed:
+        // the workers start on the first while the rest are claimed.
+        let mut claimed = futures::stream::iter(due)
+            .map(|due| async move {
+                let id = object_id(&due.copy.bucket, due.copy.key.as_str());
+                let won = table
+                    .claim(&id, due.due_at, now + CLAIM_HOLD, deadline)
+                    .await?;
+                Ok::<_, BackfillError>(won.then(|| scheduled_refresh(&due.copy, now)))
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY);
+        let mut batch = Vec::new();
+        let mut objects = 0;
+        while let Some(claim) = claimed.next().await {
+            if let Some(body) = claim? {
+                batch.push(body);
             }
-            let mut change = ChangeMessage::for_key(
-                ChangeKind::Refresh,
-                &due.copy.bucket,
-                &due.copy.origin,
-                due.copy.key.clone(),
-                &format!("sweep-{now}"),
-                time::OffsetDateTime::now_utc(),
-            );
-            change.uri = Some(due.copy.uri.clone());
-            change.source = ChangeSource::Schedule;
-            bodies.push(change.to_json());
+            if batch.len() == 10 {
+                objects += batch.len();
+                queue.send(std::mem::take(&mut batch), deadline).await?;
+            }
         }
-        let objects = bodies.len();
-        queue.send(bodies, deadline).await?;
+        objects += batch.len();
+        queue.send(batch, deadline).await?;
         Ok(CopyOutcome::Swept { objects })
     }
+}
+
+/// Claims a sweep makes at once.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// The refresh the schedule sends for a copy it claimed.
+fn scheduled_refresh(copy: &BackfillMessage, now: u64) -> String {
+    let mut change = ChangeMessage::for_key(
+        ChangeKind::Refresh,
+        &copy.bucket,
+        &copy.origin,
+        copy.key.clone(),
+        &format!("sweep-{now}"),
+        time::OffsetDateTime::now_utc(),
+    );
+    change.uri = Some(copy.uri.clone());
+    change.source = ChangeSource::Schedule;
+    change.to_json()
 }
 
 /// Refreshes one sweep may send: the budget a minute, for the schedule's period (at least one).
