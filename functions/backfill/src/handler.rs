@@ -1,5 +1,6 @@
 //! One SQS record: parse, check, copy, report.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -322,22 +323,22 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     }
 }
 
-/// Whether a record is a well-formed invalidation.
-fn is_invalidation(record: &SqsMessage) -> bool {
-    matches!(
-        Task::parse(record.body.as_deref().unwrap_or_default()),
-        Ok(Task::Invalidate(_))
-    )
+/// A batch's invalidation records, made one CreateInvalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidated {
+    /// The message ids of the records it took.
+    pub ids: HashSet<String>,
+    /// Whether CloudFront took them (the error's text if not: every record is retried).
+    pub result: Result<(), String>,
 }
 
 impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
-    /// The batch's invalidations as one CreateInvalidation: `None` when it has none, else
-    /// whether CloudFront took them (the error's text if not: every record is retried).
+    /// The batch's invalidations as one CreateInvalidation: `None` when it has none.
     pub async fn invalidate_batch(
         &self,
         records: &[SqsMessage],
         deadline: Instant,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Invalidated> {
         let batch: Vec<(&str, Invalidation)> = records
             .iter()
             .filter_map(
@@ -353,6 +354,16 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         if batch.is_empty() {
             return None;
         }
+        let ids = batch.iter().map(|(id, _)| (*id).to_owned()).collect();
+        let result = self.invalidate_paths(&batch, deadline).await;
+        Some(Invalidated { ids, result })
+    }
+
+    async fn invalidate_paths(
+        &self,
+        batch: &[(&str, Invalidation)],
+        deadline: Instant,
+    ) -> Result<(), String> {
         let paths = batch_paths(
             batch
                 .iter()
@@ -365,7 +376,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                 paths = paths.len(),
                 "no DISTRIBUTION_ID: the changed paths are not invalidated"
             );
-            return Some(Ok(()));
+            return Ok(());
         };
         let reference = caller_reference(batch.iter().map(|(id, _)| *id));
         let count = paths.len();
@@ -381,23 +392,13 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                     &[("Outcome", CopyOutcome::Invalidated { paths: count }.label())],
                     &[Metric::count("InvalidatedPaths", count as u64)],
                 );
-                if let Some(table) = &self.fresh.table {
-                    let counted = table
-                        .count(
-                            epoch_now(),
-                            &[("invalidated_paths", count as u64)],
-                            deadline,
-                        )
-                        .await;
-                    if let Err(err) = counted {
-                        tracing::warn!(error = %err, "could not add to the day's counters");
-                    }
-                }
-                Some(Ok(()))
+                self.count(&[("invalidated_paths", count as u64)], deadline)
+                    .await;
+                Ok(())
             }
             Err(err) => {
                 tracing::warn!(error = %err, paths = count, "CloudFront refused the invalidation; the batch is retried");
-                Some(Err(err.to_string()))
+                Err(err.to_string())
             }
         }
     }
@@ -423,8 +424,9 @@ pub async fn handle_batch<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue>(
     let invalidated = &invalidated;
     let response = runner
         .run_until(event.payload, deadline, |record| async move {
+            let id = record.message_id.as_deref().unwrap_or_default();
             match invalidated {
-                Some(result) if is_invalidation(&record) => result.clone().map_err(|message| {
+                Some(batch) if batch.ids.contains(id) => batch.result.clone().map_err(|message| {
                     BackfillError::Aws(shared::Error::Aws {
                         operation: "CreateInvalidation",
                         message,

@@ -200,7 +200,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
                 let release_by = Instant::now().max(deadline) + self.config.deadline_margin / 2;
                 let (released, ()) = tokio::join!(
                     leases.release(&id, lease.generation, None, release_by),
-                    self.count(&counts, deadline)
+                    self.count(&counts.0, deadline)
                 );
                 if let Err(err) = released {
                     tracing::warn!(error = %err, "could not release the key's lease; it expires at the invocation's end");
@@ -370,9 +370,9 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
     }
 
     /// Adds to the day's counters; a failure is logged.
-    async fn count(&self, counts: &Counts, deadline: Instant) {
+    pub(crate) async fn count(&self, counters: &[(&str, u64)], deadline: Instant) {
         if let Some(table) = &self.fresh.table {
-            if let Err(err) = table.count(epoch_now(), &counts.0, deadline).await {
+            if let Err(err) = table.count(epoch_now(), counters, deadline).await {
                 tracing::warn!(error = %err, "could not add to the day's counters");
             }
         }

@@ -254,8 +254,8 @@ impl Fixture {
         if records.is_empty() {
             return Vec::new();
         }
-        let result = self.app.invalidate_batch(&records, a_minute()).await;
-        assert_eq!(result, Some(Ok(())));
+        let batch = self.app.invalidate_batch(&records, a_minute()).await;
+        assert_eq!(batch.map(|batch| batch.result), Some(Ok(())));
         // What CloudFront now holds: the newest invalidation's paths.
         let distribution = var("DISTRIBUTION_ID");
         let listed = self
