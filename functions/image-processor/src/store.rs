@@ -137,6 +137,30 @@ impl S3Store {
         S3Store { client }
     }
 
+    /// HeadObject; `None` for a 404 (no object, or a delete marker, which answers 404 too with
+    /// `x-amz-delete-marker: true`).
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        deadline: Instant,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .customize()
+            .config_override(until(&self.client, deadline)?)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output)),
+            Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
+            Err(err) => Err(Error::aws("HeadObject", err)),
+        }
+    }
+
     fn put(
         &self,
         write: &RenditionWrite,
@@ -278,28 +302,13 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         deadline: Instant,
     ) -> Result<Option<Existing>, Error> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key.as_str())
-            .customize()
-            .config_override(until(&self.client, deadline)?)
-            .send()
-            .await
-        {
-            Ok(output) => {
-                let metadata = output.metadata.unwrap_or_default();
-                Ok(Some(Existing {
-                    etag: output.e_tag.unwrap_or_default(),
-                    stamp: SourceStamp::from_metadata(|name| {
-                        metadata.get(name).map(String::as_str)
-                    }),
-                }))
+        Ok(self.head(bucket, key, deadline).await?.map(|output| {
+            let metadata = output.metadata.unwrap_or_default();
+            Existing {
+                etag: output.e_tag.unwrap_or_default(),
+                stamp: SourceStamp::from_metadata(|name| metadata.get(name).map(String::as_str)),
             }
-            Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
-            Err(err) => Err(Error::aws("HeadObject", err)),
-        }
+        }))
     }
 
     async fn replace(
@@ -330,28 +339,17 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         deadline: Instant,
     ) -> Result<Option<Revision>, Error> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key.as_str())
-            .customize()
-            .config_override(until(&self.client, deadline)?)
-            .send()
-            .await
-        {
-            Ok(output) => Ok(Some(Revision {
+        Ok(self
+            .head(bucket, key, deadline)
+            .await?
+            .map(|output| Revision {
                 etag: output
                     .e_tag
                     .unwrap_or_default()
                     .trim_matches('"')
                     .to_owned(),
                 version_id: output.version_id.filter(|v| v != "null"),
-            })),
-            // A delete marker answers 404 too (with `x-amz-delete-marker: true`).
-            Err(err) if matches!(status_of(&err), Some(404)) => Ok(None),
-            Err(err) => Err(Error::aws("HeadObject", err)),
-        }
+            }))
     }
 
     async fn keys_under(
