@@ -27,19 +27,5 @@ else
 fi
 $debug || cargo build --quiet --locked -p test-support --bin aws-wan
 
-started_strict=false started_stack=false
-scripts/strict-s3 status >/dev/null 2>&1 || started_strict=true
-scripts/local-stack status >/dev/null 2>&1 || started_stack=true
-cleanup() {
-  scripts/wan down ranged-origin >/dev/null 2>&1 || true
-  if [[ "$started_strict" == true ]]; then scripts/strict-s3 down >/dev/null 2>&1 || true; fi
-  if [[ "$started_stack" == true ]]; then scripts/local-stack down >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-scripts/strict-s3 up >/dev/null
-scripts/local-stack up >/dev/null 2>&1
-set -a
-# shellcheck disable=SC1091
-source .local/strict-s3.env
-set +a
+start_stand_ins ranged-origin
 .venv/bin/python bench/backfill/ranged.py "${args[@]}"

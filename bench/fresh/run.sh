@@ -26,19 +26,5 @@ else
   export BACKFILL_BINARY="$root/target/release/backfill"
 fi
 
-started_strict=false started_stack=false
-scripts/strict-s3 status >/dev/null 2>&1 || started_strict=true
-scripts/local-stack status >/dev/null 2>&1 || started_stack=true
-cleanup() {
-  scripts/wan down fresh-origin >/dev/null 2>&1 || true
-  if [[ "$started_strict" == true ]]; then scripts/strict-s3 down >/dev/null 2>&1 || true; fi
-  if [[ "$started_stack" == true ]]; then scripts/local-stack down >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-scripts/strict-s3 up >/dev/null
-scripts/local-stack up >/dev/null 2>&1
-set -a
-# shellcheck disable=SC1091
-source .local/strict-s3.env
-set +a
+start_stand_ins fresh-origin
 .venv/bin/python bench/fresh/fresh.py "${args[@]}"
