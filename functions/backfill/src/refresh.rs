@@ -220,10 +220,7 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
         let queue = self.fresh.queue.as_ref().expect("checked by the caller");
-        let delay = put_back_delay(self.config.freshness.busy_delay, 1, fastrand::f64());
-        queue
-            .send_delayed(vec![copy.to_json()], delay, deadline)
-            .await?;
+        let delay = self.send_back(queue, copy.to_json(), 1, deadline).await?;
         tracing::info!(
             delay_s = delay.as_secs(),
             "a change of the key is under way: the copy is put back"
@@ -239,17 +236,12 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         change: &ChangeMessage,
         deadline: Instant,
     ) -> Result<CopyOutcome, BackfillError> {
-        let delay = put_back_delay(
-            self.config.freshness.busy_delay,
-            change.busy,
-            fastrand::f64(),
-        );
         let again = ChangeMessage {
             busy: change.busy.saturating_add(1),
             ..change.clone()
         };
-        queue
-            .send_delayed(vec![again.to_json()], delay, deadline)
+        let delay = self
+            .send_back(queue, again.to_json(), change.busy, deadline)
             .await?;
         tracing::info!(
             busy = again.busy,
@@ -257,6 +249,20 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
             "the key's copy is in flight or changed meanwhile: the change is put back"
         );
         Ok(CopyOutcome::PutBack)
+    }
+
+    /// Sends `body` to the change queue after [`put_back_delay`] for its `busy`-th time back;
+    /// the delay.
+    async fn send_back(
+        &self,
+        queue: &SqsQueue,
+        body: String,
+        busy: u32,
+        deadline: Instant,
+    ) -> Result<Duration, BackfillError> {
+        let delay = put_back_delay(self.config.freshness.busy_delay, busy, fastrand::f64());
+        queue.send_delayed(vec![body], delay, deadline).await?;
+        Ok(delay)
     }
 
     /// One page of a prefix's keys announced one by one, and the rest of the listing after them.
@@ -309,7 +315,6 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         Ok(CopyOutcome::FannedOut { keys })
     }
 
-    /// A key's refresh or purge, under its lease.
     /// A key's refresh or purge, under its lease; what it did is added to `counts`.
     async fn change_key(
         &self,
