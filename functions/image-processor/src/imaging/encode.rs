@@ -1,0 +1,188 @@
+//! Resize, orient, encode.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
+use image::DynamicImage;
+
+use super::{swaps_axes, Pixels, Settings};
+use crate::error::Error;
+use crate::rendition::{Format, RenditionSpec};
+
+pub(super) fn resize_and_encode(
+    pixels: &Pixels,
+    orientation: Orientation,
+    specs: Vec<RenditionSpec>,
+    settings: &Settings,
+) -> Result<Vec<(RenditionSpec, Vec<u8>)>, Error> {
+    // Distinct sizes, largest first: each is resized from the one before (a cascade of small
+    // reductions costs less than reducing the full image each time, with no visible difference).
+    let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    let swap = swaps_axes(orientation);
+    let mut resizer = Resizer::new();
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let pixel_type = pixels.pixel_type();
+    let mut resized: Vec<((u32, u32), Image<'static>)> = Vec::with_capacity(sizes.len());
+    for displayed in sizes {
+        let (width, height) = if swap {
+            (displayed.1, displayed.0)
+        } else {
+            displayed
+        };
+        let source = match resized.last() {
+            Some((_, image)) => {
+                ImageRef::new(image.width(), image.height(), image.buffer(), pixel_type)
+            }
+            None => ImageRef::new(pixels.width, pixels.height, &pixels.data, pixel_type),
+        }
+        .map_err(|e| Error::Encode(e.to_string()))?;
+        let image = if (source.width(), source.height()) == (width, height) {
+            Image::from_vec_u8(width, height, source.buffer().to_vec(), pixel_type)
+                .map_err(|e| Error::Encode(e.to_string()))?
+        } else {
+            let mut image = Image::new(width, height, pixel_type);
+            resizer
+                .resize(&source, &mut image, &options)
+                .map_err(|e| Error::Encode(e.to_string()))?;
+            image
+        };
+        resized.push((displayed, image));
+    }
+    let resized = resized
+        .into_iter()
+        .map(|(size, image)| Ok((size, oriented(image, pixels.alpha, orientation)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    specs
+        .into_iter()
+        .map(|spec| {
+            let (_, image) = resized
+                .iter()
+                .find(|(size, _)| *size == (spec.width, spec.height))
+                .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
+            let bytes = encode(image, pixels.ycbcr, spec.format, settings)?;
+            Ok((spec, bytes))
+        })
+        .collect()
+}
+
+/// The resized pixels turned the way the EXIF orientation says, as an `image` buffer.
+fn oriented(
+    image: Image<'_>,
+    alpha: bool,
+    orientation: Orientation,
+) -> Result<DynamicImage, Error> {
+    let (width, height, buffer) = (image.width(), image.height(), image.into_vec());
+    let bad = || Error::Encode("resized buffer has the wrong size".into());
+    let mut out = if alpha {
+        DynamicImage::ImageRgba8(image::RgbaImage::from_raw(width, height, buffer).ok_or_else(bad)?)
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(width, height, buffer).ok_or_else(bad)?)
+    };
+    out.apply_orientation(orientation);
+    Ok(out)
+}
+
+fn encode(
+    image: &DynamicImage,
+    ycbcr: bool,
+    format: Format,
+    settings: &Settings,
+) -> Result<Vec<u8>, Error> {
+    if ycbcr && format != Format::Jpeg {
+        let rgb = image
+            .as_rgb8()
+            .map(|ycc| DynamicImage::ImageRgb8(ycbcr_to_rgb(ycc)))
+            .ok_or_else(|| Error::Encode("YCbCr pixels must have three channels".into()))?;
+        return encode(&rgb, false, format, settings);
+    }
+    let (width, height) = (image.width(), image.height());
+    let encode_error = |e: &dyn std::fmt::Display| {
+        Error::Encode(format!("{} {width}x{height}: {e}", format.extension()))
+    };
+    let mut out = Vec::new();
+    match format {
+        Format::Jpeg => {
+            let pixels = image
+                .as_rgb8()
+                .ok_or_else(|| encode_error(&"JPEG needs three channels"))?;
+            let color = if ycbcr {
+                jpeg_encoder::ColorType::Ycbcr
+            } else {
+                jpeg_encoder::ColorType::Rgb
+            };
+            let (w, h) = (
+                u16::try_from(width).map_err(|e| encode_error(&e))?,
+                u16::try_from(height).map_err(|e| encode_error(&e))?,
+            );
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, settings.jpeg_quality);
+            encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+            encoder
+                .encode(pixels.as_raw(), w, h, color)
+                .map_err(|e| encode_error(&e))?;
+        }
+        Format::Png => {
+            let (color, raw) = match image {
+                DynamicImage::ImageRgba8(rgba) => (png::ColorType::Rgba, rgba.as_raw()),
+                DynamicImage::ImageRgb8(rgb) => (png::ColorType::Rgb, rgb.as_raw()),
+                _ => return Err(encode_error(&"PNG needs RGB or RGBA pixels")),
+            };
+            let mut encoder = png::Encoder::new(&mut out, width, height);
+            encoder.set_color(color);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.set_compression(png::Compression::Fast);
+            let mut writer = encoder.write_header().map_err(|e| encode_error(&e))?;
+            writer.write_image_data(raw).map_err(|e| encode_error(&e))?;
+            writer.finish().map_err(|e| encode_error(&e))?;
+        }
+        Format::Webp => {
+            let encoder = match image {
+                DynamicImage::ImageRgba8(rgba) => {
+                    webp::Encoder::from_rgba(rgba.as_raw(), width, height)
+                }
+                DynamicImage::ImageRgb8(rgb) => {
+                    webp::Encoder::from_rgb(rgb.as_raw(), width, height)
+                }
+                _ => return Err(encode_error(&"WebP needs RGB or RGBA pixels")),
+            };
+            let memory = encoder
+                .encode_simple(false, f32::from(settings.webp_quality))
+                .map_err(|e| encode_error(&format!("{e:?}")))?;
+            out.extend_from_slice(&memory);
+        }
+    }
+    Ok(out)
+}
+
+/// JFIF (full-range BT.601) YCbCr to RGB, as libjpeg converts, in 16-bit fixed point.
+pub(super) fn ycbcr_to_rgb(ycc: &image::RgbImage) -> image::RgbImage {
+    let mut rgb = ycc.clone();
+    for pixel in rgb.pixels_mut() {
+        let [y, cb, cr] = pixel.0;
+        let (y, cb, cr) = (i32::from(y) << 16, i32::from(cb) - 128, i32::from(cr) - 128);
+        let channel = |v: i32| ((v + (1 << 15)) >> 16).clamp(0, 255) as u8;
+        pixel.0 = [
+            channel(y + 91_881 * cr),
+            channel(y - 22_554 * cb - 46_802 * cr),
+            channel(y + 116_130 * cb),
+        ];
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_conversions() {
+        let ycc = image::RgbImage::from_raw(3, 1, vec![128, 128, 128, 76, 85, 255, 255, 128, 128])
+            .unwrap();
+        let rgb = ycbcr_to_rgb(&ycc);
+        assert_eq!(rgb.get_pixel(0, 0).0, [128, 128, 128]);
+        let red = rgb.get_pixel(1, 0).0;
+        assert!(red[0] >= 250 && red[1] <= 3 && red[2] <= 3, "{red:?}");
+        assert_eq!(rgb.get_pixel(2, 0).0, [255, 255, 255]);
+    }
+}

@@ -1,0 +1,193 @@
+//! The CPU work: sniff, check the header against the limits, decode (JPEG at a reduced size when the
+//! renditions allow, as libvips' shrink-on-load does), convert to 8-bit sRGB, resize with a SIMD
+//! Lanczos3, apply the EXIF orientation to the small results, encode. Synchronous: callers run it
+//! in `spawn_blocking`.
+
+mod encode;
+mod jpeg;
+mod other;
+
+use fast_image_resize::PixelType;
+use image::metadata::Orientation;
+
+use crate::error::Error;
+use crate::rendition::RenditionSpec;
+
+pub use jpeg::dct_scale;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+}
+
+impl SourceFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Gif => "gif",
+            SourceFormat::Webp => "webp",
+        }
+    }
+}
+
+/// Recognises a format by its signature: the key's suffix says nothing reliable.
+pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, Error> {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Ok(SourceFormat::Jpeg),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Ok(SourceFormat::Png),
+        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Ok(SourceFormat::Gif),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Ok(SourceFormat::Webp),
+        _ => Err(Error::NotAnImage),
+    }
+}
+
+/// Settings of the pipeline, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub max_pixels: u64,
+    pub jpeg_quality: u8,
+    pub webp_quality: u8,
+}
+
+/// What was learnt about the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub format: SourceFormat,
+    /// Size as displayed, after the EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    /// Size the pixels were decoded at (smaller than stored for a DCT-scaled JPEG).
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub has_alpha: bool,
+    pub orientation: Orientation,
+}
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub source: SourceInfo,
+    pub renditions: Vec<(RenditionSpec, Vec<u8>)>,
+}
+
+/// 8-bit pixels, rows top to bottom, as stored (before orientation): sRGB RGB or RGBA, or, for
+/// JPEG sources, JFIF YCbCr, which is resized as it is and encoded to JPEG without converting.
+pub(super) struct Pixels {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) alpha: bool,
+    pub(super) ycbcr: bool,
+    pub(super) data: Vec<u8>,
+}
+
+impl Pixels {
+    pub(super) fn pixel_type(&self) -> PixelType {
+        if self.alpha {
+            PixelType::U8x4
+        } else {
+            PixelType::U8x3
+        }
+    }
+}
+
+/// The header facts decoding needs: stored size and orientation.
+pub(super) struct Header {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) orientation: Orientation,
+}
+
+impl Header {
+    pub(super) fn displayed(&self) -> (u32, u32) {
+        if swaps_axes(self.orientation) {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+pub(super) fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+pub(super) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), Error> {
+    let (width, height) = (u64::from(width), u64::from(height));
+    if width == 0 || height == 0 {
+        return Err(Error::Corrupt(format!(
+            "image header says {width}x{height}"
+        )));
+    }
+    if width * height > limit {
+        return Err(Error::TooManyPixels {
+            width,
+            height,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Renders `bytes`. `plan` is told the displayed size and whether the image has transparency,
+/// and answers the renditions to produce; `largest_width` is the widest configured one, which
+/// sets how far a JPEG may be shrunk while decoding.
+pub fn render(
+    bytes: &[u8],
+    settings: &Settings,
+    largest_width: u32,
+    plan: impl FnOnce((u32, u32), bool) -> Result<Vec<RenditionSpec>, Error>,
+) -> Result<Rendered, Error> {
+    let format = sniff(bytes)?;
+    let (header, pixels) = match format {
+        SourceFormat::Jpeg => jpeg::decode_jpeg(bytes, settings.max_pixels, largest_width)?,
+        other => other::decode_other(bytes, other, settings.max_pixels)?,
+    };
+    let displayed = header.displayed();
+    let specs = plan(displayed, pixels.alpha)?;
+    let source = SourceInfo {
+        format,
+        width: displayed.0,
+        height: displayed.1,
+        decoded_width: pixels.width,
+        decoded_height: pixels.height,
+        has_alpha: pixels.alpha,
+        orientation: header.orientation,
+    };
+    let renditions = encode::resize_and_encode(&pixels, header.orientation, specs, settings)?;
+    Ok(Rendered { source, renditions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_sniffed_from_their_signatures() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(), SourceFormat::Jpeg);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest").unwrap(), SourceFormat::Png);
+        assert_eq!(sniff(b"GIF89a...").unwrap(), SourceFormat::Gif);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), SourceFormat::Webp);
+        for other in [&b""[..], b"hello", b"RIFF\0\0\0\0WAVE", b"\xFF\xD8"] {
+            assert!(matches!(sniff(other), Err(Error::NotAnImage)));
+        }
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_before_decoding() {
+        assert!(check_pixels(10_000, 10_000, 100_000_000).is_ok());
+        assert!(matches!(
+            check_pixels(10_001, 10_000, 100_000_000),
+            Err(Error::TooManyPixels { .. })
+        ));
+        assert!(matches!(check_pixels(0, 10, 100), Err(Error::Corrupt(_))));
+    }
+}
