@@ -34,11 +34,7 @@ fn main() -> anyhow::Result<()> {
 fn run(file: &Path, iterations: usize) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let config = Config::from_env(&Env::from_pairs([("TASK_TABLE", "benchmark")]))?;
-    let settings = Settings {
-        max_pixels: config.max_pixels,
-        jpeg_quality: config.jpeg_quality,
-        webp_quality: config.webp_quality,
-    };
+    let settings = Settings::from_config(&config);
     let key = ObjectKey::new(format!(
         "images/{}",
         file.file_name().unwrap_or_default().to_string_lossy()

@@ -261,11 +261,7 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         let key = task.key.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let settings = Settings {
-                max_pixels: config.max_pixels,
-                jpeg_quality: config.jpeg_quality,
-                webp_quality: config.webp_quality,
-            };
+            let settings = Settings::from_config(&config);
             imaging::render(
                 &bytes,
                 &settings,

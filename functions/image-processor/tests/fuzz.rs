@@ -28,11 +28,13 @@ fn processor_config() -> Config {
     Config::from_env(&Env::from_pairs([("TASK_TABLE", "tasks")])).unwrap()
 }
 
-const SETTINGS: Settings = Settings {
-    max_pixels: 4_000_000,
-    jpeg_quality: 80,
-    webp_quality: 80,
-};
+fn settings() -> Settings {
+    Settings {
+        max_pixels: 4_000_000,
+        jpeg_quality: 80,
+        webp_quality: 80,
+    }
+}
 
 fn renditions(
     displayed: (u32, u32),
@@ -88,7 +90,7 @@ fn a_declared_pixel_bomb_is_refused_before_decoding() {
     png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
     png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     let started = std::time::Instant::now();
-    assert!(render(&png, &SETTINGS, 1280, renditions).is_err());
+    assert!(render(&png, &settings(), 1280, renditions).is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
 
@@ -121,7 +123,7 @@ proptest! {
             _ => b"RIFF\0\0\0\0WEBP",
         };
         let bytes = [signature, &tail].concat();
-        prop_assert!(render(&bytes, &SETTINGS, 1280, renditions).is_err());
+        prop_assert!(render(&bytes, &settings(), 1280, renditions).is_err());
     }
 
     #[test]
@@ -137,7 +139,7 @@ proptest! {
         }
         let len = cut.index(bytes.len() + 1);
         bytes.truncate(len.max(1));
-        if let Ok(rendered) = render(&bytes, &SETTINGS, 1280, renditions) {
+        if let Ok(rendered) = render(&bytes, &settings(), 1280, renditions) {
             for (spec, encoded) in &rendered.renditions {
                 prop_assert!(spec.width <= 48 && spec.height <= 32);
                 prop_assert!(matches!(spec.format, Format::Jpeg | Format::Png | Format::Webp));

@@ -97,6 +97,8 @@ fn decode_jpeg_unguarded(
         width,
         height,
         orientation,
+        icc: None,
+        warnings: Vec::new(),
     };
     let (target_width, target_height) = stored_target(&header, largest_width);
     decompress.scale(dct_scale(width, height, target_width, target_height));

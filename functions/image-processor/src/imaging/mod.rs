@@ -10,6 +10,7 @@ mod other;
 use fast_image_resize::PixelType;
 use image::metadata::Orientation;
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::rendition::RenditionSpec;
 
@@ -53,6 +54,27 @@ pub struct Settings {
     pub webp_quality: u8,
 }
 
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Settings {
+            max_pixels: config.max_pixels,
+            jpeg_quality: config.jpeg_quality,
+            webp_quality: config.webp_quality,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        Settings {
+            max_pixels: 100_000_000,
+            jpeg_quality: 80,
+            webp_quality: 75,
+        }
+    }
+}
+
 /// What was learnt about the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceInfo {
@@ -70,6 +92,8 @@ pub struct SourceInfo {
 #[derive(Debug)]
 pub struct Rendered {
     pub source: SourceInfo,
+    /// What the decoder recovered from (libjpeg's warnings, say), for the log and a metric.
+    pub warnings: Vec<String>,
     pub renditions: Vec<(RenditionSpec, Vec<u8>)>,
 }
 
@@ -98,6 +122,11 @@ pub(super) struct Header {
     pub(super) width: u32,
     pub(super) height: u32,
     pub(super) orientation: Orientation,
+    /// The embedded ICC profile, reassembled from its container's chunks.
+    #[allow(dead_code)]
+    pub(super) icc: Option<Vec<u8>>,
+    /// Recoverable problems the decoder met.
+    pub(super) warnings: Vec<String>,
 }
 
 impl Header {
@@ -163,7 +192,11 @@ pub fn render(
         orientation: header.orientation,
     };
     let renditions = encode::resize_and_encode(&pixels, header.orientation, specs, settings)?;
-    Ok(Rendered { source, renditions })
+    Ok(Rendered {
+        source,
+        warnings: header.warnings,
+        renditions,
+    })
 }
 
 #[cfg(test)]

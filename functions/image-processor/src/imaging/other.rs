@@ -64,6 +64,8 @@ pub(super) fn decode_other(
             width,
             height,
             orientation,
+            icc: None,
+            warnings: Vec::new(),
         },
         pixels,
     ))
