@@ -5,6 +5,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::metadata::Orientation;
 use image::DynamicImage;
 
+use super::colour::{self, Transform};
 use super::{swaps_axes, Pixels, Settings};
 use crate::error::Error;
 use crate::rendition::{Format, RenditionSpec};
@@ -12,6 +13,7 @@ use crate::rendition::{Format, RenditionSpec};
 pub(super) fn resize_and_encode(
     pixels: &Pixels,
     orientation: Orientation,
+    colour: Option<&Transform>,
     specs: Vec<RenditionSpec>,
     settings: &Settings,
 ) -> Result<Vec<(RenditionSpec, Vec<u8>)>, Error> {
@@ -52,8 +54,17 @@ pub(super) fn resize_and_encode(
     }
     let resized = resized
         .into_iter()
-        .map(|(size, image)| Ok((size, oriented(image, pixels.alpha, orientation)?)))
+        .map(|(size, image)| {
+            let mut image = oriented(image, pixels.alpha, orientation)?;
+            if let Some(transform) = colour {
+                image = to_srgb(image, pixels.ycbcr, transform)?;
+            }
+            Ok((size, image))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
+    // Converted pixels are RGB, and say they are sRGB; the others are as their source was.
+    let ycbcr = pixels.ycbcr && colour.is_none();
+    let tag = colour.is_some();
     specs
         .into_iter()
         .map(|spec| {
@@ -61,7 +72,7 @@ pub(super) fn resize_and_encode(
                 .iter()
                 .find(|(size, _)| *size == (spec.width, spec.height))
                 .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
-            let bytes = encode(image, pixels.ycbcr, spec.format, settings)?;
+            let bytes = encode(image, ycbcr, tag, spec.format, settings)?;
             Ok((spec, bytes))
         })
         .collect()
@@ -84,9 +95,30 @@ fn oriented(
     Ok(out)
 }
 
+/// A resized image converted to sRGB through its source's profile.
+fn to_srgb(image: DynamicImage, ycbcr: bool, transform: &Transform) -> Result<DynamicImage, Error> {
+    let mut image = if ycbcr {
+        DynamicImage::ImageRgb8(ycbcr_to_rgb(
+            image
+                .as_rgb8()
+                .ok_or_else(|| Error::Encode("YCbCr pixels must have three channels".into()))?,
+        ))
+    } else {
+        image
+    };
+    match &mut image {
+        DynamicImage::ImageRgb8(rgb) => colour::apply(transform, rgb.as_mut())?,
+        DynamicImage::ImageRgba8(rgba) => colour::apply(transform, rgba.as_mut())?,
+        _ => return Err(Error::Encode("colour conversion needs RGB or RGBA".into())),
+    }
+    Ok(image)
+}
+
+/// `tag`: embed the sRGB profile (the pixels were converted from another colour space).
 fn encode(
     image: &DynamicImage,
     ycbcr: bool,
+    tag: bool,
     format: Format,
     settings: &Settings,
 ) -> Result<Vec<u8>, Error> {
@@ -95,7 +127,7 @@ fn encode(
             .as_rgb8()
             .map(|ycc| DynamicImage::ImageRgb8(ycbcr_to_rgb(ycc)))
             .ok_or_else(|| Error::Encode("YCbCr pixels must have three channels".into()))?;
-        return encode(&rgb, false, format, settings);
+        return encode(&rgb, false, tag, format, settings);
     }
     let (width, height) = (image.width(), image.height());
     let encode_error = |e: &dyn std::fmt::Display| {
@@ -118,6 +150,11 @@ fn encode(
             );
             let mut encoder = jpeg_encoder::Encoder::new(&mut out, settings.jpeg_quality);
             encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+            if tag {
+                encoder
+                    .add_icc_profile(colour::SRGB_PROFILE)
+                    .map_err(|e| encode_error(&e))?;
+            }
             encoder
                 .encode(pixels.as_raw(), w, h, color)
                 .map_err(|e| encode_error(&e))?;
@@ -132,6 +169,10 @@ fn encode(
             encoder.set_color(color);
             encoder.set_depth(png::BitDepth::Eight);
             encoder.set_compression(png::Compression::Fast);
+            if tag {
+                // PNG's own sRGB chunk says it in 13 bytes.
+                encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+            }
             let mut writer = encoder.write_header().map_err(|e| encode_error(&e))?;
             writer.write_image_data(raw).map_err(|e| encode_error(&e))?;
             writer.finish().map_err(|e| encode_error(&e))?;
@@ -149,10 +190,52 @@ fn encode(
             let memory = encoder
                 .encode_simple(false, f32::from(settings.webp_quality))
                 .map_err(|e| encode_error(&format!("{e:?}")))?;
-            out.extend_from_slice(&memory);
+            if tag {
+                out = with_icc_chunk(&memory, width, height, colour::SRGB_PROFILE);
+            } else {
+                out.extend_from_slice(&memory);
+            }
         }
     }
     Ok(out)
+}
+
+/// A simple-format WebP file (`VP8 ` or `VP8L`, or an extended one) with an `ICCP` chunk: the
+/// extended layout (RIFF, `VP8X` with the ICC flag, `ICCP`, then the image's chunks).
+fn with_icc_chunk(webp: &[u8], width: u32, height: u32, icc: &[u8]) -> Vec<u8> {
+    const ICC_FLAG: u8 = 0x20;
+    const ALPHA_FLAG: u8 = 0x10;
+    let chunk = |out: &mut Vec<u8>, fourcc: &[u8], body: &[u8]| {
+        out.extend_from_slice(fourcc);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        if body.len() % 2 == 1 {
+            out.push(0);
+        }
+    };
+    let body = &webp[12..];
+    let (mut vp8x, rest) = if body.starts_with(b"VP8X") {
+        let mut header = body[8..18].to_vec();
+        header[0] |= ICC_FLAG;
+        (header, &body[18..])
+    } else {
+        let mut header = vec![ICC_FLAG, 0, 0, 0];
+        header.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+        header.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+        if body.starts_with(b"VP8L") && body.get(8 + 4).is_some_and(|b| b & 0x10 != 0) {
+            // VP8L's header has an "alpha is used" bit (bit 28 of the 32 after the signature).
+            header[0] |= ALPHA_FLAG;
+        }
+        (header, body)
+    };
+    vp8x.truncate(10);
+    let mut out = b"RIFF\0\0\0\0WEBP".to_vec();
+    chunk(&mut out, b"VP8X", &vp8x);
+    chunk(&mut out, b"ICCP", icc);
+    out.extend_from_slice(rest);
+    let size = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&size.to_le_bytes());
+    out
 }
 
 /// JFIF (full-range BT.601) YCbCr to RGB, as libjpeg converts, in 16-bit fixed point.

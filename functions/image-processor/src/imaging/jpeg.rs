@@ -119,11 +119,8 @@ fn decode_jpeg_unguarded(
         decompress.rgb().map_err(io)?
     };
     let (out_width, out_height) = (started.width() as u32, started.height() as u32);
-    let mut data: Vec<u8> = started.read_scanlines().map_err(io)?;
+    let data: Vec<u8> = started.read_scanlines().map_err(io)?;
     started.finish().map_err(io)?;
-    if cmyk {
-        data = cmyk_to_rgb(&data, adobe);
-    }
     Ok((
         header,
         Pixels {
@@ -131,6 +128,7 @@ fn decode_jpeg_unguarded(
             height: out_height,
             alpha: false,
             ycbcr,
+            cmyk: cmyk.then_some(adobe),
             data,
         },
     ))
@@ -158,28 +156,6 @@ pub fn dct_scale(width: u32, height: u32, target_width: u32, target_height: u32)
         .unwrap_or(8)
 }
 
-/// Naive CMYK to RGB (no ICC profile). Adobe's writers store CMYK inverted, as Photoshop does.
-pub(super) fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
-    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
-    for pixel in cmyk.chunks_exact(4) {
-        let [c, m, y, k] = if adobe_inverted {
-            [pixel[0], pixel[1], pixel[2], pixel[3]]
-        } else {
-            [
-                255 - pixel[0],
-                255 - pixel[1],
-                255 - pixel[2],
-                255 - pixel[3],
-            ]
-        };
-        let k = u32::from(k);
-        for ink in [c, m, y] {
-            rgb.push(((u32::from(ink) * k + 127) / 255) as u8);
-        }
-    }
-    rgb
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,12 +178,5 @@ mod tests {
             assert!((u64::from(w) * n).div_ceil(8) >= u64::from(tw));
             assert!((u64::from(h) * n).div_ceil(8) >= u64::from(th));
         }
-    }
-
-    #[test]
-    fn adobe_cmyk_is_stored_inverted() {
-        assert_eq!(cmyk_to_rgb(&[255, 0, 255, 255], true), [255, 0, 255]);
-        assert_eq!(cmyk_to_rgb(&[0, 255, 0, 0], false), [255, 0, 255]);
-        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 255], false), [0, 0, 0]);
     }
 }

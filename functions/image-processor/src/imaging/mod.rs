@@ -3,6 +3,7 @@
 //! Lanczos3, apply the EXIF orientation to the small results, encode. Synchronous: callers run it
 //! in `spawn_blocking`.
 
+mod colour;
 mod encode;
 mod jpeg;
 mod other;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::rendition::RenditionSpec;
 
+pub use colour::SRGB_PROFILE;
 pub use jpeg::dct_scale;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub(super) struct Pixels {
     pub(super) height: u32,
     pub(super) alpha: bool,
     pub(super) ycbcr: bool,
+    /// CMYK samples (`Some(inverted)`, four a pixel), converted to sRGB right after decoding.
+    pub(super) cmyk: Option<bool>,
     pub(super) data: Vec<u8>,
 }
 
@@ -123,7 +127,6 @@ pub(super) struct Header {
     pub(super) height: u32,
     pub(super) orientation: Orientation,
     /// The embedded ICC profile, reassembled from its container's chunks.
-    #[allow(dead_code)]
     pub(super) icc: Option<Vec<u8>>,
     /// Recoverable problems the decoder met.
     pub(super) warnings: Vec<String>,
@@ -176,9 +179,18 @@ pub fn render(
     plan: impl FnOnce((u32, u32), bool) -> Result<Vec<RenditionSpec>, Error>,
 ) -> Result<Rendered, Error> {
     let format = sniff(bytes)?;
-    let (header, pixels) = match format {
+    let (mut header, mut pixels) = match format {
         SourceFormat::Jpeg => jpeg::decode_jpeg(bytes, settings.max_pixels, largest_width)?,
         other => other::decode_other(bytes, other, settings.max_pixels)?,
+    };
+    let icc = header.icc.take();
+    let colour = match pixels.cmyk.take() {
+        Some(inverted) => {
+            pixels.data =
+                colour::cmyk_to_srgb(&pixels.data, icc.as_deref(), inverted, &mut header.warnings)?;
+            None
+        }
+        None => colour::rgb_to_srgb(icc.as_deref(), pixels.alpha, &mut header.warnings),
     };
     let displayed = header.displayed();
     let specs = plan(displayed, pixels.alpha)?;
@@ -191,7 +203,13 @@ pub fn render(
         has_alpha: pixels.alpha,
         orientation: header.orientation,
     };
-    let renditions = encode::resize_and_encode(&pixels, header.orientation, specs, settings)?;
+    let renditions = encode::resize_and_encode(
+        &pixels,
+        header.orientation,
+        colour.as_ref(),
+        specs,
+        settings,
+    )?;
     Ok(Rendered {
         source,
         warnings: header.warnings,

@@ -36,6 +36,7 @@ pub(super) fn decode_other(
                 height,
                 alpha: false,
                 ycbcr: false,
+                cmyk: None,
                 data: rgba
                     .chunks_exact(4)
                     .flat_map(|p| [p[0], p[1], p[2]])
@@ -47,6 +48,7 @@ pub(super) fn decode_other(
                 height,
                 alpha: true,
                 ycbcr: false,
+                cmyk: None,
                 data: rgba,
             }
         }
@@ -56,6 +58,7 @@ pub(super) fn decode_other(
             height,
             alpha: false,
             ycbcr: false,
+            cmyk: None,
             data: image.into_rgb8().into_raw(),
         }
     };
