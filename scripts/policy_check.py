@@ -88,6 +88,17 @@ Rules (their names are what the findings and the tests use):
                           only for the errors its send path can end with) missing from the edge
                           dashboard in an edge region, or a dashboard row the hook never emits
   edge-alarm              no alarm on BackfillSendFailed summing every reason the hook emits
+  thumbnail-format        a CloudFront Function whose code is not the repository's file verbatim
+                          (functions/thumbnail-format/thumbnail-format.js as its Fn::Sub), that
+                          names a placeholder other than ThumbnailPrefix and ThumbnailFormats, is
+                          over 10 KB as deployed, not on cloudfront-js-2.0 or not published; no
+                          cache behaviour for ThumbnailPrefix*, or one that falls back to the
+                          domestic origin (an origin group or a custom origin) or runs the hook (a
+                          missing rendition would be enqueued as a backfill); the format function
+                          not on that behaviour as viewer-request when ThumbnailFormats names a
+                          format, there when it is none, or on any other behaviour; a ThumbnailPrefix
+                          pattern taking what a path pattern or a JavaScript string cannot hold, or
+                          a ThumbnailFormats value the function does not read
 
   policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
   policy_check.py --derive-sdk-calls              print the SDK calls found in the sources (per
@@ -2252,9 +2263,12 @@ def rule_ttl(template, label):
                     if str(key.get(setting)).lower() != str(caching).lower():
                         yield Finding("ttl", f"{label}/{name}", f"{setting} is {key.get(setting)} with MaxTtl={maximum}")
             if res["Type"] == "AWS::CloudFront::Distribution":
-                compress = res["Properties"]["DistributionConfig"]["DefaultCacheBehavior"].get("Compress")
-                if str(compress).lower() != str(caching).lower():
-                    yield Finding("ttl", f"{label}/{name}", f"Compress is {compress} with MaxTtl={maximum}")
+                config = res["Properties"]["DistributionConfig"]
+                for behaviour in [config["DefaultCacheBehavior"]] + (config.get("CacheBehaviors") or []):
+                    compress = behaviour.get("Compress")
+                    if str(compress).lower() != str(caching).lower():
+                        where = behaviour.get("PathPattern", "*")
+                        yield Finding("ttl", f"{label}/{name}", f"Compress is {compress} on {where} with MaxTtl={maximum}")
 
 
 def _assertion_holds(scenario, rule):
@@ -2426,6 +2440,130 @@ def rule_edge_metrics(resources, regions, root):
         yield Finding("edge-alarm", "template", "no alarm on BackfillSendFailed summing every reason the hook emits")
 
 
+# ---------------------------------------------------------------- thumbnails at the edge
+
+THUMBNAIL_FUNCTION = "functions/thumbnail-format/thumbnail-format.js"
+# The placeholders the template's Fn::Sub fills in: the edge stack's parameters of those names.
+THUMBNAIL_FUNCTION_PARAMETERS = {"ThumbnailPrefix", "ThumbnailFormats"}
+# The formats the function reads from ThumbnailFormats (a comma-separated list), or none.
+THUMBNAIL_FORMATS = {"avif", "webp"}
+CLOUDFRONT_FUNCTION_RUNTIME = "cloudfront-js-2.0"
+# CloudFront Developer Guide, quotas on CloudFront Functions: maximum function size 10 KB.
+CLOUDFRONT_FUNCTION_MAX_BYTES = 10 * 1024
+# A cache behaviour's path pattern takes A-Z a-z 0-9 _ - . * $ / ~ " ' @ : + & (CloudFront Developer
+# Guide, "Path pattern"), * and ? as wildcards; the prefix also goes into a JavaScript string in
+# single quotes. What a ThumbnailPrefix pattern must accept, and refuse.
+THUMBNAIL_PREFIXES_OK = ["thumbnails/", "media/thumbs-2/v1.0/", "a/", "T_1.x/" + "b" * 190 + "/"]
+THUMBNAIL_PREFIXES_REFUSED = ["", "thumbnails", "/thumbnails/", "a'b/", "a\\b/", "a*/", "a?/", "a!/", "a(b)/",
+                              "a b/", "a%20b/", "a/" + "b" * 250 + "/"]
+
+
+def _function_code_text(raw_resource):
+    """The text of a CloudFront Function's FunctionCode as the template holds it (an Fn::Sub's
+    string, or a plain string), or None."""
+    code = (raw_resource.get("Properties") or {}).get("FunctionCode")
+    if isinstance(code, dict) and isinstance(code.get("Fn::Sub"), str):
+        return code["Fn::Sub"]
+    return code if isinstance(code, str) else None
+
+
+def _behaviour_associations(behaviour):
+    value = behaviour.get("FunctionAssociations") or []
+    return value.get("Items", []) if isinstance(value, dict) else value
+
+
+def rule_thumbnail_format(scenario, root):
+    """The thumbnails behaviour and the format function, in one scenario."""
+    resources = scenario.evaluated_resources()
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudFront::Function"}
+    source = (root / THUMBNAIL_FUNCTION).read_text(encoding="utf-8")
+    for name, res in functions.items():
+        props = res["Properties"]
+        if (props.get("FunctionConfig") or {}).get("Runtime") != CLOUDFRONT_FUNCTION_RUNTIME:
+            yield Finding("thumbnail-format", name, f"runtime is not {CLOUDFRONT_FUNCTION_RUNTIME}")
+        if str(props.get("AutoPublish")).lower() != "true":
+            yield Finding("thumbnail-format", name, "not published (AutoPublish): a distribution takes a LIVE function only")
+        text = _function_code_text(scenario.resources[name])
+        if text != source:
+            yield Finding("thumbnail-format", name, f"its code is not {THUMBNAIL_FUNCTION} verbatim (as its Fn::Sub)")
+        placeholders = set(re.findall(r"\$\{([^}!][^}]*)\}", text or ""))
+        if placeholders - THUMBNAIL_FUNCTION_PARAMETERS:
+            yield Finding("thumbnail-format", name, f"its code names {sorted(placeholders - THUMBNAIL_FUNCTION_PARAMETERS)}")
+        size = len(str(props.get("FunctionCode", "")).encode("utf-8"))
+        if size > CLOUDFRONT_FUNCTION_MAX_BYTES:
+            yield Finding("thumbnail-format", name, f"{size} bytes as deployed, over CloudFront Functions' 10 KB")
+    prefix = scenario.values.get("ThumbnailPrefix")
+    wanted = scenario.values.get("ThumbnailFormats", "none") != "none"
+    associated = set()
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudFront::Distribution":
+            continue
+        config = res["Properties"]["DistributionConfig"]
+        groups = {g.get("Id") for g in (config.get("OriginGroups") or {}).get("Items", [])}
+        s3_origins = {o.get("Id") for o in config.get("Origins", []) if "S3OriginConfig" in o}
+        behaviours = config.get("CacheBehaviors") or []
+        for behaviour in [config.get("DefaultCacheBehavior", {})] + behaviours:
+            for association in _behaviour_associations(behaviour):
+                function, _ = ref_name(association.get("FunctionARN"))
+                associated.add(function)
+                is_thumbnails = prefix is not None and behaviour.get("PathPattern", "").lstrip("/") == prefix + "*"
+                if function in functions and not is_thumbnails:
+                    yield Finding("thumbnail-format", name, f"{function} on the behaviour {behaviour.get('PathPattern', '*')!r}")
+        if prefix is None:
+            continue
+        thumbnails = [b for b in behaviours if b.get("PathPattern", "").lstrip("/") == prefix + "*"]
+        if not thumbnails:
+            yield Finding("thumbnail-format", name, f"no cache behaviour for {prefix}*: thumbnails fall back to the "
+                          "domestic origin and their misses are enqueued as backfills")
+        for behaviour in thumbnails:
+            target = behaviour.get("TargetOriginId")
+            if target in groups or target not in s3_origins:
+                yield Finding("thumbnail-format", name, f"{prefix}* is served by {target!r}, not the bucket alone: a "
+                              "missing rendition falls back to the domestic origin")
+            if behaviour.get("LambdaFunctionAssociations"):
+                yield Finding("thumbnail-format", name, f"{prefix}* runs the hook: a missing rendition would be enqueued as a backfill")
+            formats = [a for a in _behaviour_associations(behaviour) if ref_name(a.get("FunctionARN"))[0] in functions]
+            if wanted and not any(a.get("EventType") == "viewer-request" for a in formats):
+                yield Finding("thumbnail-format", name, f"ThumbnailFormats={scenario.values['ThumbnailFormats']} but no "
+                              f"viewer-request format function on {prefix}*")
+            if not wanted and formats:
+                yield Finding("thumbnail-format", name, f"a format function on {prefix}* with ThumbnailFormats=none")
+            for association in formats:
+                if association.get("EventType") != "viewer-request":
+                    yield Finding("thumbnail-format", name, f"the format function runs at {association.get('EventType')}, "
+                                  "after the cache key is made")
+    for function in set(functions) - associated:
+        yield Finding("thumbnail-format", function, "on no cache behaviour")
+
+
+def rule_thumbnail_parameters(templates):
+    """ThumbnailPrefix as a path pattern and a JavaScript string can hold it; ThumbnailFormats as
+    the function reads it."""
+    for label, template in templates.items():
+        params = template.get("Parameters", {})
+        if "ThumbnailFormats" not in params:
+            continue
+        where = f"{label}/ThumbnailPrefix"
+        spec = params.get("ThumbnailPrefix")
+        if spec is None:
+            yield Finding("thumbnail-format", where, "no ThumbnailPrefix beside ThumbnailFormats")
+            continue
+        for value in THUMBNAIL_PREFIXES_OK:
+            if not accepts(spec, value):
+                yield Finding("thumbnail-format", where, f"refuses {value!r}")
+        for value in THUMBNAIL_PREFIXES_REFUSED:
+            if accepts(spec, value):
+                yield Finding("thumbnail-format", where, f"accepts {value!r}, which a path pattern or the function's code cannot hold")
+        formats = params["ThumbnailFormats"]
+        values = [str(v) for v in formats.get("AllowedValues", [])]
+        if "none" not in values or str(formats.get("Default")) != "none":
+            yield Finding("thumbnail-format", f"{label}/ThumbnailFormats", "none is not allowed, or not the default")
+        for value in values:
+            tokens = value.split(",")
+            if value != "none" and (not set(tokens) <= THUMBNAIL_FORMATS or len(set(tokens)) != len(tokens)):
+                yield Finding("thumbnail-format", f"{label}/ThumbnailFormats", f"{value!r}: the function reads none, or avif and webp")
+
+
 # ---------------------------------------------------------------- driver
 
 TEMPLATE_RULES = [rule_policies, rule_event_sources, rule_queues, rule_edge, rule_distribution, rule_buckets, rule_subscriptions,
@@ -2501,6 +2639,9 @@ def check_template(template, label, root, recorded):
         findings.extend(
             Finding(f.rule, f.where, f.message, scenario.name) for f in rule_revalidation_schedule(resources, root)
         )
+        findings.extend(
+            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_thumbnail_format(scenario, root)
+        )
         crates |= set(function_crates(resources, root).values())
     return findings, crates
 
@@ -2520,6 +2661,7 @@ def check(templates, root=ROOT, recorded=None):
     findings.extend(rule_freshness_parameters(templates, root))
     findings.extend(rule_batch_window_parameters(templates))
     findings.extend(rule_parameters(templates, root))
+    findings.extend(rule_thumbnail_parameters(templates))
     findings.extend(rule_transformed(templates))
     unique = {}
     for f in findings:

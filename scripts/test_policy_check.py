@@ -899,6 +899,116 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("viewer-https", mutate)
 
+    # ---------------------------------------------------------------- thumbnails at the edge
+
+    def test_thumbnail_format_scenarios_are_evaluated(self):
+        names = [s.name for s in pc.scenarios(BASE["template-edge.yaml"], "edge")]
+        for formats in ("webp", "avif", "avif,webp"):
+            self.assertIn(f"edge ThumbnailFormats={formats} us-east-1", names)
+
+    def test_format_function_only_with_a_format(self):
+        for scenario in pc.scenarios(BASE["template-edge.yaml"], "edge"):
+            resources = scenario.evaluated_resources()
+            wanted = scenario.values["ThumbnailFormats"] != "none"
+            self.assertEqual("ThumbnailFormatFunction" in resources, wanted, scenario.name)
+            behaviours = resources["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+            self.assertEqual([b["PathPattern"] for b in behaviours], ["thumbnails/*"])
+            self.assertEqual(bool(behaviours[0].get("FunctionAssociations")), wanted, scenario.name)
+
+    def test_format_function_code_not_the_file(self):
+        def mutate(t):
+            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"] = code["Fn::Sub"].replace("image/*", "image/png")
+
+        self.assertCaught("thumbnail-format", mutate, message="verbatim")
+
+    def test_format_function_over_the_size_quota(self):
+        def mutate(t):
+            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"] += "// " + "x" * 6000 + "\n"
+
+        self.assertCaught("thumbnail-format", mutate, message="over CloudFront Functions' 10 KB")
+
+    def test_format_function_naming_another_parameter(self):
+        def mutate(t):
+            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"] += "var REGION = '${AWS::Region}';\n"
+
+        self.assertCaught("thumbnail-format", mutate, message="names ['AWS::Region']")
+
+    def test_format_function_on_runtime_1(self):
+        def mutate(t):
+            edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionConfig"]["Runtime"] = "cloudfront-js-1.0"
+
+        self.assertCaught("thumbnail-format", mutate, message="cloudfront-js-2.0")
+
+    def test_format_function_not_published(self):
+        def mutate(t):
+            edge(t)["ThumbnailFormatFunction"]["Properties"]["AutoPublish"] = False
+
+        self.assertCaught("thumbnail-format", mutate, message="AutoPublish")
+
+    def test_no_thumbnails_behaviour(self):
+        def mutate(t):
+            del edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+
+        self.assertCaught("thumbnail-format", mutate, message="no cache behaviour for thumbnails/*")
+
+    def test_thumbnails_falling_back_to_the_domestic_origin(self):
+        def mutate(t):
+            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]
+            behaviour["TargetOriginId"] = "bucket-then-domestic"
+
+        self.assertCaught("thumbnail-format", mutate, message="falls back to the domestic origin")
+
+    def test_thumbnails_running_the_hook(self):
+        def mutate(t):
+            config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
+            hook = config["DefaultCacheBehavior"]["LambdaFunctionAssociations"]
+            config["CacheBehaviors"][0]["LambdaFunctionAssociations"] = copy.deepcopy(hook)
+
+        self.assertCaught("thumbnail-format", mutate, message="enqueued as a backfill")
+
+    def test_format_function_on_the_default_behaviour(self):
+        def mutate(t):
+            config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
+            config["DefaultCacheBehavior"]["FunctionAssociations"] = config["CacheBehaviors"][0].pop("FunctionAssociations")
+
+        found = self.assertCaught("thumbnail-format", mutate, message="on the behaviour '*'")
+        self.assertTrue(any("but no viewer-request format function" in f.message for f in found))
+
+    def test_format_function_at_viewer_response(self):
+        def mutate(t):
+            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]
+            behaviour["FunctionAssociations"]["Fn::If"][1][0]["EventType"] = "viewer-response"
+
+        self.assertCaught("thumbnail-format", mutate, message="after the cache key is made")
+
+    def test_format_function_on_no_behaviour(self):
+        def mutate(t):
+            del edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]["FunctionAssociations"]
+
+        self.assertCaught("thumbnail-format", mutate, message="on no cache behaviour")
+
+    def test_thumbnail_prefix_pattern_of_the_regional_stack(self):
+        def mutate(t):
+            edge_spec = t["template-edge.yaml"]["Parameters"]["ThumbnailPrefix"]
+            edge_spec["AllowedPattern"] = t["template.yaml"]["Parameters"]["ThumbnailPrefix"]["AllowedPattern"]
+
+        self.assertCaught("thumbnail-format", mutate, message="accepts \"a'b/\"")
+
+    def test_thumbnail_formats_the_function_does_not_read(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["ThumbnailFormats"]["AllowedValues"].append("jxl")
+
+        self.assertCaught("thumbnail-format", mutate, message="'jxl'")
+
+    def test_thumbnails_compressed_with_caching_off(self):
+        def mutate(t):
+            edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]["Compress"] = True
+
+        self.assertCaught("ttl", mutate, message="Compress is True on thumbnails/* with MaxTtl=0")
+
     # ---------------------------------------------------------------- bucket
 
     def test_bucket_without_multipart_abort_rule(self):
