@@ -19,8 +19,20 @@ pub struct Config {
     pub widths: Vec<u32>,
     /// Also write a WebP beside each JPEG or PNG rendition (`WEBP_RENDITIONS`).
     pub webp: bool,
+    /// Also write an AVIF beside each still JPEG or PNG rendition (`AVIF_RENDITIONS`).
+    pub avif: bool,
     pub jpeg_quality: u8,
     pub webp_quality: u8,
+    /// AVIF quality (`AVIF_QUALITY`, 1..=100) and encoder speed (`AVIF_SPEED`, 1 slowest to 10).
+    pub avif_quality: u8,
+    pub avif_speed: u8,
+    /// Animated GIF and WebP sources get animated renditions (`ANIMATION=animate`) or their
+    /// first frame (`first-frame`).
+    pub animate: bool,
+    /// Past either bound an animation's renditions are its first frame (`MAX_FRAMES`,
+    /// `MAX_ANIMATION_PIXELS`: frames times canvas pixels decoded).
+    pub max_frames: u32,
+    pub max_animation_pixels: u64,
     /// Largest source object read, in bytes (`MAX_OBJECT_BYTES`).
     pub max_object_bytes: u64,
     /// Largest source image decoded, in pixels, checked against the header (`MAX_PIXELS`).
@@ -61,8 +73,35 @@ impl Config {
             output_prefix,
             widths,
             webp: env.bool_or("WEBP_RENDITIONS", false)?,
+            avif: env.bool_or("AVIF_RENDITIONS", false)?,
             jpeg_quality: env.parse_or("JPEG_QUALITY", 80, quality, parse_quality)?,
             webp_quality: env.parse_or("WEBP_QUALITY", 75, quality, parse_quality)?,
+            avif_quality: env.parse_or("AVIF_QUALITY", 60, quality, parse_quality)?,
+            avif_speed: env.parse_or(
+                "AVIF_SPEED",
+                8,
+                "a whole number from 1 (slowest, smallest) to 10 (fastest)",
+                |raw| raw.parse::<u8>().ok().filter(|s| (1..=10).contains(s)),
+            )?,
+            animate: env.parse_or(
+                "ANIMATION",
+                true,
+                "animate (animated renditions) or first-frame",
+                |raw| match raw {
+                    "animate" => Some(true),
+                    "first-frame" => Some(false),
+                    _ => None,
+                },
+            )?,
+            max_frames: env.parse_or("MAX_FRAMES", 300, positive, |raw| {
+                raw.parse().ok().filter(|n| *n > 0)
+            })?,
+            max_animation_pixels: env.parse_or(
+                "MAX_ANIMATION_PIXELS",
+                200_000_000,
+                "a number of pixels of at least 1",
+                |raw| raw.parse().ok().filter(|n| *n > 0),
+            )?,
             max_object_bytes: env.parse_or(
                 "MAX_OBJECT_BYTES",
                 50 * 1024 * 1024,

@@ -15,7 +15,10 @@ use crate::task::{compare_sequencers, Action, Task};
 pub enum Format {
     Jpeg,
     Png,
+    /// Animated sources' primary rendition.
+    Gif,
     Webp,
+    Avif,
 }
 
 impl Format {
@@ -23,7 +26,9 @@ impl Format {
         match self {
             Format::Jpeg => "jpg",
             Format::Png => "png",
+            Format::Gif => "gif",
             Format::Webp => "webp",
+            Format::Avif => "avif",
         }
     }
 
@@ -31,7 +36,9 @@ impl Format {
         match self {
             Format::Jpeg => "image/jpeg",
             Format::Png => "image/png",
+            Format::Gif => "image/gif",
             Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
         }
     }
 }
@@ -45,6 +52,28 @@ pub struct RenditionSpec {
     pub height: u32,
     pub format: Format,
     pub key: ObjectKey,
+}
+
+impl RenditionSpec {
+    /// This rendition of an animated source: GIF for the primary (JPEG or PNG) one, animated
+    /// WebP for WebP, and none for AVIF (animated AVIF is not made: no encoder here does it fast).
+    pub fn animated(self) -> Result<Option<Self>, Error> {
+        let format = match self.format {
+            Format::Jpeg | Format::Png | Format::Gif => Format::Gif,
+            Format::Webp => Format::Webp,
+            Format::Avif => return Ok(None),
+        };
+        let stem = self
+            .key
+            .as_str()
+            .strip_suffix(self.format.extension())
+            .ok_or_else(|| Error::Encode(format!("rendition key {} has no extension", self.key)))?;
+        Ok(Some(RenditionSpec {
+            key: ObjectKey::new(format!("{stem}{}", format.extension()))?,
+            format,
+            ..self
+        }))
+    }
 }
 
 /// The size of a rendition `width` wide from a `source` (width, height) image: never wider than
@@ -79,7 +108,8 @@ pub fn renditions_prefix(output_prefix: &str, source: &ObjectKey) -> String {
 }
 
 /// Every rendition of a source whose displayed size is `displayed` (width, height). Opaque images
-/// become JPEG, images with transparency PNG; WebP beside either when configured.
+/// become JPEG, images with transparency PNG; WebP and AVIF beside either when configured. An
+/// animated source's renditions are then made animated by [`RenditionSpec::animated`].
 pub fn plan(
     config: &Config,
     source: &ObjectKey,
@@ -89,6 +119,9 @@ pub fn plan(
     let mut formats = vec![if has_alpha { Format::Png } else { Format::Jpeg }];
     if config.webp {
         formats.push(Format::Webp);
+    }
+    if config.avif {
+        formats.push(Format::Avif);
     }
     let mut specs = Vec::with_capacity(config.widths.len() * formats.len());
     for &width_label in &config.widths {

@@ -33,6 +33,7 @@ fn settings() -> Settings {
         max_pixels: 4_000_000,
         jpeg_quality: 80,
         webp_quality: 80,
+        ..Settings::default()
     }
 }
 

@@ -17,17 +17,45 @@ pub(super) fn resize_and_encode(
     specs: Vec<RenditionSpec>,
     settings: &Settings,
 ) -> Result<Vec<(RenditionSpec, Vec<u8>)>, Error> {
-    // Distinct sizes, largest first: each is resized from the one before (a cascade of small
-    // reductions costs less than reducing the full image each time, with no visible difference).
     let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
     sizes.dedup();
+    let resized = resized_images(pixels, orientation, colour, &sizes)?;
+    // Converted pixels are RGB, and say they are sRGB; the others are as their source was.
+    let ycbcr = pixels.ycbcr && colour.is_none();
+    let tag = colour.is_some();
+    specs
+        .into_iter()
+        .map(|spec| {
+            let (_, image) = resized
+                .iter()
+                .find(|(size, _)| *size == (spec.width, spec.height))
+                .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
+            let bytes = encode(image, ycbcr, tag, spec.format, settings)?;
+            Ok((spec, bytes))
+        })
+        .collect()
+}
+
+/// An image resized, with its displayed size (width, height).
+pub(super) type Resized = ((u32, u32), DynamicImage);
+
+/// The pixels resized to each of `sizes` (displayed width and height, distinct, largest first),
+/// each turned the way the orientation says and converted to sRGB through `colour`.
+pub(super) fn resized_images(
+    pixels: &Pixels,
+    orientation: Orientation,
+    colour: Option<&Transform>,
+    sizes: &[(u32, u32)],
+) -> Result<Vec<Resized>, Error> {
+    // Each size is resized from the one before (a cascade of small reductions costs less than
+    // reducing the full image each time, with no visible difference).
     let swap = swaps_axes(orientation);
     let mut resizer = Resizer::new();
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     let pixel_type = pixels.pixel_type();
     let mut resized: Vec<((u32, u32), Image<'static>)> = Vec::with_capacity(sizes.len());
-    for displayed in sizes {
+    for &displayed in sizes {
         let (width, height) = if swap {
             (displayed.1, displayed.0)
         } else {
@@ -52,7 +80,7 @@ pub(super) fn resize_and_encode(
         };
         resized.push((displayed, image));
     }
-    let resized = resized
+    resized
         .into_iter()
         .map(|(size, image)| {
             let mut image = oriented(image, pixels.alpha, orientation)?;
@@ -60,20 +88,6 @@ pub(super) fn resize_and_encode(
                 image = to_srgb(image, pixels.ycbcr, transform)?;
             }
             Ok((size, image))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    // Converted pixels are RGB, and say they are sRGB; the others are as their source was.
-    let ycbcr = pixels.ycbcr && colour.is_none();
-    let tag = colour.is_some();
-    specs
-        .into_iter()
-        .map(|spec| {
-            let (_, image) = resized
-                .iter()
-                .find(|(size, _)| *size == (spec.width, spec.height))
-                .ok_or_else(|| Error::Encode(format!("no {}x{} image", spec.width, spec.height)))?;
-            let bytes = encode(image, ycbcr, tag, spec.format, settings)?;
-            Ok((spec, bytes))
         })
         .collect()
 }
@@ -177,6 +191,12 @@ fn encode(
             writer.write_image_data(raw).map_err(|e| encode_error(&e))?;
             writer.finish().map_err(|e| encode_error(&e))?;
         }
+        Format::Avif => out = encode_avif(image, settings).map_err(|e| encode_error(&e))?,
+        Format::Gif => {
+            return Err(encode_error(
+                &"GIF renditions are made from animations, frame by frame",
+            ))
+        }
         Format::Webp => {
             let encoder = match image {
                 DynamicImage::ImageRgba8(rgba) => {
@@ -198,6 +218,38 @@ fn encode(
         }
     }
     Ok(out)
+}
+
+/// AVIF with rav1e, 8-bit, on the invocation's own thread (`IMAGE_CONCURRENCY` images run at
+/// once already). The colour is sRGB, said by the file's colour information box.
+fn encode_avif(image: &DynamicImage, settings: &Settings) -> Result<Vec<u8>, ravif::Error> {
+    let encoder = ravif::Encoder::new()
+        .with_quality(f32::from(settings.avif_quality))
+        .with_alpha_quality(f32::from(settings.avif_quality))
+        .with_speed(settings.avif_speed)
+        .with_bit_depth(ravif::BitDepth::Eight)
+        .with_num_threads(Some(1));
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let encoded = match image {
+        DynamicImage::ImageRgba8(rgba) => {
+            let pixels: Vec<ravif::RGBA8> = rgba
+                .as_raw()
+                .chunks_exact(4)
+                .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
+            encoder.encode_rgba(ravif::Img::new(&pixels[..], width, height))?
+        }
+        other => {
+            let rgb = other.to_rgb8();
+            let pixels: Vec<ravif::RGB8> = rgb
+                .as_raw()
+                .chunks_exact(3)
+                .map(|p| ravif::RGB8::new(p[0], p[1], p[2]))
+                .collect();
+            encoder.encode_rgb(ravif::Img::new(&pixels[..], width, height))?
+        }
+    };
+    Ok(encoded.avif_file)
 }
 
 /// A simple-format WebP file (`VP8 ` or `VP8L`, or an extended one) with an `ICCP` chunk: the

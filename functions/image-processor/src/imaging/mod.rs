@@ -3,6 +3,7 @@
 //! Lanczos3, apply the EXIF orientation to the small results, encode. Synchronous: callers run it
 //! in `spawn_blocking`.
 
+mod animation;
 mod colour;
 mod encode;
 mod jpeg;
@@ -54,6 +55,12 @@ pub struct Settings {
     pub max_pixels: u64,
     pub jpeg_quality: u8,
     pub webp_quality: u8,
+    pub avif_quality: u8,
+    pub avif_speed: u8,
+    /// Animated sources get animated renditions, within the two bounds.
+    pub animate: bool,
+    pub max_frames: u32,
+    pub max_animation_pixels: u64,
 }
 
 impl Settings {
@@ -62,6 +69,11 @@ impl Settings {
             max_pixels: config.max_pixels,
             jpeg_quality: config.jpeg_quality,
             webp_quality: config.webp_quality,
+            avif_quality: config.avif_quality,
+            avif_speed: config.avif_speed,
+            animate: config.animate,
+            max_frames: config.max_frames,
+            max_animation_pixels: config.max_animation_pixels,
         }
     }
 }
@@ -73,6 +85,11 @@ impl Default for Settings {
             max_pixels: 100_000_000,
             jpeg_quality: 80,
             webp_quality: 75,
+            avif_quality: 60,
+            avif_speed: 8,
+            animate: true,
+            max_frames: 300,
+            max_animation_pixels: 200_000_000,
         }
     }
 }
@@ -89,6 +106,8 @@ pub struct SourceInfo {
     pub decoded_height: u32,
     pub has_alpha: bool,
     pub orientation: Orientation,
+    /// Frames rendered: 1 for a still image (or an animation rendered as its first frame).
+    pub frames: u32,
 }
 
 #[derive(Debug)]
@@ -192,6 +211,19 @@ pub fn render(
         }
         None => colour::rgb_to_srgb(icc.as_deref(), pixels.alpha, &mut header.warnings),
     };
+    let animation = settings
+        .animate
+        .then(|| animation::probe(bytes, format, settings.max_frames))
+        .flatten()
+        .filter(
+            |animation| match animation::within_bounds(animation, settings) {
+                Ok(()) => true,
+                Err(why) => {
+                    header.warnings.push(why);
+                    false
+                }
+            },
+        );
     let displayed = header.displayed();
     let specs = plan(displayed, pixels.alpha)?;
     let source = SourceInfo {
@@ -202,14 +234,32 @@ pub fn render(
         decoded_height: pixels.height,
         has_alpha: pixels.alpha,
         orientation: header.orientation,
+        frames: animation.map_or(1, |a| a.frames),
     };
-    let renditions = encode::resize_and_encode(
-        &pixels,
-        header.orientation,
-        colour.as_ref(),
-        specs,
-        settings,
-    )?;
+    let renditions = match animation {
+        Some(animation) => {
+            let specs = specs
+                .into_iter()
+                .filter_map(|spec| spec.animated().transpose())
+                .collect::<Result<Vec<_>, Error>>()?;
+            animation::render(
+                bytes,
+                format,
+                &animation,
+                header.orientation,
+                colour.as_ref(),
+                specs,
+                settings,
+            )?
+        }
+        None => encode::resize_and_encode(
+            &pixels,
+            header.orientation,
+            colour.as_ref(),
+            specs,
+            settings,
+        )?,
+    };
     Ok(Rendered {
         source,
         warnings: header.warnings,
