@@ -13,6 +13,8 @@ pub enum Error {
     TooLarge { size: u64, limit: u64 },
     #[error("image is {width}x{height} pixels, more than the {limit} allowed")]
     TooManyPixels { width: u64, height: u64, limit: u64 },
+    #[error("progressive JPEG with more than {limit} scans: decoding it would take too long")]
+    TooManyScans { limit: u32 },
     #[error("not an image this processor reads (JPEG, PNG, WebP, GIF)")]
     NotAnImage,
     #[error("unsupported image: {0}")]
@@ -47,6 +49,7 @@ impl Failure for Error {
             Error::Shared(err) => err.is_retryable(),
             Error::TooLarge { .. }
             | Error::TooManyPixels { .. }
+            | Error::TooManyScans { .. }
             | Error::NotAnImage
             | Error::Unsupported(_)
             | Error::Corrupt(_)
@@ -60,6 +63,7 @@ impl Failure for Error {
         match self {
             Error::TooLarge { .. } => "too_large",
             Error::TooManyPixels { .. } => "too_many_pixels",
+            Error::TooManyScans { .. } => "too_many_scans",
             Error::NotAnImage => "not_an_image",
             Error::Unsupported(_) => "unsupported_image",
             Error::Corrupt(_) => "corrupt_image",

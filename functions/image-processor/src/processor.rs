@@ -271,6 +271,15 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
         })
         .await
         .map_err(|e| Error::Worker(e.to_string()))??;
+        if !rendered.warnings.is_empty() {
+            // Recovered from (junk before a marker, a bad APPn segment, an unusable profile):
+            // rendered anyway, as browsers show it.
+            tracing::warn!(
+                decode_warnings = rendered.warnings.join("; "),
+                "image rendered despite decoder warnings"
+            );
+        }
+        let decode_warnings = rendered.warnings.len() as u64;
         let stamp = SourceStamp {
             key: task.key.as_str().to_owned(),
             etag: task.etag.clone(),
@@ -331,6 +340,7 @@ impl<S: ObjectStore, T: TaskTable> Processor<S, T> {
                 Metric::bytes("BytesIn", bytes_in),
                 Metric::bytes("BytesOut", bytes_out),
                 Metric::count("Pixels", u64::from(source.width) * u64::from(source.height)),
+                Metric::count("DecodeWarnings", decode_warnings),
             ],
         );
         Ok(Outcome::Rendered {

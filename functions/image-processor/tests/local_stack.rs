@@ -256,6 +256,92 @@ async fn exif_orientations_one_to_eight_are_applied() {
     }
 }
 
+/// Orientation 1-8 from every container that carries one, XMP where there is no EXIF: each
+/// container's sources as a browser (or Pillow, for XMP) shows them.
+#[tokio::test]
+async fn orientations_from_every_container_are_applied() {
+    let stack = Stack::new().await;
+    let processor = stack.processor(&[]);
+    let input = stack.input_prefix();
+    let (width, height) = (640, 320);
+    let png = fixtures::png(width, height, Png::Rgb8);
+    let webp = fixtures::webp(width, height, false);
+    type Source = fn(u8) -> Vec<u8>;
+    let containers: [(&str, Source); 5] = [
+        ("webp-exif", |n| {
+            let webp = fixtures::webp(640, 320, false);
+            fixtures::webp_with_chunk(&webp, 640, 320, b"EXIF", &fixtures::tiff_orientation(n))
+        }),
+        ("png-exif", |n| {
+            let png = fixtures::png(640, 320, Png::Rgb8);
+            fixtures::png_with_chunk(&png, b"eXIf", &fixtures::tiff_orientation(n))
+        }),
+        ("png-xmp", |n| {
+            let png = fixtures::png(640, 320, Png::Rgb8);
+            let itxt = fixtures::png_xmp_itxt(&fixtures::xmp_orientation(n, false));
+            fixtures::png_with_chunk(&png, b"iTXt", &itxt)
+        }),
+        ("jpeg-xmp", |n| {
+            fixtures::jpeg_with_xmp(640, 320, &fixtures::xmp_orientation(n, true))
+        }),
+        ("webp-xmp", |n| {
+            let webp = fixtures::webp(640, 320, false);
+            fixtures::webp_with_chunk(
+                &webp,
+                640,
+                320,
+                b"XMP ",
+                &fixtures::xmp_orientation(n, false),
+            )
+        }),
+    ];
+    let name = |container: &str, n: u8| {
+        let extension = &container[..container.find('-').unwrap()];
+        format!("{input}{container}-{n}.{extension}")
+    };
+    let mut objects = Vec::new();
+    for (container, make) in &containers {
+        for n in 1..=8u8 {
+            objects.push((name(container, n), make(n)));
+        }
+    }
+    // The same bytes without the metadata render upright (the chunks are what turns them).
+    objects.push((format!("{input}plain.png"), png));
+    objects.push((format!("{input}plain.webp"), webp));
+    let records = stack.upload(&objects).await;
+    let response = stack.invoke(&processor, records).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    for (container, _) in &containers {
+        for n in 1..=8u8 {
+            let displayed = if n >= 5 {
+                (height, width)
+            } else {
+                (width, height)
+            };
+            let quadrants = fixtures::displayed_quadrants(n);
+            assert_renditions(
+                &stack,
+                &name(container, n),
+                displayed,
+                "jpg",
+                Some(quadrants),
+            )
+            .await;
+        }
+    }
+    for plain in ["plain.png", "plain.webp"] {
+        let source = format!("{input}{plain}");
+        assert_renditions(
+            &stack,
+            &source,
+            (width, height),
+            "jpg",
+            Some(fixtures::UPRIGHT),
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn tiny_and_panoramic_images() {
     let stack = Stack::new().await;

@@ -7,6 +7,7 @@ mod animation;
 mod colour;
 mod encode;
 mod jpeg;
+mod metadata;
 mod other;
 
 use fast_image_resize::PixelType;
@@ -175,7 +176,7 @@ pub(super) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), Er
     let (width, height) = (u64::from(width), u64::from(height));
     if width == 0 || height == 0 {
         return Err(Error::Corrupt(format!(
-            "image header says {width}x{height}"
+            "image header says {width}x{height} pixels: there is no picture"
         )));
     }
     if width * height > limit {

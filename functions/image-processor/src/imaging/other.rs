@@ -5,7 +5,7 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::{check_pixels, Header, Pixels, SourceFormat};
+use super::{check_pixels, metadata, Header, Pixels, SourceFormat};
 use crate::error::Error;
 
 pub(super) fn decode_other(
@@ -23,10 +23,16 @@ pub(super) fn decode_other(
     // 16-bit RGBA at the pixel limit, plus room for the decoder's own buffers.
     limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let decoder = reader.into_decoder().map_err(image_error)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, max_pixels)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    if format == SourceFormat::Gif {
+        // A frame may reach past the logical screen the header states; the decoder allocates it.
+        if let Some((width, height)) = metadata::gif_extent(bytes) {
+            check_pixels(width, height, max_pixels)?;
+        }
+    }
+    let metadata = metadata::read(bytes, format);
     let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     let pixels = if image.color().has_alpha() {
         let rgba = image.into_rgba8().into_raw();
@@ -66,9 +72,9 @@ pub(super) fn decode_other(
         Header {
             width,
             height,
-            orientation,
-            icc: None,
-            warnings: Vec::new(),
+            orientation: metadata.orientation.unwrap_or(Orientation::NoTransforms),
+            icc: metadata.icc,
+            warnings: metadata.warnings,
         },
         pixels,
     ))

@@ -104,10 +104,104 @@ pub fn jpeg(width: u32, height: u32, options: Jpeg) -> Vec<u8> {
 
 /// An APP1 Exif payload with one IFD0 entry: Orientation (0x0112, SHORT), big-endian.
 fn exif_orientation(orientation: u8) -> Vec<u8> {
-    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
-    exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0, orientation, 0, 0]);
-    exif.extend_from_slice(&[0, 0, 0, 0]);
-    exif
+    [&b"Exif\0\0"[..], &tiff_orientation(orientation)].concat()
+}
+
+/// The TIFF structure of an EXIF block (as PNG's `eXIf` and WebP's `EXIF` chunks hold it) with
+/// one IFD0 entry: Orientation (0x0112, SHORT), big-endian.
+pub fn tiff_orientation(orientation: u8) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0, orientation, 0, 0]);
+    tiff.extend_from_slice(&[0, 0, 0, 0]);
+    tiff
+}
+
+/// An XMP packet whose only orientation is `tiff:Orientation`, as exiftool writes it (an
+/// attribute) or as Adobe's toolkit may (an element).
+pub fn xmp_orientation(orientation: u8, element: bool) -> Vec<u8> {
+    let description = if element {
+        format!(
+            "<rdf:Description rdf:about=\"\"><tiff:Orientation>{orientation}</tiff:Orientation>\
+             </rdf:Description>"
+        )
+    } else {
+        format!("<rdf:Description rdf:about=\"\" tiff:Orientation=\"{orientation}\"/>")
+    };
+    format!(
+        "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\
+         <x:xmpmeta xmlns:x=\"adobe:ns:meta/\"><rdf:RDF \
+         xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+         xmlns:tiff=\"http://ns.adobe.com/tiff/1.0/\">{description}</rdf:RDF></x:xmpmeta>\
+         <?xpacket end=\"w\"?>"
+    )
+    .into_bytes()
+}
+
+/// The quadrants as a baseline JPEG with an XMP APP1 segment and no EXIF.
+pub fn jpeg_with_xmp(width: u32, height: u32, xmp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
+    encoder
+        .add_app_segment(1, [&b"http://ns.adobe.com/xap/1.0/\0"[..], xmp].concat())
+        .unwrap();
+    encoder
+        .encode(
+            &quadrant_rgb(width, height),
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    out
+}
+
+/// `png` with a chunk written by hand right after IHDR (CRC over type and data).
+pub fn png_with_chunk(png: &[u8], kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    // Signature (8), then IHDR: length (4), type (4), data (13), CRC (4).
+    let (head, tail) = png.split_at(33);
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
+    [head, &chunk, tail].concat()
+}
+
+/// An uncompressed `iTXt` chunk's data holding XMP.
+pub fn png_xmp_itxt(xmp: &[u8]) -> Vec<u8> {
+    [&b"XML:com.adobe.xmp\0\0\0\0\0"[..], xmp].concat()
+}
+
+/// A simple (VP8 or VP8L) WebP made extended: a VP8X header announcing `kind` ("EXIF" or
+/// "XMP "), the image chunk, then that chunk with `data`.
+pub fn webp_with_chunk(
+    webp: &[u8],
+    width: u32,
+    height: u32,
+    kind: &[u8; 4],
+    data: &[u8],
+) -> Vec<u8> {
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_vec();
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    }
+    let flag: u8 = if kind == b"EXIF" { 0x08 } else { 0x04 };
+    let mut vp8x = vec![flag, 0, 0, 0];
+    vp8x.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    // The image chunk as it is, from after "RIFF", size and "WEBP".
+    let body = [
+        &b"WEBP"[..],
+        &chunk(b"VP8X", &vp8x),
+        &webp[12..],
+        &chunk(kind, data),
+    ]
+    .concat();
+    [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat()
 }
 
 pub enum Png {
