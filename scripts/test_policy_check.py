@@ -991,9 +991,10 @@ class PolicyCheckTest(unittest.TestCase):
         self.assertCaught("thumbnail-format", mutate, message="on no cache behaviour")
 
     def test_thumbnail_prefix_pattern_of_the_regional_stack(self):
+        # The key-prefix pattern of the other prefixes, which a path pattern cannot hold.
         def mutate(t):
-            edge_spec = t["template-edge.yaml"]["Parameters"]["ThumbnailPrefix"]
-            edge_spec["AllowedPattern"] = t["template.yaml"]["Parameters"]["ThumbnailPrefix"]["AllowedPattern"]
+            regional = t["template.yaml"]["Parameters"]["ThumbnailPrefix"]
+            regional["AllowedPattern"] = t["template.yaml"]["Parameters"]["ImageInputPrefix"]["AllowedPattern"]
 
         self.assertCaught("thumbnail-format", mutate, message="accepts \"a'b/\"")
 
