@@ -189,16 +189,21 @@ fn an_srgb_tagged_source_is_not_converted_nor_tagged_again() {
 }
 
 /// A CMYK JPEG as Photoshop writes one: Adobe marker, samples inverted (255 is no ink), and the
-/// profile in APP2 when given.
+/// profile in APP2 chunks when given (the fallback profile takes 15 of them).
 fn cmyk_jpeg(ink: &[u8], icc: Option<&[u8]>) -> Vec<u8> {
     let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_CMYK);
     compress.set_size((PATCH * 8) as usize, PATCH as usize);
     compress.set_quality(95.0);
     let mut started = compress.start_compress(Vec::new()).unwrap();
     if let Some(icc) = icc {
-        let mut app2 = b"ICC_PROFILE\0\x01\x01".to_vec();
-        app2.extend_from_slice(icc);
-        started.write_marker(mozjpeg::Marker::APP(2), &app2);
+        // A marker holds 65,533 bytes: larger profiles are split, numbered from 1.
+        let chunks: Vec<&[u8]> = icc.chunks(65_519).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut app2 = b"ICC_PROFILE\0".to_vec();
+            app2.extend_from_slice(&[i as u8 + 1, chunks.len() as u8]);
+            app2.extend_from_slice(chunk);
+            started.write_marker(mozjpeg::Marker::APP(2), &app2);
+        }
     }
     let stored: Vec<u8> = ink.iter().map(|v| 255 - v).collect();
     started.write_scanlines(&stored).unwrap();
