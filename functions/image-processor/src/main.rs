@@ -11,6 +11,7 @@ use shared::retry::Backoff;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    image_processor::imaging::keep_memory_mapped();
     shared::logging::init();
     let config = Config::from_env(&Env::process())?;
     let sdk = shared::aws::load_config().await;

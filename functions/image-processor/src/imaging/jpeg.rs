@@ -9,7 +9,7 @@ use image::metadata::Orientation;
 use mozjpeg::{ColorSpace, Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr};
 
-use super::{check_pixels, metadata, swaps_axes, Header, Pixels, SourceFormat};
+use super::{check_pixels, metadata, progressive, swaps_axes, Header, Pixels, SourceFormat};
 use crate::error::Error;
 use crate::rendition::fit;
 
@@ -170,6 +170,8 @@ fn decode_jpeg_unguarded(
     largest_width: u32,
 ) -> Result<(Header, Pixels), Error> {
     let io = |e: std::io::Error| Error::Corrupt(format!("JPEG: {e}"));
+    // Declared first: a decompressor reading it must not outlive it.
+    let shortened: Vec<u8>;
     let mut decompress = Decompress::builder()
         .with_err(error_mgr())
         .with_markers(&[Marker::APP(14)])
@@ -193,7 +195,18 @@ fn decode_jpeg_unguarded(
         warnings: metadata.warnings,
     };
     let (target_width, target_height) = stored_target(&header, largest_width);
-    decompress.scale(dct_scale(width, height, target_width, target_height));
+    let scale = dct_scale(width, height, target_width, target_height);
+    // A progressive file shrunk to half size or less: its last refinement scans are left out
+    // (see progressive.rs), and libjpeg reads what comes before them as the whole file.
+    if let Some(end) = progressive::cut_before_last_bits(bytes, scale) {
+        shortened = [&bytes[..end], &[0xFF, 0xD9][..]].concat();
+        decompress = Decompress::builder()
+            .with_err(error_mgr())
+            .with_markers(&[Marker::APP(14)])
+            .from_mem(&shortened)
+            .map_err(io)?;
+    }
+    decompress.scale(scale);
     let cmyk = matches!(
         decompress.color_space(),
         ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK

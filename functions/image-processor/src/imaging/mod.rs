@@ -9,6 +9,7 @@ mod encode;
 mod jpeg;
 mod metadata;
 mod other;
+mod progressive;
 
 use fast_image_resize::PixelType;
 use image::metadata::Orientation;
@@ -36,6 +37,23 @@ impl SourceFormat {
             SourceFormat::Gif => "gif",
             SourceFormat::Webp => "webp",
         }
+    }
+}
+
+/// Tells the C allocator (glibc's, which libjpeg and libwebp use, and Rust's through it) to keep
+/// the memory of large buffers once freed, rather than hand it back to the kernel. Decoding a
+/// progressive or multi-scan JPEG allocates a coefficient buffer of 2 bytes a sample (90 MB for
+/// a 15 MP 4:4:4 photo), and a fresh mapping costs a page fault every 4 KiB on first touch: about
+/// a tenth of the decoding time, at every image. A warm Lambda process renders image after image,
+/// so its buffers are mapped once and reused. Call once, at start.
+pub fn keep_memory_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters, under the allocator's own lock.
+    unsafe {
+        // Allocations up to 512 MiB come from the heap (reused) rather than their own mapping,
+        // and the heap is trimmed only past 1 GiB of free memory at its top.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 
