@@ -74,7 +74,7 @@ impl Config {
             widths,
             webp: env.bool_or("WEBP_RENDITIONS", false)?,
             avif: env.bool_or("AVIF_RENDITIONS", false)?,
-            jpeg_quality: env.parse_or("JPEG_QUALITY", 80, quality, parse_quality)?,
+            jpeg_quality: env.parse_or("JPEG_QUALITY", 79, quality, parse_quality)?,
             webp_quality: env.parse_or("WEBP_QUALITY", 75, quality, parse_quality)?,
             avif_quality: env.parse_or("AVIF_QUALITY", 60, quality, parse_quality)?,
             avif_speed: env.parse_or(
@@ -212,8 +212,14 @@ mod tests {
         assert_eq!(config.input_prefixes, ["images/"]);
         assert_eq!(config.output_prefix, "thumbnails/");
         assert_eq!(config.widths, DEFAULT_WIDTHS);
-        assert!(!config.webp);
-        assert_eq!(config.jpeg_quality, 80);
+        assert!(!config.webp && !config.avif);
+        assert_eq!(config.jpeg_quality, 79);
+        assert_eq!((config.avif_quality, config.avif_speed), (60, 8));
+        assert!(config.animate);
+        assert_eq!(
+            (config.max_frames, config.max_animation_pixels),
+            (300, 200_000_000)
+        );
         assert_eq!(config.task_table, "image-tasks");
         assert!(config.image_concurrency >= 1);
     }
@@ -257,6 +263,10 @@ mod tests {
             ("IMAGE_CONCURRENCY", "0"),
             ("TASK_TTL", "forever"),
             ("WEBP_RENDITIONS", "maybe"),
+            ("AVIF_RENDITIONS", "sometimes"),
+            ("AVIF_SPEED", "11"),
+            ("ANIMATION", "loop"),
+            ("MAX_FRAMES", "0"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);

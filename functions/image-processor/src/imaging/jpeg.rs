@@ -207,6 +207,9 @@ fn decode_jpeg_unguarded(
             .map_err(io)?;
     }
     decompress.scale(scale);
+    // No block smoothing: libjpeg would estimate the coefficients a shortened progressive file
+    // lacks from their neighbours, which costs a tenth more time and scores no better.
+    decompress.do_block_smoothing(false);
     let cmyk = matches!(
         decompress.color_space(),
         ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK

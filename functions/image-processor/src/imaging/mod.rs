@@ -102,7 +102,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_pixels: 100_000_000,
-            jpeg_quality: 80,
+            jpeg_quality: 79,
             webp_quality: 75,
             avif_quality: 60,
             avif_speed: 8,
