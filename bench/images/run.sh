@@ -3,6 +3,11 @@
 # machine, same inputs, single-threaded, four renditions (160, 320, 640, 1280 wide, JPEG quality 80;
 # PNG for the image with transparency). sharp and Pillow each run their typical use (one call per
 # rendition) and their fastest correct use (decode once, shrunk on load, then the rest from that).
+# Ours and sharp's fastest mode also run with WebP (quality 75) and with AVIF (quality 60)
+# renditions beside the JPEG ones (in the first rounds only: AVIF encoding takes seconds), for
+# their bytes, scores and added time. The renditions of ours and of sharp are scored with
+# SSIMULACRA2 against one reference per rendition size (thumbnail_bench score: the source decoded
+# at full size, converted to sRGB through its ICC profile, resized with Lanczos3).
 #
 #   bench/images/run.sh           full run (release builds, 6 interleaved rounds): writes
 #                                 bench/images/results.json and the results section of docs/images.md
@@ -41,13 +46,18 @@ if ! "$venv/bin/python" -c "import PIL, sys; sys.exit(PIL.__version__ != '$pillo
   "$venv/bin/pip" install --quiet --disable-pip-version-check "pillow==$pillow" >&2
 fi
 
+# The same encoder settings for every tool (thumbnail_bench passes them to the configuration).
+export JPEG_QUALITY=80 WEBP_QUALITY=75 AVIF_QUALITY=60
+
 if $quick; then
   out="$root/.local/bench-images"
-  divisor=4 rounds=1 iterations=1
+  divisor=4 rounds=1 iterations=1 format_rounds=1
+  # rav1e's fastest speed: a debug build takes a minute per AVIF otherwise.
+  export AVIF_SPEED=10
   profile_flag=() bin_dir="$root/target/debug/examples"
 else
   out="$here"
-  divisor=1 rounds=6 iterations=3
+  divisor=1 rounds=6 iterations=3 format_rounds=2
   profile_flag=(--release) bin_dir="$root/target/release/examples"
 fi
 [[ -n "$out_dir" ]] && out="$out_dir"
@@ -74,12 +84,35 @@ fi
 
 inputs="$here/inputs"
 $quick && inputs="$root/.local/bench-images/inputs"
-if [[ ! -f "$inputs/.divisor" || "$(cat "$inputs/.divisor")" != "$divisor" ]]; then
+# The generator's version beside the divisor: other inputs, other marker.
+marker="divisor $divisor, inputs v2"
+if [[ ! -f "$inputs/.divisor" || "$(cat "$inputs/.divisor")" != "$marker" ]]; then
   say "generating inputs in $inputs"
   rm -rf "$inputs"
   "$work/rust" generate "$inputs" "$divisor"
-  echo "$divisor" >"$inputs/.divisor"
+  echo "$marker" >"$inputs/.divisor"
 fi
+all_inputs=("$inputs"/*.jpg "$inputs"/*.png)
+# The extra formats on every input; a smoke run's debug build takes minutes per AVIF of a large
+# rendition, so it has them on the smallest photograph only.
+format_inputs=("${all_inputs[@]}")
+$quick && format_inputs=("$inputs/adobergb-8mp.jpg")
+
+# The extra formats, unless this build makes none of one (AVIF renditions are opt-in and newer
+# than the benchmark): the first run of each tells.
+formats=(webp avif)
+missing=" "
+# Round 1 keeps every scored tool's renditions (a mode with an extra format keeps only that
+# format's: its JPEG or PNG ones are the plain mode's).
+renditions="$work/renditions"
+keep() {
+  local round="$1" input="$2" name="$3"
+  ((round == 1)) && echo --keep "$renditions/$(basename "$input")/$name"
+  return 0
+}
+tag() {
+  python3 -c "import json,sys; d=json.load(sys.stdin); d['tool']='$1'; d['mode']='$2'; print(json.dumps(d))"
+}
 
 # Interleaved rounds, so that a busy neighbour slows every tool alike; raised priority where
 # allowed (root), for less of that noise.
@@ -89,19 +122,53 @@ nice -n -10 true 2>/dev/null && run=(nice -n -10)
 export UV_THREADPOOL_SIZE=1 OMP_NUM_THREADS=1
 for ((round = 1; round <= rounds; round++)); do
   say "round $round of $rounds"
-  for input in "$inputs"/*.jpg "$inputs"/*.png; do
+  for input in "${all_inputs[@]}"; do
     for variant in "${variants[@]}"; do
-      "${run[@]}" "$work/$variant" run "$input" "$iterations" | python3 -c \
-        "import json,sys; d=json.load(sys.stdin); d['tool']='$variant'; d['mode']='pipeline'; print(json.dumps(d))" >>"$raw"
+      keep_flag=()
+      [[ "$variant" == rust ]] && read -ra keep_flag <<<"$(keep "$round" "$input" rust~pipeline)"
+      "${run[@]}" "$work/$variant" run "$input" "$iterations" "${keep_flag[@]}" | tag "$variant" pipeline >>"$raw"
     done
     for mode in typical fastest; do
-      "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" >>"$raw"
+      read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~$mode")"
+      "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" "${keep_flag[@]}" >>"$raw"
       "${run[@]}" "$venv/bin/python" "$here/pillow_bench.py" "$mode" "$input" "$iterations" >>"$raw"
     done
+    if ((round <= format_rounds)) && [[ " ${format_inputs[*]} " == *" $input "* ]]; then
+      for format in "${formats[@]}"; do
+        [[ "$missing" == *" $format "* ]] && continue
+        read -ra keep_flag <<<"$(keep "$round" "$input" "rust~pipeline+$format")"
+        if ! "${run[@]}" "$work/rust" run "$input" 1 --formats "$format" "${keep_flag[@]}" >"$work/line" 2>"$work/error"; then
+          cat "$work/error" >&2
+          grep -q "makes no $format renditions" "$work/error" || exit 1
+          say "leaving $format out"
+          missing+="$format "
+          continue
+        fi
+        tag rust "pipeline+$format" <"$work/line" >>"$raw"
+        read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~fastest+$format")"
+        "${run[@]}" node "$here/sharp_bench.js" fastest "$input" 1 --formats "$format" "${keep_flag[@]}" >>"$raw"
+      done
+    fi
   done
 done
 
-summary_args=(--raw "$raw" --json "$out/results.json" --quick "$quick"
+# The scores, once (the renditions are the same every round), on both cores.
+say "scoring the renditions"
+scores="$work/scores.jsonl"
+for input in "${all_inputs[@]}"; do
+  dirs=()
+  for dir in "$renditions/$(basename "$input")"/*; do
+    if [[ "$dir" == *+* ]]; then
+      find "$dir" -type f ! -name "*.${dir##*+}" -delete
+    fi
+    node "$here/sharp_bench.js" decode "$dir"
+    dirs+=("$dir")
+  done
+  "$work/rust" score "$input" "${dirs[@]}" >>"$scores"
+done
+
+summary_args=(--raw "$raw" --scores "$scores" --json "$out/results.json" --quick "$quick"
+  --jpeg-quality "$JPEG_QUALITY" --webp-quality "$WEBP_QUALITY" --avif-quality "$AVIF_QUALITY"
   --command "bench/images/run.sh$($quick && echo ' --quick')" --sharp "$(node -p "require('$here/node_modules/sharp').versions.sharp")"
   --pillow "$pillow")
 $quick || [[ -n "$out_dir" ]] || summary_args+=(--markdown "$root/docs/images.md")

@@ -1,5 +1,8 @@
 """Summarises the thumbnail benchmark's raw lines (one JSON object per tool, mode, input and round)
-into results.json and, for a full run, the results section of docs/images.md."""
+into results.json and, for a full run, the results section of docs/images.md. With the scores
+(`thumbnail_bench score`, one line per tool, mode and input) each rendition gets its SSIMULACRA2
+score, and each input the comparison of ours with sharp's fastest mode that issue 19 sets as the
+goal: at least 1.25x its speed, at most 0.95x its bytes, an equal or better score."""
 import argparse
 import json
 import os
@@ -10,6 +13,12 @@ import subprocess
 START = "<!-- benchmark:start -->"
 END = "<!-- benchmark:end -->"
 PEERS = [("sharp", "typical"), ("sharp", "fastest"), ("pillow", "typical"), ("pillow", "fastest")]
+OURS, FASTEST = "rust/pipeline", "sharp/fastest"
+# The goal (issue 19), against sharp's fastest mode.
+GOAL_SPEEDUP, GOAL_BYTES = 1.25, 0.95
+# Extra formats: each made beside the JPEG (or PNG) renditions by a mode of its own, ours and sharp's.
+EXTRA_FORMATS = ["webp", "avif"]
+LARGEST = 1280
 
 
 def machine():
@@ -43,7 +52,96 @@ def machine():
     }
 
 
-def summarise(raw_path):
+def load_scores(path):
+    """{(input, tool/mode): {(width, format): score}} from `thumbnail_bench score`'s lines, whose
+    directories are named TOOL~MODE."""
+    scores = {}
+    if not path:
+        return scores
+    for line in open(path):
+        d = json.loads(line)
+        tool, mode = d["dir"].split("~", 1)
+        scores[(d["source"], f"{tool}/{mode}")] = {
+            (r["width"], r["format"]): r["score"] for r in d["renditions"]
+        }
+    return scores
+
+
+def by_format(renditions):
+    """Bytes and scores of one format's four renditions."""
+    out = {}
+    for fmt in sorted({r["format"] for r in renditions}):
+        rs = [r for r in renditions if r["format"] == fmt]
+        largest = max(rs, key=lambda r: r["width"])
+        entry = {"bytes": sum(r["bytes"] for r in rs), "bytes_1280": largest["bytes"]}
+        scored = [r["score"] for r in rs if r.get("score") is not None]
+        if len(scored) == len(rs):
+            entry["mean_score"] = round(statistics.mean(scored), 2)
+            entry["score_1280"] = largest["score"]
+        out[fmt] = entry
+    return out
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def compare(results):
+    """Ours against sharp's fastest mode: the goal's figures, per format."""
+    ours, peer = results.get(OURS), results.get(FASTEST)
+    if not ours or not peer:
+        return None
+    main = next(iter(f for f in ours["formats"] if f not in EXTRA_FORMATS))
+    o, p = ours["formats"][main], peer["formats"].get(main, {})
+    out = {
+        "format": main,
+        "speedup": ours["speedup"][FASTEST],
+        "cpu_speedup": ours["cpu_speedup"][FASTEST],
+        "bytes_ratio": ratio(o["bytes"], p.get("bytes")),
+        "bytes_ratio_1280": ratio(o["bytes_1280"], p.get("bytes_1280")),
+    }
+    if "mean_score" in o and "mean_score" in p:
+        out["score"] = o["mean_score"]
+        out["sharp_score"] = p["mean_score"]
+        out["score_diff"] = round(o["mean_score"] - p["mean_score"], 2)
+        out["score_diff_1280"] = round(o["score_1280"] - p["score_1280"], 2)
+        out["goal"] = {
+            "speed": out["speedup"] >= GOAL_SPEEDUP,
+            "bytes": out["bytes_ratio"] is not None and out["bytes_ratio"] <= GOAL_BYTES,
+            "score": out["score_diff"] >= 0,
+        }
+        out["goal"]["met"] = all(out["goal"].values())
+    for fmt in EXTRA_FORMATS:
+        ours_f, peer_f = results.get(f"{OURS}+{fmt}"), results.get(f"{FASTEST}+{fmt}")
+        if not ours_f or fmt not in ours_f["formats"]:
+            continue
+        o = ours_f["formats"][fmt]
+        entry = {
+            "bytes": o["bytes"],
+            "mean_score": o.get("mean_score"),
+            "score_1280": o.get("score_1280"),
+            # What adding the format costs: that mode's median less the JPEG (or PNG) one's.
+            "added_ms": round(ours_f["median_ms"] - ours["median_ms"], 1),
+            "added_cpu_ms": round(ours_f["median_cpu_ms"] - ours["median_cpu_ms"], 1),
+        }
+        if peer_f and fmt in peer_f["formats"]:
+            p = peer_f["formats"][fmt]
+            entry.update({
+                "sharp_bytes": p["bytes"],
+                "sharp_mean_score": p.get("mean_score"),
+                "sharp_score_1280": p.get("score_1280"),
+                "bytes_ratio": ratio(o["bytes"], p["bytes"]),
+                "sharp_added_ms": round(peer_f["median_ms"] - peer["median_ms"], 1),
+                "sharp_added_cpu_ms": round(peer_f["median_cpu_ms"] - peer["median_cpu_ms"], 1),
+            })
+            if o.get("mean_score") is not None and p.get("mean_score") is not None:
+                entry["score_diff"] = round(o["mean_score"] - p["mean_score"], 2)
+        out[fmt] = entry
+    return out
+
+
+def summarise(raw_path, scores_path=None):
+    scores = load_scores(scores_path)
     groups = {}
     for line in open(raw_path):
         d = json.loads(line)
@@ -55,6 +153,10 @@ def summarise(raw_path):
             g["rss"].append(d["peak_rss_kb"])
     inputs = {}
     for (file, tool, mode), g in sorted(groups.items()):
+        scored = scores.get((file, f"{tool}/{mode}"), {})
+        for r in g["renditions"]:
+            if (r["width"], r["format"]) in scored:
+                r["score"] = scored[(r["width"], r["format"])]
         inputs.setdefault(file, {})[f"{tool}/{mode}"] = {
             "median_ms": round(statistics.median(g["times"]), 2),
             "min_ms": round(min(g["times"]), 2),
@@ -62,6 +164,7 @@ def summarise(raw_path):
             "runs": len(g["times"]),
             "peak_rss_mib": round(max(g["rss"]) / 1024, 1) if g["rss"] else None,
             "output_bytes": sum(r["bytes"] for r in g["renditions"]),
+            "formats": by_format(g["renditions"]),
             "renditions": g["renditions"],
         }
     for results in inputs.values():
@@ -74,11 +177,20 @@ def summarise(raw_path):
                 for tool, mode in PEERS
                 if f"{tool}/{mode}" in results
             }
+    for results in inputs.values():
+        comparison = compare(results)
+        if comparison:
+            results[OURS]["against_sharp_fastest"] = comparison
     return inputs
+
+
+def cell(value, suffix=""):
+    return "" if value is None else f"{value}{suffix}"
 
 
 def markdown(summary):
     m = summary["machine"]
+    q = summary["quality"]
     lines = [
         START,
         "",
@@ -86,32 +198,86 @@ def markdown(summary):
         f"{summary['versions']['pillow']}, {m['rustc']}, Node {m['node']}, Python {m['python']}).",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. Every tool "
         "single-threaded; rounds interleaved so that a busy neighbour slows all alike.",
+        f"Quality: JPEG {q['jpeg']}, WebP {q['webp']}, AVIF {q['avif']} for every tool (sharp's AVIF at its "
+        "default effort, ours at the configuration's default speed).",
         "",
         "`rust` is the Lambda's pipeline as built by default (no nasm); `rust-simd` the same with "
         "libjpeg-turbo's SIMD (cargo feature `simd`). Speed-up = peer's median / `rust`'s median "
         "(above 1: ours is faster), in wall time and in CPU time (the process's, all threads: less "
-        "disturbed by other work on a shared machine).",
+        "disturbed by other work on a shared machine). Score: SSIMULACRA2 of each rendition against the "
+        "source decoded at full size, converted to sRGB through its ICC profile and resized to that "
+        "rendition's size (Lanczos3, 32-bit float); 90 is visually lossless, 70 high quality, 50 medium.",
         "",
+        f"### Against sharp's fastest mode (goal: at least {GOAL_SPEEDUP}x its speed, at most "
+        f"{GOAL_BYTES}x its bytes, an equal or better score)",
+        "",
+        "| input | speed-up (wall / CPU) | bytes ratio (4 / 1280) | mean score, ours / sharp (diff) "
+        "| 1280 score diff | goal |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
+    extra_rows = []
     for file, results in summary["inputs"].items():
-        ours = results.get("rust/pipeline", {})
+        c = results.get(OURS, {}).get("against_sharp_fastest")
+        if not c:
+            continue
+        goal = c.get("goal")
+        verdict = ""
+        if goal:
+            missed = [k for k in ("speed", "bytes", "score") if not goal[k]]
+            verdict = "met" if goal["met"] else "not met: " + ", ".join(missed)
+        score = ""
+        if "score" in c:
+            score = f"{c['score']} / {c['sharp_score']} ({c['score_diff']:+})"
+        lines.append(
+            f"| {file} ({c['format']}) | {c['speedup']} / {c['cpu_speedup']} | {cell(c['bytes_ratio'])} / "
+            f"{cell(c['bytes_ratio_1280'])} | {score} | {cell(c.get('score_diff_1280'))} | {verdict} |"
+        )
+        for fmt in EXTRA_FORMATS:
+            e = c.get(fmt)
+            if e:
+                extra_rows.append(
+                    f"| {file} | {fmt} | {e['bytes']} / {cell(e.get('sharp_bytes'))} | {cell(e.get('bytes_ratio'))} | "
+                    f"{cell(e['mean_score'])} / {cell(e.get('sharp_mean_score'))} | "
+                    f"{cell(e['score_1280'])} / {cell(e.get('sharp_score_1280'))} | "
+                    f"{e['added_ms']} / {cell(e.get('sharp_added_ms'))} | "
+                    f"{e['added_cpu_ms']} / {cell(e.get('sharp_added_cpu_ms'))} |"
+                )
+    if extra_rows:
+        lines += [
+            "",
+            "### WebP and AVIF renditions, ours / sharp's fastest mode",
+            "",
+            "Each made beside the JPEG (or PNG) renditions, from the same resized pixels; added time = that "
+            "mode's median less the JPEG-only one's (ours: the AVIF or WebP encoding of four renditions). "
+            "AVIF renditions are decoded by sharp (libheif) for scoring.",
+            "",
+            "| input | format | bytes (4) | bytes ratio | mean score | 1280 score | added ms (wall) | added ms (CPU) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ] + extra_rows
+    lines.append("")
+    for file, results in summary["inputs"].items():
+        ours = results.get(OURS, {})
         lines += [
             f"### {file}",
             "",
             "| tool / mode | median ms | min ms | median CPU ms | speed-up of `rust` (wall / CPU) "
-            "| peak RSS MiB | output bytes (4 renditions) | 1280 rendition bytes |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| peak RSS MiB | output bytes (4 renditions) | 1280 rendition bytes | mean score | 1280 score |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, r in results.items():
             tool, mode = name.split("/")
+            if "+" in mode:
+                continue
             label = tool if mode == "pipeline" else f"{tool} {mode}"
             speedup = ""
             if name in ours.get("speedup", {}):
                 speedup = f"{ours['speedup'][name]} / {ours['cpu_speedup'][name]}"
-            largest = max(r["renditions"], key=lambda x: x["width"])["bytes"]
+            largest = max(r["renditions"], key=lambda x: x["width"])
+            main_format = r["formats"].get(largest["format"], {})
             lines.append(
                 f"| {label} | {r['median_ms']} | {r['min_ms']} | {r['median_cpu_ms']} | {speedup} | {r['peak_rss_mib']} | "
-                f"{r['output_bytes']} | {largest} |"
+                f"{r['output_bytes']} | {largest['bytes']} | {cell(main_format.get('mean_score'))} | "
+                f"{cell(main_format.get('score_1280'))} |"
             )
         lines.append("")
     lines.append(END)
@@ -127,13 +293,18 @@ def main():
     p.add_argument("--quick", default="false")
     p.add_argument("--sharp", required=True)
     p.add_argument("--pillow", required=True)
+    p.add_argument("--scores", help="thumbnail_bench score's lines")
+    p.add_argument("--jpeg-quality", type=int, default=80)
+    p.add_argument("--webp-quality", type=int, default=75)
+    p.add_argument("--avif-quality", type=int, default=60)
     a = p.parse_args()
     summary = {
         "command": a.command,
         "quick": a.quick == "true",
         "machine": machine(),
         "versions": {"sharp": a.sharp, "pillow": a.pillow},
-        "inputs": summarise(a.raw),
+        "quality": {"jpeg": a.jpeg_quality, "webp": a.webp_quality, "avif": a.avif_quality},
+        "inputs": summarise(a.raw, a.scores),
     }
     with open(a.json, "w") as f:
         json.dump(summary, f, indent=2)
@@ -148,9 +319,11 @@ def main():
             f.write(head + markdown(summary) + tail)
     for file, results in summary["inputs"].items():
         ours = results.get("rust/pipeline", {})
+        c = ours.get("against_sharp_fastest") or {}
         print(
-            f"{file}: rust {ours.get('median_ms')} ms ({ours.get('median_cpu_ms')} ms CPU), "
-            f"speed-up {ours.get('speedup')}, in CPU time {ours.get('cpu_speedup')}"
+            f"{file}: rust {ours.get('median_ms')} ms ({ours.get('median_cpu_ms')} ms CPU); against sharp fastest: "
+            f"speed-up {c.get('speedup')} (CPU {c.get('cpu_speedup')}), bytes {c.get('bytes_ratio')}, "
+            f"score {c.get('score')} vs {c.get('sharp_score')}, goal {(c.get('goal') or {}).get('met')}"
         )
 
 
