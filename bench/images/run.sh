@@ -85,7 +85,7 @@ fi
 inputs="$here/inputs"
 $quick && inputs="$root/.local/bench-images/inputs"
 # The generator's version beside the divisor: other inputs, other marker.
-marker="divisor $divisor, inputs v2"
+marker="divisor $divisor, inputs v3"
 if [[ ! -f "$inputs/.divisor" || "$(cat "$inputs/.divisor")" != "$marker" ]]; then
   say "generating inputs in $inputs"
   rm -rf "$inputs"

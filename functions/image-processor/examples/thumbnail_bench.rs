@@ -576,21 +576,32 @@ struct JpegInput {
     icc: Option<Vec<u8>>,
 }
 
+/// Written the way cameras and editors write them, with libjpeg-turbo: baseline files interleaved
+/// with the standard Huffman tables, progressive ones with libjpeg's default script (successive
+/// approximation: the last bit of every coefficient comes in the last scans), quality 92.
 fn write_jpeg(path: &Path, input: JpegInput) -> anyhow::Result<()> {
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
-    encoder.set_sampling_factor(input.sampling);
-    encoder.set_progressive(input.progressive);
-    encoder.set_optimized_huffman_tables(true);
-    if let Some(icc) = &input.icc {
-        encoder.add_icc_profile(icc)?;
-    }
-    encoder.encode(
-        &photo(input.width, input.height, false),
-        input.width as u16,
-        input.height as u16,
-        jpeg_encoder::ColorType::Rgb,
-    )?;
+    let encode = || -> std::io::Result<Vec<u8>> {
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        compress.set_fastest_defaults();
+        compress.set_size(input.width as usize, input.height as usize);
+        compress.set_quality(92.0);
+        let pixel = match input.sampling {
+            jpeg_encoder::SamplingFactor::F_1_1 => (1, 1),
+            _ => (2, 2),
+        };
+        compress.set_chroma_sampling_pixel_sizes(pixel, pixel);
+        if input.progressive {
+            compress.set_progressive_mode();
+        }
+        let mut started = compress.start_compress(Vec::new())?;
+        if let Some(icc) = &input.icc {
+            started.write_icc_profile(icc);
+        }
+        started.write_scanlines(&photo(input.width, input.height, false))?;
+        started.finish()
+    };
+    let out = std::panic::catch_unwind(encode)
+        .map_err(|_| anyhow!("libjpeg failed to write {}", path.display()))??;
     std::fs::write(path, out)?;
     Ok(())
 }
