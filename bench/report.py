@@ -399,7 +399,7 @@ def plot_edge_latency(plt, edge, out):
 
 def plot_images_throughput(plt, images, out):
     files = list(images["inputs"])
-    tools = ["rust/pipeline", "rust-simd/pipeline"] + PEERS_OF_IMAGES
+    tools = ["rust/pipeline", "rust-nosimd/pipeline"] + PEERS_OF_IMAGES
     tools = [t for t in tools if all(t in images["inputs"][f] for f in files)]
     peers = [t for t in tools if t != "rust/pipeline"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -407,7 +407,7 @@ def plot_images_throughput(plt, images, out):
     for i, tool in enumerate(tools):
         xs = [c + (i - (len(tools) - 1) / 2) * width for c in range(len(files))]
         ys = [1000 / images["inputs"][f][tool]["median_ms"] for f in files]
-        label = {"rust/pipeline": "image processor (ours)", "rust-simd/pipeline": "ours, SIMD build"}.get(tool, tool.replace("/", " "))
+        label = {"rust/pipeline": "image processor (ours)", "rust-nosimd/pipeline": "ours, built without SIMD"}.get(tool, tool.replace("/", " "))
         ax.bar(xs, ys, width, label=label, color=colour(tool, peers))
     ax.set_xticks(range(len(files)), files)
     ax.set_ylabel("images per second (4 renditions each)")
@@ -949,11 +949,11 @@ def images_section(images, pixels, plt, out, figures):
         rows = []
         for file, tools in images["inputs"].items():
             ours = tools["rust/pipeline"]
-            for tool in ["rust/pipeline", "rust-simd/pipeline"] + PEERS_OF_IMAGES:
+            for tool in ["rust/pipeline", "rust-nosimd/pipeline"] + PEERS_OF_IMAGES:
                 if tool not in tools:
                     continue
                 r = tools[tool]
-                label = {"rust/pipeline": "**image processor (ours)**", "rust-simd/pipeline": "ours, SIMD build"}.get(tool, tool.replace("/", " "))
+                label = {"rust/pipeline": "**image processor (ours)**", "rust-nosimd/pipeline": "ours, built without SIMD"}.get(tool, tool.replace("/", " "))
                 row = [file, label, fmt(r["median_ms"], 1), fmt(1000 / r["median_ms"], 2), fmt(r["peak_rss_mib"], 1),
                        "" if tool == "rust/pipeline" else times(ratio(r["median_ms"], ours["median_ms"]))]
                 if cpu:

@@ -46,8 +46,13 @@ if ! "$venv/bin/python" -c "import PIL, sys; sys.exit(PIL.__version__ != '$pillo
   "$venv/bin/pip" install --quiet --disable-pip-version-check "pillow==$pillow" >&2
 fi
 
-# The same encoder settings for every tool (thumbnail_bench passes them to the configuration).
-export JPEG_QUALITY=80 WEBP_QUALITY=75 AVIF_QUALITY=60
+# The same WebP and AVIF settings for every tool (thumbnail_bench passes them to the
+# configuration). JPEG: each at its default, since the numbers mean different tables: ours 79 on
+# MozJPEG's quantisation tables (the configuration's default), sharp's and Pillow's 80 on libjpeg's
+# standard ones; the perceptual score says which renditions are better.
+export WEBP_QUALITY=75 AVIF_QUALITY=60
+unset JPEG_QUALITY
+peer_jpeg_quality=80 ours_jpeg_quality=79
 
 if $quick; then
   out="$root/.local/bench-images"
@@ -65,7 +70,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
-# The Rust side: the default build (what ships), and with libjpeg-turbo's SIMD for the full run.
+# The Rust side: the default build (what ships: libjpeg-turbo's SIMD, assembled with nasm), and
+# for the full run the build with a C compiler alone (--no-default-features).
+"$root/scripts/image-tools.sh"
 if $quick; then
   "$root/scripts/debug-build"
 else
@@ -74,10 +81,9 @@ fi
 cp "$bin_dir/thumbnail_bench" "$work/rust"
 variants=(rust)
 if ! $quick; then
-  "$root/scripts/image-tools.sh"
-  (cd "$root" && cargo build --quiet "${profile_flag[@]}" -p image-processor --features simd --example thumbnail_bench)
-  cp "$bin_dir/thumbnail_bench" "$work/rust-simd"
-  variants+=(rust-simd)
+  (cd "$root" && cargo build --quiet "${profile_flag[@]}" -p image-processor --no-default-features --example thumbnail_bench)
+  cp "$bin_dir/thumbnail_bench" "$work/rust-nosimd"
+  variants+=(rust-nosimd)
   # Leave the default build in place for whoever builds next.
   (cd "$root" && cargo build --quiet "${profile_flag[@]}" -p image-processor --example thumbnail_bench)
 fi
@@ -130,8 +136,8 @@ for ((round = 1; round <= rounds; round++)); do
     done
     for mode in typical fastest; do
       read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~$mode")"
-      "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" "${keep_flag[@]}" >>"$raw"
-      "${run[@]}" "$venv/bin/python" "$here/pillow_bench.py" "$mode" "$input" "$iterations" >>"$raw"
+      JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" "${keep_flag[@]}" >>"$raw"
+      JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" "$venv/bin/python" "$here/pillow_bench.py" "$mode" "$input" "$iterations" >>"$raw"
     done
     if ((round <= format_rounds)) && [[ " ${format_inputs[*]} " == *" $input "* ]]; then
       for format in "${formats[@]}"; do
@@ -146,7 +152,7 @@ for ((round = 1; round <= rounds; round++)); do
         fi
         tag rust "pipeline+$format" <"$work/line" >>"$raw"
         read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~fastest+$format")"
-        "${run[@]}" node "$here/sharp_bench.js" fastest "$input" 1 --formats "$format" "${keep_flag[@]}" >>"$raw"
+        JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" node "$here/sharp_bench.js" fastest "$input" 1 --formats "$format" "${keep_flag[@]}" >>"$raw"
       done
     fi
   done
@@ -168,7 +174,7 @@ for input in "${all_inputs[@]}"; do
 done
 
 summary_args=(--raw "$raw" --scores "$scores" --json "$out/results.json" --quick "$quick"
-  --jpeg-quality "$JPEG_QUALITY" --webp-quality "$WEBP_QUALITY" --avif-quality "$AVIF_QUALITY"
+  --jpeg-quality "$ours_jpeg_quality/$peer_jpeg_quality" --webp-quality "$WEBP_QUALITY" --avif-quality "$AVIF_QUALITY"
   --command "bench/images/run.sh$($quick && echo ' --quick')" --sharp "$(node -p "require('$here/node_modules/sharp').versions.sharp")"
   --pillow "$pillow")
 $quick || [[ -n "$out_dir" ]] || summary_args+=(--markdown "$root/docs/images.md")

@@ -198,11 +198,14 @@ def markdown(summary):
         f"{summary['versions']['pillow']}, {m['rustc']}, Node {m['node']}, Python {m['python']}).",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. Every tool "
         "single-threaded; rounds interleaved so that a busy neighbour slows all alike.",
-        f"Quality: JPEG {q['jpeg']}, WebP {q['webp']}, AVIF {q['avif']} for every tool (sharp's AVIF at its "
-        "default effort, ours at the configuration's default speed).",
+        f"Quality: JPEG {q['jpeg']} (ours / sharp's and Pillow's: each at its default, the numbers "
+        "scaling different tables, MozJPEG's for ours and libjpeg's standard ones for the peers; the "
+        f"score compares the results), WebP {q['webp']} and AVIF {q['avif']} for every tool (sharp's "
+        "AVIF at its default effort, ours at the configuration's default speed).",
         "",
-        "`rust` is the Lambda's pipeline as built by default (no nasm); `rust-simd` the same with "
-        "libjpeg-turbo's SIMD (cargo feature `simd`). Speed-up = peer's median / `rust`'s median "
+        "`rust` is the Lambda's pipeline as built by default (with libjpeg-turbo's SIMD, cargo feature "
+        "`simd`, nasm at build time); `rust-nosimd` the same built with a C compiler alone "
+        "(`--no-default-features`). Speed-up = peer's median / `rust`'s median "
         "(above 1: ours is faster), in wall time and in CPU time (the process's, all threads: less "
         "disturbed by other work on a shared machine). Score: SSIMULACRA2 of each rendition against the "
         "source decoded at full size, converted to sRGB through its ICC profile and resized to that "
@@ -294,7 +297,7 @@ def main():
     p.add_argument("--sharp", required=True)
     p.add_argument("--pillow", required=True)
     p.add_argument("--scores", help="thumbnail_bench score's lines")
-    p.add_argument("--jpeg-quality", type=int, default=80)
+    p.add_argument("--jpeg-quality", default="79/80", help="ours/peers'")
     p.add_argument("--webp-quality", type=int, default=75)
     p.add_argument("--avif-quality", type=int, default=60)
     a = p.parse_args()

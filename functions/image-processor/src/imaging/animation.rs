@@ -145,14 +145,8 @@ pub fn render(
         let frame = frame.map_err(frame_error)?;
         let delay_ms = shown_for_ms(&frame);
         let canvas = frame.into_buffer();
-        let pixels = Pixels {
-            width: canvas.width(),
-            height: canvas.height(),
-            alpha: true,
-            ycbcr: false,
-            cmyk: None,
-            data: canvas.into_raw(),
-        };
+        let (width, height) = canvas.dimensions();
+        let pixels = Pixels::srgb(width, height, true, canvas.into_raw());
         let resized = resized_images(&pixels, orientation, colour, &sizes)?;
         for (spec, encoder) in specs.iter().zip(&mut encoders) {
             let (_, image) = resized

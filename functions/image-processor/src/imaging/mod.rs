@@ -150,6 +150,18 @@ pub(super) struct Pixels {
 }
 
 impl Pixels {
+    /// sRGB pixels, RGBA when `alpha`, RGB otherwise.
+    pub(super) fn srgb(width: u32, height: u32, alpha: bool, data: Vec<u8>) -> Self {
+        Pixels {
+            width,
+            height,
+            alpha,
+            ycbcr: false,
+            cmyk: None,
+            data,
+        }
+    }
+
     pub(super) fn pixel_type(&self) -> PixelType {
         if self.alpha {
             PixelType::U8x4

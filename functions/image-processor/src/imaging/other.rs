@@ -37,36 +37,13 @@ pub(super) fn decode_other(
     let pixels = if image.color().has_alpha() {
         let rgba = image.into_rgba8().into_raw();
         if rgba.chunks_exact(4).all(|p| p[3] == u8::MAX) {
-            Pixels {
-                width,
-                height,
-                alpha: false,
-                ycbcr: false,
-                cmyk: None,
-                data: rgba
-                    .chunks_exact(4)
-                    .flat_map(|p| [p[0], p[1], p[2]])
-                    .collect(),
-            }
+            let rgb = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]);
+            Pixels::srgb(width, height, false, rgb.collect())
         } else {
-            Pixels {
-                width,
-                height,
-                alpha: true,
-                ycbcr: false,
-                cmyk: None,
-                data: rgba,
-            }
+            Pixels::srgb(width, height, true, rgba)
         }
     } else {
-        Pixels {
-            width,
-            height,
-            alpha: false,
-            ycbcr: false,
-            cmyk: None,
-            data: image.into_rgb8().into_raw(),
-        }
+        Pixels::srgb(width, height, false, image.into_rgb8().into_raw())
     };
     Ok((
         Header {
