@@ -50,9 +50,10 @@ fi
 # configuration). JPEG: each at its default, since the numbers mean different tables: ours 79 on
 # MozJPEG's quantisation tables (the configuration's default), sharp's and Pillow's 80 on libjpeg's
 # standard ones; the perceptual score says which renditions are better.
-export WEBP_QUALITY=75 AVIF_QUALITY=60
-unset JPEG_QUALITY
-peer_jpeg_quality=80 ours_jpeg_quality=79
+# AVIF likewise: ours 70 on rav1e's scale (the configuration's default), sharp's 60 on libaom's.
+export WEBP_QUALITY=75
+unset JPEG_QUALITY AVIF_QUALITY
+peer_jpeg_quality=80 ours_jpeg_quality=79 peer_avif_quality=60 ours_avif_quality=70
 
 if $quick; then
   out="$root/.local/bench-images"
@@ -136,7 +137,7 @@ for ((round = 1; round <= rounds; round++)); do
     done
     for mode in typical fastest; do
       read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~$mode")"
-      JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" "${keep_flag[@]}" >>"$raw"
+      JPEG_QUALITY=$peer_jpeg_quality AVIF_QUALITY=$peer_avif_quality "${run[@]}" node "$here/sharp_bench.js" "$mode" "$input" "$iterations" "${keep_flag[@]}" >>"$raw"
       JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" "$venv/bin/python" "$here/pillow_bench.py" "$mode" "$input" "$iterations" >>"$raw"
     done
     if ((round <= format_rounds)) && [[ " ${format_inputs[*]} " == *" $input "* ]]; then
@@ -152,7 +153,7 @@ for ((round = 1; round <= rounds; round++)); do
         fi
         tag rust "pipeline+$format" <"$work/line" >>"$raw"
         read -ra keep_flag <<<"$(keep "$round" "$input" "sharp~fastest+$format")"
-        JPEG_QUALITY=$peer_jpeg_quality "${run[@]}" node "$here/sharp_bench.js" fastest "$input" 1 --formats "$format" "${keep_flag[@]}" >>"$raw"
+        JPEG_QUALITY=$peer_jpeg_quality AVIF_QUALITY=$peer_avif_quality "${run[@]}" node "$here/sharp_bench.js" fastest "$input" 1 --formats "$format" "${keep_flag[@]}" >>"$raw"
       done
     fi
   done
@@ -174,7 +175,7 @@ for input in "${all_inputs[@]}"; do
 done
 
 summary_args=(--raw "$raw" --scores "$scores" --json "$out/results.json" --quick "$quick"
-  --jpeg-quality "$ours_jpeg_quality/$peer_jpeg_quality" --webp-quality "$WEBP_QUALITY" --avif-quality "$AVIF_QUALITY"
+  --jpeg-quality "$ours_jpeg_quality/$peer_jpeg_quality" --webp-quality "$WEBP_QUALITY" --avif-quality "$ours_avif_quality/$peer_avif_quality"
   --command "bench/images/run.sh$($quick && echo ' --quick')" --sharp "$(node -p "require('$here/node_modules/sharp').versions.sharp")"
   --pillow "$pillow")
 $quick || [[ -n "$out_dir" ]] || summary_args+=(--markdown "$root/docs/images.md")

@@ -200,8 +200,9 @@ def markdown(summary):
         "single-threaded; rounds interleaved so that a busy neighbour slows all alike.",
         f"Quality: JPEG {q['jpeg']} (ours / sharp's and Pillow's: each at its default, the numbers "
         "scaling different tables, MozJPEG's for ours and libjpeg's standard ones for the peers; the "
-        f"score compares the results), WebP {q['webp']} and AVIF {q['avif']} for every tool (sharp's "
-        "AVIF at its default effort, ours at the configuration's default speed).",
+        f"score compares the results), WebP {q['webp']} for every tool, AVIF {q['avif']} (ours on "
+        "rav1e's scale at the configuration's default speed / sharp's on libaom's at its default "
+        "effort).",
         "",
         "`rust` is the Lambda's pipeline as built by default (with libjpeg-turbo's SIMD, cargo feature "
         "`simd`, nasm at build time); `rust-nosimd` the same built with a C compiler alone "
@@ -299,7 +300,7 @@ def main():
     p.add_argument("--scores", help="thumbnail_bench score's lines")
     p.add_argument("--jpeg-quality", default="79/80", help="ours/peers'")
     p.add_argument("--webp-quality", type=int, default=75)
-    p.add_argument("--avif-quality", type=int, default=60)
+    p.add_argument("--avif-quality", default="70/60", help="ours/sharp's")
     a = p.parse_args()
     summary = {
         "command": a.command,

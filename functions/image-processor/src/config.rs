@@ -76,7 +76,7 @@ impl Config {
             avif: env.bool_or("AVIF_RENDITIONS", false)?,
             jpeg_quality: env.parse_or("JPEG_QUALITY", 79, quality, parse_quality)?,
             webp_quality: env.parse_or("WEBP_QUALITY", 75, quality, parse_quality)?,
-            avif_quality: env.parse_or("AVIF_QUALITY", 60, quality, parse_quality)?,
+            avif_quality: env.parse_or("AVIF_QUALITY", 70, quality, parse_quality)?,
             avif_speed: env.parse_or(
                 "AVIF_SPEED",
                 8,
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(config.widths, DEFAULT_WIDTHS);
         assert!(!config.webp && !config.avif);
         assert_eq!(config.jpeg_quality, 79);
-        assert_eq!((config.avif_quality, config.avif_speed), (60, 8));
+        assert_eq!((config.avif_quality, config.avif_speed), (70, 8));
         assert!(config.animate);
         assert_eq!(
             (config.max_frames, config.max_animation_pixels),

@@ -104,7 +104,7 @@ impl Default for Settings {
             max_pixels: 100_000_000,
             jpeg_quality: 79,
             webp_quality: 75,
-            avif_quality: 60,
+            avif_quality: 70,
             avif_speed: 8,
             animate: true,
             max_frames: 300,
