@@ -646,19 +646,28 @@ async fn viewer_secrets_never_reach_the_logs() {
     // Tests on other threads (no subscriber) may have registered the hook's span and event
     // callsites as uninteresting while this one's subscriber was being set: cached, that would
     // drop the span that carries the key. Asked again now, every callsite sees this subscriber.
-    tracing::callsite::rebuild_interest_cache();
-    let (hook, _) = hook(FakeQueue::default());
-    for sample in [
-        DOMESTIC,
-        DOMESTIC,
-        POST,
-        TRAVERSAL,
-        RESPONSE_200,
-        RESPONSE_404,
-    ] {
-        hook.handle(event(&value(sample))).await.unwrap();
+    // A test thread may still register a callsite in the moment between: the span that carries
+    // the key is then missing from one pass. Up to three passes, each with the cache rebuilt; the
+    // secrets are looked for in everything every pass wrote.
+    let mut text = String::new();
+    for _pass in 0..3 {
+        tracing::callsite::rebuild_interest_cache();
+        let (hook, _) = hook(FakeQueue::default());
+        for sample in [
+            DOMESTIC,
+            DOMESTIC,
+            POST,
+            TRAVERSAL,
+            RESPONSE_200,
+            RESPONSE_404,
+        ] {
+            hook.handle(event(&value(sample))).await.unwrap();
+        }
+        text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        if text.contains("images/cat.jpg") {
+            break;
+        }
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("backfill enqueued"), "{text}");
     assert!(text.contains("images/cat.jpg"), "{text}");
     for secret in [
