@@ -14,7 +14,7 @@ use image::metadata::Orientation;
 use image::{AnimationDecoder, DynamicImage, Frame, ImageDecoder};
 
 use super::colour::Transform;
-use super::encode::resized_images;
+use super::encode::{distinct_sizes, resized_images};
 use super::{check_pixels, Pixels, Settings, SourceFormat};
 use crate::error::Error;
 use crate::rendition::{Format, RenditionSpec};
@@ -133,9 +133,7 @@ pub fn render(
             decoder.into_frames()
         }
     };
-    let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
-    sizes.sort_unstable_by(|a, b| b.cmp(a));
-    sizes.dedup();
+    let sizes = distinct_sizes(&specs);
     let mut encoders = specs
         .iter()
         .map(|spec| FrameEncoder::new(spec, settings))

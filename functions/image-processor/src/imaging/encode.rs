@@ -17,9 +17,7 @@ pub(super) fn resize_and_encode(
     specs: Vec<RenditionSpec>,
     settings: &Settings,
 ) -> Result<Vec<(RenditionSpec, Vec<u8>)>, Error> {
-    let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
-    sizes.sort_unstable_by(|a, b| b.cmp(a));
-    sizes.dedup();
+    let sizes = distinct_sizes(&specs);
     let resized = resized_images(pixels, orientation, colour, &sizes)?;
     // Converted pixels are RGB, and say they are sRGB; the others are as their source was.
     let ycbcr = pixels.ycbcr && colour.is_none();
@@ -35,6 +33,14 @@ pub(super) fn resize_and_encode(
             Ok((spec, bytes))
         })
         .collect()
+}
+
+/// The specs' displayed sizes, distinct, largest first: the order the resize cascade takes.
+pub(super) fn distinct_sizes(specs: &[RenditionSpec]) -> Vec<(u32, u32)> {
+    let mut sizes: Vec<(u32, u32)> = specs.iter().map(|s| (s.width, s.height)).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    sizes
 }
 
 /// An image resized, with its displayed size (width, height).
