@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """Resources of the local stand-in stack (moto server): create, reset, ping, free-port.
 
+Two regional stacks on the one server: the first region's (us-east-1, every resource) and a second
+region's (eu-central-1: its bucket, backfill and image queues, lease and task tables), as the
+multi-region product deploys one regional stack per bucket region. moto keeps SQS, DynamoDB and
+CloudWatch apart by the region a request is signed for; the second region's queues and tables are
+named apart all the same (suffix -2), so that a client signing for the wrong region fails instead
+of quietly using the first region's. Its bucket has a LocationConstraint.
+
 Called by scripts/local-stack with the project venv's python (boto3 comes with moto).
 Diagnostics go to stderr; `create` prints the environment file (shell `export` lines) on stdout.
 
@@ -20,6 +27,9 @@ import urllib.error
 import urllib.request
 
 REGION = "us-east-1"
+# The second regional stack (the edge simulator's slot 2).
+REGION2 = "eu-central-1"
+BUCKET_2 = f"overseas-origin-{REGION2}"
 ACCESS_KEY = "test"
 SECRET_KEY = "test"
 
@@ -58,6 +68,19 @@ QUEUES = [
     ("backfill-invalidations", "backfill-invalidations-dlq", 180, False),
 ]
 IMAGE_QUEUE = "image-tasks"
+# The second region's stack: what its backfill function (one copy per key, no split copies, no
+# freshness) and its image processor need.
+QUEUES_2 = [
+    ("backfill-2", "backfill-2-dlq", 180, False),
+    ("image-tasks-2", "image-tasks-2-dlq", 360, False),
+]
+IMAGE_QUEUE_2 = "image-tasks-2"
+TASK_TABLE_2 = "image-tasks-2"
+LEASE_TABLE_2 = "copy-leases-2"
+TABLES_2 = [
+    (TASK_TABLE_2, "id", "expires_at", None),
+    (LEASE_TABLE_2, "pk", "ttl", None),
+]
 # One notification rule per suffix: S3 allows one prefix + one suffix filter per rule.
 # S3 suffix matching is case-sensitive, so the upper-case variants are separate rules.
 IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".JPG", ".JPEG", ".PNG", ".WEBP", ".GIF"]
@@ -69,14 +92,14 @@ def log(msg):
     print(f"local-stack: {msg}", file=sys.stderr, flush=True)
 
 
-def clients(endpoint):
+def clients(endpoint, region=REGION):
     import boto3
     from botocore.config import Config
 
     session = boto3.session.Session(
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
-        region_name=REGION,
+        region_name=region,
     )
     cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
     s3 = session.client("s3", endpoint_url=endpoint, config=cfg)
@@ -112,9 +135,9 @@ def ensure_queue(sqs, name, attributes):
     return url
 
 
-def create_queues(sqs):
+def create_queues(sqs, queues=QUEUES):
     urls = {}
-    for main, dlq, visibility, fifo in QUEUES:
+    for main, dlq, visibility, fifo in queues:
         dlq_attrs = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
         main_attrs = {"VisibilityTimeout": str(visibility)}
         if fifo:
@@ -212,22 +235,25 @@ def purge_queue(sqs, url):
 # ---------------------------------------------------------------- S3
 
 
-def create_bucket(s3):
+def create_bucket(s3, bucket=BUCKET, region=REGION):
     from botocore.exceptions import ClientError
 
     try:
-        s3.head_bucket(Bucket=BUCKET)
+        s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
         if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
         try:
-            s3.create_bucket(Bucket=BUCKET)  # us-east-1: no LocationConstraint
-            log(f"created bucket {BUCKET}")
+            if region == "us-east-1":  # no LocationConstraint there
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+            log(f"created bucket {bucket} in {region}")
         except ClientError as exc2:
             if error_code(exc2) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
     s3.put_public_access_block(
-        Bucket=BUCKET,
+        Bucket=bucket,
         PublicAccessBlockConfiguration={
             "BlockPublicAcls": True,
             "IgnorePublicAcls": True,
@@ -236,7 +262,7 @@ def create_bucket(s3):
         },
     )
     s3.put_bucket_lifecycle_configuration(
-        Bucket=BUCKET,
+        Bucket=bucket,
         LifecycleConfiguration={
             "Rules": [
                 {
@@ -285,38 +311,38 @@ def normalise_notification(cfg):
     return sorted(out), others
 
 
-def configure_notification(s3, sqs, image_queue_url, prefix):
-    arn = allow_s3_to_send(sqs, image_queue_url, BUCKET)
+def configure_notification(s3, sqs, image_queue_url, prefix, bucket=BUCKET):
+    arn = allow_s3_to_send(sqs, image_queue_url, bucket)
     want = wanted_notification(arn, prefix)
-    have = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    have = s3.get_bucket_notification_configuration(Bucket=bucket)
     have.pop("ResponseMetadata", None)
     if normalise_notification(have) == normalise_notification(want):
-        log("bucket notification already configured")
+        log(f"bucket {bucket}: notification already configured")
         return
-    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=want)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=want)
     shown = prefix if prefix else "(whole bucket)"
     log(
-        f"bucket notification set: {' '.join(IMAGE_EVENTS)}, prefix {shown}, "
-        f"suffixes {' '.join(IMAGE_SUFFIXES)} -> {IMAGE_QUEUE}"
+        f"bucket {bucket}: notification set: {' '.join(IMAGE_EVENTS)}, prefix {shown}, "
+        f"suffixes {' '.join(IMAGE_SUFFIXES)} -> {arn}"
     )
     n = drain_test_events(sqs, image_queue_url)
-    log(f"drained {n} s3:TestEvent message(s) from {IMAGE_QUEUE}")
+    log(f"drained {n} s3:TestEvent message(s) from {image_queue_url.rsplit('/', 1)[-1]}")
 
 
-def empty_bucket(s3):
+def empty_bucket(s3, bucket=BUCKET):
     deleted = 0
-    pages = s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET)
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
     for page in pages:
         entries = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
         entries += [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("DeleteMarkers", [])]
         for i in range(0, len(entries), 1000):
             batch = entries[i : i + 1000]
-            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": batch, "Quiet": True})
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             deleted += len(batch)
     aborted = 0
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=BUCKET):
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
         for u in page.get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
             aborted += 1
     return deleted, aborted
 
@@ -420,8 +446,28 @@ def ensure_distribution(endpoint):
 # ---------------------------------------------------------------- commands
 
 
-def all_queue_names():
-    return [n for main, dlq, _, _ in QUEUES for n in (main, dlq)]
+def all_queue_names(queues=QUEUES):
+    return [n for main, dlq, _, _ in queues for n in (main, dlq)]
+
+
+def create_second_region(endpoint, prefix):
+    """The second regional stack's resources; its environment lines (names ending in _2)."""
+    s3, sqs, ddb = clients(endpoint, REGION2)
+    urls = create_queues(sqs, QUEUES_2)
+    create_bucket(s3, BUCKET_2, REGION2)
+    configure_notification(s3, sqs, urls[IMAGE_QUEUE_2], prefix, BUCKET_2)
+    for table, key, ttl_attribute, index in TABLES_2:
+        create_table(ddb, table, key, ttl_attribute, index)
+    return [
+        ("REGION2", REGION2),
+        ("BUCKET_2", BUCKET_2),
+        ("BACKFILL_QUEUE_URL_2", urls["backfill-2"]),
+        ("BACKFILL_DLQ_URL_2", urls["backfill-2-dlq"]),
+        ("IMAGE_QUEUE_URL_2", urls["image-tasks-2"]),
+        ("IMAGE_DLQ_URL_2", urls["image-tasks-2-dlq"]),
+        ("TASK_TABLE_2", TASK_TABLE_2),
+        ("LEASE_TABLE_2", LEASE_TABLE_2),
+    ]
 
 
 def cmd_create(endpoint):
@@ -457,22 +503,29 @@ def cmd_create(endpoint):
         ("DISTRIBUTION_ID", distribution),
         ("IMAGE_INPUT_PREFIX", prefix),
     ]
+    # The second region's names: its clients must sign for REGION2 (moto's partition).
+    env += create_second_region(endpoint, prefix)
     print("# Local stand-in stack (moto server). Generated by scripts/local-stack up; do not edit.")
     for k, v in env:
         print(f"export {k}={shlex.quote(v)}")
 
 
 def cmd_reset(endpoint):
-    s3, sqs, ddb = clients(endpoint)
-    objects, uploads = empty_bucket(s3)
-    # Purge after emptying the bucket so that no notification is left behind.
-    for name in all_queue_names():
-        purge_queue(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
-    items = sum(empty_table(ddb, table) for table, _, _, _ in TABLES)
-    log(
-        f"reset: deleted {objects} object version(s), aborted {uploads} multipart upload(s), "
-        f"purged {len(all_queue_names())} queue(s), deleted {items} item(s) from {len(TABLES)} table(s)"
-    )
+    for region, bucket, queues, tables in (
+        (REGION, BUCKET, QUEUES, TABLES),
+        (REGION2, BUCKET_2, QUEUES_2, TABLES_2),
+    ):
+        s3, sqs, ddb = clients(endpoint, region)
+        objects, uploads = empty_bucket(s3, bucket)
+        # Purge after emptying the bucket so that no notification is left behind.
+        names = all_queue_names(queues)
+        for name in names:
+            purge_queue(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
+        items = sum(empty_table(ddb, table) for table, _, _, _ in tables)
+        log(
+            f"reset {region}: deleted {objects} object version(s), aborted {uploads} multipart upload(s), "
+            f"purged {len(names)} queue(s), deleted {items} item(s) from {len(tables)} table(s)"
+        )
 
 
 def cmd_ping(endpoint):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Tests of the local stand-in stack (scripts/local-stack, scripts/local_stack_resources.py) against
 the running moto server: it has what template.yaml defines for the backfill's copy leases and part
-tasks and for the image notifications (creations and removals), exports where they are, and
-`reset` empties them. Run by tests/local-stack, with the stack's
+tasks and for the image notifications (creations and removals), and a second regional stack in
+its own region, exports where they are, and `reset` empties them. Run by tests/local-stack, with the stack's
 environment exported: .venv/bin/python scripts/test_local_stack.py"""
 import json
 import os
@@ -98,6 +98,63 @@ class LocalStackTest(unittest.TestCase):
             suffix = next(r["Value"] for r in rule["Filter"]["Key"]["FilterRules"] if r["Name"].lower() == "suffix")
             local |= {(event, suffix) for event in rule["Events"]}
         self.assertEqual(local, template)
+
+
+class SecondRegionTest(unittest.TestCase):
+    """The second regional stack (REGION2): its own bucket, queues and tables, seen only by clients
+    that sign for its region, its image notifications on its own queue."""
+
+    @classmethod
+    def setUpClass(cls):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            raise SystemExit("AWS_ENDPOINT_URL is not set: start scripts/local-stack and export .local/env")
+        cls.env = exported(ROOT / ".local/env")
+        cls.region = cls.env["REGION2"]
+        cls.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=cls.region)
+        cls.sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=cls.region)
+        cls.ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=cls.region)
+        cls.first_sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=lsr.REGION)
+
+    def attributes(self, url):
+        return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    def test_the_environment_names_a_second_region_apart_from_the_first(self):
+        self.assertEqual(self.region, "eu-central-1")
+        self.assertNotEqual(self.env["BUCKET_2"], self.env["BUCKET"])
+        for name in ("BACKFILL_QUEUE_URL", "IMAGE_QUEUE_URL", "TASK_TABLE", "LEASE_TABLE"):
+            self.assertNotEqual(self.env[name + "_2"], self.env[name], name)
+
+    def test_the_bucket_is_in_the_second_region(self):
+        location = self.s3.get_bucket_location(Bucket=self.env["BUCKET_2"])["LocationConstraint"]
+        self.assertEqual(location, self.region)
+
+    def test_the_queues_are_in_the_second_region_only(self):
+        backfill = self.attributes(self.env["BACKFILL_QUEUE_URL_2"])
+        self.assertEqual(backfill["QueueArn"].split(":")[3], self.region)
+        redrive = json.loads(backfill["RedrivePolicy"])
+        self.assertEqual(redrive["deadLetterTargetArn"], self.attributes(self.env["BACKFILL_DLQ_URL_2"])["QueueArn"])
+        with self.assertRaises(self.first_sqs.exceptions.QueueDoesNotExist):
+            self.first_sqs.get_queue_attributes(QueueUrl=self.env["BACKFILL_QUEUE_URL_2"])
+
+    def test_the_tables_are_in_the_second_region(self):
+        for name in ("LEASE_TABLE_2", "TASK_TABLE_2"):
+            table = self.ddb.describe_table(TableName=self.env[name])["Table"]
+            self.assertEqual(table["TableArn"].split(":")[3], self.region, name)
+
+    def test_images_written_to_the_bucket_notify_its_own_queue(self):
+        rules = self.s3.get_bucket_notification_configuration(Bucket=self.env["BUCKET_2"])["QueueConfigurations"]
+        arn = self.attributes(self.env["IMAGE_QUEUE_URL_2"])["QueueArn"]
+        self.assertTrue(rules)
+        self.assertTrue(all(rule["QueueArn"] == arn for rule in rules), rules)
+
+    def test_reset_empties_the_second_regions_bucket_and_queues(self):
+        self.s3.put_object(Bucket=self.env["BUCKET_2"], Key="reset-test.bin", Body=b"x")
+        self.sqs.send_message(QueueUrl=self.env["BACKFILL_QUEUE_URL_2"], MessageBody="{}")
+        subprocess.run([str(ROOT / "scripts/local-stack"), "reset"], check=True, capture_output=True)
+        self.assertEqual(self.s3.list_objects_v2(Bucket=self.env["BUCKET_2"]).get("Contents", []), [])
+        left = self.sqs.receive_message(QueueUrl=self.env["BACKFILL_QUEUE_URL_2"], WaitTimeSeconds=0).get("Messages", [])
+        self.assertEqual(left, [])
 
 
 if __name__ == "__main__":
