@@ -30,7 +30,12 @@ exports.handler = async (event) => {
   const given = type.endsWith('-response') && cf.response ? cf.response : cf?.request;
   const headers = cf?.request?.origin?.custom?.customHeaders;
   // S3-origin attempts and unmarked origins pass without crossing into Rust.
-  if (!headers?.[MARKER]) return given;
+  if (!headers?.[MARKER]) {
+    const s3 = cf?.request?.origin?.s3;
+    if (s3) regional('RegionalRequests', s3Region, s3);
+    return given;
+  }
+  regional('RegionalFallbacks', queueRegion, headers);
   try {
     if (core === null) throw Object.assign(new Error(`the addon did not load: ${loadError}`), { reason: 'addon_unavailable' });
     return JSON.parse(await bounded(core.handle(JSON.stringify(event)), budgetMs(headers) + STUCK_MARGIN_MS));
@@ -59,6 +64,49 @@ function bounded(promise, ms) {
     timer = setTimeout(() => reject(Object.assign(new Error(`the core did not answer within ${ms} ms`), { reason: 'hook_stuck' })), ms);
   });
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+// The origin attempts of each bucket region (docs/edge.md, "Regional metrics"): one EMF line per
+// attempt, counted on whichever trigger is wired, as each attempt runs it once. With both triggers
+// wired the origin-request hook removes the marker, so a fallback is still counted once.
+const REGION = /^[a-z]{2}(?:-[a-z]+)+-\d+$/;
+const S3_HOST = /\.s3(?:\.dualstack)?[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$/;
+
+// `origin.s3.region` when CloudFront gives it, else the region of `<bucket>.s3.<region>.amazonaws.com`.
+function s3Region(s3) {
+  const given = String(s3.region ?? '');
+  if (REGION.test(given)) return given;
+  return S3_HOST.exec(String(s3.domainName ?? ''))?.[1] ?? 'unknown';
+}
+
+// The queue's region (`sqs.<region>.amazonaws.com`, or the legacy `<region>.queue.amazonaws.com`),
+// as the core reads it: the queue lives in its bucket's region.
+function queueRegion(headers) {
+  const host = /^[a-z]+:\/\/([^/:]+)/i.exec(String(headers[MARKER]?.[0]?.value ?? ''))?.[1] ?? '';
+  const labels = host.toLowerCase().split('.');
+  const region = labels[0] === 'sqs' ? labels[1] : labels[1] === 'queue' ? labels[0] : '';
+  return REGION.test(region ?? '') ? region : 'unknown';
+}
+
+// One write, guarded (the region found inside too): a metric must never fail the request it counts.
+function regional(metric, regionOf, from) {
+  try {
+    const region = regionOf(from);
+    const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME;
+    const dimensions = functionName ? { FunctionName: functionName, BucketRegion: region } : { BucketRegion: region };
+    process.stdout.write(
+      JSON.stringify({
+        ...dimensions,
+        [metric]: 1,
+        _aws: {
+          Timestamp: Date.now(),
+          CloudWatchMetrics: [{ Namespace: 'OverseasOrigin', Dimensions: [Object.keys(dimensions)], Metrics: [{ Name: metric, Unit: 'Count' }] }],
+        },
+      }) + '\n',
+    );
+  } catch {
+    // Counting must not fail the request it counts.
+  }
 }
 
 // One log line and one EMF line (the core's metric and dimensions: see hook.rs), so a broken
