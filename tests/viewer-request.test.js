@@ -1,42 +1,54 @@
 'use strict';
-// The thumbnail format function (functions/thumbnail-format/thumbnail-format.js), run by node --test
-// (tests/thumbnail-format, on Node 22) the way CloudFront runs it: the code the template deploys
-// (its Fn::Sub filled in with the edge stack's parameters) evaluated on its own, in a context with
-// nothing but the language's built-ins, its handler given CloudFront Functions viewer-request events.
+// The viewer-request function (functions/viewer-request/viewer-request.js), run by node --test
+// (tests/viewer-request, on Node 22) the way CloudFront runs it (tests/lib/cloudfront-function.js):
+// the code the template deploys (its Fn::Sub filled in with the edge stack's parameters) evaluated
+// on its own, its import of the cloudfront module bound to a stub recording the origin calls, its
+// handler given CloudFront Functions viewer-request events.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const test = require('node:test');
-const vm = require('node:vm');
+const cloudfrontFunction = require('./lib/cloudfront-function');
 
-const FILE = path.join(__dirname, '..', 'functions', 'thumbnail-format', 'thumbnail-format.js');
+const FILE = path.join(__dirname, '..', 'functions', 'viewer-request', 'viewer-request.js');
 const SOURCE = fs.readFileSync(FILE, 'utf8');
-// The template's copy (the Fn::Sub's text), extracted by tests/thumbnail-format.
-const TEMPLATE_CODE = process.env.THUMBNAIL_TEMPLATE_CODE;
+// The template's copy (the Fn::Sub's text), extracted by tests/viewer-request; PENDING while the
+// template does not hold the function yet.
+const TEMPLATE_CODE = process.env.VIEWER_REQUEST_TEMPLATE_CODE;
+const TEMPLATE_PENDING = process.env.VIEWER_REQUEST_TEMPLATE_PENDING === '1';
 
-// CloudFront Functions quotas: "Maximum function size" 10 KB. The longest prefix the edge stack's
-// ThumbnailPrefix accepts is 202 characters.
+// CloudFront Functions quotas: "Maximum function size" 10 KB, the code as deployed. The longest
+// value each parameter may take: ThumbnailPrefix 202 characters, ViewerRoutes 600, OfflineRegions
+// 120 (the edge stack's bounds); RegionalOrigins four slots of long region names (100).
 const MAX_FUNCTION_BYTES = 10 * 1024;
-const LONGEST_PREFIX = 'a'.repeat(201) + '/';
-const PLACEHOLDERS = ['ThumbnailPrefix', 'ThumbnailFormats'];
+const PLACEHOLDERS = ['ThumbnailPrefix', 'ThumbnailFormats', 'RegionalOrigins', 'ViewerRoutes', 'OfflineRegions'];
 const FORMATS = ['none', 'webp', 'avif', 'avif,webp'];
+const LONGEST = {
+  ThumbnailPrefix: 'a'.repeat(201) + '/',
+  ThumbnailFormats: 'avif,webp',
+  RegionalOrigins: '1:ap-southeast-7,2:ap-northeast-3,3:ap-southeast-4,4:' + 'x'.repeat(64),
+  ViewerRoutes: 'ZZ=ap-southeast-7,'.repeat(34).slice(0, 600),
+  OfflineRegions: 'ap-southeast-7,'.repeat(8),
+};
+const DEFAULTS = {
+  ThumbnailPrefix: 'thumbnails/',
+  ThumbnailFormats: 'avif,webp',
+  RegionalOrigins: '1:eu-central-1,,,',
+  ViewerRoutes: '',
+  OfflineRegions: '',
+};
+// The origins the distribution defines (CloudFront fails a request naming another).
+const ORIGINS = ['overseas-bucket', 'domestic', 'domestic-direct', 'bucket-2', 'domestic-2', 'bucket-3', 'domestic-3',
+  'bucket-4', 'domestic-4'];
 
-// What Fn::Sub does to the code: every ${Name} replaced by the parameter's value (an unknown name
-// fails the deploy, so every placeholder must be a parameter given here).
-function render(code, parameters) {
-  return code.replace(/\$\{([^}]*)\}/g, (match, name) => {
-    assert.ok(Object.hasOwn(parameters, name), `the code names \${${name}}, which is no parameter given to it`);
-    return parameters[name];
-  });
+// The function as deployed with these parameters (the defaults for the others).
+function deploy(parameters = {}, options = {}) {
+  return cloudfrontFunction.load(SOURCE, { ...DEFAULTS, ...parameters }, { origins: ORIGINS, filename: FILE, ...options });
 }
 
-// The handler of the rendered code, evaluated alone as CloudFront does: no require, no process, no
-// timers, no Buffer; the built-ins of the language only.
+// The handler of a single-region deployment negotiating these formats.
 function load(formats, prefix = 'thumbnails/') {
-  const context = vm.createContext({});
-  new vm.Script(render(SOURCE, { ThumbnailPrefix: prefix, ThumbnailFormats: formats }), { filename: FILE }).runInContext(context);
-  assert.equal(typeof context.handler, 'function');
-  return context.handler;
+  return deploy({ ThumbnailFormats: formats, ThumbnailPrefix: prefix }).handler;
 }
 
 // A viewer-request event as CloudFront Functions passes it (CloudFront Developer Guide, "CloudFront
@@ -88,46 +100,254 @@ const ACCEPT = {
 };
 const JPG = '/thumbnails/images/cat.jpg/640.jpg';
 
-test('the template deploys this file: its FunctionCode is the file, verbatim', () => {
-  assert.ok(TEMPLATE_CODE, 'THUMBNAIL_TEMPLATE_CODE names the template\'s copy (run by tests/thumbnail-format)');
+// Where a viewer's request goes: null for the cache behaviour's own origin (no call), else the
+// origin (or group) the function selected. Nothing but the URI of a thumbnail may change.
+function origin(fn, country, uri = '/images/cat.jpg', accept = undefined) {
+  const headers = country === undefined ? {} : { 'cloudfront-viewer-country': { value: country } };
+  const event = viewerRequest(uri, accept, { headers });
+  const before = structuredClone(event.request);
+  const { request, calls, origin } = fn.invoke(event);
+  assert.deepEqual({ ...request, uri: before.uri }, before, 'only the URI may change');
+  assert.ok(calls.length <= 1, `one origin call at most: ${JSON.stringify(calls)}`);
+  return origin;
+}
+
+const GROUP = (slot) => ({
+  originGroup: { originIds: ['bucket-' + slot, 'domestic-' + slot], failoverCriteria: { statusCodes: [403, 404, 500, 502, 503, 504] } },
+});
+const BUCKET = (slot) => ({ originId: 'bucket-' + slot });
+const DIRECT = { originId: 'domestic-direct' };
+const THUMBNAIL = '/thumbnails/images/cat.jpg/640.jpg';
+const EUROPE_ASIA = '1:eu-central-1,2:ap-southeast-1,,';
+
+// Each viewer country's origin, for a page and a thumbnail.
+function routes(fn, countries) {
+  const found = {};
+  for (const country of countries) found[country] = [origin(fn, country), origin(fn, country, THUMBNAIL)];
+  return found;
+}
+
+test('the template deploys this file: its FunctionCode is the file, verbatim', (t) => {
+  if (TEMPLATE_PENDING) {
+    t.skip('template-edge.yaml has no ViewerRequestFunction yet (tests/viewer-request warned)');
+    return;
+  }
+  assert.ok(TEMPLATE_CODE, 'VIEWER_REQUEST_TEMPLATE_CODE names the template\'s copy (run by tests/viewer-request)');
   assert.equal(fs.readFileSync(TEMPLATE_CODE, 'utf8'), SOURCE);
 });
 
-test('the code holds no placeholder but the two parameters, and fits the 10 KB quota', (t) => {
+test('the code holds no placeholder but the parameters, and fits the 10 KB quota with the longest values', (t) => {
   const names = [...SOURCE.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]);
   assert.deepEqual([...new Set(names)].sort(), [...PLACEHOLDERS].sort());
+  assert.equal(LONGEST.ViewerRoutes.length, 600);
+  assert.equal(LONGEST.OfflineRegions.length, 120);
   for (const formats of FORMATS) {
-    const bytes = Buffer.byteLength(render(SOURCE, { ThumbnailPrefix: LONGEST_PREFIX, ThumbnailFormats: formats }));
-    assert.ok(bytes <= MAX_FUNCTION_BYTES, `${bytes} bytes with ThumbnailFormats=${formats}`);
+    const { bytes } = deploy({ ...LONGEST, ThumbnailFormats: formats });
+    assert.ok(bytes <= MAX_FUNCTION_BYTES, `${bytes} bytes with the longest parameters, ThumbnailFormats=${formats}`);
   }
-  const bytes = Buffer.byteLength(render(SOURCE, { ThumbnailPrefix: 'thumbnails/', ThumbnailFormats: 'avif,webp' }));
-  t.diagnostic(`function size: ${bytes} bytes as deployed with the defaults (quota ${MAX_FUNCTION_BYTES})`);
+  const longest = deploy(LONGEST);
+  assert.deepEqual(origin(longest, 'DE'), DIRECT, 'the longest parameters load and run (slot 1 offline)');
+  t.diagnostic(`function size: ${deploy({ RegionalOrigins: EUROPE_ASIA }).bytes} bytes as deployed with the defaults, `
+    + `${longest.bytes} with the longest parameters (quota ${MAX_FUNCTION_BYTES})`);
 });
 
-test('the code uses ES 5.1 only (all of it supported by cloudfront-js-2.0), and no module', () => {
+test('the code imports the cloudfront module first, and uses only what cloudfront-js-2.0 supports', () => {
+  assert.equal(SOURCE.split('\n')[0], cloudfrontFunction.IMPORT, 'origin modification needs the import as the first line');
   // Its comments are whole lines of //.
-  const code = SOURCE.replace(/^\s*\/\/.*$/gm, '');
-  // Modules the runtime offers are crypto, querystring, buffer and cloudfront; this code needs none.
+  const code = SOURCE.split('\n').slice(1).join('\n').replace(/^\s*\/\/.*$/gm, '');
   const refused = {
+    'a template literal (${ is Fn::Sub\'s)': /`/,
+    'another module (import)': /\bimport\b/,
     'a module (require)': /\brequire\s*\(/,
-    'a module (import)': /\bimport\b/,
     'dynamic code (eval)': /\beval\s*\(/,
     'dynamic code (Function)': /\bnew\s+Function\b/,
     'timers (none at the edge)': /\bset(Timeout|Interval|Immediate)\b/,
     'the network (none at the edge)': /\bfetch\s*\(/,
     'Node.js globals': /\b(process|global|globalThis|Buffer|__dirname)\b/,
-    'let or const (runtime 2.0 only, and this file says ES 5.1)': /\b(let|const)\s/,
-    'an arrow function': /=>/,
-    'a template literal (and ${ is Fn::Sub\'s)': /`/,
+    'for...of (not in the runtime)': /\bfor\s*\((const|let|var)\s+\w+\s+of\b/,
     'a class': /\bclass\s/,
-    'async or await': /\b(async|await)\b/,
     'optional chaining or nullish coalescing': /\?\.|\?\?/,
-    'spread or rest': /\.\.\./,
+    'spread': /\.\.\./,
   };
   for (const [what, pattern] of Object.entries(refused)) {
     assert.doesNotMatch(code, pattern, `the function uses ${what}`);
   }
   assert.match(code, /^function handler\(event\) \{$/m, 'a top-level function named handler');
+  assert.throws(() => cloudfrontFunction.load('// no import\n' + SOURCE, DEFAULTS), /first line/);
+});
+
+test('a single-region deployment never calls the origin helpers, whatever the country, route or outage', () => {
+  const single = [
+    deploy(),
+    deploy({ RegionalOrigins: '1:eu-central-1' }),
+    deploy({ ViewerRoutes: 'SG=domestic,JP=ap-southeast-1', OfflineRegions: 'eu-central-1' }),
+  ];
+  for (const fn of single) {
+    for (const country of ['DE', 'SG', 'JP', 'US', 'BR', 'ZZ', '', undefined]) {
+      assert.equal(origin(fn, country), null, `page, ${country}`);
+      assert.equal(origin(fn, country, THUMBNAIL, ACCEPT.chrome), null, `thumbnail, ${country}`);
+    }
+    assert.deepEqual(fn.calls, []);
+  }
+});
+
+test('two regions: each viewer goes to the nearer (Frankfurt or Singapore)', () => {
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA });
+  assert.deepEqual(routes(fn, ['DE', 'SG', 'JP', 'AU', 'US', 'BR', 'ZA', 'IN', 'CN', 'RU', 'AE', 'NZ']), {
+    DE: [null, null],
+    SG: [GROUP(2), BUCKET(2)],
+    JP: [GROUP(2), BUCKET(2)],
+    AU: [GROUP(2), BUCKET(2)],
+    US: [null, null],
+    BR: [null, null],
+    // Pretoria is 8,657 km from Frankfurt and 8,661 km from Singapore (whole degrees).
+    ZA: [null, null],
+    IN: [GROUP(2), BUCKET(2)],
+    CN: [GROUP(2), BUCKET(2)],
+    RU: [null, null],
+    AE: [null, null],
+    NZ: [GROUP(2), BUCKET(2)],
+  });
+});
+
+test('three regions, an empty slot between: the Americas go to Virginia', () => {
+  const fn = deploy({ RegionalOrigins: '1:eu-central-1,,3:us-east-1,4:ap-southeast-1' });
+  assert.deepEqual(routes(fn, ['DE', 'GB', 'US', 'CA', 'MX', 'BR', 'AR', 'JP', 'AU', 'IN', 'ZA', 'EG']), {
+    DE: [null, null],
+    GB: [null, null],
+    US: [GROUP(3), BUCKET(3)],
+    CA: [GROUP(3), BUCKET(3)],
+    MX: [GROUP(3), BUCKET(3)],
+    BR: [GROUP(3), BUCKET(3)],
+    AR: [GROUP(3), BUCKET(3)],
+    JP: [GROUP(4), BUCKET(4)],
+    AU: [GROUP(4), BUCKET(4)],
+    IN: [GROUP(4), BUCKET(4)],
+    ZA: [null, null],
+    EG: [null, null],
+  });
+});
+
+test('neighbouring regions: each capital goes to its own', () => {
+  const europe = deploy({ RegionalOrigins: '1:eu-central-1,2:eu-west-1,3:eu-west-2,4:eu-west-3' });
+  assert.deepEqual(routes(europe, ['DE', 'IE', 'GB', 'FR', 'PL', 'PT']), {
+    DE: [null, null], IE: [GROUP(2), BUCKET(2)], GB: [GROUP(3), BUCKET(3)], FR: [GROUP(4), BUCKET(4)],
+    PL: [null, null], PT: [GROUP(4), BUCKET(4)],
+  });
+  const asia = deploy({ RegionalOrigins: '1:ap-northeast-3,2:ap-northeast-1,3:ap-northeast-2,4:ap-east-1' });
+  assert.deepEqual(routes(asia, ['JP', 'KR', 'HK', 'TW']), {
+    JP: [GROUP(2), BUCKET(2)], KR: [GROUP(3), BUCKET(3)], HK: [GROUP(4), BUCKET(4)], TW: [GROUP(4), BUCKET(4)],
+  });
+});
+
+test('every commercial region is located: a viewer beside it goes to it rather than to the far side of the world', () => {
+  const beside = {
+    'us-east-1': 'US', 'us-east-2': 'US', 'us-west-1': 'US', 'us-west-2': 'US', 'ca-central-1': 'CA', 'ca-west-1': 'CA',
+    'mx-central-1': 'MX', 'sa-east-1': 'BR', 'eu-west-1': 'IE', 'eu-west-2': 'GB', 'eu-west-3': 'FR',
+    'eu-central-1': 'DE', 'eu-central-2': 'CH', 'eu-south-1': 'IT', 'eu-south-2': 'ES', 'eu-north-1': 'SE',
+    'il-central-1': 'IL', 'me-south-1': 'BH', 'me-central-1': 'AE', 'af-south-1': 'ZA', 'ap-south-1': 'IN',
+    'ap-south-2': 'IN', 'ap-east-1': 'HK', 'ap-east-2': 'TW', 'ap-northeast-1': 'JP', 'ap-northeast-2': 'KR',
+    'ap-northeast-3': 'JP', 'ap-southeast-1': 'SG', 'ap-southeast-2': 'AU', 'ap-southeast-3': 'ID',
+    'ap-southeast-4': 'AU', 'ap-southeast-5': 'MY', 'ap-southeast-6': 'NZ', 'ap-southeast-7': 'TH',
+  };
+  for (const [region, country] of Object.entries(beside)) {
+    const far = region.startsWith('ap-southeast-') && 'AU NZ'.includes(country) ? 'eu-west-1' : 'ap-southeast-2';
+    const fn = deploy({ RegionalOrigins: `1:${far},2:${region}` });
+    assert.deepEqual(origin(fn, country), GROUP(2), `${country} with ${region} beside it and ${far} far`);
+  }
+});
+
+test('a route overrides the distance: to a region, to the domestic origin, to a region not deployed', () => {
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA, ViewerRoutes: 'JP=eu-central-1,DE=ap-southeast-1,BR=domestic,CN=us-west-2' });
+  assert.deepEqual(routes(fn, ['JP', 'DE', 'BR', 'CN', 'SG', 'FR']), {
+    JP: [null, null],
+    DE: [GROUP(2), BUCKET(2)],
+    // Thumbnails are in the buckets only: the nearest.
+    BR: [DIRECT, null],
+    CN: [DIRECT, BUCKET(2)],
+    SG: [GROUP(2), BUCKET(2)],
+    FR: [null, null],
+  });
+  const spaced = deploy({ RegionalOrigins: EUROPE_ASIA, ViewerRoutes: ' JP = eu-central-1 , , BR=domestic' });
+  assert.equal(origin(spaced, 'JP'), null);
+  assert.deepEqual(origin(spaced, 'BR'), DIRECT);
+});
+
+test('a region out of service: its viewers go to the domestic origin, their thumbnails to the nearest bucket online', () => {
+  const asia = deploy({ RegionalOrigins: '1:eu-central-1,2:ap-southeast-1,3:ap-northeast-1', OfflineRegions: 'ap-northeast-1' });
+  assert.deepEqual(routes(asia, ['JP', 'KR', 'SG', 'DE']), {
+    JP: [DIRECT, BUCKET(2)],
+    KR: [DIRECT, BUCKET(2)],
+    SG: [GROUP(2), BUCKET(2)],
+    DE: [null, null],
+  });
+  const routed = deploy({ RegionalOrigins: EUROPE_ASIA, ViewerRoutes: 'DE=ap-southeast-1', OfflineRegions: 'ap-southeast-1' });
+  assert.deepEqual(routes(routed, ['DE', 'SG']), { DE: [DIRECT, null], SG: [DIRECT, null] });
+  const first = deploy({ RegionalOrigins: EUROPE_ASIA, OfflineRegions: 'us-east-1,eu-central-1' });
+  assert.deepEqual(routes(first, ['DE', 'SG', 'ZZ']), {
+    DE: [DIRECT, BUCKET(2)],
+    SG: [GROUP(2), BUCKET(2)],
+    ZZ: [DIRECT, BUCKET(2)],
+  });
+  const none = deploy({ RegionalOrigins: EUROPE_ASIA, OfflineRegions: 'ap-southeast-1,eu-central-1' });
+  assert.deepEqual(routes(none, ['DE', 'SG']), { DE: [DIRECT, null], SG: [DIRECT, null] });
+});
+
+test('a viewer of no known country goes to slot 1', () => {
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA });
+  for (const country of [undefined, '', 'ZZ', 'XX', 'AQ', 'sg', 'SGP', '__proto__', 'constructor']) {
+    assert.equal(origin(fn, country), null, `country ${country}`);
+    assert.equal(origin(fn, country, THUMBNAIL), null, `country ${country}`);
+  }
+  const event = viewerRequest('/images/cat.jpg', undefined, { headers: { 'cloudfront-viewer-country': {} } });
+  assert.equal(fn.invoke(event).origin, null);
+});
+
+test('a thumbnail gets both its format and its bucket; a page its origin group, its URI untouched', () => {
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA });
+  const event = viewerRequest(JPG, ACCEPT.chrome, { headers: { 'cloudfront-viewer-country': { value: 'SG' } } });
+  const { request, origin: chosen } = fn.invoke(event);
+  assert.equal(request.uri, '/thumbnails/images/cat.jpg/640.avif');
+  assert.deepEqual(chosen, BUCKET(2));
+  assert.deepEqual(origin(fn, 'SG', '/images/cat.jpg/640.jpg', ACCEPT.chrome), GROUP(2));
+  assert.deepEqual(origin(fn, 'SG', '/thumbnails/not-a-rendition', ACCEPT.chrome), BUCKET(2));
+});
+
+test('an exception inside never escapes: the request goes on unchanged to the behaviour\'s origin', () => {
+  // A distribution without slot 2's origins: CloudFront refuses the id.
+  const missing = deploy({ RegionalOrigins: EUROPE_ASIA }, { origins: ['overseas-bucket', 'domestic', 'domestic-direct'] });
+  const event = viewerRequest(JPG, ACCEPT.chrome, { headers: { 'cloudfront-viewer-country': { value: 'SG' } } });
+  const before = structuredClone(event.request);
+  const { request, calls } = missing.invoke(event);
+  assert.deepEqual(request, before);
+  assert.deepEqual(calls, []);
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA });
+  const broken = [
+    { request: { uri: '/images/cat.jpg' } },
+    { request: { uri: JPG, headers: null } },
+    { request: { headers: {} } },
+    { request: { uri: JPG, headers: { accept: { multiValue: 'image/avif' } } } },
+    { request: { uri: '/images/cat.jpg', headers: { 'cloudfront-viewer-country': null } } },
+  ];
+  for (const event of broken) {
+    const before = structuredClone(event.request);
+    assert.deepEqual(fn.invoke(event).request, before, JSON.stringify(event));
+  }
+  assert.equal(fn.invoke({}).request, undefined);
+});
+
+test('the loader: Fn::Sub rendering, an unknown placeholder, a missing handler, calls recorded per invocation', () => {
+  assert.equal(cloudfrontFunction.render("a '${X}' ${!Y}", { X: 1 }), "a '1' ${Y}");
+  assert.throws(() => cloudfrontFunction.render('${AWS::Region}', {}), /AWS::Region/);
+  assert.throws(() => cloudfrontFunction.load(cloudfrontFunction.IMPORT + '\nvar x = 1;', {}), /no handler/);
+  const fn = deploy({ RegionalOrigins: EUROPE_ASIA });
+  fn.handler(viewerRequest('/a', undefined, { headers: { 'cloudfront-viewer-country': { value: 'JP' } } }));
+  assert.deepEqual(fn.calls, [{ method: 'createRequestOriginGroup', args: [GROUP(2).originGroup] }]);
+  const { calls } = fn.invoke(viewerRequest('/a', undefined, { headers: { 'cloudfront-viewer-country': { value: 'SG' } } }));
+  assert.equal(calls.length, 1);
+  assert.equal(fn.calls.length, 1, 'invoke takes its own calls out of the record');
+  const looping = cloudfrontFunction.load(cloudfrontFunction.IMPORT + '\nfunction handler(e) { for (;;) {} }', {}, { timeoutMs: 20 });
+  assert.throws(() => looping.handler({}), /timed out/);
 });
 
 test('Chrome, Firefox and Safari get AVIF when AVIF is written; browsers without AVIF get WebP', () => {
@@ -249,11 +469,14 @@ test('the query string is left alone (it is not part of the URI)', () => {
 });
 
 test('a request costs microseconds (CloudFront allows about 1 ms of compute)', (t) => {
-  const both = load('avif,webp');
+  const fn = deploy({ RegionalOrigins: '1:eu-central-1,2:ap-southeast-1,3:us-east-1,4:sa-east-1', ViewerRoutes: 'JP=domestic' });
   const runs = 20000;
   const started = process.hrtime.bigint();
-  for (let i = 0; i < runs; i++) both(viewerRequest(JPG, ACCEPT.safari));
+  for (let i = 0; i < runs; i++) {
+    fn.handler(viewerRequest(JPG, ACCEPT.safari, { headers: { 'cloudfront-viewer-country': { value: 'BR' } } }));
+    fn.calls.length = 0;
+  }
   const micros = Number(process.hrtime.bigint() - started) / 1000 / runs;
-  t.diagnostic(`${micros.toFixed(2)} us a request (Safari's Accept, both formats, event built included)`);
+  t.diagnostic(`${micros.toFixed(2)} us a request (Safari's Accept, both formats, four regions, event built included)`);
   assert.ok(micros < 100, `${micros} us a request`);
 });
