@@ -268,6 +268,8 @@ test('a route overrides the distance: to a region, to the domestic origin, to a 
     SG: [GROUP(2), BUCKET(2)],
     FR: [null, null],
   });
+  const asia = deploy({ RegionalOrigins: EUROPE_ASIA, ViewerRoutes: 'JP=domestic' });
+  assert.deepEqual(routes(asia, ['JP']), { JP: [DIRECT, BUCKET(2)] });
   const spaced = deploy({ RegionalOrigins: EUROPE_ASIA, ViewerRoutes: ' JP = eu-central-1 , , BR=domestic' });
   assert.equal(origin(spaced, 'JP'), null);
   assert.deepEqual(origin(spaced, 'BR'), DIRECT);
@@ -291,6 +293,13 @@ test('a region out of service: its viewers go to the domestic origin, their thum
   });
   const none = deploy({ RegionalOrigins: EUROPE_ASIA, OfflineRegions: 'ap-southeast-1,eu-central-1' });
   assert.deepEqual(routes(none, ['DE', 'SG']), { DE: [DIRECT, null], SG: [DIRECT, null] });
+});
+
+test('a region the function cannot locate is reached by a route only (or as slot 1, by viewers of no known country)', () => {
+  const fn = deploy({ RegionalOrigins: '1:eu-central-1,2:xx-newregion-1', ViewerRoutes: 'JP=xx-newregion-1' });
+  assert.deepEqual(routes(fn, ['SG', 'JP', 'ZZ']), { SG: [null, null], JP: [GROUP(2), BUCKET(2)], ZZ: [null, null] });
+  const first = deploy({ RegionalOrigins: '1:xx-newregion-1,2:ap-southeast-1' });
+  assert.deepEqual(routes(first, ['DE', 'SG', 'ZZ']), { DE: [GROUP(2), BUCKET(2)], SG: [GROUP(2), BUCKET(2)], ZZ: [null, null] });
 });
 
 test('a viewer of no known country goes to slot 1', () => {
@@ -346,6 +355,8 @@ test('the loader: Fn::Sub rendering, an unknown placeholder, a missing handler, 
   const { calls } = fn.invoke(viewerRequest('/a', undefined, { headers: { 'cloudfront-viewer-country': { value: 'SG' } } }));
   assert.equal(calls.length, 1);
   assert.equal(fn.calls.length, 1, 'invoke takes its own calls out of the record');
+  const peeking = cloudfrontFunction.load(cloudfrontFunction.IMPORT + '\nfunction handler(e) { return [typeof cf, typeof __cloudfront, typeof require, typeof process]; }', {});
+  assert.deepEqual([...peeking.handler({})], ['object', 'undefined', 'undefined', 'undefined']);
   const looping = cloudfrontFunction.load(cloudfrontFunction.IMPORT + '\nfunction handler(e) { for (;;) {} }', {}, { timeoutMs: 20 });
   assert.throws(() => looping.handler({}), /timed out/);
 });
