@@ -13,14 +13,16 @@
 //   code: the file's text, whose first line must be IMPORT exactly; parameters: { Name: value } for
 //   every ${Name} in it (render). Options: origins, the origin ids the distribution defines (a call
 //   naming another throws inside the function, as an unknown id fails at the edge; default: any
-//   id); timeoutMs, how long loading and each invocation may run (default: no limit). Throws when
-//   the code does not load or defines no handler. Each load has its own context: load once, invoke per request, from
-//   a long-running process too.
+//   id); timeoutMs, how long loading and each invocation may run (default: no limit); filename, for
+//   stack traces. Throws when the code does not load or defines no handler. Each load has its own
+//   context and record, kept between invocations as CloudFront may keep it: load once per
+//   configuration, then invoke per request, from a long-running process too.
 // function.invoke(event) -> { request, calls, origin }
 //   request: what the handler returned; calls: this invocation's helper calls, each
 //   { method, args } (args copied out as JSON); origin: where the request goes, null for the cache
 //   behaviour's own origin, else { originId } or { originGroup: { originIds, failoverCriteria } }
-//   (the last call wins). A throw from the handler propagates.
+//   (the last call wins). The handler may change event.request itself, as at the edge. A throw from
+//   the handler (or a timeout) propagates.
 // function.handler(event): the handler itself; its calls are appended to function.calls.
 // function.code: the code as deployed; function.bytes: its size in UTF-8.
 // render(code, parameters): what Fn::Sub does to the code (${!Name} is the literal ${Name}).
