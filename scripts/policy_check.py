@@ -88,17 +88,35 @@ Rules (their names are what the findings and the tests use):
                           only for the errors its send path can end with) missing from the edge
                           dashboard in an edge region, or a dashboard row the hook never emits
   edge-alarm              no alarm on BackfillSendFailed summing every reason the hook emits
-  thumbnail-format        a CloudFront Function whose code is not the repository's file verbatim
-                          (functions/thumbnail-format/thumbnail-format.js as its Fn::Sub), that
-                          names a placeholder other than ThumbnailPrefix and ThumbnailFormats, is
-                          over 10 KB as deployed, not on cloudfront-js-2.0 or not published; no
-                          cache behaviour for ThumbnailPrefix*, or one that falls back to the
+  viewer-request          a CloudFront Function whose code is not the repository's file verbatim
+                          (functions/viewer-request/viewer-request.js as its Fn::Sub), that names a
+                          placeholder other than the edge stack's ThumbnailPrefix, ThumbnailFormats,
+                          ViewerRoutes, OfflineRegions and the Fn::Sub's RegionalOrigins, is over
+                          10 KB as deployed (every scenario, the longest values included), not on
+                          cloudfront-js-2.0 or not published
+  thumbnail-format        no cache behaviour for ThumbnailPrefix*, or one that falls back to the
                           domestic origin (an origin group or a custom origin) or runs the hook (a
-                          missing rendition would be enqueued as a backfill); the format function
-                          not on that behaviour as viewer-request when ThumbnailFormats names a
-                          format, there when it is none, or on any other behaviour; a ThumbnailPrefix
-                          pattern taking what a path pattern or a JavaScript string cannot hold, or
-                          a ThumbnailFormats value the function does not read
+                          missing rendition would be enqueued as a backfill); the function not on
+                          that behaviour as viewer-request when ThumbnailFormats names a format or
+                          there are several regions, there when it is none with one region, or on
+                          another behaviour with one region; a ThumbnailPrefix pattern taking what
+                          a path pattern or a JavaScript string cannot hold, or a ThumbnailFormats
+                          value the function does not read
+  scenario-values         a scenario (defaults, each allowed value, the several-region sets) whose
+                          values a parameter's constraints refuse or a Rule refuses: each checked
+                          deploy is one CloudFormation would start
+  regions                 for each configured regional stack (slot 1: BucketName, BucketRegion,
+                          BackfillQueueArn; slot N: RegionNBucketName, RegionNBackfillQueueArn):
+                          no bucket origin of its bucket in its queue's region behind the origin
+                          access control, or one that holds viewers more than 10 s before failing
+                          over; no domestic origin whose hook headers name its own queue and
+                          bucket; the static origin group not slot 1's bucket then domestic origin;
+                          the hook allowed to send elsewhere than the configured queues. With one
+                          region: other origins, or an origin request policy. With several: no
+                          domestic-direct origin without hook headers, a behaviour without the
+                          viewer-request function or without CloudFront-Viewer-Country in its
+                          origin request policy (or forwarding the viewer's Host to the buckets),
+                          the function told of other regions than the configured ones
 
   policy_check.py [--root DIR] [TEMPLATE...]      (default: template.yaml template-edge.yaml)
   policy_check.py --derive-sdk-calls              print the SDK calls found in the sources (per
@@ -140,6 +158,36 @@ EXTRA_VALUES = {
 }
 # Choice parameters the rules walk themselves (rule_ttl: every pair), not as scenarios.
 OWN_WALK = {"DefaultTtl", "MaxTtl"}
+# Values a choice needs beside it (a Rule refuses the choice alone).
+COMPANION_VALUES = {
+    ("UploadAuthMode", "token"): {"UploadAuthTokens": "alice:" + "0123456789abcdef" * 4},
+}
+
+# Scenarios that set several parameters together (each applies to a template that has them all):
+# the edge stack with two, three and four regional stacks (README.md's example is the first), the
+# last with the longest region overrides the parameters accept.
+LONGEST_ROUTES = ",".join(f"{a}{b}=domestic" for a, b in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ABCDEFGHIJ"))[:599]
+LONGEST_ROUTES = LONGEST_ROUTES[: LONGEST_ROUTES.rindex(",")]
+LONGEST_OFFLINE = ",".join(["ap-southeast-1", "eu-central-1", "ap-northeast-1", "us-west-2", "eu-west-1",
+                            "sa-east-1", "us-east-2", "ap-south-1"])
+
+
+def _regional_stack(slot, region, bucket):
+    return {f"Region{slot}BucketName": bucket, f"Region{slot}BackfillQueueArn": f"arn:aws:sqs:{region}:{ACCOUNT}:backfill-{region}"}
+
+
+EXTRA_SCENARIOS = [
+    ("two regional stacks", _regional_stack(2, "eu-central-1", "overseas-origin-eu")),
+    ("three regional stacks, formats", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
+                                            **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
+                                            ThumbnailFormats="avif,webp", EdgeTrigger="origin-response")),
+    ("four regional stacks, longest routes", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
+                                                  **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
+                                                  **_regional_stack(4, "us-gov-southeastw-9", "b" * 63),
+                                                  BucketRegion="us-isob-abcdefghij-1",
+                                                  ViewerRoutes=LONGEST_ROUTES, OfflineRegions=LONGEST_OFFLINE,
+                                                  ThumbnailFormats="avif,webp", ThumbnailPrefix="t" * 201 + "/")),
+]
 
 VISIBILITY_FACTOR = 6
 MAX_RECEIVE_COUNT = 5
@@ -437,7 +485,11 @@ def scenarios(template, label):
             continue
         for value in list(spec.get("AllowedValues", [])) + EXTRA_VALUES.get(name, []):
             if str(value) != defaults[name]:
-                variants.append((f"{name}={value}", {name: str(value)}))
+                changes = dict({name: str(value)}, **COMPANION_VALUES.get((name, str(value)), {}))
+                variants.append((f"{name}={value}", changes))
+    for vname, changes in EXTRA_SCENARIOS:
+        if set(changes) <= set(params):
+            variants.append((vname, changes))
     for (vname, changes), region in itertools.product(variants, REGIONS):
         values = dict(defaults, **changes)
         yield Scenario(template, f"{label} {vname} {region}", values, region)
@@ -2016,6 +2068,10 @@ def accepts(spec, value):
             return False
         if number < float(spec.get("MinValue", "-inf")) or number > float(spec.get("MaxValue", "inf")):
             return False
+    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+        return False
+    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+        return False
     allowed = spec.get("AllowedValues")
     return allowed is None or value in {str(v) for v in allowed}
 
@@ -2319,18 +2375,36 @@ def send_failure_reasons(root):
     return reasons
 
 
+# Stands for each configured bucket region in a metric's dimension values (known per scenario).
+BUCKET_REGIONS = "<bucket regions>"
+
+
 def handler_metrics(root):
-    """What the JavaScript handler emits when the core cannot answer: (namespace, metric, its
-    dimension names, Reason values: each `reason: '...'` it attaches and its `?? '...'` default)."""
+    """What the JavaScript handler emits: (namespace, [(metric, its dimension names, values)]).
+    When the core cannot answer (`failed`): its metric with the Reason values, each
+    `reason: '...'` it attaches and its `?? '...'` default. Per origin attempt (`regional`): each
+    metric a `regional('...', ...)` call names, BucketRegion standing for the bucket regions."""
     src = (root / EDGE_HANDLER).read_text(encoding="utf-8")
     namespace = re.search(r"Namespace: '(\w+)'", src)
-    metrics = re.findall(r"Name: '(\w+)', Unit:", src)
-    dimensions = re.search(r"const dimensions = functionName \? \{([^}]*)\}", src)
-    reasons = re.findall(r"\breason: '(\w+)'", src) + re.findall(r"\?\? '(\w+)'", _js_fn_body(src, "failed"))
-    if not (namespace and metrics and dimensions and reasons):
-        raise ValueError(f"could not read the handler's metrics from {EDGE_HANDLER}")
-    names = tuple(re.findall(r"(\w+):", dimensions.group(1)))
-    return namespace.group(1), [(metric, names, tuple(dict.fromkeys(reasons))) for metric in metrics]
+    failed = _js_fn_body(src, "failed")
+    regional = _js_fn_body(src, "regional")
+    emitted = []
+    for body, values in ((failed, None), (regional, BUCKET_REGIONS)):
+        dimensions = re.search(r"const dimensions = functionName \? \{([^}]*)\}", body)
+        if not dimensions:
+            raise ValueError(f"could not read the handler's dimensions from {EDGE_HANDLER}")
+        names = tuple(re.findall(r"(\w+):", dimensions.group(1)))
+        if values is None:
+            values = tuple(dict.fromkeys(re.findall(r"\breason: '(\w+)'", src) + re.findall(r"\?\? '(\w+)'", failed)))
+            metrics = re.findall(r"Name: '(\w+)', Unit:", failed)
+        else:
+            metrics = re.findall(r"\bregional\('(\w+)'", src)
+        if not (metrics and values):
+            raise ValueError(f"could not read the handler's metrics from {EDGE_HANDLER}")
+        emitted += [(metric, names, values) for metric in metrics]
+    if not namespace:
+        raise ValueError(f"could not read the handler's namespace from {EDGE_HANDLER}")
+    return namespace.group(1), emitted
 
 
 def _js_fn_body(src, name):
@@ -2393,7 +2467,7 @@ def dashboard_rows(body):
     return rows
 
 
-def rule_edge_metrics(resources, regions, root):
+def rule_edge_metrics(resources, regions, root, bucket_regions=()):
     functions = [f for f in edge_functions(resources) if f in resources]
     if not functions:
         return
@@ -2409,7 +2483,7 @@ def rule_edge_metrics(resources, regions, root):
     shown = {(ns, metric, tuple(sorted(dims.items())), region) for ns, metric, dims, region in rows}
     wanted = set()
     for metric, names, values in emitted:
-        for value in values or [None]:
+        for value in (bucket_regions if values == BUCKET_REGIONS else values) or [None]:
             dims = {n: function_name if n == "FunctionName" else value for n in names}
             for region in regions:
                 wanted.add((namespace, metric, tuple(sorted(dims.items())), region))
@@ -2440,11 +2514,13 @@ def rule_edge_metrics(resources, regions, root):
         yield Finding("edge-alarm", "template", "no alarm on BackfillSendFailed summing every reason the hook emits")
 
 
-# ---------------------------------------------------------------- thumbnails at the edge
+# ---------------------------------------------------------------- the viewer-request function
 
-THUMBNAIL_FUNCTION = "functions/thumbnail-format/thumbnail-format.js"
-# The placeholders the template's Fn::Sub fills in: the edge stack's parameters of those names.
-THUMBNAIL_FUNCTION_PARAMETERS = {"ThumbnailPrefix", "ThumbnailFormats"}
+VIEWER_REQUEST_FUNCTION = "functions/viewer-request/viewer-request.js"
+# The placeholders the template's Fn::Sub fills in: the edge stack's parameters of those names,
+# and RegionalOrigins, a variable of the Fn::Sub (the configured regional stacks by slot).
+VIEWER_REQUEST_PARAMETERS = {"ThumbnailPrefix", "ThumbnailFormats", "ViewerRoutes", "OfflineRegions"}
+VIEWER_REQUEST_VARIABLES = {"RegionalOrigins"}
 # The formats the function reads from ThumbnailFormats (a comma-separated list), or none.
 THUMBNAIL_FORMATS = {"avif", "webp"}
 CLOUDFRONT_FUNCTION_RUNTIME = "cloudfront-js-2.0"
@@ -2458,13 +2534,18 @@ THUMBNAIL_PREFIXES_REFUSED = ["", "thumbnails", "/thumbnails/", "a'b/", "a\\b/",
                               "a b/", "a%20b/", "a/" + "b" * 250 + "/"]
 
 
-def _function_code_text(raw_resource):
-    """The text of a CloudFront Function's FunctionCode as the template holds it (an Fn::Sub's
-    string, or a plain string), or None."""
+def _function_code_sub(raw_resource):
+    """A CloudFront Function's FunctionCode as the template holds it: (text, variables) of its
+    Fn::Sub (either form), (text, {}) for a plain string, or (None, {})."""
     code = (raw_resource.get("Properties") or {}).get("FunctionCode")
-    if isinstance(code, dict) and isinstance(code.get("Fn::Sub"), str):
-        return code["Fn::Sub"]
-    return code if isinstance(code, str) else None
+    if isinstance(code, dict):
+        sub = code.get("Fn::Sub")
+        if isinstance(sub, str):
+            return sub, {}
+        if isinstance(sub, list) and len(sub) == 2 and isinstance(sub[0], str) and isinstance(sub[1], dict):
+            return sub[0], sub[1]
+        return None, {}
+    return (code, {}) if isinstance(code, str) else (None, {})
 
 
 def _behaviour_associations(behaviour):
@@ -2472,28 +2553,46 @@ def _behaviour_associations(behaviour):
     return value.get("Items", []) if isinstance(value, dict) else value
 
 
-def rule_thumbnail_format(scenario, root):
-    """The thumbnails behaviour and the format function, in one scenario."""
+def several_regions(scenario):
+    """Whether the scenario configures more regional stacks than the first."""
+    return any(scenario.values.get(f"Region{n}BucketName") for n in REGION_SLOTS[1:])
+
+
+def rule_viewer_request_function(scenario, root):
+    """The viewer-request function's code, runtime and size, in one scenario."""
     resources = scenario.evaluated_resources()
-    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudFront::Function"}
-    source = (root / THUMBNAIL_FUNCTION).read_text(encoding="utf-8")
-    for name, res in functions.items():
+    source = (root / VIEWER_REQUEST_FUNCTION).read_text(encoding="utf-8")
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudFront::Function":
+            continue
         props = res["Properties"]
         if (props.get("FunctionConfig") or {}).get("Runtime") != CLOUDFRONT_FUNCTION_RUNTIME:
-            yield Finding("thumbnail-format", name, f"runtime is not {CLOUDFRONT_FUNCTION_RUNTIME}")
+            yield Finding("viewer-request", name, f"runtime is not {CLOUDFRONT_FUNCTION_RUNTIME}")
         if str(props.get("AutoPublish")).lower() != "true":
-            yield Finding("thumbnail-format", name, "not published (AutoPublish): a distribution takes a LIVE function only")
-        text = _function_code_text(scenario.resources[name])
+            yield Finding("viewer-request", name, "not published (AutoPublish): a distribution takes a LIVE function only")
+        text, variables = _function_code_sub(scenario.resources[name])
         if text != source:
-            yield Finding("thumbnail-format", name, f"its code is not {THUMBNAIL_FUNCTION} verbatim (as its Fn::Sub)")
+            yield Finding("viewer-request", name, f"its code is not {VIEWER_REQUEST_FUNCTION} verbatim (as its Fn::Sub)")
         placeholders = set(re.findall(r"\$\{([^}!][^}]*)\}", text or ""))
-        if placeholders - THUMBNAIL_FUNCTION_PARAMETERS:
-            yield Finding("thumbnail-format", name, f"its code names {sorted(placeholders - THUMBNAIL_FUNCTION_PARAMETERS)}")
+        known = VIEWER_REQUEST_PARAMETERS | (VIEWER_REQUEST_VARIABLES & set(variables))
+        if placeholders - known:
+            yield Finding("viewer-request", name, f"its code names {sorted(placeholders - known)}")
+        if set(variables) - VIEWER_REQUEST_VARIABLES or VIEWER_REQUEST_VARIABLES - set(variables):
+            yield Finding("viewer-request", name, f"its Fn::Sub variables are {sorted(variables)}, not "
+                          f"{sorted(VIEWER_REQUEST_VARIABLES)}")
         size = len(str(props.get("FunctionCode", "")).encode("utf-8"))
         if size > CLOUDFRONT_FUNCTION_MAX_BYTES:
-            yield Finding("thumbnail-format", name, f"{size} bytes as deployed, over CloudFront Functions' 10 KB")
+            yield Finding("viewer-request", name, f"{size} bytes as deployed, over CloudFront Functions' 10 KB")
+
+
+def rule_thumbnail_format(scenario, root):
+    """The thumbnails behaviour and where the viewer-request function runs, in one scenario."""
+    resources = scenario.evaluated_resources()
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudFront::Function"}
     prefix = scenario.values.get("ThumbnailPrefix")
-    wanted = scenario.values.get("ThumbnailFormats", "none") != "none"
+    formats = scenario.values.get("ThumbnailFormats", "none") != "none"
+    regions = several_regions(scenario)
+    wanted = formats or regions
     associated = set()
     for name, res in resources.items():
         if res["Type"] != "AWS::CloudFront::Distribution":
@@ -2507,7 +2606,7 @@ def rule_thumbnail_format(scenario, root):
                 function, _ = ref_name(association.get("FunctionARN"))
                 associated.add(function)
                 is_thumbnails = prefix is not None and behaviour.get("PathPattern", "").lstrip("/") == prefix + "*"
-                if function in functions and not is_thumbnails:
+                if function in functions and not is_thumbnails and not regions:
                     yield Finding("thumbnail-format", name, f"{function} on the behaviour {behaviour.get('PathPattern', '*')!r}")
         if prefix is None:
             continue
@@ -2522,18 +2621,188 @@ def rule_thumbnail_format(scenario, root):
                               "missing rendition falls back to the domestic origin")
             if behaviour.get("LambdaFunctionAssociations"):
                 yield Finding("thumbnail-format", name, f"{prefix}* runs the hook: a missing rendition would be enqueued as a backfill")
-            formats = [a for a in _behaviour_associations(behaviour) if ref_name(a.get("FunctionARN"))[0] in functions]
-            if wanted and not any(a.get("EventType") == "viewer-request" for a in formats):
-                yield Finding("thumbnail-format", name, f"ThumbnailFormats={scenario.values['ThumbnailFormats']} but no "
-                              f"viewer-request format function on {prefix}*")
-            if not wanted and formats:
+            associations = [a for a in _behaviour_associations(behaviour) if ref_name(a.get("FunctionARN"))[0] in functions]
+            if wanted and not any(a.get("EventType") == "viewer-request" for a in associations):
+                yield Finding("thumbnail-format", name, f"ThumbnailFormats={scenario.values['ThumbnailFormats']}"
+                              f"{' with several regions' if regions else ''} but no viewer-request function on {prefix}*")
+            if not wanted and associations:
                 yield Finding("thumbnail-format", name, f"a format function on {prefix}* with ThumbnailFormats=none")
-            for association in formats:
+            for association in associations:
                 if association.get("EventType") != "viewer-request":
                     yield Finding("thumbnail-format", name, f"the format function runs at {association.get('EventType')}, "
                                   "after the cache key is made")
     for function in set(functions) - associated:
         yield Finding("thumbnail-format", function, "on no cache behaviour")
+
+
+def rule_scenario_values(scenario):
+    """The scenario is a deploy CloudFormation would start: each value accepted by its
+    parameter's constraints, each of the template's Rules holding (a rule about the region is
+    left to rule_edge_region, since every template is walked in several regions)."""
+    params = scenario.template.get("Parameters", {})
+    for name, value in scenario.values.items():
+        spec = params.get(name, {})
+        if spec.get("Type", "String") == "String" and not accepts(spec, str(value)):
+            yield Finding("scenario-values", name, f"{str(value)[:60]!r} is refused by the parameter's constraints")
+    for name, rule in (scenario.template.get("Rules") or {}).items():
+        if "AWS::Region" in json.dumps(rule):
+            continue
+        if "RuleCondition" in rule and not scenario.eval(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not scenario.eval(assertion["Assert"]):
+                yield Finding("scenario-values", name, f"fails: {assertion.get('AssertDescription', '')}")
+
+
+# ---------------------------------------------------------------- several regions
+
+REGION_SLOTS = [1, 2, 3, 4]
+# The origin ids the viewer-request function selects (functions/viewer-request/viewer-request.js):
+# slot 1's are the static origin group's members.
+DEFAULT_GROUP = "bucket-then-domestic"
+DIRECT_ORIGIN = "domestic-direct"
+# CloudFront's default connection settings hold a viewer 3 x 10 s before failing over (Developer
+# Guide, "Connection attempts", "Connection timeout"): a bucket origin may take at most this long.
+MAX_BUCKET_CONNECT_SECONDS = 10
+FAILOVER_STATUSES = {403, 404, 500, 502, 503, 504}
+VIEWER_COUNTRY = "cloudfront-viewer-country"
+
+
+def bucket_origin_id(slot):
+    return "overseas-bucket" if slot == 1 else f"bucket-{slot}"
+
+
+def domestic_origin_id(slot):
+    return "domestic" if slot == 1 else f"domestic-{slot}"
+
+
+def regional_slots(scenario):
+    """The configured regional stacks: (slot, bucket, region, queue ARN)."""
+    values = scenario.values
+    slots = [(1, values.get("BucketName"), values.get("BucketRegion"), values.get("BackfillQueueArn"))]
+    for n in REGION_SLOTS[1:]:
+        bucket, queue = values.get(f"Region{n}BucketName"), values.get(f"Region{n}BackfillQueueArn")
+        if bucket or queue:
+            slots.append((n, bucket, (queue or "::::").split(":")[3], queue))
+    return slots
+
+
+def queue_url(arn):
+    _, partition, _, region, account, name = arn.split(":", 5)
+    return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+
+
+def _custom_headers(origin):
+    value = origin.get("OriginCustomHeaders") or []
+    items = value.get("Items", []) if isinstance(value, dict) else value
+    return {str(h.get("HeaderName", "")).lower(): h.get("HeaderValue") for h in items}
+
+
+def _policy_headers(resources, policy_ref):
+    name, _ = ref_name(policy_ref) if isinstance(policy_ref, str) else (None, None)
+    policy = resources.get(name) or {}
+    config = (policy.get("Properties") or {}).get("OriginRequestPolicyConfig") or {}
+    headers = config.get("HeadersConfig") or {}
+    listed = headers.get("Headers") or []
+    listed = listed.get("Items", []) if isinstance(listed, dict) else listed
+    return headers.get("HeaderBehavior"), {str(h).lower() for h in listed}
+
+
+def rule_regions(scenario):
+    """One distribution over the configured regional stacks: each slot's bucket (behind OAC) and
+    its domestic origin carrying its own queue and bucket, the hook allowed to send to each queue,
+    the function told of each slot and on every behaviour, the viewer's country reaching it."""
+    if "BucketName" not in scenario.values or "Region2BucketName" not in scenario.template.get("Parameters", {}):
+        return
+    resources = scenario.evaluated_resources()
+    slots = regional_slots(scenario)
+    several = len(slots) > 1
+    distribution = resources.get("Distribution")
+    if distribution is None:
+        yield Finding("regions", "template", "no Distribution")
+        return
+    config = distribution["Properties"]["DistributionConfig"]
+    origins = {o.get("Id"): o for o in config.get("Origins", [])}
+    expected = set()
+    for slot, bucket, region, queue in slots:
+        bucket_id, domestic_id = bucket_origin_id(slot), domestic_origin_id(slot)
+        expected |= {bucket_id, domestic_id}
+        origin = origins.get(bucket_id)
+        if origin is None:
+            yield Finding("regions", "Distribution", f"no origin {bucket_id} for regional stack {slot}")
+        else:
+            domain = f"{bucket}.s3.{region}.amazonaws.com"
+            if origin.get("DomainName") != domain:
+                yield Finding("regions", bucket_id, f"domain {origin.get('DomainName')!r}, not {domain!r}")
+            if "S3OriginConfig" not in origin or not origin.get("OriginAccessControlId"):
+                yield Finding("regions", bucket_id, "not an S3 origin signed by the origin access control")
+            waits = int(origin.get("ConnectionAttempts", 3)) * int(origin.get("ConnectionTimeout", 10))
+            if waits > MAX_BUCKET_CONNECT_SECONDS:
+                yield Finding("regions", bucket_id, f"an unreachable bucket holds viewers {waits} s before the "
+                              "domestic origin (ConnectionAttempts x ConnectionTimeout)")
+        origin = origins.get(domestic_id)
+        if origin is None:
+            yield Finding("regions", "Distribution", f"no origin {domestic_id} for regional stack {slot}")
+        else:
+            headers = _custom_headers(origin)
+            if "CustomOriginConfig" not in origin:
+                yield Finding("regions", domestic_id, "not a custom origin")
+            if queue and headers.get("x-backfill-queue-url") != queue_url(queue):
+                yield Finding("regions", domestic_id, f"enqueues into {headers.get('x-backfill-queue-url')!r}, not its "
+                              f"region's queue {queue_url(queue)!r}")
+            if headers.get("x-backfill-bucket") != bucket:
+                yield Finding("regions", domestic_id, f"backfills {headers.get('x-backfill-bucket')!r}, not its region's "
+                              f"bucket {bucket!r}")
+    groups = {g.get("Id"): g for g in (config.get("OriginGroups") or {}).get("Items", [])}
+    members = [m.get("OriginId") for m in ((groups.get(DEFAULT_GROUP) or {}).get("Members") or {}).get("Items", [])]
+    if members != [bucket_origin_id(1), domestic_origin_id(1)]:
+        yield Finding("regions", DEFAULT_GROUP, f"members {members}, not the first regional stack's bucket, then "
+                      "its domestic origin")
+    # The hook may send to each configured queue, and to nothing else.
+    role = (resources.get("EdgeFunctionRole") or {}).get("Properties") or {}
+    sendable = set()
+    for policy in role.get("Policies") or []:
+        for st in statements(policy.get("PolicyDocument")):
+            if "sqs:SendMessage" in as_list(st.get("Action")):
+                sendable |= set(as_list(st.get("Resource")))
+    queues = {queue for _, _, _, queue in slots if queue}
+    if sendable != queues:
+        yield Finding("regions", "EdgeFunctionRole", f"may send to {sorted(sendable)}, not the regional stacks' "
+                      f"queues {sorted(queues)}")
+    behaviours = [config.get("DefaultCacheBehavior", {})] + list(config.get("CacheBehaviors") or [])
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::CloudFront::Function"}
+    if not several:
+        extra = set(origins) - expected
+        if extra:
+            yield Finding("regions", "Distribution", f"origins {sorted(extra)} with one regional stack")
+        for behaviour in behaviours:
+            if behaviour.get("OriginRequestPolicyId"):
+                yield Finding("regions", behaviour.get("PathPattern", "*"), "an origin request policy with one "
+                              "regional stack (what reaches the origins changes)")
+        return
+    direct = origins.get(DIRECT_ORIGIN)
+    if direct is None:
+        yield Finding("regions", "Distribution", f"no origin {DIRECT_ORIGIN}: viewers of an offline region get an error")
+    elif any(h.startswith("x-backfill-") for h in _custom_headers(direct)) or "CustomOriginConfig" not in direct:
+        yield Finding("regions", DIRECT_ORIGIN, "not a custom origin without the hook's headers")
+    for behaviour in behaviours:
+        where = behaviour.get("PathPattern", "*")
+        associations = [a for a in _behaviour_associations(behaviour)
+                        if ref_name(a.get("FunctionARN"))[0] in functions and a.get("EventType") == "viewer-request"]
+        if not associations:
+            yield Finding("regions", where, "no viewer-request function: every viewer is served by the first region")
+        behaviour_kind, headers = _policy_headers(resources, behaviour.get("OriginRequestPolicyId"))
+        if behaviour_kind not in ("whitelist", "allViewerAndWhitelistCloudFront", "allExcept") or VIEWER_COUNTRY not in headers:
+            yield Finding("regions", where, "the viewer's country does not reach the function (CloudFront-Viewer-Country "
+                          "in no origin request policy)")
+        if behaviour_kind in ("allViewer", "allViewerAndWhitelistCloudFront"):
+            yield Finding("regions", where, "forwards the viewer's Host to the buckets, which answer 403 to it")
+    for name in functions:
+        _, variables = _function_code_sub(scenario.resources[name])
+        told = scenario.eval(variables.get("RegionalOrigins", ""))
+        wanted = ",".join(next((f"{n}:{r}" for n, _, r, _ in slots if n == slot), "") for slot in REGION_SLOTS)
+        if told != wanted:
+            yield Finding("regions", name, f"told of the regions {told!r}, not {wanted!r}")
 
 
 def rule_thumbnail_parameters(templates):
@@ -2630,8 +2899,10 @@ def check_template(template, label, root, recorded):
         for rule in TEMPLATE_RULES:
             findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule(resources))
         regions = scenario._ref("EdgeRegions") if "EdgeRegions" in template.get("Parameters", {}) else []
+        bucket_regions = [r for _, _, r, _ in regional_slots(scenario)] if "BucketRegion" in scenario.values else []
         findings.extend(
-            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_edge_metrics(resources, regions, root)
+            Finding(f.rule, f.where, f.message, scenario.name)
+            for f in rule_edge_metrics(resources, regions, root, bucket_regions)
         )
         findings.extend(
             Finding(f.rule, f.where, f.message, scenario.name) for f in rule_role_minimum(resources, root, recorded)
@@ -2642,6 +2913,11 @@ def check_template(template, label, root, recorded):
         findings.extend(
             Finding(f.rule, f.where, f.message, scenario.name) for f in rule_thumbnail_format(scenario, root)
         )
+        findings.extend(
+            Finding(f.rule, f.where, f.message, scenario.name) for f in rule_viewer_request_function(scenario, root)
+        )
+        findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_regions(scenario))
+        findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_scenario_values(scenario))
         crates |= set(function_crates(resources, root).values())
     return findings, crates
 

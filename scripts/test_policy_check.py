@@ -906,47 +906,54 @@ class PolicyCheckTest(unittest.TestCase):
         for formats in ("webp", "avif", "avif,webp"):
             self.assertIn(f"edge ThumbnailFormats={formats} us-east-1", names)
 
-    def test_format_function_only_with_a_format(self):
+    def test_format_function_only_with_a_format_or_several_regions(self):
         for scenario in pc.scenarios(BASE["template-edge.yaml"], "edge"):
             resources = scenario.evaluated_resources()
-            wanted = scenario.values["ThumbnailFormats"] != "none"
-            self.assertEqual("ThumbnailFormatFunction" in resources, wanted, scenario.name)
+            wanted = scenario.values["ThumbnailFormats"] != "none" or pc.several_regions(scenario)
+            self.assertEqual("ViewerRequestFunction" in resources, wanted, scenario.name)
             behaviours = resources["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
-            self.assertEqual([b["PathPattern"] for b in behaviours], ["thumbnails/*"])
+            self.assertEqual([b["PathPattern"] for b in behaviours], [scenario.values["ThumbnailPrefix"] + "*"])
             self.assertEqual(bool(behaviours[0].get("FunctionAssociations")), wanted, scenario.name)
 
     def test_format_function_code_not_the_file(self):
         def mutate(t):
-            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
-            code["Fn::Sub"] = code["Fn::Sub"].replace("image/*", "image/png")
+            code = edge(t)["ViewerRequestFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"][0] = code["Fn::Sub"][0].replace("image/*", "image/png")
 
-        self.assertCaught("thumbnail-format", mutate, message="verbatim")
+        self.assertCaught("viewer-request", mutate, message="verbatim")
 
     def test_format_function_over_the_size_quota(self):
         def mutate(t):
-            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
-            code["Fn::Sub"] += "// " + "x" * 6000 + "\n"
+            code = edge(t)["ViewerRequestFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"][0] += "// " + "x" * 6000 + "\n"
 
-        self.assertCaught("thumbnail-format", mutate, message="over CloudFront Functions' 10 KB")
+        self.assertCaught("viewer-request", mutate, message="over CloudFront Functions' 10 KB")
 
     def test_format_function_naming_another_parameter(self):
         def mutate(t):
-            code = edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionCode"]
-            code["Fn::Sub"] += "var REGION = '${AWS::Region}';\n"
+            code = edge(t)["ViewerRequestFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"][0] += "var REGION = '${AWS::Region}';\n"
 
-        self.assertCaught("thumbnail-format", mutate, message="names ['AWS::Region']")
+        self.assertCaught("viewer-request", mutate, message="names ['AWS::Region']")
+
+    def test_format_function_with_another_variable(self):
+        def mutate(t):
+            code = edge(t)["ViewerRequestFunction"]["Properties"]["FunctionCode"]
+            code["Fn::Sub"][1]["Region"] = {"Ref": "AWS::Region"}
+
+        self.assertCaught("viewer-request", mutate, message="its Fn::Sub variables are ['Region', 'RegionalOrigins']")
 
     def test_format_function_on_runtime_1(self):
         def mutate(t):
-            edge(t)["ThumbnailFormatFunction"]["Properties"]["FunctionConfig"]["Runtime"] = "cloudfront-js-1.0"
+            edge(t)["ViewerRequestFunction"]["Properties"]["FunctionConfig"]["Runtime"] = "cloudfront-js-1.0"
 
-        self.assertCaught("thumbnail-format", mutate, message="cloudfront-js-2.0")
+        self.assertCaught("viewer-request", mutate, message="cloudfront-js-2.0")
 
     def test_format_function_not_published(self):
         def mutate(t):
-            edge(t)["ThumbnailFormatFunction"]["Properties"]["AutoPublish"] = False
+            edge(t)["ViewerRequestFunction"]["Properties"]["AutoPublish"] = False
 
-        self.assertCaught("thumbnail-format", mutate, message="AutoPublish")
+        self.assertCaught("viewer-request", mutate, message="AutoPublish")
 
     def test_no_thumbnails_behaviour(self):
         def mutate(t):
@@ -969,13 +976,14 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("thumbnail-format", mutate, message="enqueued as a backfill")
 
-    def test_format_function_on_the_default_behaviour(self):
+    def test_format_function_on_the_default_behaviour_with_one_region(self):
         def mutate(t):
             config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
             config["DefaultCacheBehavior"]["FunctionAssociations"] = config["CacheBehaviors"][0].pop("FunctionAssociations")
 
         found = self.assertCaught("thumbnail-format", mutate, message="on the behaviour '*'")
-        self.assertTrue(any("but no viewer-request format function" in f.message for f in found))
+        self.assertTrue(any("but no viewer-request function" in f.message for f in found))
+        self.assertTrue(all("regional stacks" not in f.scenario for f in found if "on the behaviour" in f.message))
 
     def test_format_function_at_viewer_response(self):
         def mutate(t):
@@ -986,9 +994,126 @@ class PolicyCheckTest(unittest.TestCase):
 
     def test_format_function_on_no_behaviour(self):
         def mutate(t):
-            del edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]["FunctionAssociations"]
+            config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
+            del config["CacheBehaviors"][0]["FunctionAssociations"]
+            del config["DefaultCacheBehavior"]["FunctionAssociations"]
 
         self.assertCaught("thumbnail-format", mutate, message="on no cache behaviour")
+
+    # ---------------------------------------------------------------- several regions
+
+    def test_region_scenarios_are_evaluated(self):
+        names = [s.name for s in pc.scenarios(BASE["template-edge.yaml"], "edge")]
+        for name in ("two regional stacks", "three regional stacks, formats", "four regional stacks, longest routes"):
+            self.assertIn(f"edge {name} us-east-1", names)
+        scenario = next(s for s in pc.scenarios(BASE["template-edge.yaml"], "edge") if "three regional" in s.name)
+        resources = scenario.evaluated_resources()
+        origins = [o["Id"] for o in resources["Distribution"]["Properties"]["DistributionConfig"]["Origins"]]
+        self.assertEqual(origins, ["overseas-bucket", "bucket-2", "bucket-3", "domestic", "domestic-2", "domestic-3",
+                                   "domestic-direct"])
+        code = resources["ViewerRequestFunction"]["Properties"]["FunctionCode"]
+        self.assertIn("1:ap-southeast-1,2:eu-central-1,3:sa-east-1,", code)
+
+    def test_region_parameters_accept_the_longest_values(self):
+        params = BASE["template-edge.yaml"]["Parameters"]
+        self.assertTrue(pc.accepts(params["ViewerRoutes"], pc.LONGEST_ROUTES))
+        self.assertTrue(pc.accepts(params["OfflineRegions"], pc.LONGEST_OFFLINE))
+        self.assertGreater(len(pc.LONGEST_ROUTES), 580)
+
+    def test_region_domestic_origin_enqueuing_into_another_region(self):
+        def mutate(t):
+            for origin in edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]:
+                if isinstance(origin, dict) and "Fn::If" in origin and origin["Fn::If"][1]["Id"] == "domestic-2":
+                    headers = origin["Fn::If"][1]["OriginCustomHeaders"]
+                    headers[0]["HeaderValue"]["Fn::Sub"][1]["Region"]["Fn::Select"][1]["Fn::Split"][1]["Ref"] = "BackfillQueueArn"
+
+        self.assertCaught("regions", mutate, message="not its region's queue")
+
+    def test_region_domestic_origin_backfilling_another_bucket(self):
+        def mutate(t):
+            for origin in edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]:
+                if isinstance(origin, dict) and "Fn::If" in origin and origin["Fn::If"][1]["Id"] == "domestic-3":
+                    origin["Fn::If"][1]["OriginCustomHeaders"][1]["HeaderValue"] = {"Ref": "BucketName"}
+
+        self.assertCaught("regions", mutate, message="not its region's bucket")
+
+    def test_region_bucket_without_origin_access_control(self):
+        def mutate(t):
+            for origin in edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]:
+                if isinstance(origin, dict) and "Fn::If" in origin and origin["Fn::If"][1]["Id"] == "bucket-2":
+                    del origin["Fn::If"][1]["OriginAccessControlId"]
+
+        self.assertCaught("regions", mutate, message="not an S3 origin signed by the origin access control")
+
+    def test_region_bucket_slow_to_fail_over(self):
+        def mutate(t):
+            origin = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"][0]
+            del origin["ConnectionAttempts"], origin["ConnectionTimeout"]
+
+        self.assertCaught("regions", mutate, message="holds viewers 30 s")
+
+    def test_region_queue_the_hook_may_not_send_to(self):
+        def mutate(t):
+            st = statement(edge(t), "EdgeFunctionRole", "SendBackfill")
+            st["Resource"] = [r for r in st["Resource"] if "HasRegion3" not in json.dumps(r)]
+
+        self.assertCaught("regions", mutate, message="not the regional stacks' queues")
+
+    def test_region_without_the_direct_origin(self):
+        def mutate(t):
+            origins = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
+            origins[:] = [o for o in origins if "domestic-direct" not in json.dumps(o)]
+
+        self.assertCaught("regions", mutate, message="no origin domestic-direct")
+
+    def test_region_country_not_reaching_the_function(self):
+        def mutate(t):
+            config = edge(t)["ViewerCountryPolicy"]["Properties"]["OriginRequestPolicyConfig"]
+            config["HeadersConfig"]["Headers"] = ["CloudFront-Viewer-City"]
+
+        self.assertCaught("regions", mutate, message="CloudFront-Viewer-Country in no origin request policy")
+
+    def test_region_forwarding_the_host(self):
+        def mutate(t):
+            config = edge(t)["ViewerCountryPolicy"]["Properties"]["OriginRequestPolicyConfig"]
+            config["HeadersConfig"]["HeaderBehavior"] = "allViewerAndWhitelistCloudFront"
+
+        self.assertCaught("regions", mutate, message="Host")
+
+    def test_region_default_behaviour_without_the_function(self):
+        def mutate(t):
+            del edge(t)["Distribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]["FunctionAssociations"]
+
+        self.assertCaught("regions", mutate, message="every viewer is served by the first region")
+
+    def test_region_function_told_of_other_regions(self):
+        def mutate(t):
+            variables = edge(t)["ViewerRequestFunction"]["Properties"]["FunctionCode"]["Fn::Sub"][1]
+            variables["RegionalOrigins"]["Fn::Join"][1].pop()
+
+        self.assertCaught("regions", mutate, message="told of the regions")
+
+    def test_scenario_values_the_parameters_refuse(self):
+        def mutate(t):
+            t["template-edge.yaml"]["Parameters"]["ViewerRoutes"]["MaxLength"] = 100
+
+        found = self.assertCaught("scenario-values", mutate, message="refused by the parameter's constraints")
+        self.assertTrue(all("longest routes" in f.scenario for f in found if f.rule == "scenario-values"))
+
+    def test_scenario_values_a_rule_refuses(self):
+        def mutate(t):
+            rule = t["template-edge.yaml"]["Rules"]["Region2Complete"]
+            rule["Assertions"][0]["Assert"] = {"Fn::Equals": [{"Ref": "Region2BucketName"}, ""]}
+
+        found = self.assertCaught("scenario-values", mutate, message="Region2BucketName and Region2BackfillQueueArn go together")
+        self.assertTrue(all("regional stacks" in f.scenario for f in found if f.rule == "scenario-values"))
+
+    def test_one_region_with_an_origin_request_policy(self):
+        def mutate(t):
+            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
+            behaviour["OriginRequestPolicyId"] = {"Ref": "CachePolicy"}
+
+        self.assertCaught("regions", mutate, message="an origin request policy with one regional stack")
 
     def test_thumbnail_prefix_pattern_of_the_regional_stack(self):
         # The key-prefix pattern of the other prefixes, which a path pattern cannot hold.
@@ -1620,7 +1745,7 @@ class PolicyCheckTest(unittest.TestCase):
     def test_edge_secret_as_a_template_value(self):
         def mutate(t):
             origins = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
-            headers = origins[1]["OriginCustomHeaders"]
+            headers = next(o for o in origins if o.get("Id") == "domestic")["OriginCustomHeaders"]
             secret = next(h for h in headers if "Fn::If" in h)
             secret["Fn::If"][1]["HeaderValue"] = {"Ref": "OriginSecretArn"}
 
