@@ -2,7 +2,14 @@
 //! group (the local S3 bucket first, the domestic origin second, failover on the configured statuses
 //! and on connection errors), the real packaged edge hook invoked on each origin attempt with the
 //! event CloudFront would send (the request it returns is the one fetched), an optional cache, and a
-//! viewer header saying who served the response. Not a CloudFront clone: no TLS, no behaviours.
+//! viewer header saying who served the response. Not a CloudFront clone: no TLS; two behaviours
+//! (the thumbnails, served by the bucket alone, and the default one, served by the origin group).
+//!
+//! Multi-region: the distribution's origins are a table by id (slot 1's `overseas-bucket` and
+//! `domestic`, slot N's `bucket-N` and `domestic-N`, `domestic-direct`), and the real viewer-request
+//! CloudFront Function runs first on every request ([`crate::viewer`]): it picks an origin group or
+//! one origin by id, as CloudFront's origin helpers do. The viewer's country comes from the demo's
+//! `x-viewer-country` header, turned into the `cloudfront-viewer-country` CloudFront adds.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,10 +26,18 @@ use shared::ObjectKey;
 use tokio_util::io::ReaderStream;
 
 use crate::http::{self, Body};
+use crate::viewer::{self, Decision, OriginChoice, ViewerFunction};
 
-/// The viewer response header naming who served it: `s3`, `domestic`, `cache` or `edge` (a
-/// response the hook generated).
+/// The viewer response header naming who served it: `s3:<bucket region>`, `domestic`, `cache`,
+/// `edge` (a response the hook generated) or `function` (one the viewer-request function did).
 pub const SERVED_BY: &str = "x-served-by";
+
+/// The viewer's country, as the demo's clients say it (the simulator has no geolocation).
+pub const VIEWER_COUNTRY: &str = "x-viewer-country";
+
+/// The default behaviour's origin group, and the id of its first member (the thumbnails
+/// behaviour's origin).
+pub const DEFAULT_GROUP: [&str; 2] = ["overseas-bucket", "domestic"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -34,14 +49,85 @@ pub struct EdgeConfig {
     /// Invocation URLs of the edge hook's sandboxes (each serves one invocation at a time).
     pub hooks: Vec<String>,
     pub trigger: Trigger,
-    pub bucket: String,
-    pub s3: aws_sdk_s3::Client,
-    pub domestic_host: String,
-    pub domestic_port: u16,
-    /// The hook's configuration, carried on the domestic origin's custom headers.
-    pub domestic_headers: Vec<(String, String)>,
+    /// The distribution's origins by id; [`DEFAULT_GROUP`]'s two at least.
+    pub origins: HashMap<String, OriginConfig>,
+    /// The default group's failover statuses.
     pub failover_statuses: Vec<u16>,
+    /// Key prefix (no leading `/`) of the thumbnails behaviour; empty: no such behaviour.
+    pub thumbnail_prefix: String,
+    /// The viewer-request function of every behaviour, if any.
+    pub viewer_function: Option<ViewerFunction>,
     pub cache: bool,
+}
+
+/// One origin of the distribution, and where it is on this machine.
+pub enum OriginConfig {
+    /// An S3 bucket (behind Origin Access Control), read from the local S3 of its region.
+    Bucket {
+        bucket: String,
+        region: String,
+        s3: aws_sdk_s3::Client,
+    },
+    /// The domestic origin (a custom origin), with its custom headers: the hook's configuration
+    /// for one regional stack, or none.
+    Domestic {
+        host: String,
+        port: u16,
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl OriginConfig {
+    fn served_by(&self) -> String {
+        match self {
+            OriginConfig::Bucket { region, .. } => format!("s3:{region}"),
+            OriginConfig::Domestic { .. } => "domestic".into(),
+        }
+    }
+
+    /// `cf.request.origin` as Lambda@Edge sees it.
+    fn event_json(&self) -> Value {
+        match self {
+            OriginConfig::Bucket { bucket, region, .. } => json!({"s3": {
+                "authMethod": "origin-access-control",
+                "customHeaders": {},
+                "domainName": format!("{bucket}.s3.{region}.amazonaws.com"),
+                "path": "",
+                "region": region,
+            }}),
+            OriginConfig::Domestic {
+                host,
+                port,
+                headers,
+            } => {
+                let custom_headers: Map<String, Value> = headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.to_ascii_lowercase(),
+                            json!([{"key": name, "value": value}]),
+                        )
+                    })
+                    .collect();
+                json!({"custom": {
+                    "customHeaders": custom_headers,
+                    "domainName": host,
+                    "keepaliveTimeout": 5,
+                    "path": "",
+                    "port": port,
+                    "protocol": "http",
+                    "readTimeout": 30,
+                    "sslProtocols": ["TLSv1.2"],
+                }})
+            }
+        }
+    }
+}
+
+/// Where one request goes: an origin, then another on these statuses.
+struct Route {
+    primary: String,
+    secondary: Option<(String, Vec<u16>)>,
 }
 
 struct Edge {
@@ -114,8 +200,8 @@ pub async fn start(config: EdgeConfig, port: u16) -> Result<(SocketAddr, EdgeSta
 impl Edge {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>> {
         let method = request.method().as_str().to_owned();
-        let uri = request.uri().path().to_owned();
-        let query = request.uri().query().unwrap_or_default().to_owned();
+        let mut uri = request.uri().path().to_owned();
+        let mut query = request.uri().query().unwrap_or_default().to_owned();
         let cache_key = format!("{uri}?{query}");
         if self.config.cache && method == "GET" {
             if let Some(hit) = self.cache.lock().unwrap().get(&cache_key).cloned() {
@@ -127,76 +213,115 @@ impl Edge {
                 ));
             }
         }
-        let viewer_headers = cloudfront_headers(request.headers());
         let request_id = request_id();
+        let mut headers = viewer_headers(request.headers());
+        let thumbnail = !self.config.thumbnail_prefix.is_empty()
+            && uri
+                .strip_prefix('/')
+                .is_some_and(|key| key.starts_with(&self.config.thumbnail_prefix));
+        // The behaviour's origin: the thumbnails' bucket alone, else the default group.
+        let mut route = if thumbnail {
+            Route {
+                primary: DEFAULT_GROUP[0].into(),
+                secondary: None,
+            }
+        } else {
+            Route {
+                primary: DEFAULT_GROUP[0].into(),
+                secondary: Some((
+                    DEFAULT_GROUP[1].into(),
+                    self.config.failover_statuses.clone(),
+                )),
+            }
+        };
+        if let Some(function) = &self.config.viewer_function {
+            let event = viewer::function_event(&method, &uri, &query, &headers, &request_id);
+            match function.run(event).await? {
+                Decision::Respond(response) => return Ok(function_response(&response)),
+                Decision::Forward { request, origin } => {
+                    (uri, query, headers) = viewer::forwarded(&request);
+                    match origin {
+                        OriginChoice::Behaviour => {}
+                        OriginChoice::Group {
+                            primary,
+                            secondary,
+                            failover_statuses,
+                        } => {
+                            route = Route {
+                                primary,
+                                secondary: Some((secondary, failover_statuses)),
+                            }
+                        }
+                        OriginChoice::Single(id) => {
+                            route = Route {
+                                primary: id,
+                                secondary: None,
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let cf_request = json!({
             "clientIp": "127.0.0.1",
-            "headers": viewer_headers,
+            "headers": headers_json(&headers),
             "method": method,
             "querystring": query,
             "uri": uri,
         });
 
-        let s3_origin = json!({"s3": {
-            "authMethod": "origin-access-control",
-            "customHeaders": {},
-            "domainName": format!("{}.s3.us-east-1.amazonaws.com", self.config.bucket),
-            "path": "",
-            "region": "us-east-1",
-        }});
-        match self
-            .attempt(&cf_request, s3_origin, &request_id, Origin::S3)
+        // Only the default behaviour has the hook.
+        let hook = !thumbnail;
+        let primary = self.origin(&route.primary)?;
+        let failover = match self
+            .attempt(&cf_request, primary, &request_id, hook)
             .await?
         {
             Attempt::Generated(response) => return Ok(response),
-            Attempt::Answer(answer) if !self.config.failover_statuses.contains(&answer.status) => {
-                return Ok(respond(answer.status, &answer.headers, answer.body, "s3"));
-            }
-            Attempt::Answer(_) | Attempt::Unreachable => {}
-        }
-
-        let custom_headers: Map<String, Value> = self
-            .config
-            .domestic_headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.to_ascii_lowercase(),
-                    json!([{"key": name, "value": value}]),
-                )
-            })
-            .collect();
-        let domestic_origin = json!({"custom": {
-            "customHeaders": custom_headers,
-            "domainName": self.config.domestic_host,
-            "keepaliveTimeout": 5,
-            "path": "",
-            "port": self.config.domestic_port,
-            "protocol": "http",
-            "readTimeout": 30,
-            "sslProtocols": ["TLSv1.2"],
-        }});
+            Attempt::Answer(answer) => match &route.secondary {
+                Some((_, statuses)) if statuses.contains(&answer.status) => true,
+                _ => return self.finish(answer, primary, &cache_key, &method).await,
+            },
+            Attempt::Unreachable => true,
+        };
+        let Some((secondary_id, _)) = route.secondary.as_ref().filter(|_| failover) else {
+            return Ok(http::text(
+                502,
+                &format!("edge: the origin {} is unreachable", route.primary),
+            ));
+        };
+        let secondary = self.origin(secondary_id)?;
         match self
-            .attempt(&cf_request, domestic_origin, &request_id, Origin::Domestic)
+            .attempt(&cf_request, secondary, &request_id, hook)
             .await?
         {
             Attempt::Generated(response) => Ok(response),
-            Attempt::Answer(answer) => self.finish(answer, &cache_key, &method).await,
-            Attempt::Unreachable => Ok(http::text(502, "edge: the domestic origin is unreachable")),
+            Attempt::Answer(answer) => self.finish(answer, secondary, &cache_key, &method).await,
+            Attempt::Unreachable => Ok(http::text(
+                502,
+                &format!("edge: the origin {secondary_id} is unreachable"),
+            )),
         }
     }
 
-    /// One origin attempt, with the hook on it as the configured trigger.
+    fn origin(&self, id: &str) -> Result<&OriginConfig> {
+        self.config
+            .origins
+            .get(id)
+            .ok_or_else(|| anyhow!("the distribution has no origin {id:?}"))
+    }
+
+    /// One origin attempt, with the hook on it (if `hook`) as the configured trigger.
     async fn attempt(
         &self,
         request: &Value,
-        origin: Value,
+        origin: &OriginConfig,
         request_id: &str,
-        which: Origin,
+        hook: bool,
     ) -> Result<Attempt> {
         let mut request = request.clone();
-        request["origin"] = origin;
-        if self.config.trigger == Trigger::OriginRequest {
+        request["origin"] = origin.event_json();
+        if hook && self.config.trigger == Trigger::OriginRequest {
             let result = self
                 .invoke(event("origin-request", request_id, &request, None))
                 .await?;
@@ -205,14 +330,14 @@ impl Edge {
             }
             request = result;
         }
-        let answer = match which {
-            Origin::S3 => self.fetch_s3(&request).await,
-            Origin::Domestic => self.fetch_domestic(&request).await,
+        let answer = match origin {
+            OriginConfig::Bucket { bucket, s3, .. } => self.fetch_s3(&request, s3, bucket).await,
+            OriginConfig::Domestic { .. } => self.fetch_domestic(&request).await,
         };
         let Some(mut answer) = answer else {
             return Ok(Attempt::Unreachable);
         };
-        if self.config.trigger == Trigger::OriginResponse {
+        if hook && self.config.trigger == Trigger::OriginResponse {
             let response = json!({
                 "headers": headers_json(&answer.headers),
                 "status": answer.status.to_string(),
@@ -237,17 +362,20 @@ impl Edge {
         Ok(Attempt::Answer(answer))
     }
 
-    async fn fetch_s3(&self, request: &Value) -> Option<Answer> {
+    async fn fetch_s3(
+        &self,
+        request: &Value,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+    ) -> Option<Answer> {
         let uri = request["uri"].as_str().unwrap_or("/");
         // S3 behind Origin Access Control, without s3:ListBucket, answers 403 for a missing key.
         let Ok(key) = ObjectKey::from_cloudfront_uri(uri, "") else {
             return Some(empty(403));
         };
-        match self
-            .config
-            .s3
+        match s3
             .get_object()
-            .bucket(&self.config.bucket)
+            .bucket(bucket)
             .key(key.as_str())
             .send()
             .await
@@ -339,12 +467,23 @@ impl Edge {
         })
     }
 
+    /// The viewer's response; a domestic answer may be cached (the bucket's never were here).
     async fn finish(
         &self,
         answer: Answer,
+        origin: &OriginConfig,
         cache_key: &str,
         method: &str,
     ) -> Result<Response<Body>> {
+        let served_by = origin.served_by();
+        if matches!(origin, OriginConfig::Bucket { .. }) {
+            return Ok(respond(
+                answer.status,
+                &answer.headers,
+                answer.body,
+                &served_by,
+            ));
+        }
         let length = answer
             .headers
             .iter()
@@ -373,14 +512,14 @@ impl Edge {
                 answer.status,
                 &answer.headers,
                 http::full(body),
-                "domestic",
+                &served_by,
             ));
         }
         Ok(respond(
             answer.status,
             &answer.headers,
             answer.body,
-            "domestic",
+            &served_by,
         ))
     }
 
@@ -420,11 +559,6 @@ impl Edge {
     }
 }
 
-enum Origin {
-    S3,
-    Domestic,
-}
-
 enum Attempt {
     Answer(Answer),
     Generated(Response<Body>),
@@ -454,19 +588,20 @@ fn request_id() -> String {
         .collect()
 }
 
-fn cloudfront_headers(headers: &::http::HeaderMap) -> Value {
-    let mut map = Map::new();
-    for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        let entry = map
-            .entry(name.as_str().to_owned())
-            .or_insert_with(|| json!([]));
-        entry
-            .as_array_mut()
-            .expect("an array")
-            .push(json!({"key": title_case(name.as_str()), "value": value}));
-    }
-    Value::Object(map)
+/// The viewer's headers as CloudFront passes them on: the demo's country header replaced by the
+/// `cloudfront-viewer-country` CloudFront adds.
+fn viewer_headers(headers: &::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = value.to_str().ok()?.to_owned();
+            Some(if name.as_str() == VIEWER_COUNTRY {
+                ("cloudfront-viewer-country".to_owned(), value)
+            } else {
+                (name.as_str().to_owned(), value)
+            })
+        })
+        .collect()
 }
 
 fn title_case(name: &str) -> String {
@@ -527,6 +662,25 @@ fn generated(result: &Value) -> Response<Body> {
         http::full(body),
         "edge",
     )
+}
+
+/// A response the viewer-request function made (CloudFront Functions form).
+fn function_response(response: &Value) -> Response<Body> {
+    let status = response["statusCode"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(502);
+    let headers: Vec<(String, String)> = response["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, v)| Some((name.clone(), v["value"].as_str()?.to_owned())))
+        .collect();
+    let body = match &response["body"] {
+        Value::String(text) => text.clone(),
+        other => other["data"].as_str().unwrap_or_default().to_owned(),
+    };
+    respond(status, &headers, http::full(body), "function")
 }
 
 fn empty(status: u16) -> Answer {

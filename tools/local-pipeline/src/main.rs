@@ -8,7 +8,9 @@ mod http;
 mod load;
 mod origin;
 mod scenario;
+mod viewer;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ enum Command {
         dir: PathBuf,
     },
     /// Serves the sample origin and the edge simulator, and feeds the queues to the functions.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The load run: many backfill messages (many keys, many duplicates) through the queue, the
     /// backfill function and a domestic origin that fails some requests; checks the invariants.
     Load(LoadArgs),
@@ -116,11 +118,70 @@ struct RunArgs {
     /// The invalidation queue's batching window.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     invalidation_window: Duration,
+    /// The viewer-request CloudFront Function's code, run on every request (its routing to the
+    /// nearest regional stack by `x-viewer-country`).
+    #[arg(long)]
+    viewer_function: Option<PathBuf>,
+    /// What runs a CloudFront Function's code.
+    #[arg(long, default_value = "tests/lib/cloudfront-function.js")]
+    function_loader: PathBuf,
+    /// Keeps the viewer function loaded in one Node.js process.
+    #[arg(long, default_value = "tools/local-pipeline/viewer-function.js")]
+    function_runner: PathBuf,
+    /// Node.js 22, for the viewer function.
+    #[arg(long, default_value = "node")]
+    node: PathBuf,
+    /// Invocation URL of the second regional stack's backfill function: turns that stack on
+    /// (REGION2, BUCKET_2, BACKFILL_QUEUE_URL_2, IMAGE_QUEUE_URL_2 from the environment), with
+    /// the origins `bucket-2` and `domestic-2`.
+    #[arg(
+        long,
+        requires_all = ["viewer_function", "image_function_2", "backfill_log_2"]
+    )]
+    backfill_function_2: Option<String>,
+    /// Invocation URL of the second regional stack's image processor.
+    #[arg(long)]
+    image_function_2: Option<String>,
+    /// The second regional stack's backfill log.
+    #[arg(long)]
+    backfill_log_2: Option<PathBuf>,
+}
+
+/// A queue's URL as AWS names it (the hook takes the queue's region from it), from a local
+/// stand-in's URL of the same queue: `https://sqs.<region>.amazonaws.com/<account>/<name>`.
+fn aws_queue_url(local: &str, region: &str) -> Result<String> {
+    let mut segments = local.trim_end_matches('/').rsplit('/');
+    let (Some(name), Some(account)) = (segments.next(), segments.next()) else {
+        anyhow::bail!("{local:?} is not a queue URL");
+    };
+    Ok(format!(
+        "https://sqs.{region}.amazonaws.com/{account}/{name}"
+    ))
+}
+
+/// The hook's configuration for one regional stack, as the domestic origin's custom headers.
+fn hook_headers(queue_url: String, bucket: &str) -> Vec<(String, String)> {
+    vec![
+        ("X-Backfill-Queue-Url".into(), queue_url),
+        ("X-Backfill-Bucket".into(), bucket.into()),
+        ("X-Backfill-Send-Budget".into(), "1s".into()),
+    ]
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     shared::config::parse_duration(raw)
         .ok_or_else(|| format!("{raw:?} is not a duration such as 10s"))
+}
+
+/// The second regional stack's resources and functions.
+struct SecondStack {
+    region: String,
+    bucket: String,
+    backfill_queue: String,
+    image_queue: String,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    backfill_function: String,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -133,7 +194,7 @@ fn var(name: &str) -> Result<String> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Catalogue { dir } => catalogue::generate(&dir),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Load(args) => load(args).await,
     }
 }
@@ -189,10 +250,96 @@ async fn run(args: RunArgs) -> Result<()> {
     let sdk = shared::aws::load_config().await;
     let s3 = shared::aws::s3_client(&sdk);
     let sqs = shared::aws::sqs_client(&sdk);
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "us-east-1".into());
 
     catalogue::generate(&args.catalogue)?;
     let (origin_addr, origin_hits) =
         origin::start(args.catalogue.clone(), args.origin_port, 0.0).await?;
+    let domestic = |headers| edge::OriginConfig::Domestic {
+        host: "127.0.0.1".into(),
+        port: origin_addr.port(),
+        headers,
+    };
+    let mut origins = HashMap::from([
+        (
+            edge::DEFAULT_GROUP[0].to_owned(),
+            edge::OriginConfig::Bucket {
+                bucket: bucket.clone(),
+                region: region.clone(),
+                s3: s3.clone(),
+            },
+        ),
+        (
+            edge::DEFAULT_GROUP[1].to_owned(),
+            domestic(hook_headers(
+                aws_queue_url(&backfill_queue, &region)?,
+                &bucket,
+            )),
+        ),
+        ("domestic-direct".to_owned(), domestic(vec![])),
+    ]);
+    // The second regional stack: its clients sign for its region (moto keeps regions apart).
+    let second = match &args.backfill_function_2 {
+        None => None,
+        Some(function) => {
+            let region = var("REGION2")?;
+            let sdk = sdk
+                .to_builder()
+                .region(aws_sdk_s3::config::Region::new(region.clone()))
+                .build();
+            Some(SecondStack {
+                bucket: var("BUCKET_2")?,
+                backfill_queue: var("BACKFILL_QUEUE_URL_2")?,
+                image_queue: var("IMAGE_QUEUE_URL_2")?,
+                s3: shared::aws::s3_client(&sdk),
+                sqs: shared::aws::sqs_client(&sdk),
+                backfill_function: function.clone(),
+                region,
+            })
+        }
+    };
+    let mut regional_origins = format!("1:{region}");
+    if let Some(stack) = &second {
+        origins.insert(
+            "bucket-2".into(),
+            edge::OriginConfig::Bucket {
+                bucket: stack.bucket.clone(),
+                region: stack.region.clone(),
+                s3: stack.s3.clone(),
+            },
+        );
+        origins.insert(
+            "domestic-2".into(),
+            domestic(hook_headers(
+                aws_queue_url(&stack.backfill_queue, &stack.region)?,
+                &stack.bucket,
+            )),
+        );
+        regional_origins += &format!(",2:{}", stack.region);
+    }
+    let viewer_function = match &args.viewer_function {
+        None => None,
+        Some(code) => Some(
+            viewer::ViewerFunction::start(viewer::FunctionSpec {
+                node: args.node.clone(),
+                runner: args.function_runner.clone(),
+                loader: args.function_loader.clone(),
+                code: code.clone(),
+                parameters: vec![
+                    ("ThumbnailPrefix".into(), args.thumbnail_prefix.clone()),
+                    ("ThumbnailFormats".into(), "none".into()),
+                    ("RegionalOrigins".into(), regional_origins.clone()),
+                    ("ViewerRoutes".into(), String::new()),
+                    ("OfflineRegions".into(), String::new()),
+                ],
+                origins: origins.keys().cloned().collect(),
+            })
+            .await?,
+        ),
+    };
     let (edge_addr, edge_stats) = edge::start(
         edge::EdgeConfig {
             hooks: args.edge_hooks.clone(),
@@ -200,16 +347,10 @@ async fn run(args: RunArgs) -> Result<()> {
                 TriggerArg::OriginRequest => edge::Trigger::OriginRequest,
                 TriggerArg::OriginResponse => edge::Trigger::OriginResponse,
             },
-            bucket: bucket.clone(),
-            s3: s3.clone(),
-            domestic_host: "127.0.0.1".into(),
-            domestic_port: origin_addr.port(),
-            domestic_headers: vec![
-                ("X-Backfill-Queue-Url".into(), backfill_queue.clone()),
-                ("X-Backfill-Bucket".into(), bucket.clone()),
-                ("X-Backfill-Send-Budget".into(), "1s".into()),
-            ],
+            origins,
             failover_statuses: vec![403, 404, 500, 502, 503, 504],
+            thumbnail_prefix: args.thumbnail_prefix.clone(),
+            viewer_function,
             cache: args.cache,
         },
         args.edge_port,
@@ -285,6 +426,39 @@ async fn run(args: RunArgs) -> Result<()> {
         sandbox: esm::Sandbox::default(),
     })
     .await?;
+    // The second regional stack's mappings: its backfill queue to its backfill function, its
+    // image queue (its bucket's notifications) to its image processor.
+    let mut second_region = None;
+    if let Some(stack) = &second {
+        let (_, backfill) = esm::start(esm::Mapping {
+            name: "backfill (second region)",
+            sqs: stack.sqs.clone(),
+            queue_url: stack.backfill_queue.clone(),
+            function_url: stack.backfill_function.clone(),
+            batch_size: 10,
+            batching_window: Duration::ZERO,
+            sandbox: esm::Sandbox::default(),
+        })
+        .await?;
+        let (_, images) = esm::start(esm::Mapping {
+            name: "image-processor (second region)",
+            sqs: stack.sqs.clone(),
+            queue_url: stack.image_queue.clone(),
+            function_url: args.image_function_2.clone().unwrap_or_default(),
+            batch_size: 5,
+            batching_window: Duration::ZERO,
+            sandbox: esm::Sandbox::default(),
+        })
+        .await?;
+        second_region = Some(scenario::RegionalStack {
+            region: stack.region.clone(),
+            bucket: stack.bucket.clone(),
+            s3: stack.s3.clone(),
+            backfill,
+            images,
+            backfill_log: args.backfill_log_2.clone().unwrap_or_default(),
+        });
+    }
 
     println!("Overseas origin backfill: the pipeline on this machine");
     println!(
@@ -306,6 +480,19 @@ async fn run(args: RunArgs) -> Result<()> {
     println!(
         "   event sources    backfill queue (batches of 10) and part queue (one task at a time) -> backfill function; image queue -> image processor"
     );
+    if let Some(code) = &args.viewer_function {
+        println!(
+            "   viewer function  {} on every request (regional stacks {regional_origins}; the viewer's country from {})",
+            code.display(),
+            edge::VIEWER_COUNTRY
+        );
+    }
+    if let Some(stack) = &second {
+        println!(
+            "   second region    {}: bucket {}, its backfill queue -> its backfill function, its image queue -> its image processor",
+            stack.region, stack.bucket
+        );
+    }
 
     if args.play {
         scenario::Scenario {
@@ -327,6 +514,8 @@ async fn run(args: RunArgs) -> Result<()> {
             backfill_queue,
             origin_port: origin_addr.port(),
             invalidations,
+            region,
+            second_region,
         }
         .play()
         .await

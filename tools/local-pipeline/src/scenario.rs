@@ -2,14 +2,14 @@
 //! it as it goes (the demo fails when the pipeline does not do what it should).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::edge::{EdgeStats, SERVED_BY};
+use crate::edge::{EdgeStats, SERVED_BY, VIEWER_COUNTRY};
 use crate::esm::Deliveries;
 use crate::origin::Hits;
 
@@ -37,11 +37,35 @@ pub struct Scenario {
     pub origin_port: u16,
     /// The invalidation queue's deliveries.
     pub invalidations: Deliveries,
+    /// The first regional stack's region (the bucket's).
+    pub region: String,
+    /// The second regional stack, when the demo runs two.
+    pub second_region: Option<RegionalStack>,
 }
+
+/// One regional stack, as the two-region step sees it.
+pub struct RegionalStack {
+    pub region: String,
+    pub bucket: String,
+    /// A client that signs for the stack's region.
+    pub s3: aws_sdk_s3::Client,
+    pub backfill: Deliveries,
+    pub images: Deliveries,
+    pub backfill_log: PathBuf,
+}
+
+/// The two-region step's viewers: one country per stack (the viewer function sends each to its
+/// nearest stack), the objects both ask for, and one only each asks for.
+const COUNTRIES: [&str; 2] = ["US", "DE"];
+const ASKED_BY_BOTH: [&str; 2] = ["images/photo-small.jpg", "images/logo.png"];
+const ASKED_BY_ONE: [&str; 2] = ["images/badge.gif", "images/banner.webp"];
 
 struct Fetched {
     status: u16,
+    /// Who served it: `s3`, `domestic`, `cache`, `edge` or `function`.
     served_by: String,
+    /// The whole `x-served-by`, with the bucket's region (`s3:eu-central-1`).
+    origin: String,
     body: Vec<u8>,
     elapsed: Duration,
 }
@@ -312,6 +336,10 @@ impl Scenario {
             "the thumbnails follow: 160.jpg was rendered again from the new version".into(),
         );
 
+        if let Some(second) = &self.second_region {
+            self.two_regions(&client, second, &mut check).await?;
+        }
+
         let (batches, records, deleted, failed) = self.backfill.snapshot();
         println!("\nBackfill queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed");
         let (batches, records, deleted, failed) = self.parts.snapshot();
@@ -322,12 +350,173 @@ impl Scenario {
         println!(
             "Image queue: {batches} batches, {records} records, {deleted} deleted, {failed} failed"
         );
+        if let Some(second) = &self.second_region {
+            let (batches, records, deleted, failed) = second.backfill.snapshot();
+            println!(
+                "Backfill queue ({}): {batches} batches, {records} records, {deleted} deleted, {failed} failed",
+                second.region
+            );
+            let (batches, records, deleted, failed) = second.images.snapshot();
+            println!(
+                "Image queue ({}): {batches} batches, {records} records, {deleted} deleted, {failed} failed",
+                second.region
+            );
+        }
         if failures.is_empty() {
             println!("\nAll checks passed.");
             Ok(())
         } else {
             bail!("{} checks failed: {}", failures.len(), failures.join("; "))
         }
+    }
+
+    /// Viewers of two countries miss the same objects: each region's misses go to its own queue,
+    /// its backfill fills its own bucket, and its next viewer is served from it.
+    async fn two_regions(
+        &self,
+        client: &reqwest::Client,
+        second: &RegionalStack,
+        check: &mut impl FnMut(bool, String),
+    ) -> Result<()> {
+        let first = RegionalStack {
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            s3: self.s3.clone(),
+            backfill: self.backfill.clone(),
+            images: self.images.clone(),
+            backfill_log: self.backfill_log.clone(),
+        };
+        let stacks = [&first, second];
+        let asked = |i: usize| -> Vec<&str> {
+            ASKED_BY_BOTH
+                .iter()
+                .copied()
+                .chain([ASKED_BY_ONE[i]])
+                .collect()
+        };
+        println!(
+            "\n10. Two regions: viewers in {} and {} miss the same objects",
+            COUNTRIES[0], COUNTRIES[1]
+        );
+        for (stack, country) in stacks.iter().zip(COUNTRIES) {
+            println!(
+                "   viewers in {country} ({VIEWER_COUNTRY}: {country}): nearest regional stack {} (bucket {})",
+                stack.region, stack.bucket
+            );
+        }
+
+        let mut first_round = true;
+        for (i, country) in COUNTRIES.iter().enumerate() {
+            for key in asked(i) {
+                let answer = self.get_from(client, key, country).await?;
+                println!(
+                    "   GET /{key} ({country}) -> {} from {}",
+                    answer.status, answer.origin
+                );
+                first_round &= answer.status == 200 && answer.served_by == "domestic";
+            }
+        }
+        check(
+            first_round,
+            "every first request served by the domestic origin".into(),
+        );
+
+        let mut own_queue = true;
+        let mut own_bucket = true;
+        for (i, stack) in stacks.iter().enumerate() {
+            for key in asked(i) {
+                let expected = std::fs::read(self.catalogue.join(key))?;
+                let stored = wait_for_object_in(&stack.s3, &stack.bucket, key).await?;
+                let outcomes = wait_for_outcome_in(&stack.backfill_log, key).await?;
+                println!(
+                    "   {}: {key} in bucket {} ({} bytes; backfill messages {}, outcomes {})",
+                    stack.region,
+                    stack.bucket,
+                    stored.len(),
+                    stack.backfill.records_for(key),
+                    format_outcomes(&outcomes)
+                );
+                own_queue &= stack.backfill.records_for(key) >= 1;
+                own_bucket &= stored == expected && outcomes.get("copied") == Some(&1);
+            }
+            // The other region's own object never reached this region's queue.
+            own_queue &= stack.backfill.records_for(ASKED_BY_ONE[1 - i]) == 0;
+        }
+        check(
+            own_queue,
+            "each region's misses went to its own backfill queue".into(),
+        );
+        check(
+            own_bucket,
+            "each region's bucket filled from its own viewers' misses".into(),
+        );
+
+        let mut from_own = true;
+        for (i, (stack, country)) in stacks.iter().zip(COUNTRIES).enumerate() {
+            for key in asked(i) {
+                let answer = self.get_from(client, key, country).await?;
+                println!(
+                    "   GET /{key} ({country}) -> {} from {}",
+                    answer.status, answer.origin
+                );
+                from_own &= answer.status == 200 && answer.origin == format!("s3:{}", stack.region);
+            }
+        }
+        check(
+            from_own,
+            "the next viewer of each region is served from its own regional bucket".into(),
+        );
+
+        let mut apart = true;
+        for (i, stack) in stacks.iter().enumerate() {
+            let other = stacks[1 - i];
+            let key = ASKED_BY_ONE[i];
+            let here = object_in(&stack.s3, &stack.bucket, key).await?.is_some();
+            let there = object_in(&other.s3, &other.bucket, key).await?.is_some();
+            println!(
+                "   {key} (asked for in {} only): {} in {}, {} in {}",
+                COUNTRIES[i],
+                if here { "present" } else { "absent" },
+                stack.region,
+                if there { "present" } else { "absent" },
+                other.region
+            );
+            apart &= here && !there;
+        }
+        check(
+            apart,
+            "an object asked for in one region only is in that region's bucket only".into(),
+        );
+
+        let key = ASKED_BY_ONE[1];
+        let thumbnails =
+            wait_for_thumbnails_in(&second.s3, &second.bucket, &self.thumbnail_prefix, key).await?;
+        println!(
+            "   {}: {} renditions of {key} under {}{key}/ in {}",
+            second.region,
+            thumbnails.len(),
+            self.thumbnail_prefix,
+            second.bucket
+        );
+        check(
+            !thumbnails.is_empty(),
+            format!(
+                "{}'s image processor rendered thumbnails into its own bucket",
+                second.region
+            ),
+        );
+        Ok(())
+    }
+
+    /// A GET by a viewer in `country`.
+    async fn get_from(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        country: &str,
+    ) -> Result<Fetched> {
+        self.get_with(client, key, &[(VIEWER_COUNTRY, country)])
+            .await
     }
 
     async fn get(&self, client: &reqwest::Client, key: &str) -> Result<Fetched> {
@@ -352,16 +541,18 @@ impl Scenario {
         }
         let response = request.send().await.context("GET through the edge")?;
         let status = response.status().as_u16();
-        let served_by = response
+        let origin = response
             .headers()
             .get(SERVED_BY)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?")
             .to_owned();
+        let served_by = origin.split(':').next().unwrap_or_default().to_owned();
         let body = response.bytes().await?.to_vec();
         Ok(Fetched {
             status,
             served_by,
+            origin,
             body,
             elapsed: started.elapsed(),
         })
@@ -464,91 +655,20 @@ impl Scenario {
     }
 
     async fn object(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        object_in(&self.s3, &self.bucket, key).await
     }
 
     async fn wait_for_object(&self, key: &str) -> Result<Vec<u8>> {
-        let started = Instant::now();
-        while started.elapsed() < WAIT {
-            if let Some(body) = self.object(key).await? {
-                return Ok(body);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("{key} never reached the bucket")
+        wait_for_object_in(&self.s3, &self.bucket, key).await
     }
 
     async fn wait_for_thumbnails(&self, key: &str) -> Result<Vec<(String, (u32, u32))>> {
-        let prefix = format!("{}{key}/", self.thumbnail_prefix);
-        let started = Instant::now();
-        let mut last = 0;
-        loop {
-            let listed = self
-                .s3
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .send()
-                .await?;
-            let keys: Vec<String> = listed
-                .contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned))
-                .collect();
-            // Done when the count has been stable for a moment.
-            if !keys.is_empty() && keys.len() == last {
-                let mut thumbnails = Vec::new();
-                for key in keys {
-                    let body = self
-                        .object(&key)
-                        .await?
-                        .context("a listed thumbnail vanished")?;
-                    let decoded = image::load_from_memory(&body)
-                        .with_context(|| format!("decoding {key}"))?;
-                    thumbnails.push((key, (decoded.width(), decoded.height())));
-                }
-                return Ok(thumbnails);
-            }
-            if started.elapsed() > WAIT {
-                bail!("no thumbnails under {prefix}");
-            }
-            last = keys.len();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        wait_for_thumbnails_in(&self.s3, &self.bucket, &self.thumbnail_prefix, key).await
     }
 
     /// The backfill function's outcomes for `key`, read from its log (one JSON line per record).
     async fn outcomes(&self, key: &str) -> Result<HashMap<String, usize>> {
-        let text = tokio::fs::read_to_string(&self.backfill_log)
-            .await
-            .unwrap_or_default();
-        let mut outcomes = HashMap::new();
-        for line in text.lines() {
-            let Ok(record) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            let record_key = record["span"]["key"].as_str();
-            let outcome = record["outcome"]
-                .as_str()
-                .or_else(|| record["reason"].as_str());
-            if let (Some(record_key), Some(outcome)) = (record_key, outcome) {
-                if record_key == key {
-                    *outcomes.entry(outcome.to_owned()).or_default() += 1;
-                }
-            }
-        }
-        Ok(outcomes)
+        outcomes_in(&self.backfill_log, key).await
     }
 
     async fn wait_for_outcome(&self, key: &str) -> Result<HashMap<String, usize>> {
@@ -588,6 +708,100 @@ impl Scenario {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+async fn object_in(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn wait_for_object_in(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
+    let started = Instant::now();
+    while started.elapsed() < WAIT {
+        if let Some(body) = object_in(s3, bucket, key).await? {
+            return Ok(body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{key} never reached the bucket {bucket}")
+}
+
+async fn wait_for_thumbnails_in(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    thumbnail_prefix: &str,
+    key: &str,
+) -> Result<Vec<(String, (u32, u32))>> {
+    let prefix = format!("{thumbnail_prefix}{key}/");
+    let started = Instant::now();
+    let mut last = 0;
+    loop {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .send()
+            .await?;
+        let keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        // Done when the count has been stable for a moment.
+        if !keys.is_empty() && keys.len() == last {
+            let mut thumbnails = Vec::new();
+            for key in keys {
+                let body = object_in(s3, bucket, &key)
+                    .await?
+                    .context("a listed thumbnail vanished")?;
+                let decoded =
+                    image::load_from_memory(&body).with_context(|| format!("decoding {key}"))?;
+                thumbnails.push((key, (decoded.width(), decoded.height())));
+            }
+            return Ok(thumbnails);
+        }
+        if started.elapsed() > WAIT {
+            bail!("no thumbnails under {prefix} in {bucket}");
+        }
+        last = keys.len();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A backfill function's outcomes for `key`, read from its log (one JSON line per record).
+async fn outcomes_in(log: &Path, key: &str) -> Result<HashMap<String, usize>> {
+    let text = tokio::fs::read_to_string(log).await.unwrap_or_default();
+    let mut outcomes = HashMap::new();
+    for line in text.lines() {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let record_key = record["span"]["key"].as_str();
+        let outcome = record["outcome"]
+            .as_str()
+            .or_else(|| record["reason"].as_str());
+        if let (Some(record_key), Some(outcome)) = (record_key, outcome) {
+            if record_key == key {
+                *outcomes.entry(outcome.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Waits until the log has an outcome for `key`.
+async fn wait_for_outcome_in(log: &Path, key: &str) -> Result<HashMap<String, usize>> {
+    let started = Instant::now();
+    loop {
+        let outcomes = outcomes_in(log, key).await?;
+        if !outcomes.is_empty() || started.elapsed() > WAIT {
+            return Ok(outcomes);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
