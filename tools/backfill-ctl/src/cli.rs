@@ -5,6 +5,9 @@ use shared::message::{is_bucket_name, OriginLocation};
 
 use crate::input::{parse_key_prefix, parse_origin};
 use crate::queue::check_queue_url;
+use crate::regional::{
+    parse_function_name, parse_region, parse_regional, parse_since, RegionalStack, EDGE_REGIONS,
+};
 
 const AFTER_HELP: &str = "\
 AWS access: the normal credential chain and region (AWS_PROFILE, AWS_REGION, ...). Set
@@ -164,11 +167,20 @@ pub struct ChangeArgs {
 /// it tracks and those due for revalidation now (counted on the table's 'due' index, in its four
 /// shards), how long the oldest has been overdue, and today's and yesterday's counters (UTC):
 /// revalidated, unchanged, refreshed, deleted, kept, purged, origin requests, invalidated paths.
+///
+/// With --regional (one per regional stack) and --edge-function, also per bucket region, from
+/// CloudWatch over --since: origin fetches (the edge hook's RegionalRequests: cache hits never
+/// reach an origin), those served by the regional bucket and their share, fallbacks to the
+/// domestic origin (RegionalFallbacks) and their rate, and the bytes the region's backfill
+/// function copied (its Bytes, Outcome=copied, read in the bucket's region). The hook's replicas
+/// write their metrics in the region that ran them: each --edge-regions region is read (one
+/// GetMetricData call each) and the figures summed. A region that cannot be read (an opt-in region
+/// not enabled, access denied) is named in a warning, the rest still shown, exit code 1.
 #[derive(Debug, Args)]
 #[command(
     group(ArgGroup::new("sources").required(true).multiple(true)
-        .args(["backfill_queue_url", "image_queue_url", "freshness_table"])),
-    after_help = "Examples:\n  backfill-ctl status --backfill-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill \\\n      --image-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/image-tasks\n  AWS_REGION=ap-southeast-1 backfill-ctl status --freshness-table backfill-freshness --json"
+        .args(["backfill_queue_url", "image_queue_url", "freshness_table", "regional"])),
+    after_help = "Examples:\n  backfill-ctl status --backfill-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/backfill \\\n      --image-queue-url https://sqs.ap-southeast-1.amazonaws.com/123456789012/image-tasks\n  AWS_REGION=ap-southeast-1 backfill-ctl status --freshness-table backfill-freshness --json\n  backfill-ctl status --edge-function overseas-origin-request \\\n      --regional ap-southeast-1=overseas-backfill --regional eu-west-1=overseas-backfill --since 7d"
 )]
 pub struct StatusArgs {
     /// The backfill queue.
@@ -183,6 +195,20 @@ pub struct StatusArgs {
     /// Do not peek at messages for the oldest message's age.
     #[arg(long)]
     pub no_age: bool,
+    /// A regional stack: its bucket's region and its backfill function's name (repeat for each).
+    #[arg(long, value_name = "REGION=BACKFILL_FUNCTION_NAME", value_parser = parse_regional,
+          requires = "edge_function")]
+    pub regional: Vec<RegionalStack>,
+    /// The edge hook's function name (its replicas' metrics carry FunctionName us-east-1.NAME).
+    #[arg(long, value_name = "NAME", value_parser = parse_function_name, requires = "regional")]
+    pub edge_function: Option<String>,
+    /// The regions whose edge caches run the hook (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_region,
+          default_values = EDGE_REGIONS)]
+    pub edge_regions: Vec<String>,
+    /// The window the regional figures cover: 90m, 24h, 7d (1m to 455d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_since, default_value = "24h")]
+    pub since: std::time::Duration,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -370,6 +396,95 @@ mod tests {
                 err.to_string().contains("is not a DynamoDB table name"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn status_per_region_needs_the_stacks_and_the_edge_function() {
+        let Command::Status(args) = parse(&[
+            "status",
+            "--edge-function",
+            "origin-request",
+            "--regional",
+            "ap-southeast-1=backfill-sg",
+            "--regional",
+            "eu-west-1=backfill-ie",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not status");
+        };
+        assert_eq!(args.edge_function.as_deref(), Some("origin-request"));
+        assert_eq!(args.regional.len(), 2);
+        assert_eq!(args.regional[1].backfill_function, "backfill-ie");
+        assert_eq!(args.edge_regions, EDGE_REGIONS);
+        assert_eq!(args.since, std::time::Duration::from_secs(86_400));
+        assert_eq!(args.backfill_queue_url, None);
+        let Command::Status(args) = parse(&[
+            "status",
+            "--backfill-queue-url",
+            "http://127.0.0.1:5000/1/q",
+            "--edge-function",
+            "hook",
+            "--regional",
+            "eu-west-1=b",
+            "--edge-regions",
+            "eu-west-1,me-central-1",
+            "--since",
+            "7d",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not status");
+        };
+        assert_eq!(args.edge_regions, ["eu-west-1", "me-central-1"]);
+        assert_eq!(args.since, std::time::Duration::from_secs(7 * 86_400));
+        for bad in [
+            &["status", "--regional", "eu-west-1=b"][..],
+            &[
+                "status",
+                "--edge-function",
+                "hook",
+                "--freshness-table",
+                "fresh",
+            ],
+            &[
+                "status",
+                "--edge-function",
+                "hook",
+                "--regional",
+                "eu-west-1",
+            ],
+            &[
+                "status",
+                "--edge-function",
+                "hook",
+                "--regional",
+                "eu-west-1=b",
+                "--since",
+                "1w",
+            ],
+            &[
+                "status",
+                "--edge-function",
+                "hook",
+                "--regional",
+                "eu-west-1=b",
+                "--edge-regions",
+                "EU",
+            ],
+            &[
+                "status",
+                "--edge-function",
+                "arn:aws:lambda:us-east-1:1:function:h",
+                "--regional",
+                "eu-west-1=b",
+            ],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
     }
 

@@ -9,6 +9,7 @@ mod input;
 mod prewarm;
 mod queue;
 mod redrive;
+mod regional;
 mod send;
 mod status;
 mod store;

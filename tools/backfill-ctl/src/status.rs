@@ -13,6 +13,7 @@ use crate::cli::StatusArgs;
 use crate::error::{CtlError, Outcome};
 use crate::freshness::{FreshnessReport, FreshnessTable};
 use crate::queue::{QueueAttributes, SqsQueue};
+use crate::regional::{CloudWatch, RegionalReport, Window};
 
 /// What is known of the oldest message's age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +129,16 @@ pub fn render_table(rows: &[QueueStatus]) -> String {
     out
 }
 
-/// The JSON report with a freshness table: the queues' rows and the table's figures (`null`
-/// when it could not be read). Without one, the JSON report is the rows alone.
+/// The JSON report with a freshness table or regional figures: the queues' rows, the table's
+/// figures (`null` when it could not be read) when asked for, the regional report when asked for.
+/// Without either, the JSON report is the rows alone.
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     queues: &'a [QueueStatus],
-    freshness: Option<&'a FreshnessReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freshness: Option<Option<&'a FreshnessReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regional: Option<&'a RegionalReport>,
 }
 
 pub async fn run(args: StatusArgs, config: &SdkConfig) -> Result<Outcome, CtlError> {
@@ -159,12 +164,28 @@ pub async fn run(args: StatusArgs, config: &SdkConfig) -> Result<Outcome, CtlErr
             Err(err) => errors.push(err),
         }
     }
+    let mut warnings = Vec::new();
+    let mut regional = None;
+    if let Some(edge_function) = &args.edge_function {
+        let window = Window::ending(std::time::SystemTime::now(), args.since);
+        let report = crate::regional::report(
+            &CloudWatch::new(config),
+            edge_function,
+            &args.edge_regions,
+            &args.regional,
+            window,
+        )
+        .await;
+        warnings = report.warnings();
+        regional = Some(report);
+    }
     if args.json {
-        let json = match &args.freshness_table {
-            None => serde_json::to_string_pretty(&rows),
-            Some(_) => serde_json::to_string_pretty(&JsonReport {
+        let json = match (&args.freshness_table, &regional) {
+            (None, None) => serde_json::to_string_pretty(&rows),
+            (table, regional) => serde_json::to_string_pretty(&JsonReport {
                 queues: &rows,
-                freshness: freshness.as_ref(),
+                freshness: table.as_ref().map(|_| freshness.as_ref()),
+                regional: regional.as_ref(),
             }),
         };
         println!("{}", json.expect("a status report serializes"));
@@ -174,12 +195,16 @@ pub async fn run(args: StatusArgs, config: &SdkConfig) -> Result<Outcome, CtlErr
             sections.push(render_table(&rows));
         }
         sections.extend(freshness.as_ref().map(FreshnessReport::render));
+        sections.extend(regional.as_ref().map(RegionalReport::render));
         print!("{}", sections.join("\n"));
     }
     for err in &errors {
         eprintln!("backfill-ctl: error: {err}");
     }
-    Ok(Outcome::from_failures(errors.len()))
+    for warning in &warnings {
+        eprintln!("backfill-ctl: warning: {warning}");
+    }
+    Ok(Outcome::from_failures(errors.len() + warnings.len()))
 }
 
 /// The queue's row and, when it has one, its DLQ's.

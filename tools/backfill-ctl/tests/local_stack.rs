@@ -339,6 +339,265 @@ async fn status_counts_waiting_in_flight_and_dead_letters() {
     stack.delete_queues(&image).await;
 }
 
+/// A CloudWatch client of `region` on the local stack (moto keeps each region's metrics apart by
+/// the region signed).
+async fn cloudwatch(region: &str) -> aws_sdk_cloudwatch::Client {
+    let config = shared::aws::load_config().await;
+    aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&config)
+            .region(aws_config::Region::new(region.to_owned()))
+            .build(),
+    )
+}
+
+/// Puts one datapoint, `minutes_ago`, with the dimensions in the order the EMF line writes them.
+async fn put_metric(
+    region: &str,
+    name: &str,
+    dimensions: &[(&str, &str)],
+    value: f64,
+    minutes_ago: i64,
+) {
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp() - minutes_ago * 60;
+    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
+        .metric_name(name)
+        .set_dimensions(Some(
+            dimensions
+                .iter()
+                .map(|(n, v)| {
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name(*n)
+                        .value(*v)
+                        .build()
+                })
+                .collect(),
+        ))
+        .value(value)
+        .timestamp(aws_smithy_types::DateTime::from_secs(timestamp))
+        .build();
+    cloudwatch(region)
+        .await
+        .put_metric_data()
+        .namespace("OverseasOrigin")
+        .metric_data(datum)
+        .send()
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "PutMetricData in {region}: {err:?}; a moto started before scripts/moto_server.py \
+                 translated CloudWatch's CBOR protocol does not answer it: restart the local stack"
+            )
+        });
+}
+
+#[tokio::test]
+async fn status_reads_the_regional_figures_from_cloudwatch() {
+    let stack = Stack::new().await;
+    let edge = unique("edge");
+    let replica = format!("us-east-1.{edge}");
+    let (sg, sa) = (unique("backfill-sg"), unique("backfill-sa"));
+    let hook = |bucket_region: &'static str| {
+        [
+            ("FunctionName", replica.clone()),
+            ("BucketRegion", bucket_region.to_owned()),
+        ]
+    };
+    let put_hook = |region: &'static str,
+                    name: &'static str,
+                    bucket_region: &'static str,
+                    value: f64,
+                    minutes_ago: i64| {
+        let dimensions = hook(bucket_region);
+        async move {
+            let dimensions: Vec<(&str, &str)> =
+                dimensions.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            put_metric(region, name, &dimensions, value, minutes_ago).await;
+        }
+    };
+    // Two edge regions' replicas, for two bucket regions.
+    put_hook("eu-west-1", "RegionalRequests", "ap-southeast-1", 400.0, 5).await;
+    put_hook(
+        "eu-west-1",
+        "RegionalRequests",
+        "ap-southeast-1",
+        200.0,
+        120,
+    )
+    .await;
+    put_hook("eu-west-1", "RegionalFallbacks", "ap-southeast-1", 30.0, 5).await;
+    put_hook("eu-west-1", "RegionalRequests", "sa-east-1", 100.0, 5).await;
+    put_hook("ap-south-1", "RegionalRequests", "ap-southeast-1", 400.0, 5).await;
+    put_hook("ap-south-1", "RegionalFallbacks", "ap-southeast-1", 20.0, 5).await;
+    put_hook("ap-south-1", "RegionalFallbacks", "sa-east-1", 25.0, 5).await;
+    // Outside the window, in an edge region not read, and an unknown bucket region: not counted.
+    put_hook(
+        "eu-west-1",
+        "RegionalRequests",
+        "ap-southeast-1",
+        9000.0,
+        26 * 60,
+    )
+    .await;
+    put_hook("us-east-1", "RegionalRequests", "ap-southeast-1", 9000.0, 5).await;
+    put_hook("eu-west-1", "RegionalRequests", "unknown", 9000.0, 5).await;
+    // The backfill functions' bytes, in their buckets' regions; other outcomes are not copies.
+    put_metric(
+        "ap-southeast-1",
+        "Bytes",
+        &[("FunctionName", &sg), ("Outcome", "copied")],
+        1024.0 * 1024.0 * 1024.0,
+        5,
+    )
+    .await;
+    put_metric(
+        "ap-southeast-1",
+        "Bytes",
+        &[("FunctionName", &sg), ("Outcome", "copied")],
+        512.0 * 1024.0 * 1024.0,
+        60,
+    )
+    .await;
+    put_metric(
+        "ap-southeast-1",
+        "PartBytes",
+        &[("FunctionName", &sg), ("Outcome", "part_uploaded")],
+        7.0,
+        5,
+    )
+    .await;
+    put_metric(
+        "ap-southeast-1",
+        "Bytes",
+        &[("FunctionName", &sg), ("Outcome", "refreshed")],
+        7.0,
+        5,
+    )
+    .await;
+    put_metric(
+        "sa-east-1",
+        "Bytes",
+        &[("FunctionName", &sa), ("Outcome", "copied")],
+        2048.0,
+        5,
+    )
+    .await;
+
+    let regional_sg = format!("ap-southeast-1={sg}");
+    let regional_sa = format!("sa-east-1={sa}");
+    let args = |edge_regions: &'static str, json: bool| {
+        let mut args = vec![
+            "status".to_owned(),
+            "--edge-function".to_owned(),
+            edge.clone(),
+            "--edge-regions".to_owned(),
+            edge_regions.to_owned(),
+            "--regional".to_owned(),
+            regional_sg.clone(),
+            "--regional".to_owned(),
+            regional_sa.clone(),
+            "--since".to_owned(),
+            "24h".to_owned(),
+        ];
+        if json {
+            args.push("--json".to_owned());
+        }
+        args
+    };
+    let run_with = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ctl(&args, None)
+    };
+
+    let run = run_with(args("eu-west-1,ap-south-1", true));
+    run.assert_code(0);
+    let report: Value = serde_json::from_str(&run.stdout).expect("status --json prints JSON");
+    assert_eq!(report["queues"], serde_json::json!([]));
+    assert!(report.get("freshness").is_none(), "{report}");
+    let regional = &report["regional"];
+    assert_eq!(regional["edge_function"], replica.as_str());
+    assert_eq!(regional["since_seconds"], 86_400);
+    assert_eq!(
+        regional["edge_regions_read"],
+        serde_json::json!(["eu-west-1", "ap-south-1"])
+    );
+    let row = |i: usize| {
+        let row = &regional["regions"][i];
+        (
+            row["region"].as_str().unwrap().to_owned(),
+            row["origin_fetches"].as_u64(),
+            row["served_by_bucket"].as_u64(),
+            row["served_share"].as_f64(),
+            row["fallbacks"].as_u64(),
+            row["fallback_rate"].as_f64(),
+            row["bytes_backfilled"].as_u64(),
+        )
+    };
+    assert_eq!(
+        row(0),
+        (
+            "ap-southeast-1".into(),
+            Some(1000),
+            Some(950),
+            Some(0.95),
+            Some(50),
+            Some(0.05),
+            Some(1536 << 20)
+        )
+    );
+    assert_eq!(
+        row(1),
+        (
+            "sa-east-1".into(),
+            Some(100),
+            Some(75),
+            Some(0.75),
+            Some(25),
+            Some(0.25),
+            Some(2048)
+        )
+    );
+
+    let table = run_with(args("eu-west-1,ap-south-1", false));
+    table
+        .assert_code(0)
+        .stdout_has(
+            "REGION          ORIGIN FETCHES  SERVED BY BUCKET   FALLBACKS  BYTES BACKFILLED",
+        )
+        .stdout_has(
+            "ap-southeast-1            1000       950 (95.0%)   50 (5.0%)           1.5 GiB",
+        )
+        .stdout_has(
+            "sa-east-1                  100        75 (75.0%)  25 (25.0%)           2.0 KiB",
+        )
+        .stdout_has("2 of 2 edge regions read");
+
+    // A region moto cannot serve stands for one that is not enabled: named, the rest shown.
+    let partial = run_with(args("eu-west-1,xx-nowhere-1,ap-south-1", true));
+    partial
+        .assert_code(1)
+        .stderr_has("backfill-ctl: warning: edge region xx-nowhere-1 could not be read");
+    let report: Value = serde_json::from_str(&partial.stdout).expect("JSON despite the warning");
+    assert_eq!(report["regional"]["regions"][0]["origin_fetches"], 1000);
+    assert_eq!(
+        report["regional"]["unreadable"][0]["region"],
+        "xx-nowhere-1"
+    );
+
+    // With a queue: the queue's rows as before, the regional report beside them.
+    let queues = stack.queue_pair("status-regional", false).await;
+    let mut with_queue = args("eu-west-1", true);
+    with_queue.extend([
+        "--backfill-queue-url".to_owned(),
+        queues.url.clone(),
+        "--no-age".to_owned(),
+    ]);
+    let run = run_with(with_queue);
+    let report: Value = serde_json::from_str(&run.assert_code(0).stdout).unwrap();
+    assert_eq!(report["queues"][0]["role"], "backfill");
+    assert_eq!(report["regional"]["regions"][0]["origin_fetches"], 600);
+    stack.delete_queues(&queues).await;
+}
+
 #[tokio::test]
 async fn status_names_a_missing_queue() {
     let stack = Stack::new().await;
