@@ -181,9 +181,10 @@ EXTRA_SCENARIOS = [
     ("three regional stacks, formats", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
                                             **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
                                             ThumbnailFormats="avif,webp", EdgeTrigger="origin-response")),
-    ("four regional stacks, longest routes", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
-                                                  **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
-                                                  **_regional_stack(4, "us-gov-southeastw-9", "b" * 63),
+    # The longest region names the patterns take (BucketRegion 20 characters, a queue ARN's 19).
+    ("four regional stacks, longest routes", dict(_regional_stack(2, "us-gov-abcdefghij-1", "overseas-origin-eu"),
+                                                  **_regional_stack(3, "us-gov-abcdefghik-1", "overseas-origin-sa"),
+                                                  **_regional_stack(4, "us-gov-abcdefghil-1", "b" * 63),
                                                   BucketRegion="us-isob-abcdefghij-1",
                                                   ViewerRoutes=LONGEST_ROUTES, OfflineRegions=LONGEST_OFFLINE,
                                                   ThumbnailFormats="avif,webp", ThumbnailPrefix="t" * 201 + "/")),

@@ -18,16 +18,17 @@ const TEMPLATE_CODE = process.env.VIEWER_REQUEST_TEMPLATE_CODE;
 
 // CloudFront Functions quotas: "Maximum function size" 10 KB, the code as deployed. The longest
 // value each parameter may take: ThumbnailPrefix 202 characters, ViewerRoutes 600, OfflineRegions
-// 120 (the edge stack's bounds); RegionalOrigins four slots of long region names (100).
+// 120 (the edge stack's bounds); RegionalOrigins four slots, slot 1's region 20 characters
+// (BucketRegion's MaxLength), the others' 19 (the longest Region*BackfillQueueArn's pattern takes).
 const MAX_FUNCTION_BYTES = 10 * 1024;
 const PLACEHOLDERS = ['ThumbnailPrefix', 'ThumbnailFormats', 'RegionalOrigins', 'ViewerRoutes', 'OfflineRegions'];
 const FORMATS = ['none', 'webp', 'avif', 'avif,webp'];
 const LONGEST = {
   ThumbnailPrefix: 'a'.repeat(201) + '/',
   ThumbnailFormats: 'avif,webp',
-  RegionalOrigins: '1:ap-southeast-7,2:ap-northeast-3,3:ap-southeast-4,4:' + 'x'.repeat(64),
+  RegionalOrigins: '1:us-isob-abcdefghij-1,2:us-gov-abcdefghij-1,3:us-gov-abcdefghij-1,4:us-gov-abcdefghij-1',
   ViewerRoutes: 'ZZ=ap-southeast-7,'.repeat(34).slice(0, 600),
-  OfflineRegions: 'ap-southeast-7,'.repeat(8),
+  OfflineRegions: 'us-isob-abcdefghij-1,'.repeat(6).slice(0, 120),
 };
 const DEFAULTS = {
   ThumbnailPrefix: 'thumbnails/',

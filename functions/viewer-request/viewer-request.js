@@ -1,6 +1,6 @@
 import cf from 'cloudfront';
-// Viewer-request function of every behaviour: thumbnail format by Accept, nearest regional stack
-// (docs/edge.md). Verbatim in template-edge.yaml's Fn::Sub: no template literals.
+// Thumbnail format by Accept, nearest regional stack (docs/edge.md). Verbatim in
+// template-edge.yaml's Fn::Sub: no template literals.
 const THUMBNAIL_PREFIX = '/${ThumbnailPrefix}';
 const FORMATS = ',${ThumbnailFormats},';
 const REGIONAL_ORIGINS = '${RegionalOrigins}';
@@ -28,17 +28,28 @@ function pairs(text, separator) {
   return found;
 }
 
-const REGIONS = Object.create(null);
-REGION_POINTS.split(';').forEach((group) => {
-  const parts = group.split(/[:,]/);
-  for (let i = 1; i + 1 < parts.length; i += 2) REGIONS[parts[0] + '-' + (i + 1) / 2] = point(parts[i], parts[i + 1]);
-});
-const COUNTRIES = Object.create(null);
-let letter = '';
-COUNTRY_POINTS.replace(/([A-Z]?)([A-Z])(-?[0-9]+),(-?[0-9]+)/g, (entry, first, second, lat, lon) => {
-  letter = first || letter;
-  COUNTRIES[letter + second] = point(lat, lon);
-});
+// A scan that stops at the entry: a request needs one country.
+function countryPoint(country) {
+  const entry = /([A-Z]?)([A-Z])(-?[0-9]+),(-?[0-9]+)/g;
+  let letter = '';
+  let m;
+  while ((m = entry.exec(COUNTRY_POINTS)) !== null) {
+    letter = m[1] || letter;
+    if (letter + m[2] === country) return point(m[3], m[4]);
+  }
+  return null;
+}
+
+function regionPoint(region) {
+  const groups = REGION_POINTS.split(';');
+  for (let i = 0; i < groups.length; i++) {
+    const parts = groups[i].split(/[:,]/);
+    const n = region.indexOf(parts[0] + '-') === 0 ? Number(region.slice(parts[0].length + 1)) : 0;
+    if (n > 0 && 2 * n < parts.length) return point(parts[2 * n - 1], parts[2 * n]);
+  }
+  return null;
+}
+
 const SLOTS = pairs(REGIONAL_ORIGINS, ':');
 const ROUTES = pairs(VIEWER_ROUTES, '=');
 // Slot 1's origins: overseas-bucket, domestic; slot N's: bucket-N, domestic-N.
@@ -53,11 +64,11 @@ function online(stack) {
 
 // Largest cosine of the great-circle angle; an unknown country's: the first slot.
 function nearest(country, onlineOnly) {
-  const from = COUNTRIES[country];
+  const from = countryPoint(country);
   let best = null;
   let bestCos = -3;
   for (let i = 0; i < STACKS.length; i++) {
-    const to = REGIONS[STACKS[i].region];
+    const to = regionPoint(STACKS[i].region);
     if (onlineOnly && !online(STACKS[i])) continue;
     const cos = from && to ? from[0] * to[0] + from[1] * to[1] * Math.cos(from[2] - to[2]) : -2;
     if (cos > bestCos) {
@@ -78,7 +89,7 @@ function target(country) {
   return null;
 }
 
-// CloudFront Developer Guide, "Helper methods for origin modification"; no call: slot 1.
+// "Helper methods for origin modification"; no call: slot 1.
 function route(request, thumbnail) {
   if (STACKS.length < 2) return;
   const header = request.headers['cloudfront-viewer-country'];
