@@ -145,10 +145,11 @@ pub struct Window {
 }
 
 impl Window {
-    /// The window of length `since` (rounded up to a valid period) ending at the minute `now` is in.
+    /// The window of length `since` (rounded up to a valid period) ending at the end of the minute
+    /// `now` is in, so that what was written a moment ago is counted.
     pub fn ending(now: SystemTime, since: Duration) -> Self {
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-        let end = now - now % 60;
+        let end = now - now % 60 + 60;
         let period = period_seconds(since);
         Window {
             start: end - i64::from(period),
@@ -697,8 +698,8 @@ mod tests {
         assert_eq!(
             window,
             Window {
-                start: 999_996_420,
-                end: 1_000_000_020,
+                start: 999_996_480,
+                end: 1_000_000_080,
                 period: 3600
             }
         );
