@@ -35,6 +35,10 @@ pub struct BodySummary {
     /// The body as text, when it is a small API document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The body in base64, as sent (compressed too), when it is a small binary API document: a
+    /// Smithy RPC v2 CBOR request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -68,6 +72,7 @@ pub struct Wanted {
     pub crc32: bool,
     pub sha256: bool,
     pub keep_text: bool,
+    pub keep_binary: bool,
 }
 
 /// Feeds a body through, chunk by chunk, and summarises it.
@@ -112,7 +117,9 @@ impl BodyInspector {
 
     pub fn feed(&mut self, mut bytes: &[u8]) {
         self.summary.wire_length += bytes.len() as u64;
-        if self.wanted.keep_text && self.text.len() <= KEPT_DOCUMENT_MAX {
+        if (self.wanted.keep_text || self.wanted.keep_binary)
+            && self.text.len() <= KEPT_DOCUMENT_MAX
+        {
             self.text.extend_from_slice(bytes);
         }
         if self.framing.is_none() {
@@ -146,8 +153,12 @@ impl BodyInspector {
             self.summary.sha256 = Some(b64(&digest));
             self.summary.sha256_hex = Some(digest.iter().map(|b| format!("{b:02x}")).collect());
         }
-        if self.wanted.keep_text && self.text.len() <= KEPT_DOCUMENT_MAX {
-            self.summary.text = Some(String::from_utf8_lossy(&self.text).into_owned());
+        if self.text.len() <= KEPT_DOCUMENT_MAX {
+            if self.wanted.keep_binary {
+                self.summary.binary = Some(b64(&self.text));
+            } else if self.wanted.keep_text {
+                self.summary.text = Some(String::from_utf8_lossy(&self.text).into_owned());
+            }
         }
         self.summary
     }
@@ -382,5 +393,17 @@ mod tests {
         );
         assert_eq!(summary.text.as_deref(), Some("hello world"));
         assert!(summary.chunked.is_none());
+    }
+
+    #[test]
+    fn a_binary_document_is_kept_as_sent() {
+        let body = [0xbf, 0x61, b'a', 0xff, 0x00, 0x80];
+        let wanted = Wanted {
+            keep_binary: true,
+            ..Wanted::default()
+        };
+        let summary = inspect(&body, wanted, 2);
+        assert_eq!(summary.binary, Some(b64(&body)));
+        assert_eq!(summary.text, None);
     }
 }

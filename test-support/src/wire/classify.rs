@@ -20,8 +20,9 @@ pub fn service(headers: &[(String, String)], query: &str) -> String {
     }
 }
 
-/// The operation: for JSON protocols (SQS, DynamoDB, Secrets Manager) the `X-Amz-Target`; for query protocols
-/// (SNS) the body's `Action`; for S3 the method, the path and the query.
+/// The operation: for JSON protocols (SQS, DynamoDB, Secrets Manager) the `X-Amz-Target`; for the
+/// Smithy RPC v2 CBOR protocol (CloudWatch) the path's last segment; for query protocols (SNS) the
+/// body's `Action`; for S3 the method, the path and the query.
 pub fn operation(
     service: &str,
     method: &str,
@@ -39,6 +40,9 @@ pub fn operation(
     if let Some(target) = header("x-amz-target") {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
     }
+    if let Some((_, operation)) = rpc_v2_path(path) {
+        return operation.to_owned();
+    }
     if service == "cloudfront" {
         return cloudfront_operation(method, path).to_owned();
     }
@@ -49,6 +53,21 @@ pub fn operation(
             .unwrap_or_else(|| "Unknown".to_owned());
     }
     s3_operation(method, path, query, header("x-amz-copy-source").is_some()).to_owned()
+}
+
+/// The service and operation an RPC v2 CBOR path names: Smithy's spec
+/// (https://smithy.io/2.0/additional-specs/protocols/smithy-rpc-v2.html) sends every request to
+/// `{prefix?}/service/{serviceName}/operation/{operationName}` and routes on its last four segments.
+pub fn rpc_v2_path(path: &str) -> Option<(&str, &str)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').rsplitn(5, '/').collect();
+    match segments.as_slice() {
+        [operation, "operation", service, "service", ..]
+            if !operation.is_empty() && !service.is_empty() =>
+        {
+            Some((service, operation))
+        }
+        _ => None,
+    }
 }
 
 /// CloudFront's REST operations this product sends (API version 2020-05-31).
@@ -133,6 +152,26 @@ mod tests {
             "s3"
         );
         assert_eq!(service(&[], ""), "s3");
+    }
+
+    #[test]
+    fn rpc_v2_cbor_operations_come_from_the_path() {
+        let auth = h(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261205/eu-west-1/monitoring/aws4_request, SignedHeaders=accept;content-type;host;smithy-protocol;x-amz-date, Signature=x",
+        )]);
+        assert_eq!(service(&auth, ""), "monitoring");
+        let path = "/service/GraniteServiceVersion20100801/operation/GetMetricData";
+        assert_eq!(
+            operation("monitoring", "POST", path, "", &auth, None),
+            "GetMetricData"
+        );
+        assert_eq!(
+            rpc_v2_path(&format!("/v1{path}")),
+            Some(("GraniteServiceVersion20100801", "GetMetricData"))
+        );
+        assert_eq!(rpc_v2_path("/service/X/operation/"), None);
+        assert_eq!(rpc_v2_path("/"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The wire contract: every request the functions and tools send to AWS (S3, SQS, DynamoDB,
-//! SNS, Secrets Manager), recorded as it crosses the wire and checked against the rules AWS applies to it.
+//! SNS, Secrets Manager, CloudFront, CloudWatch), recorded as it crosses the wire and checked against the rules AWS applies to it.
 //!
 //! Local stand-ins accept requests that AWS refuses (moto, s3s-fs, LocalStack and MiniStack all
 //! stored a PutObject whose `x-amz-sdk-checksum-algorithm` had no checksum beside it, which S3
@@ -10,6 +10,7 @@
 //! fails on any violation (`aws-wire check`).
 
 pub mod body;
+pub mod cbor;
 pub mod classify;
 pub mod recorder;
 pub mod rules;
@@ -22,8 +23,8 @@ pub use rules::{Checker, Violation};
 /// One request as it crossed the wire, and the status it was answered with.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Exchange {
-    /// `s3`, `sqs`, `dynamodb`, `sns`, `secretsmanager`, or `unknown`: from the SigV4 credential
-    /// scope.
+    /// `s3`, `sqs`, `dynamodb`, `sns`, `secretsmanager`, `cloudfront`, `monitoring`
+    /// (CloudWatch), or `unknown`: from the SigV4 credential scope.
     pub service: String,
     /// The API operation (`PutObject`, `SendMessageBatch`, `PutItem`, ...).
     pub operation: String,

@@ -209,6 +209,7 @@ impl Forwarder {
         let content_sha256 = header("x-amz-content-sha256").unwrap_or_default();
         let object_data =
             service == "s3" && matches!(parts.method.as_str(), "PUT") && !query.contains("tagging");
+        let cbor = header("content-type").is_some_and(|t| t.starts_with("application/cbor"));
         let wanted = Wanted {
             aws_chunked: content_sha256.starts_with("STREAMING-")
                 || header("content-encoding").is_some_and(|e| e.contains("aws-chunked")),
@@ -218,7 +219,8 @@ impl Forwarder {
             sha256: header("x-amz-checksum-sha256").is_some()
                 || header("x-amz-trailer").is_some_and(|t| t.contains("sha256"))
                 || content_sha256.len() == 64,
-            keep_text: !object_data,
+            keep_text: !object_data && !cbor,
+            keep_binary: cbor,
         };
         let inspector = Arc::new(Mutex::new(Some(BodyInspector::new(wanted))));
         let summary = Arc::new(Mutex::new(None));
