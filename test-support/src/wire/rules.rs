@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use base64::Engine;
 use serde_json::Value;
 
+use super::cbor::{self, Cbor};
 use super::Exchange;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,7 @@ impl Checker {
                 json_protocol(exchange, "secretsmanager", &mut report);
                 json_document(exchange, &mut report, secretsmanager);
             }
+            "monitoring" => cloudwatch(exchange, &mut report),
             _ => {}
         }
         report.found
@@ -1177,6 +1180,478 @@ fn value_size(value: &Value) -> usize {
 /// https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html): a message is at most
 /// 256 KiB with its attributes, a batch 1 to 10 entries and 256 KiB in all; a subject at most 100
 /// printable ASCII characters; at most 10 message attributes.
+/// The Smithy service shape each RPC v2 CBOR service is addressed by, per signing name: the path
+/// names the shape without its namespace (CloudWatch's model: `GraniteServiceVersion20100801`).
+const RPC_V2_SERVICES: [(&str, &str); 1] = [("monitoring", "GraniteServiceVersion20100801")];
+
+/// The Smithy RPC v2 CBOR protocol, which the SDK speaks to CloudWatch (its "Requests" section,
+/// https://smithy.io/2.0/additional-specs/protocols/smithy-rpc-v2.html): "Every request for the
+/// rpcv2Cbor protocol MUST contain a Smithy-Protocol header with the value of rpc-v2-cbor", "MUST
+/// be sent using the HTTP POST method", to `{prefix?}/service/{serviceName}/operation/
+/// {operationName}` where serviceName is the service shape's name without its namespace; a
+/// buffered request's `Content-Type` "MUST be application/cbor" (and an operation without input
+/// sends no body); "For requests with all other response types [than event streams]: the value of
+/// the Accept header MUST be application/cbor"; and requests "MUST NOT contain an X-Amz-Target or
+/// X-Amzn-Target header ... Server-side implementations MUST reject such requests". The body is
+/// one CBOR data item, a map (an input structure is "Major type 5").
+fn rpc_v2_cbor(ex: &Exchange, report: &mut Report) -> Option<Cbor> {
+    let protocol = ex.header("smithy-protocol").unwrap_or_default();
+    if protocol != "rpc-v2-cbor" {
+        report.add(
+            "rpcv2.protocol",
+            format!("Smithy-Protocol {protocol:?} (expected rpc-v2-cbor)"),
+        );
+    }
+    let expected = RPC_V2_SERVICES
+        .iter()
+        .find(|(signing, _)| *signing == ex.service)
+        .map(|(_, shape)| *shape);
+    match super::classify::rpc_v2_path(&ex.path) {
+        Some((service, _)) if ex.method == "POST" && expected.is_none_or(|e| e == service) => {}
+        _ => report.add(
+            "rpcv2.protocol",
+            format!(
+                "{} {} (expected POST /service/{}/operation/OPERATION)",
+                ex.method,
+                ex.path,
+                expected.unwrap_or("SERVICE")
+            ),
+        ),
+    }
+    let has_body = ex.body.wire_length > 0;
+    let content_type = ex.header("content-type");
+    if (has_body || content_type.is_some()) && content_type != Some("application/cbor") {
+        report.add(
+            "rpcv2.protocol",
+            format!("Content-Type {content_type:?} (expected application/cbor with a body)"),
+        );
+    }
+    let accept = ex.header("accept");
+    if accept != Some("application/cbor") {
+        report.add(
+            "rpcv2.protocol",
+            format!("Accept {accept:?} (expected application/cbor)"),
+        );
+    }
+    for name in ["x-amz-target", "x-amzn-target"] {
+        if ex.header(name).is_some() {
+            report.add(
+                "rpcv2.protocol",
+                format!("{name} on an RPC v2 CBOR request (AWS rejects it)"),
+            );
+        }
+    }
+    // Only PutMetricData is compressed (its `requestCompression` trait): its gzip body is not read.
+    let compressed = ex
+        .header("content-encoding")
+        .is_some_and(|e| e.contains("gzip"));
+    if !ex.body.complete || compressed {
+        return None;
+    }
+    let bytes = match ex.body.binary.as_deref().map(|b| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|err| err.to_string())
+    }) {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(err)) => {
+            report.add(
+                "rpcv2.body",
+                format!("the recorded body is not base64: {err}"),
+            );
+            return None;
+        }
+        None if has_body => return None,
+        None => Vec::new(),
+    };
+    if bytes.is_empty() {
+        return None;
+    }
+    match cbor::decode(&bytes) {
+        Ok(document @ Cbor::Map(_)) => Some(document),
+        Ok(other) => {
+            report.add(
+                "rpcv2.body",
+                format!(
+                    "the body is {}, not a map (an input structure)",
+                    other.kind()
+                ),
+            );
+            None
+        }
+        Err(err) => {
+            report.add("rpcv2.body", format!("the body is not CBOR: {err}"));
+            None
+        }
+    }
+}
+
+fn cloudwatch(ex: &Exchange, report: &mut Report) {
+    let Some(document) = rpc_v2_cbor(ex, report) else {
+        if ex.operation == "GetMetricData" && ex.body.complete && ex.body.wire_length == 0 {
+            report.add(
+                "cloudwatch.get-metric-data",
+                "GetMetricData without a body (MetricDataQueries, StartTime and EndTime are required)",
+            );
+        }
+        return;
+    };
+    if ex.operation == "GetMetricData" {
+        get_metric_data(ex, &document, report);
+    }
+}
+
+/// The limits of GetMetricData's input, from the CloudWatch API reference
+/// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html and
+/// the structures it names, MetricDataQuery, MetricStat, Metric and Dimension; the same
+/// constraints are in the service model the SDKs are generated from):
+/// - MetricDataQueries, StartTime and EndTime are required. "A single GetMetricData call can
+///   include as many as 500 MetricDataQuery structures."
+/// - Id: "This name must be unique within a single call to GetMetricData ... The valid characters
+///   are letters, numbers, and underscore. The first character must be a lowercase letter."
+///   1 to 255 characters.
+/// - MetricStat and Expression: "Within one MetricDataQuery object, you must specify either
+///   Expression or MetricStat but not both." Expression is 1 to 2048 characters. "If you include
+///   a Metrics Insights query, each GetMetricData operation can include only one query."
+/// - MetricStat's Metric, Period and Stat are required. Metric: Namespace 1 to 255 characters,
+///   pattern `[^:].*`; MetricName 1 to 255 ("This is a required field"); Dimensions "Maximum
+///   number of 30 items", each with a Name (1 to 255) and a Value (1 to 1024) that "must contain
+///   only ASCII characters and must include at least one non-whitespace character. ASCII control
+///   characters are not supported" (and a name "cannot start with a colon").
+/// - Period: "Valid Range: Minimum value of 1"; "For metrics with regular resolution, a period
+///   can be as short as one minute (60 seconds) and must be a multiple of 60. For high-resolution
+///   metrics ... the period can be 1, 5, 10, 20, 30, 60, or any multiple of 60." And: "If the
+///   StartTime parameter specifies a time stamp that is greater than 3 hours ago, you must
+///   specify the period as follows or no data points in that time range is returned: Start time
+///   between 3 hours and 15 days ago - Use a multiple of 60 seconds (1 minute). Start time between
+///   15 and 63 days ago - Use a multiple of 300 seconds (5 minutes). Start time greater than 63
+///   days ago - Use a multiple of 3600 seconds (1 hour)." A request's time is its `x-amz-date`.
+/// - StartTime "is inclusive", EndTime "is exclusive": the window is not empty. Real CloudWatch
+///   answers an equal pair with 400 "ValidationError: The parameter StartTime must not equal
+///   parameter EndTime." (elastic/beats#32687) and refuses a start after the end
+///   (getmoto/moto#6380). Timestamps are CBOR tag 1 around epoch seconds (the protocol's
+///   "Timestamp type serialization").
+/// - MaxDatapoints: "The maximum number of data points the request should return before
+///   paginating" (a count: at least 1). ScanBy: `TimestampDescending` or `TimestampAscending`.
+///   StandardUnit is one of the enumerated units.
+fn get_metric_data(ex: &Exchange, doc: &Cbor, report: &mut Report) {
+    let rule = "cloudwatch.get-metric-data";
+    let queries = match doc.get("MetricDataQueries") {
+        Some(Cbor::Array(queries)) => queries.as_slice(),
+        Some(other) => {
+            report.add(
+                rule,
+                format!("MetricDataQueries is {}, not a list", other.kind()),
+            );
+            &[]
+        }
+        None => {
+            report.add(rule, "no MetricDataQueries (required)");
+            &[]
+        }
+    };
+    if !(1..=500).contains(&queries.len()) {
+        report.add(
+            rule,
+            format!("{} MetricDataQuery structures (1 to 500)", queries.len()),
+        );
+    }
+    let mut times = [None, None];
+    for (slot, field) in times.iter_mut().zip(["StartTime", "EndTime"]) {
+        match doc.get(field) {
+            None => report.add("cloudwatch.time-range", format!("no {field} (required)")),
+            Some(value) => match value.as_timestamp() {
+                Some(seconds) => *slot = Some(seconds),
+                None => report.add(
+                    "cloudwatch.time-range",
+                    format!(
+                        "{field} is {}, not a timestamp (tag 1, epoch seconds)",
+                        value.kind()
+                    ),
+                ),
+            },
+        }
+    }
+    let [start, end] = times;
+    if let (Some(start), Some(end)) = (start, end) {
+        if start >= end {
+            report.add(
+                "cloudwatch.time-range",
+                format!("StartTime {start} is not before EndTime {end}"),
+            );
+        }
+    }
+    if let Some(value) = doc.get("MaxDatapoints") {
+        if value.as_integer().is_none_or(|n| n < 1) {
+            report.add(
+                rule,
+                format!("MaxDatapoints is {value:?} (a whole number, at least 1)"),
+            );
+        }
+    }
+    if let Some(value) = doc.get("ScanBy") {
+        if !matches!(
+            value.as_str(),
+            Some("TimestampDescending" | "TimestampAscending")
+        ) {
+            report.add(
+                rule,
+                format!("ScanBy is {value:?} (TimestampDescending or TimestampAscending)"),
+            );
+        }
+    }
+    // How long before the request its window starts, for the period each age of data takes.
+    let age = start.zip(ex.header("x-amz-date").and_then(amz_date_seconds));
+    let age = age.map(|(start, now)| now as f64 - start);
+    let mut ids = BTreeSet::new();
+    let mut insights = 0;
+    for query in queries {
+        if !matches!(query, Cbor::Map(_)) {
+            report.add(
+                "cloudwatch.metric-query",
+                format!("a MetricDataQuery is {}, not a structure", query.kind()),
+            );
+            continue;
+        }
+        let id = metric_id(query, report);
+        if let Some(id) = id {
+            if !ids.insert(id) {
+                report.add(
+                    "cloudwatch.metric-id",
+                    format!("Id {id:?} twice in one call"),
+                );
+            }
+        }
+        let named = id.map_or_else(|| "a query".to_owned(), |id| format!("query {id:?}"));
+        match (query.get("MetricStat"), query.get("Expression")) {
+            (Some(stat), None) => metric_stat(stat, &named, age, report),
+            (None, Some(expression)) => {
+                let length = expression.as_str().map(|e| e.chars().count());
+                if !length.is_some_and(|n| (1..=2048).contains(&n)) {
+                    report.add(
+                        "cloudwatch.metric-query",
+                        format!("{named}'s Expression is not 1 to 2048 characters"),
+                    );
+                }
+                let select = expression
+                    .as_str()
+                    .is_some_and(|e| e.trim_start().to_ascii_uppercase().starts_with("SELECT"));
+                insights += usize::from(select);
+            }
+            (Some(_), Some(_)) => report.add(
+                "cloudwatch.metric-query",
+                format!("{named} has both MetricStat and Expression"),
+            ),
+            (None, None) => report.add(
+                "cloudwatch.metric-query",
+                format!("{named} has neither MetricStat nor Expression"),
+            ),
+        }
+        if let Some(value) = query.get("ReturnData") {
+            if value.as_bool().is_none() {
+                report.add(
+                    "cloudwatch.metric-query",
+                    format!("{named}'s ReturnData is {}, not a boolean", value.kind()),
+                );
+            }
+        }
+        if let Some(period) = query.get("Period") {
+            period_rule(period, &named, age, report);
+        }
+        if let Some(account) = query.get("AccountId") {
+            if !account
+                .as_str()
+                .is_some_and(|a| (1..=255).contains(&a.len()))
+            {
+                report.add(
+                    "cloudwatch.metric-query",
+                    format!("{named}'s AccountId is not 1 to 255 characters"),
+                );
+            }
+        }
+    }
+    if insights > 1 {
+        report.add(
+            "cloudwatch.metric-query",
+            format!("{insights} Metrics Insights queries in one call (at most 1)"),
+        );
+    }
+}
+
+/// A query's Id, checked (`None` when it has no usable one).
+fn metric_id<'a>(query: &'a Cbor, report: &mut Report) -> Option<&'a str> {
+    let Some(id) = query.get("Id").and_then(Cbor::as_str) else {
+        report.add("cloudwatch.metric-id", "a MetricDataQuery without an Id");
+        return None;
+    };
+    let mut chars = id.chars();
+    let valid = (1..=255).contains(&id.chars().count())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        report.add(
+            "cloudwatch.metric-id",
+            format!("Id {id:?} (1 to 255 letters, digits or _, starting with a lowercase letter)"),
+        );
+    }
+    Some(id)
+}
+
+fn metric_stat(stat: &Cbor, named: &str, age: Option<f64>, report: &mut Report) {
+    let rule = "cloudwatch.metric-stat";
+    let Some(metric) = stat.get("Metric") else {
+        report.add(rule, format!("{named}'s MetricStat has no Metric"));
+        return;
+    };
+    let text = |field: &str| metric.get(field).and_then(Cbor::as_str);
+    match text("Namespace") {
+        Some(ns) if (1..=255).contains(&ns.chars().count()) && !ns.starts_with(':') => {}
+        other => report.add(
+            rule,
+            format!(
+                "{named}'s Namespace is {other:?} (1 to 255 characters, not starting with ':')"
+            ),
+        ),
+    }
+    match text("MetricName") {
+        Some(name) if (1..=255).contains(&name.chars().count()) => {}
+        other => report.add(
+            rule,
+            format!("{named}'s MetricName is {other:?} (1 to 255 characters)"),
+        ),
+    }
+    if let Some(dimensions) = metric.get("Dimensions") {
+        let dimensions = dimensions.as_array().unwrap_or_default();
+        if dimensions.len() > 30 {
+            report.add(
+                rule,
+                format!("{named} has {} dimensions (at most 30)", dimensions.len()),
+            );
+        }
+        for dimension in dimensions {
+            let name = dimension.get("Name").and_then(Cbor::as_str);
+            let value = dimension.get("Value").and_then(Cbor::as_str);
+            let valid = |text: &str, max: usize| {
+                (1..=max).contains(&text.len())
+                    && text.bytes().all(|b| b.is_ascii() && !b.is_ascii_control())
+                    && text.bytes().any(|b| !b.is_ascii_whitespace())
+            };
+            if !name.is_some_and(|n| valid(n, 255) && !n.starts_with(':')) {
+                report.add(
+                    rule,
+                    format!("{named}'s dimension name {name:?} (1 to 255 printable ASCII, not all spaces, not starting with ':')"),
+                );
+            }
+            if !value.is_some_and(|v| valid(v, 1024)) {
+                report.add(
+                    rule,
+                    format!("{named}'s dimension {name:?} has value {value:?} (1 to 1024 printable ASCII, not all spaces)"),
+                );
+            }
+        }
+    }
+    match stat.get("Stat").and_then(Cbor::as_str) {
+        Some(s) if !s.is_empty() => {}
+        _ => report.add(rule, format!("{named}'s MetricStat has no Stat")),
+    }
+    if let Some(unit) = stat.get("Unit") {
+        if !unit.as_str().is_some_and(|u| STANDARD_UNITS.contains(&u)) {
+            report.add(
+                rule,
+                format!("{named}'s Unit {unit:?} is not a StandardUnit"),
+            );
+        }
+    }
+    match stat.get("Period") {
+        Some(period) => period_rule(period, named, age, report),
+        None => report.add(rule, format!("{named}'s MetricStat has no Period")),
+    }
+}
+
+const STANDARD_UNITS: [&str; 27] = [
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// A period (see [`get_metric_data`]): 1, 5, 10, 20, 30 or a multiple of 60; past 3 hours, 15 days
+/// and 63 days of age, a multiple of 60, 300 and 3600.
+fn period_rule(period: &Cbor, named: &str, age: Option<f64>, report: &mut Report) {
+    let Some(seconds) = period.as_integer() else {
+        report.add(
+            "cloudwatch.period",
+            format!("{named}'s Period is {}, not an integer", period.kind()),
+        );
+        return;
+    };
+    if seconds < 1 || !(matches!(seconds, 1 | 5 | 10 | 20 | 30) || seconds % 60 == 0) {
+        report.add(
+            "cloudwatch.period",
+            format!("{named}'s Period is {seconds} (1, 5, 10, 20, 30 or a multiple of 60)"),
+        );
+        return;
+    }
+    const HOUR: f64 = 3600.0;
+    const DAY: f64 = 86_400.0;
+    let step = match age {
+        Some(age) if age > 63.0 * DAY => 3600,
+        Some(age) if age > 15.0 * DAY => 300,
+        Some(age) if age > 3.0 * HOUR => 60,
+        _ => 1,
+    };
+    if seconds % step != 0 {
+        report.add(
+            "cloudwatch.period-age",
+            format!(
+                "{named}'s Period is {seconds}: a window starting {:.0} s before the request needs a multiple of {step} (or no data points are returned)",
+                age.unwrap_or_default()
+            ),
+        );
+    }
+}
+
+/// `x-amz-date` (`20261205T193347Z`) in epoch seconds.
+fn amz_date_seconds(date: &str) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| date.get(range)?.parse::<i64>().ok();
+    if date.len() != 16 || date.as_bytes()[8] != b'T' || !date.ends_with('Z') {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 /// CreateInvalidation (CloudFront API reference, CreateInvalidation and InvalidationBatch;
 /// "Invalidating files", quotas): an `InvalidationBatch` with a `CallerReference` and `Paths`
 /// whose `Quantity` is the number of `Path` items; at most 3,000 paths may be in progress for a
@@ -2290,5 +2765,410 @@ mod tests {
             &form("PublishBatch", format!("Action=PublishBatch{eleven}")),
             "sns.batch",
         );
+    }
+
+    /// A JSON description of a CBOR document, encoded as the SDK does (maps of indefinite length);
+    /// `{"$time": SECONDS}` is a timestamp (tag 1).
+    fn cbor_bytes(value: &serde_json::Value) -> Vec<u8> {
+        fn encode(value: &serde_json::Value, e: &mut minicbor::Encoder<Vec<u8>>) {
+            use serde_json::Value as J;
+            match value {
+                J::Object(map) if map.contains_key("$time") => {
+                    e.tag(minicbor::data::Tag::new(1)).unwrap();
+                    encode(&map["$time"], e);
+                }
+                J::Object(map) => {
+                    e.begin_map().unwrap();
+                    for (key, value) in map {
+                        e.str(key).unwrap();
+                        encode(value, e);
+                    }
+                    e.end().unwrap();
+                }
+                J::Array(items) => {
+                    e.array(items.len() as u64).unwrap();
+                    for item in items {
+                        encode(item, e);
+                    }
+                }
+                J::String(text) => {
+                    e.str(text).unwrap();
+                }
+                J::Number(n) => {
+                    match n.as_i64() {
+                        Some(i) => e.i64(i).unwrap(),
+                        None => e.f64(n.as_f64().unwrap()).unwrap(),
+                    };
+                }
+                J::Bool(b) => {
+                    e.bool(*b).unwrap();
+                }
+                J::Null => {
+                    e.null().unwrap();
+                }
+            }
+        }
+        let mut encoder = minicbor::Encoder::new(Vec::new());
+        encode(value, &mut encoder);
+        encoder.into_writer()
+    }
+
+    /// x-amz-date 20261205T193347Z, in epoch seconds.
+    const SIGNED_AT: i64 = 1_796_499_227;
+
+    fn cbor_request(operation: &str, body: &[u8]) -> Exchange {
+        Exchange {
+            service: "monitoring".into(),
+            operation: operation.into(),
+            scheme: "https".into(),
+            method: "POST".into(),
+            path: format!("/service/GraniteServiceVersion20100801/operation/{operation}"),
+            headers: headers(&[
+                ("authorization", "AWS4-HMAC-SHA256 Credential=k/20261205/eu-west-1/monitoring/aws4_request, SignedHeaders=accept;content-length;content-type;host;smithy-protocol;x-amz-date, Signature=…"),
+                ("content-type", "application/cbor"),
+                ("smithy-protocol", "rpc-v2-cbor"),
+                ("accept", "application/cbor"),
+                ("x-amz-date", "20261205T193347Z"),
+                ("content-length", &body.len().to_string()),
+            ]),
+            body: BodySummary {
+                wire_length: body.len() as u64,
+                complete: true,
+                decoded_length: body.len() as u64,
+                binary: Some(b64(body)),
+                ..BodySummary::default()
+            },
+            status: 200,
+            ..Exchange::default()
+        }
+    }
+
+    /// One query as backfill-ctl's `status` sends it: a day's Sum of one metric.
+    fn metric_query(id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "Id": id,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "OverseasOrigin",
+                    "MetricName": "RegionalRequests",
+                    "Dimensions": [
+                        {"Name": "FunctionName", "Value": "us-east-1.edge-hook"},
+                        {"Name": "BucketRegion", "Value": "ap-southeast-1"}
+                    ]
+                },
+                "Period": 86_400,
+                "Stat": "Sum"
+            },
+            "ReturnData": true
+        })
+    }
+
+    /// A GetMetricData document over the day before the request.
+    fn get_metric_data_document() -> serde_json::Value {
+        let end = SIGNED_AT - SIGNED_AT % 60 + 60;
+        serde_json::json!({
+            "MetricDataQueries": [metric_query("q0"), metric_query("q1")],
+            "StartTime": {"$time": end - 86_400},
+            "EndTime": {"$time": end}
+        })
+    }
+
+    fn get_metric_data(document: &serde_json::Value) -> Exchange {
+        cbor_request("GetMetricData", &cbor_bytes(document))
+    }
+
+    #[test]
+    fn a_valid_get_metric_data_breaks_nothing() {
+        let document = get_metric_data_document();
+        assert_eq!(
+            rules_broken(&get_metric_data(&document)),
+            Vec::<&str>::new()
+        );
+        // Also with the optional members, an expression, high resolution and float timestamps.
+        let mut full = document.clone();
+        full["MaxDatapoints"] = 1000.into();
+        full["ScanBy"] = "TimestampAscending".into();
+        full["StartTime"] = serde_json::json!({"$time": (SIGNED_AT - 600) as f64 + 0.5});
+        full["MetricDataQueries"][0]["MetricStat"]["Period"] = 5.into();
+        full["MetricDataQueries"][0]["MetricStat"]["Unit"] = "Bytes".into();
+        full["MetricDataQueries"][1] = serde_json::json!({
+            "Id": "share_1", "Expression": "q0 / 2", "Label": "half", "Period": 60, "ReturnData": false
+        });
+        assert_eq!(rules_broken(&get_metric_data(&full)), Vec::<&str>::new());
+        assert_eq!(amz_date_seconds("20261205T193347Z"), Some(SIGNED_AT));
+        assert_eq!(amz_date_seconds("20240229T000000Z"), Some(1_709_164_800));
+        assert_eq!(amz_date_seconds("2026-12-05T19:33:47Z"), None);
+    }
+
+    #[test]
+    fn rpc_v2_cbor_protocol_rules_are_caught() {
+        let document = get_metric_data_document();
+        for (name, value) in [
+            ("smithy-protocol", "rpc-v2-json"),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("accept", "application/json"),
+            (
+                "x-amz-target",
+                "GraniteServiceVersion20100801.GetMetricData",
+            ),
+        ] {
+            let mut exchange = get_metric_data(&document);
+            set(&mut exchange, name, value);
+            assert_caught(&exchange, "rpcv2.protocol");
+        }
+        for name in ["smithy-protocol", "accept", "content-type"] {
+            let mut exchange = get_metric_data(&document);
+            remove(&mut exchange, name);
+            assert_caught(&exchange, "rpcv2.protocol");
+        }
+        let mut get = get_metric_data(&document);
+        get.method = "GET".into();
+        assert_caught(&get, "rpcv2.protocol");
+        let mut elsewhere = get_metric_data(&document);
+        elsewhere.path = "/service/CloudWatch/operation/GetMetricData".into();
+        assert_caught(&elsewhere, "rpcv2.protocol");
+        assert_caught(
+            &cbor_request("GetMetricData", b"{\"MetricDataQueries\":[]}"),
+            "rpcv2.body",
+        );
+        assert_caught(
+            &cbor_request("GetMetricData", &cbor_bytes(&serde_json::json!([1]))),
+            "rpcv2.body",
+        );
+        assert_caught(
+            &cbor_request("GetMetricData", &[]),
+            "cloudwatch.get-metric-data",
+        );
+    }
+
+    #[test]
+    fn get_metric_data_rules_are_caught() {
+        type Change = fn(&mut serde_json::Value);
+        let cases: [(Change, &str); 33] = [
+            (
+                |d| d["MetricDataQueries"] = serde_json::json!([]),
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"] =
+                        (0..501).map(|i| metric_query(&format!("q{i}"))).collect()
+                },
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| d["MetricDataQueries"] = "q0".into(),
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| {
+                    d.as_object_mut().unwrap().remove("MetricDataQueries");
+                },
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| d["MaxDatapoints"] = 0.into(),
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| d["ScanBy"] = "Newest".into(),
+                "cloudwatch.get-metric-data",
+            ),
+            (
+                |d| d["MetricDataQueries"][1]["Id"] = "q0".into(),
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["Id"] = "Q0".into(),
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["Id"] = "0q".into(),
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["Id"] = "q-0".into(),
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["Id"] = "q".repeat(256).into(),
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("Id");
+                },
+                "cloudwatch.metric-id",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["Expression"] = "q1 * 2".into(),
+                "cloudwatch.metric-query",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("MetricStat");
+                },
+                "cloudwatch.metric-query",
+            ),
+            (
+                |d| d["MetricDataQueries"][0] = serde_json::json!({"Id": "e", "Expression": ""}),
+                "cloudwatch.metric-query",
+            ),
+            (
+                |d| {
+                    let select = "SELECT SUM(RegionalRequests) FROM OverseasOrigin";
+                    d["MetricDataQueries"][0] =
+                        serde_json::json!({"Id": "a", "Expression": select});
+                    d["MetricDataQueries"][1] =
+                        serde_json::json!({"Id": "b", "Expression": select});
+                },
+                "cloudwatch.metric-query",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["ReturnData"] = "true".into(),
+                "cloudwatch.metric-query",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"] = (0..31)
+                        .map(|i| serde_json::json!({"Name": format!("D{i}"), "Value": "v"}))
+                        .collect()
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"][0]["Value"] =
+                        "".into()
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"][0]["Value"] =
+                        "ap-sud-é".into()
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"][0]["Name"] =
+                        ":Function".into()
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"][1]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("Value");
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]["Namespace"] =
+                        ":Overseas".into()
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]["Metric"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("MetricName");
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| {
+                    d["MetricDataQueries"][0]["MetricStat"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("Stat");
+                },
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["MetricStat"]["Unit"] = "Things".into(),
+                "cloudwatch.metric-stat",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["MetricStat"]["Period"] = 0.into(),
+                "cloudwatch.period",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["MetricStat"]["Period"] = 90.into(),
+                "cloudwatch.period",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["MetricStat"]["Period"] = 15.into(),
+                "cloudwatch.period",
+            ),
+            (
+                |d| d["MetricDataQueries"][0]["MetricStat"]["Period"] = "60".into(),
+                "cloudwatch.period",
+            ),
+            (
+                |d| d["EndTime"] = d["StartTime"].clone(),
+                "cloudwatch.time-range",
+            ),
+            (
+                |d| d["StartTime"] = serde_json::json!(SIGNED_AT - 86_400),
+                "cloudwatch.time-range",
+            ),
+            (
+                |d| {
+                    d.as_object_mut().unwrap().remove("EndTime");
+                },
+                "cloudwatch.time-range",
+            ),
+        ];
+        for (change, rule) in cases {
+            let mut document = get_metric_data_document();
+            change(&mut document);
+            assert_caught(&get_metric_data(&document), rule);
+        }
+        let mut later = get_metric_data_document();
+        later["StartTime"] = serde_json::json!({"$time": SIGNED_AT + 60});
+        later["EndTime"] = serde_json::json!({"$time": SIGNED_AT});
+        assert_caught(&get_metric_data(&later), "cloudwatch.time-range");
+        assert!(
+            rules_broken(&cbor_request("GetMetricData", &cbor_bytes(&later)))
+                .iter()
+                .all(|rule| *rule == "cloudwatch.time-range")
+        );
+    }
+
+    #[test]
+    fn old_windows_need_coarser_periods() {
+        // (start before the request, period, whether CloudWatch returns its data points)
+        for (age, period, returned) in [
+            (3_600, 5, true),
+            (86_400, 30, false),
+            (86_400, 120, true),
+            (20 * 86_400, 120, false),
+            (20 * 86_400, 600, true),
+            (70 * 86_400, 300, false),
+            (70 * 86_400, 7_200, true),
+        ] {
+            let mut document = get_metric_data_document();
+            document["StartTime"] = serde_json::json!({"$time": SIGNED_AT - age});
+            document["MetricDataQueries"][0]["MetricStat"]["Period"] = period.into();
+            let broken = rules_broken(&get_metric_data(&document));
+            assert_eq!(
+                !broken.contains(&"cloudwatch.period-age"),
+                returned,
+                "{age} s ago, period {period}: {broken:?}"
+            );
+        }
     }
 }
