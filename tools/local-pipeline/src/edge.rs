@@ -11,7 +11,7 @@
 //! one origin by id, as CloudFront's origin helpers do. The viewer's country comes from the demo's
 //! `x-viewer-country` header, turned into the `cloudfront-viewer-country` CloudFront adds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,6 +138,7 @@ struct Edge {
     cache: Mutex<HashMap<String, Cached>>,
     /// Whether any `x-backfill-*` header ever reached the domestic origin.
     leaked: Arc<Mutex<bool>>,
+    hooked_attempts: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
 }
 
 #[derive(Clone)]
@@ -151,6 +152,10 @@ struct Cached {
 #[derive(Clone)]
 pub struct EdgeStats {
     pub config_headers_leaked: Arc<Mutex<bool>>,
+    /// Origin attempts the hook ran on, per bucket region: (on the bucket, on the domestic origin
+    /// carrying that region's configuration), as the hook's RegionalRequests and
+    /// RegionalFallbacks count them.
+    pub hooked_attempts: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
 }
 
 /// An answer from one origin attempt.
@@ -167,7 +172,9 @@ pub async fn start(config: EdgeConfig, port: u16) -> Result<(SocketAddr, EdgeSta
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let leaked = Arc::new(Mutex::new(false));
+    let hooked_attempts: Arc<Mutex<BTreeMap<String, (u64, u64)>>> = Arc::default();
     let edge = Arc::new(Edge {
+        hooked_attempts: hooked_attempts.clone(),
         sandboxes: config
             .hooks
             .iter()
@@ -193,6 +200,7 @@ pub async fn start(config: EdgeConfig, port: u16) -> Result<(SocketAddr, EdgeSta
         addr,
         EdgeStats {
             config_headers_leaked: leaked,
+            hooked_attempts,
         },
     ))
 }
@@ -304,6 +312,32 @@ impl Edge {
         }
     }
 
+    /// An attempt the hook runs on, by the bucket region it is for: a bucket's, or the one whose
+    /// queue a marked domestic origin names.
+    fn count_attempt(&self, origin: &OriginConfig) {
+        let (region, fallback) = match origin {
+            OriginConfig::Bucket { region, .. } => (region.clone(), false),
+            OriginConfig::Domestic { headers, .. } => {
+                let Some((_, url)) = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("x-backfill-queue-url"))
+                else {
+                    return;
+                };
+                let region =
+                    shared::aws::region_of_queue_url(url).unwrap_or_else(|| "unknown".into());
+                (region, true)
+            }
+        };
+        let mut attempts = self.hooked_attempts.lock().unwrap();
+        let counts = attempts.entry(region).or_default();
+        if fallback {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
+    }
+
     fn origin(&self, id: &str) -> Result<&OriginConfig> {
         self.config
             .origins
@@ -321,6 +355,9 @@ impl Edge {
     ) -> Result<Attempt> {
         let mut request = request.clone();
         request["origin"] = origin.event_json();
+        if hook {
+            self.count_attempt(origin);
+        }
         if hook && self.config.trigger == Trigger::OriginRequest {
             let result = self
                 .invoke(event("origin-request", request_id, &request, None))

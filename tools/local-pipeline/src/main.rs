@@ -6,6 +6,7 @@ mod edge;
 mod esm;
 mod http;
 mod load;
+mod metrics;
 mod origin;
 mod scenario;
 mod viewer;
@@ -145,6 +146,10 @@ struct RunArgs {
     /// The second regional stack's backfill log.
     #[arg(long)]
     backfill_log_2: Option<PathBuf>,
+    /// backfill-ctl: after the two-region step, file the hook's and the backfills' EMF lines in
+    /// CloudWatch and print `backfill-ctl status` per region.
+    #[arg(long, requires = "backfill_function_2")]
+    backfill_ctl: Option<PathBuf>,
 }
 
 /// A queue's URL as AWS names it (the hook takes the queue's region from it), from a local
@@ -514,6 +519,10 @@ async fn run(args: RunArgs) -> Result<()> {
             backfill_queue,
             origin_port: origin_addr.port(),
             invalidations,
+            status: args.backfill_ctl.map(|backfill_ctl| scenario::StatusTools {
+                backfill_ctl,
+                cloudwatch: aws_sdk_cloudwatch::config::Builder::from(&sdk),
+            }),
             region,
             second_region,
         }

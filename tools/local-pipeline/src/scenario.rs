@@ -1,7 +1,7 @@
 //! The demo scenario: plays what a viewer abroad would do and reports what each part did, checking
 //! it as it goes (the demo fails when the pipeline does not do what it should).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::edge::{EdgeStats, SERVED_BY, VIEWER_COUNTRY};
 use crate::esm::Deliveries;
+use crate::metrics::{self, FunctionLog};
 use crate::origin::Hits;
 
 pub struct Scenario {
@@ -41,6 +42,15 @@ pub struct Scenario {
     pub region: String,
     /// The second regional stack, when the demo runs two.
     pub second_region: Option<RegionalStack>,
+    /// How to read the per-region status at the end of the two-region step, if at all.
+    pub status: Option<StatusTools>,
+}
+
+/// `backfill-ctl status` per region, over metrics filed by the EMF stand-in ([`crate::metrics`]).
+pub struct StatusTools {
+    pub backfill_ctl: PathBuf,
+    /// The local stack's CloudWatch configuration (the region is set per call).
+    pub cloudwatch: aws_sdk_cloudwatch::config::Builder,
 }
 
 /// One regional stack, as the two-region step sees it.
@@ -126,6 +136,8 @@ impl Scenario {
             "the copy is byte-identical to the origin's".into(),
         );
         check(copied.get("copied") == Some(&1), "copied once".into());
+        // What the first region's backfill copied, for its figures in the status at the end.
+        let mut copied_bytes = stored.len() as u64;
 
         println!("\n3. Second request: now served by the overseas bucket");
         let second = self.get(&client, image).await?;
@@ -211,6 +223,7 @@ impl Scenario {
             "every viewer got the whole video".into(),
         );
         let stored = self.wait_for_object(video).await?;
+        copied_bytes += stored.len() as u64;
         let outcomes = self.wait_for_settled(video).await?;
         let delivered = self.backfill.records_for(video);
         let path = format!("/{video}");
@@ -337,7 +350,8 @@ impl Scenario {
         );
 
         if let Some(second) = &self.second_region {
-            self.two_regions(&client, second, &mut check).await?;
+            self.two_regions(&client, second, copied_bytes, &mut check)
+                .await?;
         }
 
         let (batches, records, deleted, failed) = self.backfill.snapshot();
@@ -372,10 +386,12 @@ impl Scenario {
 
     /// Viewers of two countries miss the same objects: each region's misses go to its own queue,
     /// its backfill fills its own bucket, and its next viewer is served from it.
+    /// `copied_before`: the bytes the first region's backfill copied in the steps before.
     async fn two_regions(
         &self,
         client: &reqwest::Client,
         second: &RegionalStack,
+        copied_before: u64,
         check: &mut impl FnMut(bool, String),
     ) -> Result<()> {
         let first = RegionalStack {
@@ -423,9 +439,11 @@ impl Scenario {
 
         let mut own_queue = true;
         let mut own_bucket = true;
+        let mut copied_bytes = [copied_before, 0];
         for (i, stack) in stacks.iter().enumerate() {
             for key in asked(i) {
                 let expected = std::fs::read(self.catalogue.join(key))?;
+                copied_bytes[i] += expected.len() as u64;
                 let stored = wait_for_object_in(&stack.s3, &stack.bucket, key).await?;
                 let outcomes = wait_for_outcome_in(&stack.backfill_log, key).await?;
                 println!(
@@ -504,6 +522,125 @@ impl Scenario {
                 "{}'s image processor rendered thumbnails into its own bucket",
                 second.region
             ),
+        );
+        if let Some(tools) = &self.status {
+            self.regional_status(tools, stacks, copied_bytes, check)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The hook's and the backfills' EMF lines filed in CloudWatch (the hook's in us-east-1, where
+    /// the edge simulator runs it; each backfill's in its region), then `backfill-ctl status` per
+    /// region, checked against what the edge simulator saw and what the backfills copied.
+    async fn regional_status(
+        &self,
+        tools: &StatusTools,
+        stacks: [&RegionalStack; 2],
+        copied_bytes: [u64; 2],
+        check: &mut impl FnMut(bool, String),
+    ) -> Result<()> {
+        // Every invocation returned, so every metric line is in the logs.
+        for stack in stacks {
+            let started = Instant::now();
+            while started.elapsed() < WAIT {
+                let (_, records, deleted, failed) = stack.backfill.snapshot();
+                if deleted + failed >= records {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("   per-region status (the EMF lines filed in CloudWatch by the stand-in of its extraction):");
+        let mut hook_datapoints = 0;
+        let mut edge_names = BTreeSet::new();
+        for path in &self.edge_logs {
+            let log = FunctionLog {
+                path: path.clone(),
+                region: "us-east-1".into(),
+            };
+            let forwarded = metrics::forward(&tools.cloudwatch, &log).await?;
+            hook_datapoints += forwarded.datapoints;
+            edge_names.extend(forwarded.function_names);
+        }
+        println!(
+            "   {hook_datapoints} datapoints from the {} edge sandboxes' logs -> us-east-1",
+            self.edge_logs.len()
+        );
+        let mut backfill_names = Vec::new();
+        for stack in stacks {
+            let log = FunctionLog {
+                path: stack.backfill_log.clone(),
+                region: stack.region.clone(),
+            };
+            let forwarded = metrics::forward(&tools.cloudwatch, &log).await?;
+            println!(
+                "   {} datapoints from {}'s backfill log -> {}",
+                forwarded.datapoints, stack.region, stack.region
+            );
+            let names: Vec<String> = forwarded.function_names.into_iter().collect();
+            let [name] = &names[..] else {
+                bail!(
+                    "{}'s backfill log names no one function: {names:?}",
+                    stack.region
+                );
+            };
+            backfill_names.push(name.clone());
+        }
+        let edge_function = edge_names
+            .iter()
+            .find_map(|name| name.strip_prefix("us-east-1."))
+            .context("the hook's metrics name no us-east-1.NAME function")?
+            .to_owned();
+        let mut arguments = vec![
+            "status".to_owned(),
+            "--edge-function".into(),
+            edge_function,
+            "--edge-regions".into(),
+            "us-east-1".into(),
+            "--since".into(),
+            "1h".into(),
+        ];
+        for (stack, name) in stacks.iter().zip(&backfill_names) {
+            arguments.push("--regional".into());
+            arguments.push(format!("{}={name}", stack.region));
+        }
+        println!("   $ backfill-ctl {}", arguments.join(" "));
+        let table = backfill_ctl(&tools.backfill_ctl, &arguments).await?;
+        for line in table.lines() {
+            println!("   {line}");
+        }
+        arguments.push("--json".into());
+        let report: Value =
+            serde_json::from_str(&backfill_ctl(&tools.backfill_ctl, &arguments).await?)
+                .context("backfill-ctl status --json")?;
+        let attempts = self.edge_stats.hooked_attempts.lock().unwrap().clone();
+        let mut matches = true;
+        for (stack, copied) in stacks.iter().zip(copied_bytes) {
+            let row = report["regional"]["regions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|row| row["region"].as_str() == Some(&stack.region))
+                .cloned()
+                .unwrap_or_default();
+            let (fetches, fallbacks) = attempts.get(&stack.region).copied().unwrap_or_default();
+            let reported = (
+                row["origin_fetches"].as_u64(),
+                row["fallbacks"].as_u64(),
+                row["bytes_backfilled"].as_u64(),
+            );
+            println!(
+                "   {}: the edge simulator ran the hook on {fetches} bucket and {fallbacks} domestic attempts; the backfill copied {copied} bytes",
+                stack.region
+            );
+            matches &= reported == (Some(fetches), Some(fallbacks), Some(copied));
+        }
+        check(
+            matches,
+            "backfill-ctl status per region: origin fetches, fallbacks and bytes backfilled as the scenario did"
+                .into(),
         );
         Ok(())
     }
@@ -803,6 +940,27 @@ async fn wait_for_outcome_in(log: &Path, key: &str) -> Result<HashMap<String, us
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs backfill-ctl; its standard output.
+async fn backfill_ctl(program: &Path, arguments: &[String]) -> Result<String> {
+    let output = tokio::process::Command::new(program)
+        .args(arguments)
+        .output()
+        .await
+        .with_context(|| format!("running {}", program.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines() {
+        println!("   {line}");
+    }
+    if !output.status.success() {
+        bail!(
+            "backfill-ctl {} exited with {}",
+            arguments.join(" "),
+            output.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Whether a burst's outcomes are those of one copy: copied at least once (on S3 one conditional
