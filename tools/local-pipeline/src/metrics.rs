@@ -148,7 +148,13 @@ pub async fn forward(
                 .set_metric_data(Some(metric_data))
                 .send()
                 .await
-                .with_context(|| format!("PutMetricData in {}", log.region))?;
+                .with_context(|| {
+                    format!(
+                        "PutMetricData in {} (an answer that is no CBOR: a moto server started before \
+                         scripts/moto_server.py spoke CloudWatch's protocol; scripts/local-stack up warns of it)",
+                        log.region
+                    )
+                })?;
         }
     }
     Ok(Forwarded {
