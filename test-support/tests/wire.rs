@@ -51,6 +51,10 @@ async fn the_algorithm_header_alone_passes_the_stand_in_and_is_caught() {
     assert_eq!(put.status, 200);
     assert_eq!(put.header("x-amz-sdk-checksum-algorithm"), Some("CRC32C"));
     assert_eq!(put.header("x-amz-checksum-crc32c"), None);
+    // The client stops at the body's Content-Length: the body is whole, so the rules that read
+    // it (checksum values, documents) see it.
+    assert!(put.body.complete, "{:?}", put.body);
+    assert_eq!(put.body.wire_length, 4096);
     let rules: Vec<_> = recorder.violations().into_iter().map(|v| v.rule).collect();
     assert_eq!(rules, vec!["s3.checksum-announced"]);
     s3.delete_object()

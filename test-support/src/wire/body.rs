@@ -134,6 +134,11 @@ impl BodyInspector {
         }
     }
 
+    /// Bytes seen so far.
+    pub fn wire_length(&self) -> u64 {
+        self.summary.wire_length
+    }
+
     /// The summary once the body ended (`complete`: it ended normally).
     pub fn finish(mut self, complete: bool) -> BodySummary {
         self.summary.complete = complete;

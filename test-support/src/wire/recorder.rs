@@ -277,12 +277,17 @@ impl Forwarder {
             }
         }
         let answer = forwarded.send().await;
+        // The client stops polling a body of known length once its last byte went out, so the
+        // stream's end may never be seen: the body is whole when its Content-Length went past.
         let body = summary.lock().unwrap().take().unwrap_or_else(|| {
             inspector
                 .lock()
                 .unwrap()
                 .take()
-                .map(|i| i.finish(false))
+                .map(|i| {
+                    let whole = length == Some(i.wire_length());
+                    i.finish(whole)
+                })
                 .unwrap_or_default()
         });
         let mut exchange = Exchange {
