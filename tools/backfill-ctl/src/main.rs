@@ -13,6 +13,7 @@ mod regional;
 mod send;
 mod status;
 mod store;
+mod table;
 
 use std::process::ExitCode;
 

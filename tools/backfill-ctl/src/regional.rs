@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::error::CtlError;
 use crate::status::format_age;
+use crate::table::{self, Align};
 
 /// The regions with a CloudFront regional edge cache, where Lambda@Edge origin triggers run.
 pub const EDGE_REGIONS: [&str; 13] = [
@@ -447,12 +448,6 @@ impl RegionalReport {
                 ]
             })
             .collect();
-        let mut widths = header.map(str::len);
-        for row in &cells {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -462,26 +457,8 @@ impl RegionalReport {
             self.edge_regions_read.len(),
             self.edge_regions_read.len() + self.unreadable.iter().filter(|u| u.edge).count(),
         );
-        let mut line = |cells: [&str; 5]| {
-            let _ = writeln!(
-                out,
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3],
-                w4 = widths[4],
-            );
-        };
-        line(header);
-        for row in &cells {
-            line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
-        }
+        use Align::{Left, Right};
+        out += &table::render(header, [Left, Right, Right, Right, Right], &cells);
         out
     }
 

@@ -1,7 +1,6 @@
 //! `status`: depth, in-flight and dead-letter counts and the oldest message's age of the backfill
 //! and image queues; and, from the freshness table, what the revalidation has to do and has done.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -14,6 +13,7 @@ use crate::error::{CtlError, Outcome};
 use crate::freshness::{FreshnessReport, FreshnessTable};
 use crate::queue::{QueueAttributes, SqsQueue};
 use crate::regional::{CloudWatch, RegionalReport, Window};
+use crate::table::{self, Align};
 
 /// What is known of the oldest message's age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,6 @@ pub struct QueueStatus {
 }
 
 pub fn render_table(rows: &[QueueStatus]) -> String {
-    let header = ["QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "OLDEST", "URL"];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
@@ -98,35 +97,12 @@ pub fn render_table(rows: &[QueueStatus]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: [&str; 6]| {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:<w4$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        );
-    };
-    line(header);
-    for row in &cells {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
-    }
-    out
+    use Align::{Left, Right};
+    table::render(
+        ["QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "OLDEST", "URL"],
+        [Left, Right, Right, Right, Left, Left],
+        &cells,
+    )
 }
 
 /// The JSON report with a freshness table or regional figures: the queues' rows, the table's
