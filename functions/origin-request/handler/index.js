@@ -66,7 +66,7 @@ function bounded(promise, ms) {
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
-// The origin attempts of each bucket region (docs/edge.md, "Regional metrics"): one EMF line per
+// The origin attempts of each bucket region (docs/edge.md, "Per-region figures"): one EMF line per
 // attempt, counted on whichever trigger is wired, as each attempt runs it once. With both triggers
 // wired the origin-request hook removes the marker, so a fallback is still counted once.
 const REGION = /^[a-z]{2}(?:-[a-z]+)+-\d+$/;
