@@ -23,18 +23,20 @@ pub enum Decision {
 
 /// Takes one token from `previous` (a full bucket when there is none) at `now_ms`.
 pub fn take(previous: Option<Bucket>, now_ms: u64, limit: RateLimit) -> Decision {
-    let tokens = match previous {
-        None => limit.burst,
+    let (tokens, at_ms) = match previous {
+        None => (limit.burst, now_ms),
         Some(bucket) => {
-            // A clock that went backwards refills nothing.
+            // Invocations' clocks differ: one behind the bucket's refills nothing, and leaves the
+            // bucket's time where it was, or the next invocation would refill the skew again.
             let elapsed_s = now_ms.saturating_sub(bucket.at_ms) as f64 / 1000.0;
-            (bucket.tokens + elapsed_s * limit.per_second).min(limit.burst)
+            let tokens = (bucket.tokens + elapsed_s * limit.per_second).min(limit.burst);
+            (tokens, now_ms.max(bucket.at_ms))
         }
     };
     if tokens >= 1.0 {
         Decision::Allow(Bucket {
             tokens: tokens - 1.0,
-            at_ms: now_ms,
+            at_ms,
         })
     } else {
         let wait_s = (1.0 - tokens) / limit.per_second;
@@ -104,5 +106,43 @@ mod tests {
                 retry_after: Duration::from_secs(10)
             }
         );
+    }
+
+    #[test]
+    fn a_clock_behind_the_bucket_never_refills() {
+        // The bucket was last written at 10 s by an invocation whose clock is right; others run
+        // 5 s behind it.
+        let mut bucket = Some(Bucket {
+            tokens: 3.0,
+            at_ms: 10_000,
+        });
+        for now_ms in [5_000, 4_000, 0] {
+            let after = allowed(take(bucket, now_ms, LIMIT));
+            assert_eq!(after.at_ms, 10_000, "the bucket's time never moves back");
+            bucket = Some(after);
+        }
+        assert_eq!(
+            take(bucket, 0, LIMIT),
+            Decision::Deny {
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        // Back on the right clock, 1 ms later: what 1 ms refills, not the 10 s of skew.
+        assert!(matches!(take(bucket, 10_001, LIMIT), Decision::Deny { .. }));
+        let later = allowed(take(bucket, 10_500, LIMIT));
+        assert!(later.tokens.abs() < 1e-9, "{later:?}");
+        // The far past and the far future neither panic nor overflow.
+        assert!(matches!(take(bucket, u64::MAX, LIMIT), Decision::Allow(_)));
+        assert!(matches!(
+            take(
+                Some(Bucket {
+                    tokens: 0.0,
+                    at_ms: u64::MAX
+                }),
+                0,
+                LIMIT
+            ),
+            Decision::Deny { .. }
+        ));
     }
 }
