@@ -143,6 +143,44 @@ impl KeyPrefix {
     }
 }
 
+/// Key prefixes the backfill never writes under, though the domestic origin may answer for them:
+/// the callers' uploads (a miss there would otherwise be copied over a caller's file and recorded
+/// as its new version) and the image processor's thumbnails. The edge hook's
+/// `x-backfill-refused-prefixes` and the backfill's `REFUSED_PREFIXES`, comma-separated; each is
+/// compared with the whole key, the key prefix included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusedPrefixes(Vec<KeyPrefix>);
+
+impl RefusedPrefixes {
+    /// The form a bad value is told to take.
+    pub const EXPECTED: &'static str =
+        "comma-separated key prefixes such as uploads/,thumbnails/ (no empty, '.' or '..' segments)";
+
+    /// Empty (or only blanks): none. `None` for an empty entry (`a/,,b/`, `/`), which would
+    /// refuse every key, or one that is not a key prefix.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.trim().is_empty() {
+            return Some(RefusedPrefixes::default());
+        }
+        raw.split(',')
+            .map(|entry| KeyPrefix::parse(entry).filter(|prefix| !prefix.as_str().is_empty()))
+            .collect::<Option<Vec<_>>>()
+            .map(RefusedPrefixes)
+    }
+
+    /// The refused prefix `key` is under, if any.
+    pub fn refusing(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .map(KeyPrefix::as_str)
+            .find(|prefix| key.starts_with(prefix))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -354,6 +392,32 @@ mod tests {
         );
         let key = ObjectKey::new("images/a.jpg").unwrap();
         assert!(key.refuse_prefix("thumbnails/").is_ok());
+    }
+
+    #[test]
+    fn refused_prefixes() {
+        let refused = RefusedPrefixes::parse(" uploads/, /thumbnails ").unwrap();
+        assert_eq!(refused.refusing("uploads/bob/x"), Some("uploads/"));
+        assert_eq!(
+            refused.refusing("thumbnails/a.jpg/160.jpg"),
+            Some("thumbnails/")
+        );
+        // Whole segments: a prefix given without its slash does not take a longer name.
+        assert_eq!(refused.refusing("thumbnails-old/a.jpg"), None);
+        assert_eq!(refused.refusing("images/uploads/x"), None);
+        assert_eq!(refused.refusing("Uploads/bob/x"), None);
+        assert_eq!(RefusedPrefixes::parse(""), Some(RefusedPrefixes::default()));
+        assert!(RefusedPrefixes::parse(" ").unwrap().is_empty());
+        for bad in [
+            "uploads/,",
+            ",uploads/",
+            "uploads/,,thumbnails/",
+            "/",
+            "a/../b/",
+            "a//b/",
+        ] {
+            assert_eq!(RefusedPrefixes::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
