@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use shared::cloudfront::{header_value, Headers};
 use shared::config::{error, parse_duration, ConfigError};
+use shared::key::RefusedPrefixes;
 use shared::message::is_bucket_name;
 
 /// Every header of the hook's configuration starts with this; all of them are removed.
@@ -26,6 +27,10 @@ pub const SEND_BUDGET: &str = "x-backfill-send-budget";
 /// Optional. How long a key just enqueued is not enqueued again by the same sandbox (`0s` turns
 /// the suppression off).
 pub const REPEAT_WINDOW: &str = "x-backfill-repeat-window";
+/// Optional. Comma-separated key prefixes never enqueued (the upload prefix, the thumbnails),
+/// compared with the whole key: the domestic origin may answer there, but a copy would land on
+/// a caller's upload or the image processor's output.
+pub const REFUSED_PREFIXES: &str = "x-backfill-refused-prefixes";
 
 pub const DEFAULT_SEND_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_REPEAT_WINDOW: Duration = Duration::from_secs(60);
@@ -46,6 +51,7 @@ pub struct EdgeConfig {
     pub key_prefix: String,
     pub send_budget: Duration,
     pub repeat_window: Duration,
+    pub refused_prefixes: RefusedPrefixes,
 }
 
 /// Where a backfill message goes.
@@ -133,12 +139,23 @@ impl EdgeConfig {
             ));
         }
         let repeat_window = duration(headers, REPEAT_WINDOW, DEFAULT_REPEAT_WINDOW)?;
+        let refused_prefixes = match header_value(headers, REFUSED_PREFIXES) {
+            None => RefusedPrefixes::default(),
+            Some(raw) => RefusedPrefixes::parse(raw).ok_or_else(|| {
+                error(
+                    REFUSED_PREFIXES,
+                    &format!("is {:?}", raw.trim()),
+                    RefusedPrefixes::EXPECTED,
+                )
+            })?,
+        };
         Ok(Some(EdgeConfig {
             queue,
             bucket: bucket.to_owned(),
             key_prefix,
             send_budget,
             repeat_window,
+            refused_prefixes,
         }))
     }
 }
@@ -201,6 +218,7 @@ mod tests {
                 key_prefix: String::new(),
                 send_budget: DEFAULT_SEND_BUDGET,
                 repeat_window: DEFAULT_REPEAT_WINDOW,
+                refused_prefixes: RefusedPrefixes::default(),
             }
         );
     }
@@ -216,6 +234,7 @@ mod tests {
             (KEY_PREFIX, "/mirror/v1/"),
             (SEND_BUDGET, "150ms"),
             (REPEAT_WINDOW, "0s"),
+            (REFUSED_PREFIXES, "uploads/,thumbnails/"),
         ]))
         .unwrap()
         .unwrap();
@@ -224,6 +243,10 @@ mod tests {
         assert_eq!(config.key_prefix, "mirror/v1/");
         assert_eq!(config.send_budget, Duration::from_millis(150));
         assert_eq!(config.repeat_window, Duration::ZERO);
+        assert_eq!(
+            config.refused_prefixes,
+            RefusedPrefixes::parse("uploads/,thumbnails/").unwrap()
+        );
     }
 
     #[test]
@@ -275,6 +298,18 @@ mod tests {
                 ],
                 REPEAT_WINDOW,
             ),
+            (
+                &[
+                    (QUEUE_URL, QUEUE),
+                    (BUCKET, "b-1"),
+                    (REFUSED_PREFIXES, "uploads/,,thumbnails/"),
+                ],
+                REFUSED_PREFIXES,
+            ),
+            (
+                &[(QUEUE_URL, QUEUE), (BUCKET, "b-1"), (REFUSED_PREFIXES, "/")],
+                REFUSED_PREFIXES,
+            ),
         ];
         for (pairs, header) in cases {
             let err = EdgeConfig::from_headers(&headers(pairs)).unwrap_err();
@@ -287,6 +322,7 @@ mod tests {
         let mut marked = headers(&[
             (QUEUE_URL, QUEUE),
             (BUCKET, "overseas-origin"),
+            (REFUSED_PREFIXES, "uploads/"),
             ("x-origin-secret", "s3cr3t"),
         ]);
         strip(&mut marked);

@@ -80,6 +80,8 @@ pub enum SkipReason {
     /// The domestic origin did not answer 2xx (origin-response).
     Status(String),
     InvalidKey(KeyError),
+    /// The key is under a prefix the backfill never writes (`x-backfill-refused-prefixes`).
+    RefusedPrefix(String),
     /// The custom origin's protocol is neither http nor https.
     InvalidOrigin(String),
     /// The message would not pass the backfill function's own checks.
@@ -98,6 +100,7 @@ impl SkipReason {
             SkipReason::NoResponse => "no_response",
             SkipReason::Status(_) => "status",
             SkipReason::InvalidKey(_) => "invalid_key",
+            SkipReason::RefusedPrefix(_) => "refused_prefix",
             SkipReason::InvalidOrigin(_) => "invalid_origin",
             SkipReason::InvalidMessage(_) => "invalid_message",
         }
@@ -132,6 +135,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NoResponse => f.write_str("origin-response event without a response"),
             SkipReason::Status(status) => write!(f, "the origin answered {status:?}, not 2xx"),
             SkipReason::InvalidKey(err) => write!(f, "invalid key: {err}"),
+            SkipReason::RefusedPrefix(prefix) => {
+                write!(f, "the key is under the refused prefix {prefix:?}")
+            }
             SkipReason::InvalidOrigin(protocol) => {
                 write!(f, "origin protocol {protocol:?} is not http or https")
             }
@@ -209,6 +215,9 @@ fn decide(cf: &Cf, trigger: Trigger, now: OffsetDateTime) -> Result<Backfill, Sk
     };
     let key = ObjectKey::from_cloudfront_uri(&cf.request.uri, &config.key_prefix)
         .map_err(SkipReason::InvalidKey)?;
+    if let Some(prefix) = config.refused_prefixes.refusing(key.as_str()) {
+        return Err(SkipReason::RefusedPrefix(prefix.to_owned()));
+    }
     let origin = origin_location(custom)?;
     let message = BackfillMessage {
         version: MESSAGE_VERSION,

@@ -207,6 +207,81 @@ fn bad_configuration_is_skipped_but_still_stripped() {
 }
 
 #[test]
+fn a_miss_under_a_refused_prefix_is_not_enqueued_but_still_stripped() {
+    for (uri, prefix) in [
+        ("/uploads/bob/x.jpg", "uploads/"),
+        // The key is the decoded path: an escaped letter names the same key.
+        ("/%75ploads/bob/x.jpg", "uploads/"),
+        ("/thumbnails/images/cat.jpg/160.jpg", "thumbnails/"),
+    ] {
+        let mut sample = value(DOMESTIC);
+        set_header(
+            &mut sample,
+            "x-backfill-refused-prefixes",
+            "uploads/,thumbnails/",
+        );
+        sample["Records"][0]["cf"]["request"]["uri"] = json!(uri);
+        let plan = planned(&sample);
+        assert_eq!(
+            skipped(&plan),
+            &SkipReason::RefusedPrefix(prefix.into()),
+            "{uri}"
+        );
+        // A miss on an upload that is not there is ordinary traffic, not a fault.
+        assert!(!skipped(&plan).is_anomaly());
+        assert_eq!(reply_json(&plan), stripped_request(&sample), "{uri}");
+    }
+    for uri in [
+        "/images/cat.jpg",
+        "/uploads-old/x.jpg",
+        "/images/uploads/x.jpg",
+    ] {
+        let mut sample = value(DOMESTIC);
+        set_header(
+            &mut sample,
+            "x-backfill-refused-prefixes",
+            "uploads/,thumbnails/",
+        );
+        sample["Records"][0]["cf"]["request"]["uri"] = json!(uri);
+        enqueued(&planned(&sample));
+    }
+}
+
+#[test]
+fn refused_prefixes_are_compared_with_the_whole_key() {
+    let mut sample = value(DOMESTIC);
+    set_header(
+        &mut sample,
+        "x-backfill-refused-prefixes",
+        "mirror/uploads/",
+    );
+    set_header(&mut sample, "x-backfill-key-prefix", "mirror/");
+    sample["Records"][0]["cf"]["request"]["uri"] = json!("/uploads/bob/x.jpg");
+    assert_eq!(
+        skipped(&planned(&sample)),
+        &SkipReason::RefusedPrefix("mirror/uploads/".into())
+    );
+    // Behind a key prefix, /uploads/... is written under it, not among the callers' files.
+    set_header(&mut sample, "x-backfill-refused-prefixes", "uploads/");
+    assert_eq!(
+        message(enqueued(&planned(&sample))).key.as_str(),
+        "mirror/uploads/bob/x.jpg"
+    );
+}
+
+#[test]
+fn a_bad_refused_prefix_list_is_bad_configuration() {
+    let mut sample = value(DOMESTIC);
+    set_header(&mut sample, "x-backfill-refused-prefixes", "uploads/,,");
+    let plan = planned(&sample);
+    match skipped(&plan) {
+        SkipReason::BadConfig(err) => assert_eq!(err.variable, "x-backfill-refused-prefixes"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(reply_json(&plan), stripped_request(&sample));
+}
+
+#[test]
 fn fifo_queue_gets_ids_from_bucket_and_key() {
     let mut sample = value(DOMESTIC);
     set_header(
@@ -614,6 +689,31 @@ async fn skips_are_counted_by_reason() {
         })
         .collect();
     assert_eq!(reasons, ["method", "invalid_key", "status", "s3_origin"]);
+    assert_eq!(hook.queue().attempts(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_prefix_is_counted_and_never_sent() {
+    let (hook, lines) = hook(FakeQueue::default());
+    let mut sample = value(DOMESTIC);
+    set_header(&mut sample, "x-backfill-refused-prefixes", "uploads/");
+    sample["Records"][0]["cf"]["request"]["uri"] = json!("/uploads/bob/x.jpg");
+    let (reply, outcome) = hook.handle(event(&sample)).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Skipped(SkipReason::RefusedPrefix(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        serde_json::to_value(&reply).unwrap(),
+        stripped_request(&sample)
+    );
+    assert_eq!(
+        lines.metrics(),
+        [(
+            "BackfillSkipped".to_owned(),
+            Some("refused_prefix".to_owned())
+        )]
+    );
     assert_eq!(hook.queue().attempts(), 0);
 }
 
