@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use shared::config::{error, ConfigError, Env};
-use shared::key::KeyPrefix;
+use shared::key::{KeyPrefix, RefusedPrefixes};
 use shared::message::{is_bucket_name, Protocol};
 use shared::origin_secret;
 use shared::retry::MAX_VISIBILITY;
@@ -122,6 +122,9 @@ pub struct Config {
     /// Put before the decoded URI to make the key, as the edge hook's `x-backfill-key-prefix`: a
     /// message's key must be exactly that.
     pub key_prefix: KeyPrefix,
+    /// Keys never written, whatever a message says (the upload prefix, the thumbnails): as the
+    /// edge hook's `x-backfill-refused-prefixes`, compared with the whole key.
+    pub refused_prefixes: RefusedPrefixes,
     /// Extra request headers for the origin: sent, never logged (their values are marked
     /// sensitive). The origin secret joins them once read.
     pub origin_headers: Vec<(HeaderName, HeaderValue)>,
@@ -243,6 +246,12 @@ impl Config {
                     "empty, or a key prefix such as mirror/ (no empty, '.' or '..' segments)",
                 )
             })?;
+        let refused_prefixes = env.parse_or(
+            "REFUSED_PREFIXES",
+            RefusedPrefixes::default(),
+            RefusedPrefixes::EXPECTED,
+            RefusedPrefixes::parse,
+        )?;
         let origin_headers = parse_origin_headers(env.get("ORIGIN_HEADERS").as_deref())?;
         let origin_secret = parse_origin_secret(env)?;
         if let Some(secret) = &origin_secret {
@@ -262,6 +271,7 @@ impl Config {
             bucket,
             allowed_origins,
             key_prefix,
+            refused_prefixes,
             origin_headers,
             origin_secret,
             max_object_size: size("MAX_OBJECT_SIZE", 50 * 1024 * MIB)?,
@@ -946,5 +956,23 @@ mod tests {
         assert_eq!(config.key_prefix.as_str(), "mirror/v1/");
         let err = Config::from_env(&env(&[("KEY_PREFIX", "a/../b")])).unwrap_err();
         assert_eq!(err.variable, "KEY_PREFIX");
+    }
+
+    #[test]
+    fn refused_prefixes_read_as_the_edge_hooks() {
+        assert!(Config::from_env(&env(&[]))
+            .unwrap()
+            .refused_prefixes
+            .is_empty());
+        let config =
+            Config::from_env(&env(&[("REFUSED_PREFIXES", "uploads/,thumbnails/")])).unwrap();
+        assert_eq!(
+            config.refused_prefixes.refusing("uploads/bob/x.jpg"),
+            Some("uploads/")
+        );
+        for bad in ["uploads/,,thumbnails/", "/", "a/../b/"] {
+            let err = Config::from_env(&env(&[("REFUSED_PREFIXES", bad)])).unwrap_err();
+            assert_eq!(err.variable, "REFUSED_PREFIXES", "{bad}");
+        }
     }
 }

@@ -27,6 +27,8 @@ pub enum BackfillError {
     },
     #[error("message key {key:?} is not the key its uri names ({derived:?})")]
     KeyMismatch { key: String, derived: String },
+    #[error("key {key:?} is under {prefix:?}, which the backfill never writes (REFUSED_PREFIXES)")]
+    RefusedPrefix { key: String, prefix: String },
     #[error("origin answered {status}")]
     OriginRefused { status: u16 },
     #[error("origin redirected with {status} to another host or in a loop; not followed")]
@@ -117,6 +119,7 @@ impl Failure for BackfillError {
             | BackfillError::LoopbackNotAllowed { .. }
             | BackfillError::UriNotAKey { .. }
             | BackfillError::KeyMismatch { .. }
+            | BackfillError::RefusedPrefix { .. }
             | BackfillError::OriginRefused { .. }
             | BackfillError::RedirectRefused { .. }
             | BackfillError::TooLarge { .. }
@@ -148,6 +151,7 @@ impl Failure for BackfillError {
             BackfillError::LoopbackNotAllowed { .. } => "loopback_not_allowed",
             BackfillError::UriNotAKey { .. } => "uri_not_a_key",
             BackfillError::KeyMismatch { .. } => "key_mismatch",
+            BackfillError::RefusedPrefix { .. } => "refused_prefix",
             BackfillError::OriginRefused { .. } => "origin_refused",
             BackfillError::RedirectRefused { .. } => "redirect_refused",
             BackfillError::OriginUnavailable { .. } => "origin_unavailable",

@@ -447,9 +447,11 @@ mod tests {
     use crate::store::{Part, Target, Written};
     use bytes::Bytes;
     use shared::config::Env;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// An origin that is down.
-    struct DownOrigin;
+    /// An origin that is down, counting the requests it gets.
+    #[derive(Default)]
+    struct DownOrigin(AtomicUsize);
 
     impl Origin for DownOrigin {
         async fn get_with(
@@ -457,6 +459,7 @@ mod tests {
             _url: &str,
             _: http::HeaderMap,
         ) -> Result<OriginResponse, BackfillError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
             Ok(OriginResponse {
                 status: 503,
                 headers: http::HeaderMap::new(),
@@ -466,8 +469,10 @@ mod tests {
         }
     }
 
-    /// A bucket that has the keys ending in `present.jpg` and takes no writes (none is reached).
-    struct Bucket;
+    /// A bucket that has the keys ending in `present.jpg` and takes no writes (none is reached),
+    /// counting the lookups.
+    #[derive(Default)]
+    struct Bucket(AtomicUsize);
 
     impl ObjectStore for Bucket {
         async fn exists(
@@ -476,6 +481,7 @@ mod tests {
             key: &str,
             _: Instant,
         ) -> Result<bool, BackfillError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
             Ok(key.ends_with("present.jpg"))
         }
         async fn head(
@@ -583,18 +589,22 @@ mod tests {
         pairs.extend_from_slice(extra);
         Backfill::new(
             Config::from_env(&Env::from_pairs(pairs)).unwrap(),
-            DownOrigin,
-            Bucket,
+            DownOrigin::default(),
+            Bucket::default(),
         )
     }
 
     fn record(id: &str, name: &str) -> SqsMessage {
+        record_of(id, &format!("images/{name}"))
+    }
+
+    fn record_of(id: &str, key: &str) -> SqsMessage {
         let body = serde_json::json!({
             "version": 1,
             "bucket": "overseas-origin",
-            "key": format!("images/{name}"),
+            "key": key,
             "origin": {"protocol": "https", "host": "www.example.com", "port": 443, "path": ""},
-            "uri": format!("/images/{name}"),
+            "uri": format!("/{key}"),
             "request_id": "r",
             "enqueued_at": "2026-11-25T08:00:00Z",
             "trigger": "origin-request",
@@ -655,5 +665,37 @@ mod tests {
             3,
             "one duration per record"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_prefix_is_permanent_and_asks_neither_origin_nor_bucket() {
+        let (metrics, captured) = Metrics::new("Test").capturing();
+        let app = app(&[("REFUSED_PREFIXES", "uploads/,thumbnails/")]);
+        let runner = BatchRunner::new(4, metrics);
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record_of("1", "uploads/bob/x.jpg"),
+            record_of("2", "thumbnails/images/a.jpg/160.jpg"),
+        ];
+        let app = &app;
+        let response = runner
+            .run(event, |record| async move {
+                app.handle_record(record, later()).await.map(drop)
+            })
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let permanent: Vec<_> = captured
+            .documents()
+            .into_iter()
+            .filter(|doc| doc["Outcome"] == "permanent")
+            .map(|doc| (doc["Reason"].clone(), doc["Records"].as_f64()))
+            .collect();
+        assert_eq!(
+            permanent,
+            [(serde_json::json!("refused_prefix"), Some(2.0))]
+        );
+        assert_eq!(app.origin.0.load(Ordering::SeqCst), 0);
+        assert_eq!(app.store.0.load(Ordering::SeqCst), 0);
     }
 }

@@ -24,7 +24,8 @@ pub struct Fetch {
 /// the bucket must be ours; the URL, read by the HTTP client's own parser (so `2852039166` is the
 /// address 169.254.169.254), must not reach a forbidden address, nor the loopback unless an
 /// allow-list entry names it; its protocol, host, port and origin path must be on the allow-list;
-/// and the key must be the one the shared key rules derive from the uri and the key prefix.
+/// the key must be the one the shared key rules derive from the uri and the key prefix, and not
+/// under a refused prefix (a caller's upload, a thumbnail).
 pub fn plan(message: &BackfillMessage, config: &Config) -> Result<Fetch, BackfillError> {
     if message.bucket != config.bucket {
         return Err(BackfillError::WrongBucket(message.bucket.clone()));
@@ -83,6 +84,12 @@ pub fn plan(message: &BackfillMessage, config: &Config) -> Result<Fetch, Backfil
         return Err(BackfillError::KeyMismatch {
             key: message.key.as_str().to_owned(),
             derived: derived.into_string(),
+        });
+    }
+    if let Some(prefix) = config.refused_prefixes.refusing(derived.as_str()) {
+        return Err(BackfillError::RefusedPrefix {
+            key: derived.into_string(),
+            prefix: prefix.to_owned(),
         });
     }
     Ok(Fetch {
@@ -378,6 +385,43 @@ mod tests {
             plan(&prefixed, &config).unwrap().key,
             "mirror/images/a b.jpg"
         );
+    }
+
+    #[test]
+    fn keys_under_a_refused_prefix_are_refused() {
+        let config = Config::from_env(&Env::from_pairs([
+            ("BUCKET", "overseas-origin"),
+            ("ALLOWED_ORIGINS", "https://www.example.com"),
+            ("REFUSED_PREFIXES", "uploads/,thumbnails/"),
+        ]))
+        .unwrap();
+        for (uri, key, prefix) in [
+            ("/uploads/bob/x.jpg", "uploads/bob/x.jpg", "uploads/"),
+            ("/%75ploads/bob/x.jpg", "uploads/bob/x.jpg", "uploads/"),
+            (
+                "/thumbnails/a.jpg/160.jpg",
+                "thumbnails/a.jpg/160.jpg",
+                "thumbnails/",
+            ),
+        ] {
+            let mut refused = message("www.example.com", Protocol::Https, 443);
+            refused.uri = uri.into();
+            refused.key = ObjectKey::new(key).unwrap();
+            let err = plan(&refused, &config).unwrap_err();
+            match &err {
+                BackfillError::RefusedPrefix { key: k, prefix: p } => {
+                    assert_eq!((k.as_str(), p.as_str()), (key, prefix), "{uri}")
+                }
+                other => panic!("{uri}: {other}"),
+            }
+            assert!(!shared::Failure::is_retryable(&err));
+            assert_eq!(shared::Failure::reason(&err), "refused_prefix");
+        }
+        let mut beside = message("www.example.com", Protocol::Https, 443);
+        beside.uri = "/uploads-old/x.jpg".into();
+        beside.key = ObjectKey::new("uploads-old/x.jpg").unwrap();
+        assert!(plan(&beside, &config).is_ok());
+        assert!(plan(&message("www.example.com", Protocol::Https, 443), &config).is_ok());
     }
 
     #[test]

@@ -276,6 +276,12 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         if change.bucket != self.config.bucket {
             return Err(BackfillError::WrongBucket(change.bucket.clone()));
         }
+        if let Some(refused) = self.config.refused_prefixes.refusing(prefix) {
+            return Err(BackfillError::RefusedPrefix {
+                key: prefix.to_owned(),
+                prefix: refused.to_owned(),
+            });
+        }
         let (keys, next) = self
             .store
             .list(
@@ -289,6 +295,8 @@ impl<O: Origin, S: ObjectStore, L: Leases, Q: TaskQueue> Backfill<O, S, L, Q> {
         let mut bodies: Vec<String> = keys
             .into_iter()
             .filter(|key| key.starts_with(key_prefix))
+            // A wider prefix takes in the refused ones: their keys are not the backfill's.
+            .filter(|key| self.config.refused_prefixes.refusing(key).is_none())
             .filter_map(|key| ObjectKey::new(key).ok())
             .map(|key| {
                 ChangeMessage {

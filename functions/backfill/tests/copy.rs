@@ -519,3 +519,67 @@ async fn a_batch_reports_only_its_retryable_failures() {
     assert_eq!(failed, ["m2"]);
     assert!(h.object(&h.key("ok.jpg")).await.is_some());
 }
+
+/// A caller's upload or a thumbnail is never written by the backfill, whatever the domestic origin
+/// has there: such a message is dropped as permanent (`refused_prefix`) before the origin or S3
+/// is asked, and the batch reports no failure for it.
+#[tokio::test]
+async fn keys_under_a_refused_prefix_are_dropped_before_the_origin_is_asked() {
+    let h = Harness::start(&[("REFUSED_PREFIXES", "uploads/,thumbnails/")]).await;
+    h.server.add("x.jpg", bytes(10), &[]);
+    let upload = format!("uploads/{}", h.key("x.jpg"));
+    let thumbnail = format!("thumbnails/{}", h.key("x.jpg"));
+    let kept = h.key("x.jpg");
+    let bodies = [
+        h.message("/files/x.jpg", &upload),
+        h.message("/files/x.jpg", &thumbnail),
+        h.message("/files/x.jpg", &kept),
+    ];
+    for body in &bodies[..2] {
+        let err = h.run(body).await.unwrap_err();
+        assert!(matches!(err, BackfillError::RefusedPrefix { .. }), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.reason(), "refused_prefix");
+    }
+    assert!(h.server.requests().is_empty());
+
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("m{i}"));
+            record.body = Some(body.clone());
+            record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:backfill".into());
+            record
+        })
+        .collect();
+    let mut context = Context::default();
+    context.deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (metrics, captured) = shared::metrics::Metrics::new("Test").capturing();
+    let runner = shared::batch::BatchRunner::new(4, metrics);
+    let response =
+        backfill::handler::handle_batch(&h.app, &runner, LambdaEvent::new(event, context))
+            .await
+            .unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a refused key is not retried"
+    );
+    let refused: f64 = captured
+        .documents()
+        .iter()
+        .filter(|doc| doc["Outcome"] == "permanent" && doc["Reason"] == "refused_prefix")
+        .map(|doc| doc["Records"].as_f64().unwrap())
+        .sum();
+    assert_eq!(refused, 2.0);
+    // Only the allowed key reached the origin, and only it is in the bucket.
+    assert_eq!(h.server.requests().len(), 1);
+    assert!(h.object(&kept).await.is_some());
+    assert!(h.object(&upload).await.is_none());
+    assert!(h.object(&thumbnail).await.is_none());
+}
