@@ -187,6 +187,13 @@ pub fn feed_horizon(now_ms: u64, settle_ms: u64) -> String {
     format!("{:013}-ffffffffffffffff", now_ms.saturating_sub(settle_ms))
 }
 
+/// Whether a cursor is past the horizon: handed out by an invocation whose clock is ahead, or
+/// before `FEED_SETTLE` grew. Nothing after it is readable yet (and a DynamoDB `BETWEEN` whose
+/// lower bound is above its upper one is an invalid query, not an empty one).
+pub fn past_horizon(cursor: Option<&str>, horizon: &str) -> bool {
+    cursor.is_some_and(|cursor| cursor > horizon)
+}
+
 /// A cursor a client sent back, if it is one the feed handed out.
 pub fn check_cursor(raw: &str) -> Result<String, Error> {
     let valid = raw.len() == 30
@@ -402,6 +409,15 @@ mod tests {
         assert!(a <= horizon && b <= horizon);
         assert!(change_id(1_001, "k", "v") > horizon);
         assert_eq!(feed_horizon(5, 10), "0000000000000-ffffffffffffffff");
+        // A cursor inside the settle window, or from a clock ahead, is past the horizon.
+        assert!(past_horizon(Some(&change_id(2_500, "k", "v")), &horizon));
+        assert!(past_horizon(
+            Some("9999999999999-0000000000000000"),
+            &horizon
+        ));
+        assert!(!past_horizon(Some(&a), &horizon));
+        assert!(!past_horizon(Some(&horizon), &horizon));
+        assert!(!past_horizon(None, &horizon));
         for bad in [
             "",
             "123",

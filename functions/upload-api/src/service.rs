@@ -26,7 +26,7 @@ use crate::plan::{
 };
 use crate::post_policy::{sign_post, PostPolicy};
 use crate::ratelimit::Decision;
-use crate::record::{check_cursor, feed_horizon, timestamp};
+use crate::record::{check_cursor, feed_horizon, past_horizon, timestamp};
 use crate::routes::{route, Route};
 use crate::store::{
     CompleteOutcome, FileIndex, ObjectStore, RateLimiter, Session, SessionState, Sessions,
@@ -574,6 +574,13 @@ where
                 })?,
         };
         let horizon = feed_horizon(millis(now), self.config.feed_settle.as_millis() as u64);
+        if past_horizon(since.as_deref(), &horizon) {
+            return Answer::ok(ChangesResponse {
+                changes: Vec::new(),
+                cursor: since,
+                more: false,
+            });
+        }
         let page = self
             .files
             .changes(caller.id(), &prefix, since.as_deref(), &horizon, limit)

@@ -673,6 +673,29 @@ async fn feed_cursors_and_bodies_are_checked() {
         .await
         .refused(400, "invalid_cursor");
     }
+    // Cursors past the feed's horizon (the last 2 s are not in the feed yet; a minute ahead, as
+    // from a clock that runs ahead; the end of time) have nothing after them yet: an empty page
+    // that hands the cursor back to read on from.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for at_ms in [now_ms - 500, now_ms + 60_000, 9_999_999_999_999] {
+        let cursor = format!("{at_ms:013}-0123456789abcdef");
+        let answer = call(
+            &stack.base_url,
+            "GET",
+            &format!("/files?since={cursor}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(
+            answer.body,
+            json!({"changes": [], "cursor": cursor, "more": false})
+        );
+    }
     for query in ["limit=0", "limit=lots", "limit=1001"] {
         call(
             &stack.base_url,

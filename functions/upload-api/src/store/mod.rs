@@ -181,7 +181,8 @@ pub trait FileIndex: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<FileVersion>, Error>> + Send;
 
-    /// The owner's changes after `after` up to `horizon` (inclusive), of keys under `prefix`.
+    /// The owner's changes after `after` up to `horizon` (inclusive), of keys under `prefix`;
+    /// `after` is not past `horizon`.
     fn changes(
         &self,
         owner: &str,
