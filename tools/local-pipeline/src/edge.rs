@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
@@ -39,6 +40,11 @@ pub const VIEWER_COUNTRY: &str = "x-viewer-country";
 /// behaviour's origin).
 pub const DEFAULT_GROUP: [&str; 2] = ["overseas-bucket", "domestic"];
 
+/// The viewer response header with the time the viewer-request function took in the simulator
+/// (`viewer-function;dur=MILLISECONDS`): the call into its Node.js process and back, not
+/// CloudFront's.
+pub const SERVER_TIMING: &str = "server-timing";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     OriginRequest,
@@ -46,7 +52,8 @@ pub enum Trigger {
 }
 
 pub struct EdgeConfig {
-    /// Invocation URLs of the edge hook's sandboxes (each serves one invocation at a time).
+    /// Invocation URLs of the edge hook's sandboxes (each serves one invocation at a time); none:
+    /// a distribution without the hook.
     pub hooks: Vec<String>,
     pub trigger: Trigger,
     /// The distribution's origins by id; [`DEFAULT_GROUP`]'s two at least.
@@ -207,6 +214,23 @@ pub async fn start(config: EdgeConfig, port: u16) -> Result<(SocketAddr, EdgeSta
 
 impl Edge {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>> {
+        let mut function_time = None;
+        let mut response = self.serve(request, &mut function_time).await?;
+        if let Some(elapsed) = function_time {
+            let timing = format!("viewer-function;dur={:.3}", elapsed.as_secs_f64() * 1000.0);
+            response
+                .headers_mut()
+                .insert(SERVER_TIMING, timing.parse().context("a header value")?);
+        }
+        Ok(response)
+    }
+
+    /// Serves one viewer request; `function_time`: how long the viewer function took, if it ran.
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        function_time: &mut Option<Duration>,
+    ) -> Result<Response<Body>> {
         let method = request.method().as_str().to_owned();
         let mut uri = request.uri().path().to_owned();
         let mut query = request.uri().query().unwrap_or_default().to_owned();
@@ -244,7 +268,10 @@ impl Edge {
         };
         if let Some(function) = &self.config.viewer_function {
             let event = viewer::function_event(&method, &uri, &query, &headers, &request_id);
-            match function.run(event).await? {
+            let started = Instant::now();
+            let decision = function.run(event).await?;
+            *function_time = Some(started.elapsed());
+            match decision {
                 Decision::Respond(response) => return Ok(function_response(&response)),
                 Decision::Forward { request, origin } => {
                     (uri, query, headers) = viewer::forwarded(&request);
@@ -279,7 +306,7 @@ impl Edge {
         });
 
         // Only the default behaviour has the hook.
-        let hook = !thumbnail;
+        let hook = !thumbnail && !self.config.hooks.is_empty();
         let primary = self.origin(&route.primary)?;
         let failover = match self
             .attempt(&cf_request, primary, &request_id, hook)

@@ -39,6 +39,88 @@ enum Command {
     /// The load run: many backfill messages (many keys, many duplicates) through the queue, the
     /// backfill function and a domestic origin that fails some requests; checks the invariants.
     Load(LoadArgs),
+    /// Serves the edge simulator alone, for the regional stacks in the environment (no event
+    /// source mappings, no scenario): what bench/regions times.
+    Edge(EdgeArgs),
+}
+
+#[derive(clap::Args)]
+struct EdgeArgs {
+    /// Port of a domestic origin already serving (the buckets' failover target).
+    #[arg(long)]
+    origin_port: u16,
+    /// Port of the edge simulator (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    edge_port: u16,
+    /// Written with the simulator's port once it serves.
+    #[arg(long)]
+    port_file: Option<PathBuf>,
+    /// Invocation URL of an edge hook sandbox (repeat for several; none: no hook).
+    #[arg(long = "edge-hook")]
+    edge_hooks: Vec<String>,
+    /// Turn the second regional stack on (REGION2, BUCKET_2, BACKFILL_QUEUE_URL_2 from the
+    /// environment): the origins `bucket-2` and `domestic-2`.
+    #[arg(long, requires = "viewer_function")]
+    second_region: bool,
+    #[command(flatten)]
+    viewer: ViewerFunctionArgs,
+    #[command(flatten)]
+    s3_endpoints: S3Endpoints,
+}
+
+/// The viewer-request CloudFront Function's code and what runs it.
+#[derive(clap::Args)]
+struct ViewerFunctionArgs {
+    /// The viewer-request CloudFront Function's code, run on every request (its routing to the
+    /// nearest regional stack by `x-viewer-country`).
+    #[arg(long)]
+    viewer_function: Option<PathBuf>,
+    /// What runs a CloudFront Function's code.
+    #[arg(long, default_value = "tests/lib/cloudfront-function.js")]
+    function_loader: PathBuf,
+    /// Keeps the viewer function loaded in one Node.js process.
+    #[arg(long, default_value = "tools/local-pipeline/viewer-function.js")]
+    function_runner: PathBuf,
+    /// Node.js 22, for the viewer function.
+    #[arg(long, default_value = "node")]
+    node: PathBuf,
+}
+
+/// Where each bucket origin's S3 requests go: a WAN link in front of the local S3, so that a
+/// bucket far from the edge is far here too.
+#[derive(clap::Args)]
+struct S3Endpoints {
+    /// The S3 endpoint of the bucket origin of a region (REGION=URL, repeat); others use the
+    /// configured endpoint.
+    #[arg(long = "s3-endpoint-for", value_parser = parse_endpoint_for)]
+    endpoints: Vec<(String, String)>,
+}
+
+fn parse_endpoint_for(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((region, url))
+            if !region.is_empty()
+                && (url.starts_with("http://") || url.starts_with("https://")) =>
+        {
+            Ok((region.to_owned(), url.to_owned()))
+        }
+        _ => Err(format!(
+            "{raw:?} is not REGION=URL such as eu-central-1=http://127.0.0.1:9000"
+        )),
+    }
+}
+
+impl S3Endpoints {
+    /// The S3 client of a bucket origin: signing for its region, at its endpoint.
+    fn bucket_client(&self, sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_s3::Client {
+        let mut builder = sdk
+            .to_builder()
+            .region(aws_sdk_s3::config::Region::new(region.to_owned()));
+        if let Some((_, url)) = self.endpoints.iter().find(|(r, _)| r == region) {
+            builder = builder.endpoint_url(url);
+        }
+        shared::aws::s3_client(&builder.build())
+    }
 }
 
 #[derive(clap::Args)]
@@ -119,19 +201,10 @@ struct RunArgs {
     /// The invalidation queue's batching window.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     invalidation_window: Duration,
-    /// The viewer-request CloudFront Function's code, run on every request (its routing to the
-    /// nearest regional stack by `x-viewer-country`).
-    #[arg(long)]
-    viewer_function: Option<PathBuf>,
-    /// What runs a CloudFront Function's code.
-    #[arg(long, default_value = "tests/lib/cloudfront-function.js")]
-    function_loader: PathBuf,
-    /// Keeps the viewer function loaded in one Node.js process.
-    #[arg(long, default_value = "tools/local-pipeline/viewer-function.js")]
-    function_runner: PathBuf,
-    /// Node.js 22, for the viewer function.
-    #[arg(long, default_value = "node")]
-    node: PathBuf,
+    #[command(flatten)]
+    viewer: ViewerFunctionArgs,
+    #[command(flatten)]
+    s3_endpoints: S3Endpoints,
     /// Invocation URL of the second regional stack's backfill function: turns that stack on
     /// (REGION2, BUCKET_2, BACKFILL_QUEUE_URL_2, IMAGE_QUEUE_URL_2 from the environment), with
     /// the origins `bucket-2` and `domestic-2`.
@@ -189,6 +262,90 @@ struct SecondStack {
     backfill_function: String,
 }
 
+/// One regional stack as the distribution sees it.
+struct Slot {
+    region: String,
+    bucket: String,
+    backfill_queue: String,
+}
+
+/// The distribution's origins for the regional stacks (slot 1 first): slot 1's bucket and
+/// domestic origin (the default group), slot N's `bucket-N` and `domestic-N`, and
+/// `domestic-direct`; with the viewer function's `RegionalOrigins` for them.
+fn distribution(
+    slots: &[Slot],
+    origin_port: u16,
+    sdk: &aws_config::SdkConfig,
+    endpoints: &S3Endpoints,
+) -> Result<(HashMap<String, edge::OriginConfig>, String)> {
+    let domestic = |headers| edge::OriginConfig::Domestic {
+        host: "127.0.0.1".into(),
+        port: origin_port,
+        headers,
+    };
+    let mut origins = HashMap::from([("domestic-direct".to_owned(), domestic(vec![]))]);
+    let mut regional_origins = vec![];
+    for (index, slot) in slots.iter().enumerate() {
+        let number = index + 1;
+        let (bucket_id, domestic_id) = if number == 1 {
+            (
+                edge::DEFAULT_GROUP[0].to_owned(),
+                edge::DEFAULT_GROUP[1].to_owned(),
+            )
+        } else {
+            (format!("bucket-{number}"), format!("domestic-{number}"))
+        };
+        origins.insert(
+            bucket_id,
+            edge::OriginConfig::Bucket {
+                bucket: slot.bucket.clone(),
+                region: slot.region.clone(),
+                s3: endpoints.bucket_client(sdk, &slot.region),
+            },
+        );
+        origins.insert(
+            domestic_id,
+            domestic(hook_headers(
+                aws_queue_url(&slot.backfill_queue, &slot.region)?,
+                &slot.bucket,
+            )),
+        );
+        regional_origins.push(format!("{number}:{}", slot.region));
+    }
+    Ok((origins, regional_origins.join(",")))
+}
+
+impl ViewerFunctionArgs {
+    /// The viewer function, started with the template's parameters for these origins (if a code
+    /// was given).
+    async fn start(
+        &self,
+        thumbnail_prefix: &str,
+        regional_origins: &str,
+        origins: &HashMap<String, edge::OriginConfig>,
+    ) -> Result<Option<viewer::ViewerFunction>> {
+        let Some(code) = &self.viewer_function else {
+            return Ok(None);
+        };
+        let function = viewer::ViewerFunction::start(viewer::FunctionSpec {
+            node: self.node.clone(),
+            runner: self.function_runner.clone(),
+            loader: self.function_loader.clone(),
+            code: code.clone(),
+            parameters: vec![
+                ("ThumbnailPrefix".into(), thumbnail_prefix.to_owned()),
+                ("ThumbnailFormats".into(), "none".into()),
+                ("RegionalOrigins".into(), regional_origins.to_owned()),
+                ("ViewerRoutes".into(), String::new()),
+                ("OfflineRegions".into(), String::new()),
+            ],
+            origins: origins.keys().cloned().collect(),
+        })
+        .await?;
+        Ok(Some(function))
+    }
+}
+
 fn var(name: &str) -> Result<String> {
     std::env::var(name).with_context(|| {
         format!("{name} is not set: source the local stack's environment (scripts/local-stack env)")
@@ -201,6 +358,7 @@ async fn main() -> Result<()> {
         Command::Catalogue { dir } => catalogue::generate(&dir),
         Command::Run(args) => run(*args).await,
         Command::Load(args) => load(args).await,
+        Command::Edge(args) => serve_edge(args).await,
     }
 }
 
@@ -246,6 +404,53 @@ async fn load(args: LoadArgs) -> Result<()> {
     Ok(())
 }
 
+async fn serve_edge(args: EdgeArgs) -> Result<()> {
+    let sdk = shared::aws::load_config().await;
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "us-east-1".into());
+    let mut slots = vec![Slot {
+        region,
+        bucket: var("BUCKET")?,
+        backfill_queue: var("BACKFILL_QUEUE_URL")?,
+    }];
+    if args.second_region {
+        slots.push(Slot {
+            region: var("REGION2")?,
+            bucket: var("BUCKET_2")?,
+            backfill_queue: var("BACKFILL_QUEUE_URL_2")?,
+        });
+    }
+    let (origins, regional_origins) =
+        distribution(&slots, args.origin_port, &sdk, &args.s3_endpoints)?;
+    let thumbnail_prefix = "thumbnails/";
+    let viewer_function = args
+        .viewer
+        .start(thumbnail_prefix, &regional_origins, &origins)
+        .await?;
+    let (edge_addr, _) = edge::start(
+        edge::EdgeConfig {
+            hooks: args.edge_hooks,
+            trigger: edge::Trigger::OriginRequest,
+            origins,
+            failover_statuses: vec![403, 404, 500, 502, 503, 504],
+            thumbnail_prefix: thumbnail_prefix.into(),
+            viewer_function,
+            cache: false,
+        },
+        args.edge_port,
+    )
+    .await?;
+    if let Some(path) = &args.port_file {
+        std::fs::write(path, edge_addr.port().to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("edge simulator http://{edge_addr} (regional stacks {regional_origins}; cache off)");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<()> {
     let bucket = var("BUCKET")?;
     let backfill_queue = var("BACKFILL_QUEUE_URL")?;
@@ -263,29 +468,6 @@ async fn run(args: RunArgs) -> Result<()> {
     catalogue::generate(&args.catalogue)?;
     let (origin_addr, origin_hits) =
         origin::start(args.catalogue.clone(), args.origin_port, 0.0).await?;
-    let domestic = |headers| edge::OriginConfig::Domestic {
-        host: "127.0.0.1".into(),
-        port: origin_addr.port(),
-        headers,
-    };
-    let mut origins = HashMap::from([
-        (
-            edge::DEFAULT_GROUP[0].to_owned(),
-            edge::OriginConfig::Bucket {
-                bucket: bucket.clone(),
-                region: region.clone(),
-                s3: s3.clone(),
-            },
-        ),
-        (
-            edge::DEFAULT_GROUP[1].to_owned(),
-            domestic(hook_headers(
-                aws_queue_url(&backfill_queue, &region)?,
-                &bucket,
-            )),
-        ),
-        ("domestic-direct".to_owned(), domestic(vec![])),
-    ]);
     // The second regional stack: its clients sign for its region (moto keeps regions apart).
     let second = match &args.backfill_function_2 {
         None => None,
@@ -306,45 +488,24 @@ async fn run(args: RunArgs) -> Result<()> {
             })
         }
     };
-    let mut regional_origins = format!("1:{region}");
+    let mut slots = vec![Slot {
+        region: region.clone(),
+        bucket: bucket.clone(),
+        backfill_queue: backfill_queue.clone(),
+    }];
     if let Some(stack) = &second {
-        origins.insert(
-            "bucket-2".into(),
-            edge::OriginConfig::Bucket {
-                bucket: stack.bucket.clone(),
-                region: stack.region.clone(),
-                s3: stack.s3.clone(),
-            },
-        );
-        origins.insert(
-            "domestic-2".into(),
-            domestic(hook_headers(
-                aws_queue_url(&stack.backfill_queue, &stack.region)?,
-                &stack.bucket,
-            )),
-        );
-        regional_origins += &format!(",2:{}", stack.region);
+        slots.push(Slot {
+            region: stack.region.clone(),
+            bucket: stack.bucket.clone(),
+            backfill_queue: stack.backfill_queue.clone(),
+        });
     }
-    let viewer_function = match &args.viewer_function {
-        None => None,
-        Some(code) => Some(
-            viewer::ViewerFunction::start(viewer::FunctionSpec {
-                node: args.node.clone(),
-                runner: args.function_runner.clone(),
-                loader: args.function_loader.clone(),
-                code: code.clone(),
-                parameters: vec![
-                    ("ThumbnailPrefix".into(), args.thumbnail_prefix.clone()),
-                    ("ThumbnailFormats".into(), "none".into()),
-                    ("RegionalOrigins".into(), regional_origins.clone()),
-                    ("ViewerRoutes".into(), String::new()),
-                    ("OfflineRegions".into(), String::new()),
-                ],
-                origins: origins.keys().cloned().collect(),
-            })
-            .await?,
-        ),
-    };
+    let (origins, regional_origins) =
+        distribution(&slots, origin_addr.port(), &sdk, &args.s3_endpoints)?;
+    let viewer_function = args
+        .viewer
+        .start(&args.thumbnail_prefix, &regional_origins, &origins)
+        .await?;
     let (edge_addr, edge_stats) = edge::start(
         edge::EdgeConfig {
             hooks: args.edge_hooks.clone(),
@@ -485,7 +646,7 @@ async fn run(args: RunArgs) -> Result<()> {
     println!(
         "   event sources    backfill queue (batches of 10) and part queue (one task at a time) -> backfill function; image queue -> image processor"
     );
-    if let Some(code) = &args.viewer_function {
+    if let Some(code) = &args.viewer.viewer_function {
         println!(
             "   viewer function  {} on every request (regional stacks {regional_origins}; the viewer's country from {})",
             code.display(),
@@ -532,5 +693,25 @@ async fn run(args: RunArgs) -> Result<()> {
         println!("   serving until interrupted (Ctrl-C)");
         tokio::signal::ctrl_c().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_is_given_for_a_region() {
+        assert_eq!(
+            parse_endpoint_for("eu-central-1=http://127.0.0.1:9000").unwrap(),
+            ("eu-central-1".into(), "http://127.0.0.1:9000".into())
+        );
+        for bad in [
+            "eu-central-1",
+            "=http://127.0.0.1:9000",
+            "eu-central-1=127.0.0.1:9000",
+        ] {
+            assert!(parse_endpoint_for(bad).is_err(), "{bad}");
+        }
     }
 }
