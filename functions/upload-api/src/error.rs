@@ -47,9 +47,9 @@ pub enum Error {
     UploadExpired(String),
     #[error("upload {upload_id:?} is already {state}")]
     UploadFinished { upload_id: String, state: String },
-    #[error("part numbers {numbers:?} are out of range: 1 to {part_count}")]
+    #[error("{} out of range: 1 to {part_count}", PartNumbers(numbers))]
     PartNumberOutOfRange { numbers: Vec<u32>, part_count: u32 },
-    #[error("parts {numbers:?} are missing")]
+    #[error("{} missing", PartNumbers(numbers))]
     PartsMissing { numbers: Vec<u32> },
     #[error("part {number} does not match: {why}")]
     PartMismatch { number: u32, why: String },
@@ -182,14 +182,22 @@ impl Error {
         }
     }
 
-    /// Structured facts of a refusal, for clients that act on them.
+    /// Structured facts of a refusal, for clients that act on them. Lists of parts are cut to
+    /// their first [`DETAILED_PARTS`], with the whole `count`.
     pub fn details(&self) -> Option<Value> {
+        let first = |numbers: &[u32]| numbers[..numbers.len().min(DETAILED_PARTS)].to_vec();
         match self {
-            Error::PartsMissing { numbers } => Some(json!({ "parts": numbers })),
+            Error::PartsMissing { numbers } => {
+                Some(json!({ "parts": first(numbers), "count": numbers.len() }))
+            }
             Error::PartNumberOutOfRange {
                 numbers,
                 part_count,
-            } => Some(json!({ "parts": numbers, "part_count": part_count })),
+            } => Some(json!({
+                "parts": first(numbers),
+                "count": numbers.len(),
+                "part_count": part_count,
+            })),
             Error::PartMismatch { number, .. } => Some(json!({ "part": number })),
             Error::ChecksumMismatch { declared, actual } => {
                 Some(json!({ "declared": declared, "actual": actual }))
@@ -211,6 +219,47 @@ impl Error {
     {
         Error::Shared(shared::Error::aws(operation, err))
     }
+}
+
+/// Most part numbers a refusal's details list.
+pub const DETAILED_PARTS: usize = 10;
+/// Most part numbers a refusal's message (and its log line) names.
+const NAMED_PARTS: usize = 3;
+
+/// Part numbers in a message: a few, then how many more (a client may send 10,000 bad ones).
+struct PartNumbers<'a>(&'a [u32]);
+
+impl std::fmt::Display for PartNumbers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let numbers = self.0;
+        let named = &numbers[..numbers.len().min(NAMED_PARTS)];
+        let list = named
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match (numbers.len(), numbers.len() - named.len()) {
+            (1, _) => write!(f, "part {list} is"),
+            (_, 0) => {
+                let (head, last) = list.rsplit_once(", ").unwrap_or(("", &list));
+                write!(f, "parts {head} and {last} are")
+            }
+            (_, more) => write!(f, "parts {list} and {} more are", thousands(more)),
+        }
+    }
+}
+
+/// 9987 as "9,987".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -283,6 +332,45 @@ mod tests {
         let err = Error::PartsMissing {
             numbers: vec![3, 4],
         };
-        assert_eq!(err.details(), Some(json!({"parts": [3, 4]})));
+        assert_eq!(err.details(), Some(json!({"parts": [3, 4], "count": 2})));
+        assert_eq!(err.to_string(), "parts 3 and 4 are missing");
+        let one = Error::PartsMissing { numbers: vec![7] };
+        assert_eq!(one.to_string(), "part 7 is missing");
+        let three = Error::PartNumberOutOfRange {
+            numbers: vec![0, 4, 5],
+            part_count: 3,
+        };
+        assert_eq!(
+            three.to_string(),
+            "parts 0, 4 and 5 are out of range: 1 to 3"
+        );
+    }
+
+    #[test]
+    fn many_bad_parts_make_a_short_refusal() {
+        let numbers: Vec<u32> = (1..=10_000).collect();
+        for err in [
+            Error::PartsMissing {
+                numbers: numbers.clone(),
+            },
+            Error::PartNumberOutOfRange {
+                numbers: numbers.clone(),
+                part_count: 3,
+            },
+        ] {
+            // The log line's `error` field is the message.
+            let message = err.to_string();
+            assert!(
+                message.starts_with("parts 1, 2, 3 and 9,997 more are"),
+                "{message}"
+            );
+            assert!(message.len() < 80, "{message}");
+            let details = err.details().unwrap();
+            assert_eq!(details["count"], 10_000);
+            assert_eq!(details["parts"].as_array().unwrap().len(), DETAILED_PARTS);
+            assert!(details.to_string().len() < 120, "{details}");
+        }
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
     }
 }

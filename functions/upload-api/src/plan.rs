@@ -210,6 +210,27 @@ pub fn check_sign_batch(plan: &PartPlan, numbers: &[u32]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Longest ETag a client may claim for a part (S3's are 34 characters, quotes included).
+pub const MAX_ETAG_CHARS: usize = 256;
+
+/// Whether a part list may be checked at all: no more parts than S3 allows in an upload, no ETag
+/// longer than S3 makes. Checked before any other work on the request.
+pub fn check_part_list<'a>(etags: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Error> {
+    let count = etags.len();
+    if count > MAX_PARTS as usize {
+        return Err(Error::InvalidRequest(format!(
+            "an upload has at most {MAX_PARTS} parts; this list has {count}"
+        )));
+    }
+    let mut etags = etags;
+    if etags.any(|etag| etag.len() > MAX_ETAG_CHARS) {
+        return Err(Error::InvalidRequest(format!(
+            "an ETag is at most {MAX_ETAG_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A part as ListParts reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedPart {
@@ -413,6 +434,18 @@ mod tests {
         ));
         let err = check_single_size(6 * GIB, 10 * GIB).unwrap_err();
         assert!(err.to_string().contains("multipart"), "{err}");
+    }
+
+    #[test]
+    fn part_lists_are_bounded() {
+        let etag = "\"0123456789abcdef0123456789abcdef\"";
+        assert!(check_part_list(std::iter::repeat_n(etag, 10_000)).is_ok());
+        let err = check_part_list(std::iter::repeat_n(etag, 10_001)).unwrap_err();
+        assert_eq!(shared::Failure::reason(&err), "invalid_request");
+        assert!(err.to_string().contains("at most 10000 parts"), "{err}");
+        let long = "e".repeat(MAX_ETAG_CHARS + 1);
+        let err = check_part_list([etag, long.as_str()].into_iter()).unwrap_err();
+        assert!(!err.to_string().contains(&long), "{err}");
     }
 
     #[test]

@@ -21,8 +21,9 @@ use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::config::ApiConfig;
 use crate::error::Error;
 use crate::plan::{
-    authorize_key, authorize_prefix, check_complete, check_content_type, check_sign_batch,
-    check_single_size, missing_parts, url_expiry, ClaimedPart, PartPlan, MAX_SINGLE_BYTES,
+    authorize_key, authorize_prefix, check_complete, check_content_type, check_part_list,
+    check_sign_batch, check_single_size, missing_parts, url_expiry, ClaimedPart, PartPlan,
+    MAX_SINGLE_BYTES,
 };
 use crate::post_policy::{sign_post, PostPolicy};
 use crate::ratelimit::Decision;
@@ -439,6 +440,7 @@ where
         request: CompleteRequest,
         now: OffsetDateTime,
     ) -> Result<Answer, Error> {
+        check_part_list(request.parts.iter().map(|p| p.etag.as_str()))?;
         let session = self.open_session(caller, upload_id, now).await?;
         let key = ObjectKey::new(session.key.clone())?;
         let uploaded = self

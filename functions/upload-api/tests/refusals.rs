@@ -472,6 +472,86 @@ async fn part_numbers_and_part_lists_are_checked() {
 }
 
 #[tokio::test]
+async fn huge_part_lists_are_refused_and_refusals_stay_small() {
+    let stack = Stack::start(&[]).await;
+    let token = Some(stack.tokens[ALICE].as_str());
+    let part = |n: u32| json!({"number": n, "etag": "\"0123456789abcdef0123456789abcdef\""});
+    // More parts than S3 allows: refused before the upload is even looked up.
+    let too_many = json!({"parts": (1..=10_001).map(part).collect::<Vec<_>>()});
+    let refusal = call(
+        &stack.base_url,
+        "POST",
+        "/multipart/no-such-upload/complete",
+        token,
+        Some(too_many),
+    )
+    .await
+    .refused(400, "invalid_request");
+    assert!(
+        refusal.message.contains("at most 10000 parts"),
+        "{}",
+        refusal.message
+    );
+
+    // 10,000 part numbers out of a 3-part upload's range, and 10,000 parts missing from a
+    // 10,000-part upload: a few named, and a count.
+    let alice = stack.client(ALICE);
+    let data = bytes(11 * MIB + 3, 6);
+    let small = start(&alice, "uploads/alice/many-bad.mp4", &data, None).await;
+    let out_of_range = json!({"parts": (4..10_004).map(part).collect::<Vec<_>>()});
+    let large_api = stack
+        .another_api(&[("MAX_UPLOAD_BYTES", &(10_000 * 5 * MIB).to_string())])
+        .await;
+    let large: MultipartUpload = serde_json::from_value(
+        call(
+            &large_api,
+            "POST",
+            "/multipart",
+            token,
+            Some(json!({
+                "key": "uploads/alice/many-missing.mp4",
+                "size": 10_000 * 5 * MIB,
+                "part_size": 5 * MIB,
+                "content_type": "video/mp4",
+                "checksum": {"algorithm": "crc32c", "value": crc(b"")},
+            })),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(large.part_count, 10_000);
+    for (base_url, upload_id, body, reason) in [
+        (
+            &stack.base_url,
+            &small.upload_id,
+            out_of_range,
+            "part_number_out_of_range",
+        ),
+        (
+            &large_api,
+            &large.upload_id,
+            json!({"parts": []}),
+            "parts_missing",
+        ),
+    ] {
+        let path = format!("/multipart/{upload_id}/complete");
+        let answer = call(base_url, "POST", &path, token, Some(body)).await;
+        let refusal = answer.refused(400, reason);
+        assert!(
+            refusal.message.contains("and 9,997 more are"),
+            "{}",
+            refusal.message
+        );
+        let details = refusal.details.unwrap();
+        assert_eq!(details["count"], 10_000);
+        assert_eq!(details["parts"].as_array().unwrap().len(), 10);
+        // The whole answer (and the log line, whose error is the message) stays small.
+        assert!(answer.body.to_string().len() < 512, "{}", answer.body);
+    }
+}
+
+#[tokio::test]
 async fn a_whole_object_checksum_mismatch_is_refused_and_nothing_shows() {
     let stack = Stack::start(&[]).await;
     let alice = stack.client(ALICE);
