@@ -552,6 +552,70 @@ async fn huge_part_lists_are_refused_and_refusals_stay_small() {
 }
 
 #[tokio::test]
+async fn s3s_own_words_stay_out_of_answers() {
+    use upload_api::plan::CompletePart;
+    use upload_api::store::{ObjectStore, S3Uploads};
+
+    let stack = Stack::start(&[]).await;
+    let key = shared::ObjectKey::new("uploads/alice/refused-by-s3.mp4").unwrap();
+    let objects = S3Uploads::new(
+        stack.bucket_client.clone(),
+        &stack.bucket,
+        stack.sdk.credentials_provider().unwrap(),
+        "us-east-1",
+    );
+    let upload_id = objects.create_multipart(&key, "video/mp4").await.unwrap();
+    // A part S3 never received: CompleteMultipartUpload is refused with S3's InvalidPart.
+    let ghost = CompletePart {
+        number: 1,
+        etag: "\"0123456789abcdef0123456789abcdef\"".into(),
+        crc32c: 0,
+    };
+    let s3_says = stack
+        .bucket_client
+        .complete_multipart_upload()
+        .bucket(&stack.bucket)
+        .key(key.as_str())
+        .upload_id(&upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(&ghost.etag)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("S3 refuses a part it does not hold");
+    let s3_message = aws_sdk_s3::error::ProvideErrorMetadata::message(&s3_says)
+        .expect("S3 says why")
+        .to_owned();
+    let err = objects
+        .complete(&key, &upload_id, &[ghost], 0)
+        .await
+        .expect_err("refused");
+    let response = upload_api::function_url::respond(Err(err), "req-s3");
+    assert_eq!(response.status_code, 400);
+    let body = response.body.unwrap();
+    assert!(
+        !body.contains(&s3_message),
+        "{body} repeats S3's {s3_message:?}"
+    );
+    assert!(!body.contains("InvalidPart"), "{body}");
+    let refusal: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal.reason, "invalid_request");
+    assert!(
+        refusal.message.contains("not one S3 holds"),
+        "{}",
+        refusal.message
+    );
+    objects.abort(&key, &upload_id).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_whole_object_checksum_mismatch_is_refused_and_nothing_shows() {
     let stack = Stack::start(&[]).await;
     let alice = stack.client(ALICE);

@@ -305,18 +305,33 @@ impl ObjectStore for S3Uploads {
                 let code = err
                     .as_service_error()
                     .and_then(|e| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e));
-                match code {
-                    Some("BadDigest") | Some("InvalidChecksum") => Err(Error::ChecksumMismatch {
+                // S3's words go to the log; the caller gets the API's own.
+                let refusal = match code {
+                    Some("BadDigest") | Some("InvalidChecksum") => Some(Error::ChecksumMismatch {
                         declared,
                         actual: "another value, by S3's own computation".into(),
                     }),
-                    Some("InvalidPart") | Some("InvalidPartOrder") | Some("EntityTooSmall") => {
-                        Err(Error::InvalidRequest(format!(
-                            "S3 refused the part list: {}",
-                            shared::error::sdk_error_message(&err)
-                        )))
+                    Some("InvalidPart") => Some(Error::InvalidRequest(
+                        "a listed part is not one S3 holds, or its ETag is not the part's".into(),
+                    )),
+                    Some("InvalidPartOrder") => Some(Error::InvalidRequest(
+                        "parts must be listed once each, in ascending order".into(),
+                    )),
+                    Some("EntityTooSmall") => Some(Error::InvalidRequest(
+                        "every part but the last must be at least 5 MiB".into(),
+                    )),
+                    _ => None,
+                };
+                match refusal {
+                    Some(refusal) => {
+                        tracing::warn!(
+                            upload_id,
+                            s3_error = %shared::error::sdk_error_message(&err),
+                            "S3 refused CompleteMultipartUpload"
+                        );
+                        Err(refusal)
                     }
-                    _ => Err(Error::aws("CompleteMultipartUpload", err)),
+                    None => Err(Error::aws("CompleteMultipartUpload", err)),
                 }
             }
         }
