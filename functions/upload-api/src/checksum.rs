@@ -24,6 +24,14 @@ impl ChecksumAlgorithm {
         }
     }
 
+    /// The algorithm's name in S3's `x-amz-checksum-algorithm` (a POST form field).
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Sha256 => "SHA256",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+        }
+    }
+
     /// The request header (and POST form field) S3 checks the body against.
     pub fn header(self) -> &'static str {
         match self {

@@ -177,6 +177,7 @@ async fn a_signed_post_form_uploads_and_is_recorded() {
         [
             "key",
             "Content-Type",
+            "x-amz-checksum-algorithm",
             "x-amz-checksum-sha256",
             "x-amz-algorithm",
             "x-amz-credential",
