@@ -105,6 +105,14 @@ Rules (their names are what the findings and the tests use):
   scenario-values         a scenario (defaults, each allowed value, the several-region sets) whose
                           values a parameter's constraints refuse or a Rule refuses: each checked
                           deploy is one CloudFormation would start
+  upload-prefix           the backfill's role allowed to write or delete under UploadPrefix (no
+                          explicit Deny), its REFUSED_PREFIXES not naming it, or a domestic origin
+                          carrying the hook's configuration without it in x-backfill-refused-prefixes
+  upload-privacy          the bucket policy letting the distribution read an upload (or an upload's
+                          thumbnail) with UploadAccess=private, or not with public; no cache
+                          behaviour for UploadPrefix* and ThumbnailPrefix+UploadPrefix*, one served
+                          otherwise than by the bucket alone, running the hook, or listed after a
+                          behaviour that takes its requests
   regions                 for each configured regional stack (slot 1: BucketName, BucketRegion,
                           BackfillQueueArn; slot N: RegionNBucketName, RegionNBackfillQueueArn):
                           no bucket origin of its bucket in its queue's region behind the origin
@@ -124,6 +132,7 @@ Rules (their names are what the findings and the tests use):
 """
 import argparse
 import copy
+import fnmatch
 import functools
 import itertools
 import json
@@ -2655,6 +2664,157 @@ def rule_scenario_values(scenario):
                 yield Finding("scenario-values", name, f"fails: {assertion.get('AssertDescription', '')}")
 
 
+# ---------------------------------------------------------------- the upload prefix
+
+# What writes (or removes) an object: none of it may reach a caller's upload prefix from the
+# backfill, whatever its code does.
+OBJECT_WRITE_ACTIONS = ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:RestoreObject",
+                        "s3:PutObjectAcl", "s3:PutObjectTagging", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
+BACKFILL_FUNCTION = "BackfillFunction"
+REFUSED_PREFIXES_VARIABLE = "REFUSED_PREFIXES"
+REFUSED_PREFIXES_HEADER = "x-backfill-refused-prefixes"
+
+
+def _pattern_matches(pattern, value):
+    """An IAM action or resource pattern (`*` and `?` wildcards) against a value; actions are
+    case-insensitive, resources are not."""
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+def role_may(resources, role, action, resource):
+    """Whether the role's identity policies allow the action on the resource, no Deny matching."""
+    allowed = denied = False
+    for _where, document, identity, roles in policy_documents(resources):
+        if not identity or role not in roles:
+            continue
+        for st in statements(document):
+            actions = [a.lower() for a in as_list(st.get("Action"))]
+            targets = [r for r in as_list(st.get("Resource")) if isinstance(r, str)]
+            if not any(_pattern_matches(a, action.lower()) for a in actions):
+                continue
+            if not any(_pattern_matches(r, resource) for r in targets):
+                continue
+            if st.get("Effect") == "Deny":
+                denied = True
+            elif st.get("Effect") == "Allow":
+                allowed = True
+    return allowed and not denied
+
+
+def rule_upload_prefix(scenario):
+    """The backfill never writes into a caller's upload prefix: its role may not write there (an
+    explicit Deny beside the bucket-wide grant), the function is told to refuse such keys, and
+    every domestic origin that carries the hook's configuration tells the hook to refuse them."""
+    prefix = scenario.values.get("UploadPrefix")
+    if not prefix:
+        return
+    resources = scenario.evaluated_resources()
+    backfill = resources.get(BACKFILL_FUNCTION)
+    if backfill is not None:
+        role, _ = ref_name(backfill["Properties"].get("Role"))
+        probe = f"<<Bucket.Arn>>/{prefix}alice/photos/cat.jpg"
+        for action in OBJECT_WRITE_ACTIONS:
+            if role and role_may(resources, role, action, probe):
+                yield Finding("upload-prefix", f"{BACKFILL_FUNCTION}/{role}", f"may {action} under {prefix} (no Deny on "
+                              f"<<Bucket.Arn>>/{prefix}*): a backfill bug could overwrite a caller's file")
+        refused = str(function_variables(backfill["Properties"]).get(REFUSED_PREFIXES_VARIABLE, "")).split(",")
+        if prefix not in refused:
+            yield Finding("upload-prefix", BACKFILL_FUNCTION, f"{REFUSED_PREFIXES_VARIABLE} does not name {prefix}: a "
+                          "message for a key under it would be copied")
+    distribution = resources.get("Distribution")
+    if distribution is None:
+        return
+    for origin in distribution["Properties"]["DistributionConfig"].get("Origins", []):
+        headers = _custom_headers(origin)
+        if "x-backfill-queue-url" not in headers:
+            continue
+        refused = str(headers.get(REFUSED_PREFIXES_HEADER, "")).split(",")
+        if prefix not in refused:
+            yield Finding("upload-prefix", origin.get("Id", "?"), f"the hook is not told to refuse {prefix} "
+                          f"({REFUSED_PREFIXES_HEADER}): a viewer's miss there would be enqueued")
+
+
+UPLOAD_ACCESS_VALUES = {"private", "public"}
+CLOUDFRONT_SERVICE = "cloudfront.amazonaws.com"
+
+
+def _principal_services(st):
+    principal = st.get("Principal")
+    if principal == "*":
+        return {"*"}
+    return set(as_list((principal or {}).get("Service"))) if isinstance(principal, dict) else set()
+
+
+def bucket_policy_lets(resources, service, action, resource):
+    """Whether a bucket policy lets a service principal (CloudFront through its origin access
+    control) do the action on the object: an Allow names it, and no Deny naming it (or everyone)
+    matches. Conditions are not evaluated: a statement applies as if they held (the TLS Deny's
+    condition never holds for CloudFront, which uses HTTPS; that statement denies s3:* to "*" with a
+    condition, so Denies with a condition on aws:SecureTransport are skipped)."""
+    allowed = denied = False
+    for res in resources.values():
+        if res["Type"] != "AWS::S3::BucketPolicy":
+            continue
+        for st in statements(res["Properties"].get("PolicyDocument")):
+            services = _principal_services(st)
+            if service not in services and "*" not in services:
+                continue
+            if "aws:SecureTransport" in json.dumps(st.get("Condition", {})):
+                continue
+            actions = [a.lower() for a in as_list(st.get("Action"))]
+            targets = [r for r in as_list(st.get("Resource")) if isinstance(r, str)]
+            if not any(_pattern_matches(a, action.lower()) for a in actions):
+                continue
+            if not any(_pattern_matches(r, resource) for r in targets):
+                continue
+            if st.get("Effect") == "Deny":
+                denied = True
+            elif st.get("Effect") == "Allow":
+                allowed = True
+    return allowed and not denied
+
+
+def rule_upload_privacy(scenario):
+    """Uploads, and their thumbnails, are readable through the distribution exactly when
+    UploadAccess says so (the bucket policy decides); the edge serves them from the bucket alone,
+    with no hook and no fallback to the domestic origin."""
+    values = scenario.values
+    prefix, thumbnails, access = values.get("UploadPrefix"), values.get("ThumbnailPrefix"), values.get("UploadAccess")
+    if not prefix or not access:
+        return
+    resources = scenario.evaluated_resources()
+    has_policy = any(r["Type"] == "AWS::S3::BucketPolicy" for r in resources.values())
+    if has_policy and "Bucket" in resources:
+        for probe in (f"{prefix}alice/photos/cat.jpg", f"{thumbnails}{prefix}alice/photos/cat.jpg/160.jpg"):
+            readable = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", f"<<Bucket.Arn>>/{probe}")
+            reads_anything = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", "<<Bucket.Arn>>/media/a.jpg")
+            if access == "private" and readable:
+                yield Finding("upload-privacy", "BucketPolicy", f"the distribution may read {probe} with UploadAccess=private")
+            if access == "public" and reads_anything and not readable:
+                yield Finding("upload-privacy", "BucketPolicy", f"the distribution may not read {probe} with UploadAccess=public")
+    distribution = resources.get("Distribution")
+    if distribution is None:
+        return
+    config = distribution["Properties"]["DistributionConfig"]
+    groups = {g.get("Id") for g in (config.get("OriginGroups") or {}).get("Items", [])}
+    s3_origins = {o.get("Id") for o in config.get("Origins", []) if "S3OriginConfig" in o}
+    patterns = [b.get("PathPattern", "").lstrip("/") for b in config.get("CacheBehaviors") or []]
+    for wanted in (prefix + "*", thumbnails + prefix + "*"):
+        if wanted not in patterns:
+            yield Finding("upload-privacy", "Distribution", f"no cache behaviour for {wanted}: the default behaviour "
+                          "would fall back to the domestic origin and run the hook")
+            continue
+        behaviour = (config.get("CacheBehaviors") or [])[patterns.index(wanted)]
+        if behaviour.get("TargetOriginId") in groups or behaviour.get("TargetOriginId") not in s3_origins:
+            yield Finding("upload-privacy", wanted, "not served by the bucket alone")
+        if behaviour.get("LambdaFunctionAssociations"):
+            yield Finding("upload-privacy", wanted, "runs the hook")
+        # CloudFront takes the first behaviour whose pattern matches, in the listed order.
+        for earlier in patterns[: patterns.index(wanted)]:
+            if earlier != wanted and fnmatch.fnmatchcase(wanted.rstrip("*") + "x", earlier):
+                yield Finding("upload-privacy", wanted, f"listed after {earlier}, which takes its requests first")
+
+
 # ---------------------------------------------------------------- several regions
 
 REGION_SLOTS = [1, 2, 3, 4]
@@ -2919,6 +3079,8 @@ def check_template(template, label, root, recorded):
         )
         findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_regions(scenario))
         findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_scenario_values(scenario))
+        findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_upload_prefix(scenario))
+        findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_upload_privacy(scenario))
         crates |= set(function_crates(resources, root).values())
     return findings, crates
 

@@ -1000,6 +1000,38 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("thumbnail-format", mutate, message="on no cache behaviour")
 
+    # ---------------------------------------------------------------- the upload prefix
+
+    def test_backfill_role_without_the_upload_deny(self):
+        def mutate(t):
+            statements = regional(t)["BackfillRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            statements[:] = [st for st in statements if not (isinstance(st, dict) and st.get("Sid") == "NeverWriteUploads")]
+
+        found = self.assertCaught("upload-prefix", mutate, message="may s3:PutObject under uploads/")
+        self.assertTrue(any("s3:DeleteObject" in f.message for f in found))
+
+    def test_backfill_upload_deny_on_another_prefix(self):
+        def mutate(t):
+            statement(regional(t), "BackfillRole", "NeverWriteUploads")["Resource"] = {"Fn::Sub": "${Bucket.Arn}/upload/*"}
+
+        self.assertCaught("upload-prefix", mutate, message="may s3:PutObject under uploads/")
+
+    def test_backfill_not_refusing_the_upload_prefix(self):
+        def mutate(t):
+            backfill_variables(t)["REFUSED_PREFIXES"] = {"Fn::Sub": "${ThumbnailPrefix}"}
+
+        self.assertCaught("upload-prefix", mutate, message="REFUSED_PREFIXES does not name uploads/")
+
+    def test_hook_not_refusing_the_upload_prefix_in_a_region(self):
+        def mutate(t):
+            for origin in edge(t)["Distribution"]["Properties"]["DistributionConfig"]["Origins"]:
+                if isinstance(origin, dict) and "Fn::If" in origin and origin["Fn::If"][1]["Id"] == "domestic-3":
+                    headers = origin["Fn::If"][1]["OriginCustomHeaders"]
+                    headers[:] = [h for h in headers if h.get("HeaderName") != "x-backfill-refused-prefixes"]
+
+        found = self.assertCaught("upload-prefix", mutate, message="the hook is not told to refuse uploads/")
+        self.assertTrue(all(f.where == "domestic-3" for f in found if f.rule == "upload-prefix"))
+
     # ---------------------------------------------------------------- several regions
 
     def test_region_scenarios_are_evaluated(self):
