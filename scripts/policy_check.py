@@ -109,10 +109,9 @@ Rules (their names are what the findings and the tests use):
                           explicit Deny), its REFUSED_PREFIXES not naming it, or a domestic origin
                           carrying the hook's configuration without it in x-backfill-refused-prefixes
   upload-privacy          the bucket policy letting the distribution read an upload (or an upload's
-                          thumbnail) with UploadAccess=private, or not with public; no cache
-                          behaviour for UploadPrefix* and ThumbnailPrefix+UploadPrefix*, one served
-                          otherwise than by the bucket alone, running the hook, or listed after a
-                          behaviour that takes its requests
+                          thumbnail) with UploadAccess=private, or not with public; an upload or
+                          its thumbnail whose first matching cache behaviour is the default one, is
+                          served otherwise than by the bucket alone, or runs the hook
   regions                 for each configured regional stack (slot 1: BucketName, BucketRegion,
                           BackfillQueueArn; slot N: RegionNBucketName, RegionNBackfillQueueArn):
                           no bucket origin of its bucket in its queue's region behind the origin
@@ -2780,11 +2779,11 @@ def rule_upload_privacy(scenario):
     with no hook and no fallback to the domestic origin."""
     values = scenario.values
     prefix, thumbnails, access = values.get("UploadPrefix"), values.get("ThumbnailPrefix"), values.get("UploadAccess")
-    if not prefix or not access:
+    if not prefix or not thumbnails:
         return
     resources = scenario.evaluated_resources()
     has_policy = any(r["Type"] == "AWS::S3::BucketPolicy" for r in resources.values())
-    if has_policy and "Bucket" in resources:
+    if access and has_policy and "Bucket" in resources:
         for probe in (f"{prefix}alice/photos/cat.jpg", f"{thumbnails}{prefix}alice/photos/cat.jpg/160.jpg"):
             readable = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", f"<<Bucket.Arn>>/{probe}")
             reads_anything = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", "<<Bucket.Arn>>/media/a.jpg")
@@ -2798,21 +2797,19 @@ def rule_upload_privacy(scenario):
     config = distribution["Properties"]["DistributionConfig"]
     groups = {g.get("Id") for g in (config.get("OriginGroups") or {}).get("Items", [])}
     s3_origins = {o.get("Id") for o in config.get("Origins", []) if "S3OriginConfig" in o}
-    patterns = [b.get("PathPattern", "").lstrip("/") for b in config.get("CacheBehaviors") or []]
-    for wanted in (prefix + "*", thumbnails + prefix + "*"):
-        if wanted not in patterns:
-            yield Finding("upload-privacy", "Distribution", f"no cache behaviour for {wanted}: the default behaviour "
-                          "would fall back to the domestic origin and run the hook")
+    behaviours = config.get("CacheBehaviors") or []
+    # CloudFront takes the first behaviour whose path pattern matches, in the listed order.
+    for probe in (f"{prefix}alice/photos/cat.jpg", f"{thumbnails}{prefix}alice/photos/cat.jpg/160.jpg"):
+        behaviour = next((b for b in behaviours if fnmatch.fnmatchcase(probe, b.get("PathPattern", "").lstrip("/"))), None)
+        if behaviour is None:
+            yield Finding("upload-privacy", "Distribution", f"{probe} is served by the default behaviour: it falls back to "
+                          "the domestic origin and runs the hook")
             continue
-        behaviour = (config.get("CacheBehaviors") or [])[patterns.index(wanted)]
+        where = behaviour.get("PathPattern")
         if behaviour.get("TargetOriginId") in groups or behaviour.get("TargetOriginId") not in s3_origins:
-            yield Finding("upload-privacy", wanted, "not served by the bucket alone")
+            yield Finding("upload-privacy", where, f"{probe} is not served by the bucket alone")
         if behaviour.get("LambdaFunctionAssociations"):
-            yield Finding("upload-privacy", wanted, "runs the hook")
-        # CloudFront takes the first behaviour whose pattern matches, in the listed order.
-        for earlier in patterns[: patterns.index(wanted)]:
-            if earlier != wanted and fnmatch.fnmatchcase(wanted.rstrip("*") + "x", earlier):
-                yield Finding("upload-privacy", wanted, f"listed after {earlier}, which takes its requests first")
+            yield Finding("upload-privacy", where, f"{probe} runs the hook")
 
 
 # ---------------------------------------------------------------- several regions
@@ -2946,8 +2943,11 @@ def rule_regions(scenario):
         yield Finding("regions", "Distribution", f"no origin {DIRECT_ORIGIN}: viewers of an offline region get an error")
     elif any(h.startswith("x-backfill-") for h in _custom_headers(direct)) or "CustomOriginConfig" not in direct:
         yield Finding("regions", DIRECT_ORIGIN, "not a custom origin without the hook's headers")
+    uploads = scenario.values.get("UploadPrefix")
     for behaviour in behaviours:
         where = behaviour.get("PathPattern", "*")
+        if uploads and where.lstrip("/") == uploads + "*":
+            continue  # uploads are in the first regional stack's bucket (its upload API's)
         associations = [a for a in _behaviour_associations(behaviour)
                         if ref_name(a.get("FunctionARN"))[0] in functions and a.get("EventType") == "viewer-request"]
         if not associations:

@@ -1032,6 +1032,49 @@ class PolicyCheckTest(unittest.TestCase):
         found = self.assertCaught("upload-prefix", mutate, message="the hook is not told to refuse uploads/")
         self.assertTrue(all(f.where == "domestic-3" for f in found if f.rule == "upload-prefix"))
 
+    def test_uploads_readable_by_the_distribution_while_private(self):
+        def mutate(t):
+            statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            statements[:] = [st for st in statements if "CloudFrontNeverReadsUploads" not in json.dumps(st)]
+
+        found = self.assertCaught("upload-privacy", mutate, message="may read uploads/alice/photos/cat.jpg with UploadAccess=private")
+        self.assertTrue(any("thumbnails/uploads/" in f.message for f in found))
+
+    def test_upload_thumbnails_readable_while_private(self):
+        def mutate(t):
+            statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            deny = next(st for st in statements if "CloudFrontNeverReadsUploads" in json.dumps(st))
+            deny["Fn::If"][2]["Resource"] = deny["Fn::If"][2]["Resource"][:1]
+
+        self.assertCaught("upload-privacy", mutate, message="may read thumbnails/uploads/alice/photos/cat.jpg/160.jpg")
+
+    def test_uploads_denied_while_public(self):
+        def mutate(t):
+            statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            deny = next(st for st in statements if "CloudFrontNeverReadsUploads" in json.dumps(st))
+            deny["Fn::If"][1] = deny["Fn::If"][2]
+
+        found = self.assertCaught("upload-privacy", mutate, message="may not read uploads/alice/photos/cat.jpg with UploadAccess=public")
+        self.assertTrue(all("UploadAccess=public" in f.scenario for f in found if f.rule == "upload-privacy"))
+
+    def test_uploads_served_by_the_default_behaviour(self):
+        def mutate(t):
+            behaviours = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+            behaviours[:] = [b for b in behaviours if "UploadPrefix" not in json.dumps(b.get("PathPattern"))]
+
+        self.assertCaught("upload-privacy", mutate, message="uploads/alice/photos/cat.jpg is served by the default behaviour")
+
+    def test_uploads_falling_back_to_the_domestic_origin(self):
+        def mutate(t):
+            behaviours = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+            uploads = next(b for b in behaviours if "UploadPrefix" in json.dumps(b.get("PathPattern")))
+            uploads["TargetOriginId"] = "bucket-then-domestic"
+            uploads["LambdaFunctionAssociations"] = copy.deepcopy(
+                edge(t)["Distribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]["LambdaFunctionAssociations"])
+
+        found = self.assertCaught("upload-privacy", mutate, message="is not served by the bucket alone")
+        self.assertTrue(any("runs the hook" in f.message for f in found))
+
     # ---------------------------------------------------------------- several regions
 
     def test_region_scenarios_are_evaluated(self):
