@@ -3,7 +3,7 @@
 //! parts S3 holds, and whether their checksums make the whole object's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use shared::{KeyError, ObjectKey};
 
@@ -108,6 +108,32 @@ pub fn url_expiry(
             max: max.as_secs(),
         }),
     }
+}
+
+/// How long before its credentials expire a signed request stops being given their whole life.
+pub const CREDENTIALS_MARGIN: Duration = Duration::from_secs(60);
+
+/// The life of a request signed at `now` with credentials that expire at `credentials_expiry`
+/// (none for long-term keys): what was asked, but no longer than the credentials live, less a
+/// margin. A URL or form signed with temporary credentials stops working when they expire,
+/// whatever its X-Amz-Expires or policy expiration says. Whole seconds, as X-Amz-Expires has.
+pub fn signed_lifetime(
+    requested: Duration,
+    now: SystemTime,
+    credentials_expiry: Option<SystemTime>,
+) -> Result<Duration, Error> {
+    let Some(expiry) = credentials_expiry else {
+        return Ok(requested);
+    };
+    let left = expiry.duration_since(now).unwrap_or_default();
+    let usable = Duration::from_secs(left.saturating_sub(CREDENTIALS_MARGIN).as_secs());
+    if usable.is_zero() {
+        return Err(Error::Credentials(format!(
+            "the signing credentials expire in {} s",
+            left.as_secs()
+        )));
+    }
+    Ok(requested.min(usable))
 }
 
 /// How an object is cut into parts.
@@ -446,6 +472,25 @@ mod tests {
         let long = "e".repeat(MAX_ETAG_CHARS + 1);
         let err = check_part_list([etag, long.as_str()].into_iter()).unwrap_err();
         assert!(!err.to_string().contains(&long), "{err}");
+    }
+
+    #[test]
+    fn signed_lifetimes_end_before_their_credentials() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(signed_lifetime(hour, now, None).unwrap(), hour);
+        let far = Some(now + Duration::from_secs(6 * 3600));
+        assert_eq!(signed_lifetime(hour, now, far).unwrap(), hour);
+        let near = Some(now + Duration::from_millis(300_500));
+        assert_eq!(
+            signed_lifetime(hour, now, near).unwrap(),
+            Duration::from_secs(240)
+        );
+        for gone in [now + Duration::from_secs(60), now - Duration::from_secs(1)] {
+            let err = signed_lifetime(hour, now, Some(gone)).unwrap_err();
+            assert_eq!(shared::Failure::reason(&err), "credentials");
+            assert_eq!(err.status(), 503);
+        }
     }
 
     #[test]

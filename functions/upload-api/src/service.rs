@@ -2,7 +2,7 @@
 //! read through the store traits.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
@@ -22,8 +22,8 @@ use crate::config::ApiConfig;
 use crate::error::Error;
 use crate::plan::{
     authorize_key, authorize_prefix, check_complete, check_content_type, check_part_list,
-    check_sign_batch, check_single_size, missing_parts, url_expiry, ClaimedPart, PartPlan,
-    MAX_SINGLE_BYTES,
+    check_sign_batch, check_single_size, missing_parts, signed_lifetime, url_expiry, ClaimedPart,
+    PartPlan, MAX_SINGLE_BYTES,
 };
 use crate::post_policy::{sign_post, PostPolicy};
 use crate::ratelimit::Decision;
@@ -221,7 +221,6 @@ where
             self.config.url_expiry,
             self.config.max_url_expiry,
         )?;
-        let expires_at = now + expires_in;
         let response = match request.method {
             UploadMethod::Put => {
                 let signed = self
@@ -234,11 +233,14 @@ where
                     url: signed.url,
                     headers: signed.headers,
                     fields: Vec::new(),
-                    expires_at: timestamp(expires_at),
+                    expires_at: timestamp(now + signed.expires_in),
                 }
             }
             UploadMethod::Post => {
                 let target = self.objects.post_target().await?;
+                let lifetime =
+                    signed_lifetime(expires_in, SystemTime::from(now), target.credentials_expiry)?;
+                let expires_at = now + lifetime;
                 let fields = sign_post(
                     &PostPolicy {
                         bucket: self.objects.bucket(),
@@ -374,12 +376,15 @@ where
         }
         let key = ObjectKey::new(session.key.clone())?;
         let mut parts = Vec::with_capacity(checksums.len());
+        // The credentials may give a part's URL less than asked for: the answer says the least.
+        let mut lifetime = expires_in;
         for (number, crc32c) in checksums {
             let size = session.plan.part_len(number);
             let signed = self
                 .objects
                 .presign_part(&key, upload_id, number, size, crc32c, expires_in)
                 .await?;
+            lifetime = lifetime.min(signed.expires_in);
             parts.push(SignedPart {
                 number,
                 size,
@@ -390,7 +395,7 @@ where
         Answer::ok(SignPartsResponse {
             upload_id: upload_id.to_owned(),
             parts,
-            expires_at: timestamp(now + expires_in),
+            expires_at: timestamp(now + lifetime),
         })
     }
 

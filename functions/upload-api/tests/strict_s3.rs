@@ -5,7 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 
 use common::{bytes, Signer, Stack, ALICE, MIB};
 use sha2::{Digest, Sha256};
@@ -263,6 +265,133 @@ async fn signed_post_policies_are_checked_by_the_strict_s3() {
 
     post(signed.fields.clone(), data.clone()).await.unwrap();
     assert_eq!(stack.object(&target).await.as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn signed_requests_end_before_their_credentials_expire() {
+    let stack = Stack::start_with(Signer::Strict, &[]).await;
+    let expiring = |access_key: &str, in_s: u64| {
+        SharedCredentialsProvider::new(Credentials::new(
+            access_key,
+            common::var("STRICT_S3_SECRET_KEY"),
+            None,
+            Some(SystemTime::now() + Duration::from_secs(in_s)),
+            "expiring",
+        ))
+    };
+    // Credentials that expire in 5 minutes give an hour's request 4 (a minute's margin).
+    let near = stack
+        .api_signing_with(expiring(&common::var("STRICT_S3_ACCESS_KEY"), 300), &[])
+        .await;
+    let alice = ApiClient::new(&near, Some(stack.tokens[ALICE].clone()));
+    let http = alice.http().clone();
+    let lifetime = |expires_at: &str| {
+        let at =
+            time::OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        (at - time::OffsetDateTime::now_utc()).whole_seconds()
+    };
+    let url_expires = |url: &str| -> u64 {
+        let (_, rest) = url.split_once("X-Amz-Expires=").expect("X-Amz-Expires");
+        rest.split('&').next().unwrap().parse().unwrap()
+    };
+    let data = bytes(3_000, 4);
+    for method in [UploadMethod::Put, UploadMethod::Post] {
+        let target = key("near-expiry.jpg");
+        let signed = sign(&alice, &target, &data, method, Some(3600)).await;
+        let left = lifetime(&signed.expires_at);
+        assert!((230..=240).contains(&left), "{method:?}: {left} s");
+        if method == UploadMethod::Put {
+            assert!(
+                (230..=240).contains(&url_expires(&signed.url)),
+                "{}",
+                signed.url
+            );
+            send_signed(&http, "PUT", &signed.url, &signed.headers, data.clone())
+                .await
+                .unwrap();
+        } else {
+            let policy = &signed.fields.iter().find(|(n, _)| n == "policy").unwrap().1;
+            let document: serde_json::Value =
+                serde_json::from_slice(&aws_smithy_types::base64::decode(policy).unwrap()).unwrap();
+            assert_eq!(
+                document["expiration"].as_str().unwrap(),
+                signed.expires_at.as_str()
+            );
+            send_form(&http, &signed.url, &signed.fields, "near.jpg", &data)
+                .await
+                .unwrap();
+        }
+        assert_eq!(stack.object(&target).await.as_deref(), Some(&data[..]));
+    }
+    // Part URLs too.
+    let crc = Checksum::Crc32c(crc32c::crc32c(&data)).to_base64();
+    let upload = alice
+        .create_multipart(&CreateMultipartRequest {
+            key: key("near-expiry.mp4"),
+            size: data.len() as u64,
+            content_type: "video/mp4".into(),
+            checksum: ChecksumSpec {
+                algorithm: ChecksumAlgorithm::Crc32c,
+                value: crc.clone(),
+            },
+            part_size: Some(5 * MIB as u64),
+        })
+        .await
+        .unwrap();
+    let parts = alice
+        .sign_parts(
+            &upload.upload_id,
+            &SignPartsRequest {
+                parts: vec![PartToSign {
+                    number: 1,
+                    checksum: crc,
+                }],
+                expires_in: Some(3600),
+            },
+        )
+        .await
+        .unwrap();
+    assert!((230..=240).contains(&url_expires(&parts.parts[0].url)));
+    assert!((230..=240).contains(&lifetime(&parts.expires_at)));
+    alice.abort(&upload.upload_id).await.unwrap();
+
+    // The request is signed with the credentials whose expiry was read, not another copy.
+    let other = stack
+        .api_signing_with(expiring("ASIANEAREXPIRY", 3 * 3600), &[])
+        .await;
+    let other = ApiClient::new(&other, Some(stack.tokens[ALICE].clone()));
+    let signed = sign(&other, &key("x.jpg"), &data, UploadMethod::Put, Some(3600)).await;
+    assert!(
+        signed.url.contains("X-Amz-Credential=ASIANEAREXPIRY"),
+        "{}",
+        signed.url
+    );
+    assert_eq!(url_expires(&signed.url), 3600, "{}", signed.url);
+
+    // Credentials within the margin of their expiry sign nothing: retry (once refreshed).
+    let gone = stack
+        .api_signing_with(expiring(&common::var("STRICT_S3_ACCESS_KEY"), 30), &[])
+        .await;
+    let gone = ApiClient::new(&gone, Some(stack.tokens[ALICE].clone()));
+    for method in [UploadMethod::Put, UploadMethod::Post] {
+        let result = gone
+            .single_upload(&SingleUploadRequest {
+                key: key("gone.jpg"),
+                size: data.len() as u64,
+                content_type: "image/jpeg".into(),
+                checksum: sha256(&data),
+                method,
+                expires_in: None,
+            })
+            .await;
+        match result {
+            Err(Error::Refused { status, reason, .. }) => {
+                assert_eq!((status, reason.as_str()), (503, "credentials"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -34,6 +34,9 @@ pub struct SignedRequest {
     pub method: String,
     pub url: String,
     pub headers: BTreeMap<String, String>,
+    /// Its life from the moment it was signed: the one asked for, or shorter when the signing
+    /// credentials expire sooner ([`crate::plan::signed_lifetime`]).
+    pub expires_in: Duration,
 }
 
 /// What a presigned POST is sent to and signed with.
@@ -42,6 +45,8 @@ pub struct PostTarget {
     pub url: String,
     pub region: String,
     pub credentials: SigningCredentials,
+    /// When the credentials expire (none for long-term keys).
+    pub credentials_expiry: Option<std::time::SystemTime>,
 }
 
 /// How CompleteMultipartUpload ended.

@@ -2,9 +2,9 @@
 //! and lengths signed in, the POST target, multipart bookkeeping, and HeadObject for the writer.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::config::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm as S3ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload,
@@ -14,7 +14,7 @@ use shared::ObjectKey;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::Error;
-use crate::plan::{CompletePart, UploadedPart};
+use crate::plan::{signed_lifetime, CompletePart, UploadedPart};
 use crate::post_policy::SigningCredentials;
 use crate::record::{ObjectHead, StoredChecksum};
 use crate::store::{CompleteOutcome, ObjectHeads, ObjectStore, PostTarget, SignedRequest};
@@ -67,6 +67,24 @@ fn presigning(expires_in: Duration) -> Result<PresigningConfig, Error> {
         .map_err(|e| Error::InvalidRequest(format!("cannot presign for {expires_in:?}: {e}")))
 }
 
+/// How to presign with exactly `credentials` (the ones whose expiry was read), for as long as
+/// `requested` but no longer than they live: the operation's configuration override, the
+/// presigning configuration and the lifetime.
+fn signing_with(
+    credentials: &Credentials,
+    requested: Duration,
+) -> Result<(aws_sdk_s3::config::Builder, PresigningConfig, Duration), Error> {
+    let now = SystemTime::now();
+    let lifetime = signed_lifetime(requested, now, credentials.expiry())?;
+    let presigning = PresigningConfig::builder()
+        .start_time(now)
+        .expires_in(lifetime)
+        .build()
+        .map_err(|e| Error::InvalidRequest(format!("cannot presign for {lifetime:?}: {e}")))?;
+    let config = aws_sdk_s3::config::Builder::default().credentials_provider(credentials.clone());
+    Ok((config, presigning, lifetime))
+}
+
 fn presign_error<E, R>(
     operation: &'static str,
     err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
@@ -83,7 +101,7 @@ where
     ))
 }
 
-fn signed(request: PresignedRequest) -> SignedRequest {
+fn signed(request: PresignedRequest, expires_in: Duration) -> SignedRequest {
     SignedRequest {
         method: request.method().to_owned(),
         url: request.uri().to_owned(),
@@ -91,6 +109,17 @@ fn signed(request: PresignedRequest) -> SignedRequest {
             .headers()
             .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
             .collect::<BTreeMap<_, _>>(),
+        expires_in,
+    }
+}
+
+impl S3Uploads {
+    /// The credentials to sign with now (the provider refreshes them).
+    async fn signing_credentials(&self) -> Result<Credentials, Error> {
+        self.credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::Credentials(e.to_string()))
     }
 }
 
@@ -118,19 +147,19 @@ impl ObjectStore for S3Uploads {
                 .checksum_algorithm(S3ChecksumAlgorithm::Crc32C)
                 .checksum_crc32_c(checksum.to_base64()),
         };
+        let credentials = self.signing_credentials().await?;
+        let (config, presigning, lifetime) = signing_with(&credentials, expires_in)?;
         let presigned = request
-            .presigned(presigning(expires_in)?)
+            .customize()
+            .config_override(config)
+            .presigned(presigning)
             .await
             .map_err(|e| presign_error("PutObject", e))?;
-        Ok(signed(presigned))
+        Ok(signed(presigned, lifetime))
     }
 
     async fn post_target(&self) -> Result<PostTarget, Error> {
-        let credentials = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::Credentials(e.to_string()))?;
+        let credentials = self.signing_credentials().await?;
         // The bucket's URL, addressed as the SDK addresses it (virtual host or path style,
         // custom endpoint), is ListObjectVersions' URL without its query.
         let listing = self
@@ -154,6 +183,7 @@ impl ObjectStore for S3Uploads {
                 secret_access_key: credentials.secret_access_key().to_owned(),
                 session_token: credentials.session_token().map(str::to_owned),
             },
+            credentials_expiry: credentials.expiry(),
         })
     }
 
@@ -191,6 +221,8 @@ impl ObjectStore for S3Uploads {
         crc32c: u32,
         expires_in: Duration,
     ) -> Result<SignedRequest, Error> {
+        let credentials = self.signing_credentials().await?;
+        let (config, presigning, lifetime) = signing_with(&credentials, expires_in)?;
         let presigned = self
             .client
             .upload_part()
@@ -201,10 +233,12 @@ impl ObjectStore for S3Uploads {
             .content_length(i64::try_from(size).unwrap_or(i64::MAX))
             .checksum_algorithm(S3ChecksumAlgorithm::Crc32C)
             .checksum_crc32_c(Checksum::Crc32c(crc32c).to_base64())
-            .presigned(presigning(expires_in)?)
+            .customize()
+            .config_override(config)
+            .presigned(presigning)
             .await
             .map_err(|e| presign_error("UploadPart", e))?;
-        Ok(signed(presigned))
+        Ok(signed(presigned, lifetime))
     }
 
     async fn list_parts(

@@ -267,7 +267,13 @@ impl Stack {
 
     /// Another API over the same resources, with other settings; returns its base URL.
     pub async fn another_api(&self, extra: &[(&str, &str)]) -> String {
-        let credentials = match self.signer {
+        self.api_signing_with(self.signing_credentials(), extra)
+            .await
+    }
+
+    /// The credentials the stack's API signs with.
+    pub fn signing_credentials(&self) -> SharedCredentialsProvider {
+        match self.signer {
             Signer::Moto => self.sdk.credentials_provider().expect("credentials"),
             Signer::Strict | Signer::StrictUnrecorded => {
                 SharedCredentialsProvider::new(Credentials::new(
@@ -278,7 +284,15 @@ impl Stack {
                     "strict-s3",
                 ))
             }
-        };
+        }
+    }
+
+    /// Another API over the same resources that signs with `credentials`; returns its base URL.
+    pub async fn api_signing_with(
+        &self,
+        credentials: SharedCredentialsProvider,
+        extra: &[(&str, &str)],
+    ) -> String {
         let api = api(
             &self.bucket,
             &self.bucket_client,
