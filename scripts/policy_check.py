@@ -1986,7 +1986,7 @@ EDGE_REPLICA_PREFIX = "us-east-1."
 EDGE_REGION = "us-east-1"
 # Parameters the regional stack hands to the nested edge stack whose constraints must agree.
 PASSED_THROUGH = ["DomesticOriginPort", "DomesticOriginPath", "EdgeSendBudget", "EdgeRepeatWindow", "OriginSecretHeaderName",
-                  "OriginSecretVersion", "DefaultTtl", "MaxTtl"]
+                  "OriginSecretVersion", "DefaultTtl", "MaxTtl", "UploadPrefix"]
 # The origin secret header's rule, as the backfill function applies it (the templates' pattern
 # must refuse the same names).
 ORIGIN_SECRET_RULE = "shared/src/origin_secret.rs"
@@ -2973,17 +2973,18 @@ def rule_thumbnail_parameters(templates):
         params = template.get("Parameters", {})
         if "ThumbnailFormats" not in params:
             continue
-        where = f"{label}/ThumbnailPrefix"
-        spec = params.get("ThumbnailPrefix")
-        if spec is None:
-            yield Finding("thumbnail-format", where, "no ThumbnailPrefix beside ThumbnailFormats")
+        if params.get("ThumbnailPrefix") is None:
+            yield Finding("thumbnail-format", f"{label}/ThumbnailPrefix", "no ThumbnailPrefix beside ThumbnailFormats")
             continue
-        for value in THUMBNAIL_PREFIXES_OK:
-            if not accepts(spec, value):
-                yield Finding("thumbnail-format", where, f"refuses {value!r}")
-        for value in THUMBNAIL_PREFIXES_REFUSED:
-            if accepts(spec, value):
-                yield Finding("thumbnail-format", where, f"accepts {value!r}, which a path pattern or the function's code cannot hold")
+        # Both go into a cache behaviour's path pattern (and the thumbnail prefix into the code).
+        for name in ("ThumbnailPrefix", "UploadPrefix"):
+            spec, where = params.get(name), f"{label}/{name}"
+            for value in THUMBNAIL_PREFIXES_OK if spec else []:
+                if not accepts(spec, value):
+                    yield Finding("thumbnail-format", where, f"refuses {value!r}")
+            for value in THUMBNAIL_PREFIXES_REFUSED if spec else []:
+                if accepts(spec, value):
+                    yield Finding("thumbnail-format", where, f"accepts {value!r}, which a path pattern or the function's code cannot hold")
         formats = params["ThumbnailFormats"]
         values = [str(v) for v in formats.get("AllowedValues", [])]
         if "none" not in values or str(formats.get("Default")) != "none":

@@ -912,7 +912,8 @@ class PolicyCheckTest(unittest.TestCase):
             wanted = scenario.values["ThumbnailFormats"] != "none" or pc.several_regions(scenario)
             self.assertEqual("ViewerRequestFunction" in resources, wanted, scenario.name)
             behaviours = resources["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
-            self.assertEqual([b["PathPattern"] for b in behaviours], [scenario.values["ThumbnailPrefix"] + "*"])
+            self.assertEqual([b["PathPattern"] for b in behaviours],
+                             [scenario.values["ThumbnailPrefix"] + "*", scenario.values["UploadPrefix"] + "*"])
             self.assertEqual(bool(behaviours[0].get("FunctionAssociations")), wanted, scenario.name)
 
     def test_format_function_code_not_the_file(self):
