@@ -56,6 +56,9 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            // Without it a response's last small write can wait for the client's delayed ACK (up
+            // to 40 ms on Linux, Nagle's algorithm): a stall the timed requests would include.
+            let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {

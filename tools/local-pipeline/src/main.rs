@@ -113,13 +113,19 @@ fn parse_endpoint_for(raw: &str) -> Result<(String, String), String> {
 impl S3Endpoints {
     /// The S3 client of a bucket origin: signing for its region, at its endpoint.
     fn bucket_client(&self, sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_s3::Client {
-        let mut builder = sdk
+        let sdk = sdk
             .to_builder()
-            .region(aws_sdk_s3::config::Region::new(region.to_owned()));
-        if let Some((_, url)) = self.endpoints.iter().find(|(r, _)| r == region) {
-            builder = builder.endpoint_url(url);
+            .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+            .build();
+        let client = shared::aws::s3_client(&sdk);
+        match self.endpoints.iter().find(|(r, _)| r == region) {
+            // On the client's own configuration: AWS_ENDPOINT_URL in the environment would win
+            // over an endpoint set on the shared configuration.
+            Some((_, url)) => aws_sdk_s3::Client::from_conf(
+                client.config().to_builder().endpoint_url(url).build(),
+            ),
+            None => client,
         }
-        shared::aws::s3_client(&builder.build())
     }
 }
 
