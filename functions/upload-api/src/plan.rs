@@ -23,6 +23,20 @@ pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * MIB;
 /// Most parts signed in one request.
 pub const MAX_SIGN_BATCH: usize = 100;
 
+/// How S3, and the CDN after it, serves an upload: chosen by the API and signed into every
+/// upload (presigned PUT headers, POST policy conditions, set on CreateMultipartUpload), so a
+/// caller cannot pick them. A header left out of a presigned PUT's signed headers may be added
+/// freely, and S3 stores it. Keys are overwritten with new versions, so caches revalidate
+/// (`no-cache`, and an `Expires` in the past); the bytes are what the checksum describes
+/// (`identity`); shown, not downloaded under a name the caller picks (`inline`); no language
+/// claimed (`und`, BCP 47's undetermined).
+pub const CACHE_CONTROL: &str = "no-cache";
+pub const CONTENT_DISPOSITION: &str = "inline";
+pub const CONTENT_ENCODING: &str = "identity";
+pub const CONTENT_LANGUAGE: &str = "und";
+/// `Expires`, as seconds since the epoch (1970-01-01: the past).
+pub const EXPIRES_EPOCH_S: i64 = 0;
+
 /// The key a caller asked for, if it is a valid key under the caller's own prefix.
 pub fn authorize_key(caller_prefix: &str, key: &str) -> Result<ObjectKey, Error> {
     let key = ObjectKey::new(key)?;

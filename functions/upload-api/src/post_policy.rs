@@ -13,6 +13,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::checksum::Checksum;
+use crate::plan::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, EXPIRES_EPOCH_S};
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -77,6 +78,13 @@ pub fn sign_post(
     let mut fields = vec![
         ("key".to_owned(), policy.key.to_owned()),
         ("Content-Type".to_owned(), policy.content_type.to_owned()),
+    ];
+    fields.extend(
+        served_as()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    fields.extend([
         // The algorithm beside its value, as a PutObject names both and as minio-go's POST
         // policies do: S3's POST Object reference documents only Content-MD5 for integrity, so
         // which of the two real S3 needs is unproven (docs/uploads.md).
@@ -91,13 +99,30 @@ pub fn sign_post(
         ("x-amz-algorithm".to_owned(), ALGORITHM.to_owned()),
         ("x-amz-credential".to_owned(), credential),
         ("x-amz-date".to_owned(), amz_date),
-    ];
+    ]);
     if let Some(token) = &credentials.session_token {
         fields.push(("x-amz-security-token".to_owned(), token.clone()));
     }
     fields.push(("policy".to_owned(), encoded));
     fields.push(("x-amz-signature".to_owned(), signature));
     fields
+}
+
+/// The headers S3 serves the object with, as form fields ([`crate::plan::CACHE_CONTROL`] and
+/// the rest). Content-Language is not a POST Object form field; S3 refuses a form field that no
+/// condition names, so a caller cannot add it (nor any other).
+fn served_as() -> [(&'static str, String); 4] {
+    [
+        ("Cache-Control", CACHE_CONTROL.to_owned()),
+        ("Content-Disposition", CONTENT_DISPOSITION.to_owned()),
+        ("Content-Encoding", CONTENT_ENCODING.to_owned()),
+        (
+            "Expires",
+            aws_smithy_types::DateTime::from_secs(EXPIRES_EPOCH_S)
+                .fmt(aws_smithy_types::date_time::Format::HttpDate)
+                .expect("the epoch formats"),
+        ),
+    ]
 }
 
 /// The policy document: every form field but the file, the policy and the signature has a
@@ -119,6 +144,13 @@ pub fn policy_document(
         json!({ "bucket": policy.bucket }),
         json!(["eq", "$key", policy.key]),
         json!(["eq", "$Content-Type", policy.content_type]),
+    ];
+    conditions.extend(
+        served_as()
+            .into_iter()
+            .map(|(name, value)| json!(["eq", format!("${name}"), value])),
+    );
+    conditions.extend([
         json!([
             "content-length-range",
             policy.length_range.0,
@@ -129,7 +161,7 @@ pub fn policy_document(
         json!({ "x-amz-algorithm": ALGORITHM }),
         json!({ "x-amz-credential": credential }),
         json!({ "x-amz-date": amz_date }),
-    ];
+    ]);
     if let Some(token) = &credentials.session_token {
         conditions.push(json!({ "x-amz-security-token": token }));
     }
@@ -242,6 +274,15 @@ mod tests {
         assert!(conditions.contains(&json!(["content-length-range", 5, 5])));
         assert!(conditions.contains(&json!({"x-amz-checksum-crc32c": "mnG7TA=="})));
         assert!(conditions.contains(&json!({"x-amz-checksum-algorithm": "CRC32C"})));
+        for (name, value) in [
+            ("Cache-Control", "no-cache"),
+            ("Content-Disposition", "inline"),
+            ("Content-Encoding", "identity"),
+            ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ] {
+            assert!(conditions.contains(&json!(["eq", format!("${name}"), value])));
+            assert!(fields.contains(&(name.to_owned(), value.to_owned())));
+        }
         assert!(fields.contains(&("x-amz-checksum-algorithm".into(), "CRC32C".into())));
         assert!(conditions.contains(&json!({"x-amz-security-token": "session-token"})));
         // Every form field but the policy and the signature has a condition on it.

@@ -142,6 +142,45 @@ async fn presigned_puts_are_checked_by_the_strict_s3() {
         403,
         "SignatureDoesNotMatch",
     );
+    // How S3 and the CDN serve the object is signed, with the API's values: a caller can
+    // neither change those headers nor add them unsigned.
+    let signed_headers = signed
+        .url
+        .split_once("X-Amz-SignedHeaders=")
+        .and_then(|(_, rest)| rest.split('&').next())
+        .expect("X-Amz-SignedHeaders")
+        .replace("%3B", ";");
+    for (name, value) in [
+        ("cache-control", "no-cache"),
+        ("content-disposition", "inline"),
+        ("content-encoding", "identity"),
+        ("content-language", "und"),
+        ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ] {
+        assert!(
+            signed_headers.split(';').any(|h| h == name),
+            "{name} is not in {signed_headers}"
+        );
+        assert_eq!(signed.headers[name], value);
+    }
+    for (name, value) in [
+        (
+            "content-disposition",
+            "attachment; filename=\"invoice.html\"",
+        ),
+        ("content-encoding", "gzip"),
+        ("cache-control", "public, max-age=31536000, immutable"),
+        ("content-language", "en"),
+        ("expires", "Fri, 01 Jan 2100 00:00:00 GMT"),
+    ] {
+        let mut served = signed.headers.clone();
+        served.insert(name.into(), value.into());
+        assert_refused(
+            put(signed.url.clone(), served, data.clone()).await,
+            403,
+            "SignatureDoesNotMatch",
+        );
+    }
     // Tampered headers: another type, another checksum (both are signed).
     let mut html = signed.headers.clone();
     html.insert("content-type".into(), "text/html".into());
@@ -183,6 +222,16 @@ async fn presigned_puts_are_checked_by_the_strict_s3() {
         .await
         .unwrap();
     assert_eq!(stack.object(&target).await.as_deref(), Some(&data[..]));
+    let head = stack
+        .bucket_client
+        .head_object()
+        .bucket(&stack.bucket)
+        .key(&target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.cache_control(), Some("no-cache"));
+    assert_eq!(head.content_disposition(), Some("inline"));
 
     // An expired URL is refused.
     let late = key("late.jpg");

@@ -177,6 +177,10 @@ async fn a_signed_post_form_uploads_and_is_recorded() {
         [
             "key",
             "Content-Type",
+            "Cache-Control",
+            "Content-Disposition",
+            "Content-Encoding",
+            "Expires",
             "x-amz-checksum-algorithm",
             "x-amz-checksum-sha256",
             "x-amz-algorithm",

@@ -10,11 +10,15 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm as S3ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload,
     CompletedPart,
 };
+use aws_smithy_types::DateTime;
 use shared::ObjectKey;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::Error;
-use crate::plan::{signed_lifetime, CompletePart, UploadedPart};
+use crate::plan::{
+    signed_lifetime, CompletePart, UploadedPart, CACHE_CONTROL, CONTENT_DISPOSITION,
+    CONTENT_ENCODING, CONTENT_LANGUAGE, EXPIRES_EPOCH_S,
+};
 use crate::post_policy::SigningCredentials;
 use crate::record::{ObjectHead, StoredChecksum};
 use crate::store::{CompleteOutcome, ObjectHeads, ObjectStore, PostTarget, SignedRequest};
@@ -138,7 +142,12 @@ impl ObjectStore for S3Uploads {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
-            .content_length(i64::try_from(size).unwrap_or(i64::MAX));
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .cache_control(CACHE_CONTROL)
+            .content_disposition(CONTENT_DISPOSITION)
+            .content_encoding(CONTENT_ENCODING)
+            .content_language(CONTENT_LANGUAGE)
+            .expires(DateTime::from_secs(EXPIRES_EPOCH_S));
         let request = match checksum {
             Checksum::Sha256(_) => request
                 .checksum_algorithm(S3ChecksumAlgorithm::Sha256)
@@ -198,6 +207,11 @@ impl ObjectStore for S3Uploads {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
+            .cache_control(CACHE_CONTROL)
+            .content_disposition(CONTENT_DISPOSITION)
+            .content_encoding(CONTENT_ENCODING)
+            .content_language(CONTENT_LANGUAGE)
+            .expires(DateTime::from_secs(EXPIRES_EPOCH_S))
             .checksum_algorithm(S3ChecksumAlgorithm::Crc32C)
             .checksum_type(ChecksumType::FullObject)
             .send()
