@@ -235,7 +235,8 @@ def merge(args):
         elif part in previous and previous.get("mode") == args.mode:
             results[part] = previous[part]
             kept = previous.get("kept_parts", {}).get(part) or {
-                "started": previous.get("started"), "cpu": previous.get("machine", {}).get("cpu")}
+                "started": previous.get("started"), "cpu": previous.get("machine", {}).get("cpu"),
+                "load_1m": (previous.get("load_average") or {}).get("one_minute")}
             results.setdefault("kept_parts", {})[part] = kept
     # The init figures of the sam-built artifacts, from the last tests/sam run (committed beside).
     sam = ROOT / "bench" / "sam" / "results.json"
@@ -525,7 +526,10 @@ def docs(args):
     if results.get("ranged", {}).get("workers"):
         lines += ranged_section(results["ranged"], plt, out, figures)
     if results.get("fresh", {}).get("summary"):
-        lines += fresh_section(results["fresh"], (results.get("load_average") or {}).get("one_minute"))
+        # The load of the run that measured it: this one's, or the earlier run's it was kept from.
+        kept = results.get("kept_parts", {}).get("fresh")
+        lines += fresh_section(results["fresh"], kept.get("load_1m") if kept else
+                               (results.get("load_average") or {}).get("one_minute"))
     if results.get("regions", {}).get("rows"):
         lines += regions_section(results["regions"])
     if "edge" in results:
@@ -796,7 +800,8 @@ def ranged_section(r, plt, out, figures):
 
 
 def fresh_section(f, load_one=None):
-    """Fresh copies at a distance (bench/fresh/fresh.py); `load_one`: the run's 1-minute load average."""
+    """Fresh copies at a distance (bench/fresh/fresh.py); `load_one`: the 1-minute load average of the run
+    that measured it."""
     n, k, w, link = f["objects"], f["changed"], f["workers"], f["link"]
     s, b = f["summary"], f["budget"]
     lines = ["## Fresh copies at a distance: revalidating the bucket over an ocean", "",
@@ -869,7 +874,7 @@ def fresh_section(f, load_one=None):
               f"most of a refresh waiting on one round trip; only W = {w} was measured here). That figure is likely a floor for a "
               "deployment: the sweep's claims and each refresh's calls in the region went to the local stand-ins "
               "(moto, one Python process, for DynamoDB and SQS, on a 2-core machine shared with other work: load "
-              "average median " + fmt((load_one or {}).get("median")) + " through this run), where DynamoDB "
+              "average median " + fmt((load_one or {}).get("median")) + " through its run), where DynamoDB "
               "answers in a few milliseconds; the origin's share, one round trip per refresh on a kept-alive connection per worker "
               f"({fmt(s['ours']['connections'])} connections in all), is what the distance costs, and is the "
               f"same anywhere. These figures are for this mix (a tenth changed, {f['object_bytes'] // 1024} KiB "
@@ -962,7 +967,9 @@ def regions_section(r):
     lines += ["**What it does not model.** CloudFront's own network: a real edge reaches a far origin over AWS's "
               "backbone, possibly through a regional edge cache, and keeps tuned, long-lived connections, where the "
               "link here is a delay, jitter and a fixed per-connection rate (no loss, no congestion window: TCP's "
-              "slow start after idle is not modelled, which favours large objects from the far bucket). Plain HTTP "
+              "slow start after idle is not modelled, which favours large objects from the far bucket). The "
+              "per-connection rates are assumptions, not measurements: the time to the last byte of a large object "
+              "follows them. Plain HTTP "
               "to the buckets, on connections kept alive, so no TLS handshake is in the figures. S3 itself is moto "
               "on this machine (its time to first byte is a few milliseconds of Python, not S3's), the same for both "
               "buckets. Only cache misses the bucket serves: hits never reach an origin, and misses the bucket "

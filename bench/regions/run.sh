@@ -77,6 +77,7 @@ cleanup() {
   for pid in "${hook_pids[@]}"; do edge_rie_stop "$pid"; done
   scripts/wan down "$far" >/dev/null 2>&1 || true
   scripts/wan down "$near" >/dev/null 2>&1 || true
+  rm -f .local/wan/"$far".{log,stats} .local/wan/"$near".{log,stats}
   scripts/local-stack down >/dev/null 2>&1 || true
   rm -rf "$work"
 }
