@@ -243,12 +243,17 @@ fn aws_queue_url(local: &str, region: &str) -> Result<String> {
     ))
 }
 
-/// The hook's configuration for one regional stack, as the domestic origin's custom headers.
+/// The hook's configuration for one regional stack, as the domestic origin's custom headers (the
+/// refused prefixes as the templates set them: UploadPrefix and ThumbnailPrefix).
 fn hook_headers(queue_url: String, bucket: &str) -> Vec<(String, String)> {
     vec![
         ("X-Backfill-Queue-Url".into(), queue_url),
         ("X-Backfill-Bucket".into(), bucket.into()),
         ("X-Backfill-Send-Budget".into(), "1s".into()),
+        (
+            "X-Backfill-Refused-Prefixes".into(),
+            "uploads/,thumbnails/".into(),
+        ),
     ]
 }
 
