@@ -2680,24 +2680,23 @@ def _pattern_matches(pattern, value):
     return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
 
 
+def allowed_not_denied(sts, action, resource):
+    """Whether some statement allows the action on the resource and none denies it (IAM's
+    evaluation, conditions aside)."""
+    effects = set()
+    for st in sts:
+        actions = [a.lower() for a in as_list(st.get("Action"))]
+        targets = [r for r in as_list(st.get("Resource")) if isinstance(r, str)]
+        if any(_pattern_matches(a, action.lower()) for a in actions) and any(_pattern_matches(r, resource) for r in targets):
+            effects.add(st.get("Effect"))
+    return "Allow" in effects and "Deny" not in effects
+
+
 def role_may(resources, role, action, resource):
     """Whether the role's identity policies allow the action on the resource, no Deny matching."""
-    allowed = denied = False
-    for _where, document, identity, roles in policy_documents(resources):
-        if not identity or role not in roles:
-            continue
-        for st in statements(document):
-            actions = [a.lower() for a in as_list(st.get("Action"))]
-            targets = [r for r in as_list(st.get("Resource")) if isinstance(r, str)]
-            if not any(_pattern_matches(a, action.lower()) for a in actions):
-                continue
-            if not any(_pattern_matches(r, resource) for r in targets):
-                continue
-            if st.get("Effect") == "Deny":
-                denied = True
-            elif st.get("Effect") == "Allow":
-                allowed = True
-    return allowed and not denied
+    sts = [st for _where, document, identity, roles in policy_documents(resources)
+           if identity and role in roles for st in statements(document)]
+    return allowed_not_denied(sts, action, resource)
 
 
 def rule_upload_prefix(scenario):
@@ -2750,27 +2749,10 @@ def bucket_policy_lets(resources, service, action, resource):
     matches. Conditions are not evaluated: a statement applies as if they held (the TLS Deny's
     condition never holds for CloudFront, which uses HTTPS; that statement denies s3:* to "*" with a
     condition, so Denies with a condition on aws:SecureTransport are skipped)."""
-    allowed = denied = False
-    for res in resources.values():
-        if res["Type"] != "AWS::S3::BucketPolicy":
-            continue
-        for st in statements(res["Properties"].get("PolicyDocument")):
-            services = _principal_services(st)
-            if service not in services and "*" not in services:
-                continue
-            if "aws:SecureTransport" in json.dumps(st.get("Condition", {})):
-                continue
-            actions = [a.lower() for a in as_list(st.get("Action"))]
-            targets = [r for r in as_list(st.get("Resource")) if isinstance(r, str)]
-            if not any(_pattern_matches(a, action.lower()) for a in actions):
-                continue
-            if not any(_pattern_matches(r, resource) for r in targets):
-                continue
-            if st.get("Effect") == "Deny":
-                denied = True
-            elif st.get("Effect") == "Allow":
-                allowed = True
-    return allowed and not denied
+    sts = [st for res in resources.values() if res["Type"] == "AWS::S3::BucketPolicy"
+           for st in statements(res["Properties"].get("PolicyDocument"))
+           if _principal_services(st) & {service, "*"} and "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))]
+    return allowed_not_denied(sts, action, resource)
 
 
 def rule_upload_privacy(scenario):
