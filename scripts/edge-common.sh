@@ -52,6 +52,11 @@ edge_rie_start() {
 
 # edge_rie_stop PID: stops an emulator started by edge_rie_start, with the runtime it started.
 edge_rie_stop() {
+  stop_process_group "$1"
+}
+
+# stop_process_group PID: TERM to the process group PID leads, KILL after 5 s, then reaped.
+stop_process_group() {
   local pid="$1" i
   kill -TERM -- "-$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do

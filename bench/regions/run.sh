@@ -61,19 +61,9 @@ export LOCAL_STACK_DIR="$root/.local/regions-stack"
 work="$(mktemp -d)"
 far="regions-far-$$" near="regions-near-$$"
 group_pids=() hook_pids=()
-stop_group() { # pid: the process group it leads
-  local pid="$1" i
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local pid
-  for pid in "${group_pids[@]}"; do stop_group "$pid"; done
+  for pid in "${group_pids[@]}"; do stop_process_group "$pid"; done
   for pid in "${hook_pids[@]}"; do edge_rie_stop "$pid"; done
   scripts/wan down "$far" >/dev/null 2>&1 || true
   scripts/wan down "$near" >/dev/null 2>&1 || true
