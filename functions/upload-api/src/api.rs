@@ -160,6 +160,42 @@ pub struct FileResponse {
     /// Every version, newest first, when asked for with `?versions=true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<FileVersion>,
+    /// Where to read the object, when asked for with `?download=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Download>,
+}
+
+/// A URL that reads an upload until it expires: a presigned S3 GET, or with
+/// `UploadAccess=signed` a CloudFront signed URL on the distribution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Download {
+    pub url: String,
+    /// `s3` or `cloudfront`.
+    pub via: String,
+    pub expires_at: String,
+}
+
+/// `GET /cookies` (`UploadAccess=signed`): CloudFront signed cookies for the caller's uploads
+/// and their thumbnails on the distribution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookiesResponse {
+    pub domain: String,
+    pub expires_at: String,
+    /// One set per path: the caller's prefix and its thumbnails'.
+    pub sets: Vec<CookieSetView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookieSetView {
+    /// The path to set the cookies for (`/uploads/alice/`).
+    pub path: String,
+    /// The URLs they open (`https://d111111abcdef8.cloudfront.net/uploads/alice/*`).
+    pub resource: String,
+    /// Cookie names and values.
+    pub cookies: BTreeMap<String, String>,
+    /// The same as `Set-Cookie` values (Path, Secure, HttpOnly, SameSite=Lax; no Domain, no
+    /// Expires: a session cookie), for a server on the distribution's site to send.
+    pub set_cookie: Vec<String>,
 }
 
 /// `GET /files?prefix=&since=`.

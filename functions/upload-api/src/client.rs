@@ -21,9 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::api::{
     ChangesResponse, ChecksumSpec, CompleteRequest, CompleteResponse, CompletedPartRef,
-    CreateMultipartRequest, ErrorBody, FileResponse, ListPartsResponse, MeResponse,
-    MultipartUpload, PartToSign, SignPartsRequest, SignPartsResponse, SingleUploadRequest,
-    SingleUploadResponse, UploadMethod,
+    CookiesResponse, CreateMultipartRequest, ErrorBody, FileResponse, ListPartsResponse,
+    MeResponse, MultipartUpload, PartToSign, SignPartsRequest, SignPartsResponse,
+    SingleUploadRequest, SingleUploadResponse, UploadMethod,
 };
 use crate::checksum::{combine_crc32c, Checksum, ChecksumAlgorithm};
 use crate::error::Error;
@@ -196,6 +196,33 @@ impl ApiClient {
         };
         self.call(reqwest::Method::GET, &format!("/files/{path}"), query, None)
             .await
+    }
+
+    /// The latest version of `key` and a URL to read it with, living `expires_in` seconds (the
+    /// API's default when `None`).
+    pub async fn download(
+        &self,
+        key: &str,
+        expires_in: Option<u64>,
+    ) -> Result<FileResponse, Error> {
+        let path: String = key.split('/').map(segment).collect::<Vec<_>>().join("/");
+        let expires_in = expires_in.map(|s| s.to_string());
+        let mut query = vec![("download", "true")];
+        if let Some(expires_in) = &expires_in {
+            query.push(("expires_in", expires_in.as_str()));
+        }
+        self.call(
+            reqwest::Method::GET,
+            &format!("/files/{path}"),
+            &query,
+            None,
+        )
+        .await
+    }
+
+    /// CloudFront signed cookies for the caller's uploads (`UploadAccess=signed`).
+    pub async fn cookies(&self) -> Result<CookiesResponse, Error> {
+        self.call(reqwest::Method::GET, "/cookies", &[], None).await
     }
 
     /// Changes under `prefix` after the cursor `since`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use shared::config::{error, ConfigError, Env};
 
 use crate::auth::{parse_token_hashes, AuthMode};
+use crate::cloudfront::{check_domain, check_key_pair_id};
 use crate::plan::{MAX_OBJECT_BYTES, MAX_PART_BYTES, MIN_PART_BYTES};
 
 const MIB: u64 = 1024 * 1024;
@@ -60,6 +61,118 @@ pub struct ApiConfig {
     /// late with an earlier change time would otherwise fall behind a cursor already handed out.
     pub feed_settle: Duration,
     pub metrics_namespace: String,
+    /// Who may read an upload through the distribution (`UPLOAD_ACCESS`).
+    pub access: UploadAccess,
+}
+
+/// Who may read an upload through the distribution: the template's `UploadAccess`, whose bucket
+/// policy and edge behaviours enforce it (docs/uploads.md, "Who can read an upload").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadAccess {
+    /// Nobody: the owner downloads from S3 with a presigned GET.
+    Private,
+    /// Anyone with the URL; the owner still gets a presigned GET (the API does not know the
+    /// distribution's domain).
+    Public,
+    /// Whoever holds a URL or cookies the API signed for CloudFront.
+    Signed(SignedAccess),
+}
+
+/// How the API signs for CloudFront.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAccess {
+    /// The distribution's domain name (`DOWNLOAD_DOMAIN`), such as d111111abcdef8.cloudfront.net.
+    pub domain: String,
+    /// The CloudFront id of the public key in the distribution's trusted key group
+    /// (`SIGNING_KEY_ID`).
+    pub key_pair_id: String,
+    /// The Secrets Manager secret holding the matching private key, PEM (`SIGNING_KEY_SECRET`).
+    pub key_secret_arn: String,
+    /// Where the uploads' thumbnails are (`THUMBNAIL_PREFIX`): their cookies' path.
+    pub thumbnail_prefix: String,
+}
+
+impl UploadAccess {
+    pub fn name(&self) -> &'static str {
+        match self {
+            UploadAccess::Private => "private",
+            UploadAccess::Public => "public",
+            UploadAccess::Signed(_) => "signed",
+        }
+    }
+
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let access = match env.get("UPLOAD_ACCESS").as_deref().map(str::trim) {
+            None | Some("private") => UploadAccess::Private,
+            Some("public") => UploadAccess::Public,
+            Some("signed") => {
+                let domain = env.required(
+                    "DOWNLOAD_DOMAIN",
+                    "the distribution's domain name (UPLOAD_ACCESS is signed)",
+                )?;
+                check_domain(&domain).map_err(|e| {
+                    error(
+                        "DOWNLOAD_DOMAIN",
+                        &e.to_string(),
+                        "such as d111111abcdef8.cloudfront.net",
+                    )
+                })?;
+                let key_pair_id = env.required(
+                    "SIGNING_KEY_ID",
+                    "the CloudFront public key id of the trusted key group (UPLOAD_ACCESS is signed)",
+                )?;
+                check_key_pair_id(&key_pair_id).map_err(|e| {
+                    error("SIGNING_KEY_ID", &e.to_string(), "such as K2JCJMDEHXQW5F")
+                })?;
+                let key_secret_arn = env.required(
+                    "SIGNING_KEY_SECRET",
+                    "the Secrets Manager secret of the private key (UPLOAD_ACCESS is signed)",
+                )?;
+                if shared::aws::Arn::parse(&key_secret_arn)
+                    .filter(|arn| {
+                        arn.service == "secretsmanager"
+                            && !arn.region.is_empty()
+                            && !arn.account.is_empty()
+                            && arn.resource.len() > "secret:".len()
+                            && arn.resource.starts_with("secret:")
+                    })
+                    .is_none()
+                {
+                    return Err(error(
+                        "SIGNING_KEY_SECRET",
+                        &format!("is {key_secret_arn:?}"),
+                        "a Secrets Manager secret's ARN, arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME",
+                    ));
+                }
+                let thumbnail_prefix = env
+                    .get("THUMBNAIL_PREFIX")
+                    .unwrap_or_else(|| "thumbs/".to_owned());
+                if !thumbnail_prefix.ends_with('/')
+                    || shared::ObjectKey::new(thumbnail_prefix.trim_end_matches('/')).is_err()
+                {
+                    return Err(error(
+                        "THUMBNAIL_PREFIX",
+                        &format!("is {thumbnail_prefix:?}"),
+                        "a key prefix ending with a slash, such as thumbs/",
+                    ));
+                }
+                UploadAccess::Signed(SignedAccess {
+                    domain,
+                    key_pair_id,
+                    key_secret_arn,
+                    thumbnail_prefix,
+                })
+            }
+            Some(other) => {
+                return Err(error(
+                    "UPLOAD_ACCESS",
+                    &format!("is {other:?}"),
+                    "private, public or signed",
+                ))
+            }
+        };
+        Ok(access)
+    }
 }
 
 impl ApiConfig {
@@ -183,6 +296,7 @@ impl ApiConfig {
             rate_limit,
             feed_settle: env.duration_or("FEED_SETTLE", Duration::from_secs(2))?,
             metrics_namespace: metrics_namespace(env),
+            access: UploadAccess::from_env(env)?,
         })
     }
 }
@@ -336,6 +450,58 @@ mod tests {
         }
         let err = ApiConfig::from_env(&Env::from_pairs([])).unwrap_err();
         assert_eq!(err.variable, "AUTH_TOKENS");
+    }
+
+    #[test]
+    fn upload_access_and_what_signed_access_needs() {
+        assert_eq!(api(&[]).unwrap().access, UploadAccess::Private);
+        assert_eq!(
+            api(&[("UPLOAD_ACCESS", "public")]).unwrap().access,
+            UploadAccess::Public
+        );
+        let secret =
+            "arn:aws:secretsmanager:eu-central-1:123456789012:secret:upload-signing-AbC123";
+        let signed = [
+            ("UPLOAD_ACCESS", "signed"),
+            ("DOWNLOAD_DOMAIN", "d111111abcdef8.cloudfront.net"),
+            ("SIGNING_KEY_ID", "K2JCJMDEHXQW5F"),
+            ("SIGNING_KEY_SECRET", secret),
+            ("THUMBNAIL_PREFIX", "renditions/"),
+        ];
+        assert_eq!(
+            api(&signed).unwrap().access,
+            UploadAccess::Signed(SignedAccess {
+                domain: "d111111abcdef8.cloudfront.net".into(),
+                key_pair_id: "K2JCJMDEHXQW5F".into(),
+                key_secret_arn: secret.into(),
+                thumbnail_prefix: "renditions/".into(),
+            })
+        );
+        // Each of signed mode's settings is required and checked.
+        for (name, bad) in [
+            ("DOWNLOAD_DOMAIN", "https://d111111abcdef8.cloudfront.net"),
+            ("SIGNING_KEY_ID", "k2jc"),
+            ("SIGNING_KEY_SECRET", "arn:aws:s3:::bucket"),
+            ("THUMBNAIL_PREFIX", "thumbs"),
+        ] {
+            let missing: Vec<_> = signed.iter().copied().filter(|(n, _)| *n != name).collect();
+            match api(&missing) {
+                // The image processor's default.
+                Ok(config) if name == "THUMBNAIL_PREFIX" => assert!(matches!(
+                    config.access,
+                    UploadAccess::Signed(SignedAccess { ref thumbnail_prefix, .. }) if thumbnail_prefix == "thumbs/"
+                )),
+                Ok(_) => panic!("signed access without {name}"),
+                Err(err) => assert_eq!(err.variable, name, "without {name}: {err}"),
+            }
+            let mut wrong = missing.clone();
+            wrong.push((name, bad));
+            assert_eq!(api(&wrong).unwrap_err().variable, name, "{name}={bad}");
+        }
+        assert_eq!(
+            api(&[("UPLOAD_ACCESS", "open")]).unwrap_err().variable,
+            "UPLOAD_ACCESS"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod checksum;
 pub mod client;
+pub mod cloudfront;
 pub mod config;
 pub mod error;
 pub mod function_url;

@@ -16,6 +16,7 @@ pub enum Route {
     ListChanges,
     /// The decoded key (not yet validated).
     GetFile(String),
+    Cookies,
 }
 
 impl Route {
@@ -31,6 +32,7 @@ impl Route {
             Route::Abort(_) => "abort",
             Route::ListChanges => "list_changes",
             Route::GetFile(_) => "get_file",
+            Route::Cookies => "cookies",
         }
     }
 }
@@ -61,6 +63,7 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, Error> {
         ("POST", ["multipart", id, "complete"]) => Route::Complete(upload_id(id)?),
         ("DELETE", ["multipart", id]) => Route::Abort(upload_id(id)?),
         ("GET", ["files"]) => Route::ListChanges,
+        ("GET", ["cookies"]) => Route::Cookies,
         _ => return Err(no_route()),
     };
     Ok(route)
@@ -106,6 +109,7 @@ mod tests {
             ("POST", "/multipart/x/complete", Route::Complete("x".into())),
             ("DELETE", "/multipart/x", Route::Abort("x".into())),
             ("GET", "/files", Route::ListChanges),
+            ("GET", "/cookies", Route::Cookies),
             (
                 "GET",
                 "/files/uploads/alice/caf%C3%A9%20au%20lait.jpg",

@@ -12,13 +12,15 @@ use shared::{Failure, ObjectKey};
 use time::OffsetDateTime;
 
 use crate::api::{
-    ChangesResponse, ChecksumSpec, CompleteRequest, CompleteResponse, CreateMultipartRequest,
-    FileResponse, ListPartsResponse, MeResponse, MultipartUpload, PartView, SignPartsRequest,
-    SignPartsResponse, SignedPart, SingleUploadRequest, SingleUploadResponse, UploadMethod,
+    ChangesResponse, ChecksumSpec, CompleteRequest, CompleteResponse, CookieSetView,
+    CookiesResponse, CreateMultipartRequest, Download, FileResponse, ListPartsResponse, MeResponse,
+    MultipartUpload, PartView, SignPartsRequest, SignPartsResponse, SignedPart,
+    SingleUploadRequest, SingleUploadResponse, UploadMethod,
 };
 use crate::auth::{authenticate, Caller, IamPrincipal};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
-use crate::config::ApiConfig;
+use crate::cloudfront::CloudFrontSigner;
+use crate::config::{ApiConfig, UploadAccess};
 use crate::error::Error;
 use crate::plan::{
     authorize_key, authorize_prefix, check_complete, check_content_type, check_part_list,
@@ -89,6 +91,8 @@ pub struct Api<O, S, F, R> {
     files: F,
     rate: R,
     metrics: Metrics,
+    /// With `UploadAccess=signed`: what signs the distribution's URLs and cookies.
+    cloudfront: Option<CloudFrontSigner>,
 }
 
 impl<O, S, F, R> Api<O, S, F, R>
@@ -113,7 +117,14 @@ where
             files,
             rate,
             metrics,
+            cloudfront: None,
         }
+    }
+
+    /// Signs downloads for the distribution (`UploadAccess=signed`) with `signer`.
+    pub fn with_cloudfront(mut self, signer: CloudFrontSigner) -> Self {
+        self.cloudfront = Some(signer);
+        self
     }
 
     pub fn config(&self) -> &ApiConfig {
@@ -186,7 +197,8 @@ where
             Route::Complete(id) => self.complete(caller, &id, body(request)?, now).await,
             Route::Abort(id) => self.abort(caller, &id).await,
             Route::ListChanges => self.list_changes(caller, &request.query, now).await,
-            Route::GetFile(key) => self.get_file(caller, &key, &request.query).await,
+            Route::GetFile(key) => self.get_file(caller, &key, &request.query, now).await,
+            Route::Cookies => self.cookies(caller, &request.query, now),
         }
     }
 
@@ -530,17 +542,17 @@ where
         caller: &Caller,
         key: &str,
         query: &HashMap<String, String>,
+        now: OffsetDateTime,
     ) -> Result<Answer, Error> {
         let key = authorize_key(&self.prefix(caller), key)?;
-        let all = match query.get("versions").map(String::as_str) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(Error::InvalidRequest(format!(
-                    "versions is {other:?}: true or false"
-                )))
-            }
-        };
+        let all = flag(query, "versions")?;
+        let download = flag(query, "download")?;
+        let expires_in = expires_in(query)?;
+        if expires_in.is_some() && !download {
+            return Err(Error::InvalidRequest(
+                "expires_in is for download=true".into(),
+            ));
+        }
         let mut versions = self
             .files
             .versions(key.as_str(), if all { MAX_VERSIONS } else { 1 })
@@ -552,7 +564,113 @@ where
         if !all {
             versions.clear();
         }
-        Answer::ok(FileResponse { latest, versions })
+        let download = if download {
+            Some(self.download(&key, expires_in, now).await?)
+        } else {
+            None
+        };
+        Answer::ok(FileResponse {
+            latest,
+            versions,
+            download,
+        })
+    }
+
+    /// A URL the owner reads `key` with: through the distribution when it serves uploads with
+    /// signed URLs, else a presigned GET from the bucket.
+    async fn download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<Download, Error> {
+        let lifetime = url_expiry(
+            expires_in,
+            self.config.url_expiry,
+            self.config.max_url_expiry,
+        )?;
+        let download = match &self.config.access {
+            UploadAccess::Signed(_) => {
+                let signer = self.signer()?;
+                let expires_at = now + lifetime;
+                Download {
+                    url: signer.signed_url(key.as_str(), epoch_seconds(expires_at)),
+                    via: "cloudfront".into(),
+                    expires_at: timestamp(expires_at),
+                }
+            }
+            UploadAccess::Private | UploadAccess::Public => {
+                let signed = self.objects.presign_get(key, lifetime).await?;
+                Download {
+                    url: signed.url,
+                    via: "s3".into(),
+                    expires_at: timestamp(now + signed.expires_in),
+                }
+            }
+        };
+        tracing::info!(key = %key, via = %download.via, "signed a download");
+        Ok(download)
+    }
+
+    fn signer(&self) -> Result<&CloudFrontSigner, Error> {
+        // main builds the signer whenever the configuration says signed.
+        self.cloudfront.as_ref().ok_or_else(|| {
+            Error::Credentials(
+                "UPLOAD_ACCESS is signed but no CloudFront signing key was loaded".into(),
+            )
+        })
+    }
+
+    /// Signed cookies for the caller's uploads and their thumbnails on the distribution.
+    fn cookies(
+        &self,
+        caller: &Caller,
+        query: &HashMap<String, String>,
+        now: OffsetDateTime,
+    ) -> Result<Answer, Error> {
+        let UploadAccess::Signed(signed) = &self.config.access else {
+            return Err(Error::InvalidRequest(format!(
+                "uploads are {} (UploadAccess): the distribution takes no signed cookies",
+                self.config.access.name()
+            )));
+        };
+        let signer = self.signer()?;
+        let lifetime = url_expiry(
+            expires_in(query)?,
+            self.config.url_expiry,
+            self.config.max_url_expiry,
+        )?;
+        let expires_at = now + lifetime;
+        let prefix = self.prefix(caller);
+        let sets = [
+            prefix.clone(),
+            format!("{}{prefix}", signed.thumbnail_prefix),
+        ]
+        .iter()
+        .map(|prefix| {
+            let set = signer.cookies(prefix, epoch_seconds(expires_at));
+            CookieSetView {
+                set_cookie: set
+                    .cookies
+                    .iter()
+                    .map(|(name, value)| {
+                        format!(
+                            "{name}={value}; Path={}; Secure; HttpOnly; SameSite=Lax",
+                            set.path
+                        )
+                    })
+                    .collect(),
+                cookies: set.cookies.into_iter().collect(),
+                path: set.path,
+                resource: set.resource,
+            }
+        })
+        .collect();
+        Answer::ok(CookiesResponse {
+            domain: signer.domain().to_owned(),
+            expires_at: timestamp(expires_at),
+            sets,
+        })
     }
 
     async fn list_changes(
@@ -619,6 +737,33 @@ fn upload_view(session: &Session) -> MultipartUpload {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         ),
     }
+}
+
+/// A `true`/`false` query parameter, false when absent.
+fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, Error> {
+    match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(Error::InvalidRequest(format!(
+            "{name} is {other:?}: true or false"
+        ))),
+    }
+}
+
+/// The `expires_in` query parameter: seconds.
+fn expires_in(query: &HashMap<String, String>) -> Result<Option<u64>, Error> {
+    query
+        .get("expires_in")
+        .map(|raw| {
+            raw.parse::<u64>().map_err(|_| {
+                Error::InvalidRequest(format!("expires_in is {raw:?}: a number of seconds"))
+            })
+        })
+        .transpose()
+}
+
+fn epoch_seconds(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp()).unwrap_or(0)
 }
 
 fn body<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, Error> {

@@ -73,6 +73,13 @@ pub trait ObjectStore: Send + Sync {
 
     fn post_target(&self) -> impl Future<Output = Result<PostTarget, Error>> + Send;
 
+    /// A presigned GetObject of the key's current object: its owner's download.
+    fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+    ) -> impl Future<Output = Result<SignedRequest, Error>> + Send;
+
     fn bucket(&self) -> &str;
 
     /// Starts a multipart upload whose whole-object CRC32C S3 checks on completion.

@@ -167,6 +167,26 @@ impl ObjectStore for S3Uploads {
         Ok(signed(presigned, lifetime))
     }
 
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+    ) -> Result<SignedRequest, Error> {
+        let credentials = self.signing_credentials().await?;
+        let (config, presigning, lifetime) = signing_with(&credentials, expires_in)?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .customize()
+            .config_override(config)
+            .presigned(presigning)
+            .await
+            .map_err(|e| presign_error("GetObject", e))?;
+        Ok(signed(presigned, lifetime))
+    }
+
     async fn post_target(&self) -> Result<PostTarget, Error> {
         let credentials = self.signing_credentials().await?;
         // The bucket's URL, addressed as the SDK addresses it (virtual host or path style,

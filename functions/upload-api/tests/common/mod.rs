@@ -28,6 +28,8 @@ use shared::metrics::Metrics;
 use test_support::queues::notified_keys;
 use upload_api::auth::{token_hash_hex, IamPrincipal};
 use upload_api::client::ApiClient;
+use upload_api::cloudfront::signer_from_secret;
+use upload_api::config::UploadAccess;
 use upload_api::metadata::Outcome;
 use upload_api::store::files::FEED_INDEX;
 use upload_api::store::{
@@ -229,16 +231,20 @@ impl Stack {
             [(ALICE, token(ALICE)), (BOB, token(BOB))].into();
         let mut stack = Stack {
             writer: writer(&sdk, &files_table, &topic_arn),
-            api: Arc::new(api(
-                &bucket,
-                &bucket_client,
-                credentials.clone(),
-                &dynamodb,
-                &uploads_table,
-                &files_table,
-                &tokens,
-                extra,
-            )),
+            api: Arc::new(
+                api(
+                    &sdk,
+                    &bucket,
+                    &bucket_client,
+                    credentials.clone(),
+                    &dynamodb,
+                    &uploads_table,
+                    &files_table,
+                    &tokens,
+                    extra,
+                )
+                .await,
+            ),
             base_url: String::new(),
             sdk,
             s3,
@@ -294,6 +300,7 @@ impl Stack {
         extra: &[(&str, &str)],
     ) -> String {
         let api = api(
+            &self.sdk,
             &self.bucket,
             &self.bucket_client,
             credentials,
@@ -302,8 +309,27 @@ impl Stack {
             &self.files_table,
             &self.tokens,
             extra,
-        );
+        )
+        .await;
         function_url::serve(Arc::new(api)).await
+    }
+
+    /// A Secrets Manager secret holding `value`; returns its ARN.
+    pub async fn secret(&self, value: &str) -> String {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(unique("signing-key"))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create the secret")
+            .arn
+            .expect("secret ARN")
+    }
+
+    /// A client of the API at `base_url` (another API over this stack) for `caller`.
+    pub fn client_of(&self, base_url: &str, caller: &str) -> ApiClient {
+        ApiClient::new(base_url, Some(self.tokens[caller].clone()))
     }
 
     pub fn client(&self, caller: &str) -> ApiClient {
@@ -549,7 +575,8 @@ impl Stack {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn api(
+async fn api(
+    sdk: &aws_config::SdkConfig,
     bucket: &str,
     client: &aws_sdk_s3::Client,
     credentials: SharedCredentialsProvider,
@@ -581,14 +608,23 @@ fn api(
     ];
     pairs.extend_from_slice(extra);
     let config = ApiConfig::from_env(&Env::from_pairs(pairs)).expect("test configuration");
-    Api::new(
+    let api = Api::new(
         config.clone(),
         S3Uploads::new(client.clone(), bucket, credentials, "us-east-1"),
         DynamoSessions::new(dynamodb.clone(), uploads_table),
         DynamoFiles::new(dynamodb.clone(), files_table),
         DynamoRateLimiter::new(dynamodb.clone(), uploads_table, config.rate_limit),
         Metrics::new("UploadApiTest"),
-    )
+    );
+    // As main does: the signing key from Secrets Manager (moto's).
+    match &config.access {
+        UploadAccess::Signed(signed) => api.with_cloudfront(
+            signer_from_secret(&aws_sdk_secretsmanager::Client::new(sdk), signed)
+                .await
+                .expect("the CloudFront signing key"),
+        ),
+        _ => api,
+    }
 }
 
 fn writer(sdk: &aws_config::SdkConfig, files_table: &str, topic_arn: &str) -> Writer {
