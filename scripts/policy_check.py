@@ -109,9 +109,12 @@ Rules (their names are what the findings and the tests use):
                           explicit Deny), its REFUSED_PREFIXES not naming it, or a domestic origin
                           carrying the hook's configuration without it in x-backfill-refused-prefixes
   upload-privacy          the bucket policy letting the distribution read an upload (or an upload's
-                          thumbnail) with UploadAccess=private, or not with public; an upload or
-                          its thumbnail whose first matching cache behaviour is the default one, is
-                          served otherwise than by the bucket alone, or runs the hook
+                          thumbnail) with UploadAccess=private, or not with public or signed; an
+                          upload or its thumbnail whose first matching cache behaviour is the
+                          default one, is served otherwise than by the bucket alone, runs the hook,
+                          or with signed trusts no key group of exactly UploadSigningPublicKey; the
+                          upload API, the nested edge stack or EdgeStackParameters not told
+                          UploadAccess (with signed: the API without its key, key id or domain)
   regions                 for each configured regional stack (slot 1: BucketName, BucketRegion,
                           BackfillQueueArn; slot N: RegionNBucketName, RegionNBackfillQueueArn):
                           no bucket origin of its bucket in its queue's region behind the origin
@@ -167,8 +170,16 @@ EXTRA_VALUES = {
 # Choice parameters the rules walk themselves (rule_ttl: every pair), not as scenarios.
 OWN_WALK = {"DefaultTtl", "MaxTtl"}
 # Values a choice needs beside it (a Rule refuses the choice alone).
+SIGNING_PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----\n"
 COMPANION_VALUES = {
     ("UploadAuthMode", "token"): {"UploadAuthTokens": "alice:" + "0123456789abcdef" * 4},
+    # Each template takes those of its own parameters.
+    ("UploadAccess", "signed"): {
+        "UploadSigningKeySecretArn": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:upload-signing-AbCdEf",
+        "UploadSigningKeyId": "K2JCJMDEHXQW5F",
+        "UploadDownloadDomain": "d111111abcdef8.cloudfront.net",
+        "UploadSigningPublicKey": SIGNING_PUBLIC_KEY,
+    },
 }
 
 # Scenarios that set several parameters together (each applies to a template that has them all):
@@ -494,7 +505,8 @@ def scenarios(template, label):
             continue
         for value in list(spec.get("AllowedValues", [])) + EXTRA_VALUES.get(name, []):
             if str(value) != defaults[name]:
-                changes = dict({name: str(value)}, **COMPANION_VALUES.get((name, str(value)), {}))
+                companions = COMPANION_VALUES.get((name, str(value)), {})
+                changes = dict({name: str(value)}, **{k: v for k, v in companions.items() if k in params})
                 variants.append((f"{name}={value}", changes))
     for vname, changes in EXTRA_SCENARIOS:
         if set(changes) <= set(params):
@@ -1802,7 +1814,9 @@ def required_actions(resources, function, entry):
         if call in entry.get("when_configured", {}) and not any(
                 v in variables for v in configuring_variables(entry, call)):
             continue
-        needed |= API_ACTIONS[call]
+        # without: what the operation usually needs that this function's use does not (a
+        # presigned GetObject's client may see a missing key as 403: no s3:ListBucket).
+        needed |= API_ACTIONS[call] - set(entry.get("without", {}).get(call, []))
     needed |= set(entry.get("extra_actions", []))
     if any(f == function for f, *_ in sqs_event_sources(resources)):
         needed |= ESM_ACTIONS
@@ -2614,7 +2628,9 @@ def rule_thumbnail_format(scenario, root):
             for association in _behaviour_associations(behaviour):
                 function, _ = ref_name(association.get("FunctionARN"))
                 associated.add(function)
-                is_thumbnails = prefix is not None and behaviour.get("PathPattern", "").lstrip("/") == prefix + "*"
+                uploads = scenario.values.get("UploadPrefix", "")
+                is_thumbnails = prefix is not None and behaviour.get("PathPattern", "").lstrip("/") in (
+                    prefix + "*", prefix + uploads + "*")
                 if function in functions and not is_thumbnails and not regions:
                     yield Finding("thumbnail-format", name, f"{function} on the behaviour {behaviour.get('PathPattern', '*')!r}")
         if prefix is None:
@@ -2757,22 +2773,27 @@ def bucket_policy_lets(resources, service, action, resource):
 
 def rule_upload_privacy(scenario):
     """Uploads, and their thumbnails, are readable through the distribution exactly when
-    UploadAccess says so (the bucket policy decides); the edge serves them from the bucket alone,
-    with no hook and no fallback to the domestic origin."""
+    UploadAccess says so: private, the bucket policy denies CloudFront; public, it lets it;
+    signed, it lets it and the edge serves them only to signed URLs and cookies (the upload
+    behaviours trust the key group of UploadSigningPublicKey), the upload API is told how to sign,
+    and the edge stack is told signed. The edge serves them from the bucket alone, with no hook and
+    no fallback to the domestic origin."""
     values = scenario.values
     prefix, thumbnails, access = values.get("UploadPrefix"), values.get("ThumbnailPrefix"), values.get("UploadAccess")
     if not prefix or not thumbnails:
         return
     resources = scenario.evaluated_resources()
+    probes = (f"{prefix}alice/photos/cat.jpg", f"{thumbnails}{prefix}alice/photos/cat.jpg/160.jpg")
     has_policy = any(r["Type"] == "AWS::S3::BucketPolicy" for r in resources.values())
     if access and has_policy and "Bucket" in resources:
-        for probe in (f"{prefix}alice/photos/cat.jpg", f"{thumbnails}{prefix}alice/photos/cat.jpg/160.jpg"):
+        for probe in probes:
             readable = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", f"<<Bucket.Arn>>/{probe}")
             reads_anything = bucket_policy_lets(resources, CLOUDFRONT_SERVICE, "s3:GetObject", "<<Bucket.Arn>>/media/a.jpg")
             if access == "private" and readable:
                 yield Finding("upload-privacy", "BucketPolicy", f"the distribution may read {probe} with UploadAccess=private")
-            if access == "public" and reads_anything and not readable:
-                yield Finding("upload-privacy", "BucketPolicy", f"the distribution may not read {probe} with UploadAccess=public")
+            if access in ("public", "signed") and reads_anything and not readable:
+                yield Finding("upload-privacy", "BucketPolicy", f"the distribution may not read {probe} with UploadAccess={access}")
+    yield from _upload_access_passed_on(scenario, resources, access)
     distribution = resources.get("Distribution")
     if distribution is None:
         return
@@ -2792,6 +2813,55 @@ def rule_upload_privacy(scenario):
             yield Finding("upload-privacy", where, f"{probe} is not served by the bucket alone")
         if behaviour.get("LambdaFunctionAssociations"):
             yield Finding("upload-privacy", where, f"{probe} runs the hook")
+        if access == "signed" and not _trusts_signing_key(resources, behaviour, values.get("UploadSigningPublicKey")):
+            yield Finding("upload-privacy", where, f"{probe} is served without a signed URL or cookie of "
+                          "UploadSigningPublicKey with UploadAccess=signed")
+
+
+def _trusts_signing_key(resources, behaviour, public_key):
+    """Whether the behaviour trusts a key group holding the public key UploadSigningPublicKey
+    gives (and nothing else: no other signer's URLs open uploads)."""
+    groups = [ref_name(g)[0] for g in as_list(behaviour.get("TrustedKeyGroups"))]
+    if not groups or behaviour.get("TrustedSigners"):
+        return False
+    for group in groups:
+        items = ((resources.get(group) or {}).get("Properties", {}).get("KeyGroupConfig") or {}).get("Items") or []
+        keys = [resources.get(ref_name(i)[0]) or {} for i in items]
+        if not keys or any(((k.get("Properties") or {}).get("PublicKeyConfig") or {}).get("EncodedKey") != public_key
+                           for k in keys):
+            return False
+    return bool(public_key)
+
+
+def _upload_access_passed_on(scenario, resources, access):
+    """A regional stack tells UploadAccess to its upload API, to its nested edge stack (with the
+    public key) or in EdgeStackParameters, and with signed gives the API its key and domain."""
+    api = resources.get("UploadApiFunction")
+    if api is None or not access:
+        return
+    variables = (api["Properties"].get("Environment") or {}).get("Variables") or {}
+    if variables.get("UPLOAD_ACCESS") != access:
+        yield Finding("upload-privacy", "UploadApiFunction", f"UPLOAD_ACCESS is {variables.get('UPLOAD_ACCESS')!r}, "
+                      f"not UploadAccess {access!r}")
+    if access == "signed":
+        for name in ("SIGNING_KEY_SECRET", "SIGNING_KEY_ID", "DOWNLOAD_DOMAIN"):
+            if not variables.get(name):
+                yield Finding("upload-privacy", "UploadApiFunction", f"{name} is not set with UploadAccess=signed")
+    nested = resources.get("EdgeStack")
+    if nested is not None:
+        parameters = nested["Properties"].get("Parameters") or {}
+        if parameters.get("UploadAccess") != access:
+            yield Finding("upload-privacy", "EdgeStack", f"the nested edge stack is not told UploadAccess={access}")
+        if access == "signed" and parameters.get("UploadSigningPublicKey") != scenario.values.get("UploadSigningPublicKey"):
+            yield Finding("upload-privacy", "EdgeStack", "the nested edge stack is not given UploadSigningPublicKey")
+    output = (scenario.template.get("Outputs") or {}).get("EdgeStackParameters")
+    if output is not None and (not output.get("Condition") or scenario.condition(output["Condition"])):
+        # The plain Sub parts of the list (the others name the origin secret's ARN parts, which
+        # have no value here).
+        parts = (output.get("Value") or {}).get("Fn::Join", [None, []])[1]
+        text = " ".join(str(scenario.eval(p)) for p in parts if isinstance(p, dict) and isinstance(p.get("Fn::Sub"), str))
+        if f"UploadAccess={access}" not in text.split():
+            yield Finding("upload-privacy", "EdgeStackParameters", f"does not pass UploadAccess={access} to the edge stack")
 
 
 # ---------------------------------------------------------------- several regions
@@ -2926,10 +2996,16 @@ def rule_regions(scenario):
     elif any(h.startswith("x-backfill-") for h in _custom_headers(direct)) or "CustomOriginConfig" not in direct:
         yield Finding("regions", DIRECT_ORIGIN, "not a custom origin without the hook's headers")
     uploads = scenario.values.get("UploadPrefix")
+    thumbnails = scenario.values.get("ThumbnailPrefix")
     for behaviour in behaviours:
         where = behaviour.get("PathPattern", "*")
-        if uploads and where.lstrip("/") == uploads + "*":
-            continue  # uploads are in the first regional stack's bucket (its upload API's)
+        # Uploads and their thumbnails are in the first regional stack's bucket (its upload API's
+        # and its image processor's): no function may send them to another region.
+        if uploads and where.lstrip("/") in (uploads + "*", f"{thumbnails}{uploads}*"):
+            if any(ref_name(a.get("FunctionARN"))[0] in functions for a in _behaviour_associations(behaviour)):
+                yield Finding("regions", where, "the viewer-request function sends uploads or their thumbnails to "
+                              "the viewer's region, whose bucket has none")
+            continue
         associations = [a for a in _behaviour_associations(behaviour)
                         if ref_name(a.get("FunctionARN"))[0] in functions and a.get("EventType") == "viewer-request"]
         if not associations:

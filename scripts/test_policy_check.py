@@ -912,9 +912,14 @@ class PolicyCheckTest(unittest.TestCase):
             wanted = scenario.values["ThumbnailFormats"] != "none" or pc.several_regions(scenario)
             self.assertEqual("ViewerRequestFunction" in resources, wanted, scenario.name)
             behaviours = resources["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+            thumbnails, uploads = scenario.values["ThumbnailPrefix"], scenario.values["UploadPrefix"]
             self.assertEqual([b["PathPattern"] for b in behaviours],
-                             [scenario.values["ThumbnailPrefix"] + "*", scenario.values["UploadPrefix"] + "*"])
-            self.assertEqual(bool(behaviours[0].get("FunctionAssociations")), wanted, scenario.name)
+                             [thumbnails + uploads + "*", thumbnails + "*", uploads + "*"])
+            self.assertEqual(bool(behaviours[1].get("FunctionAssociations")), wanted, scenario.name)
+            # An upload's thumbnails: their format negotiated, but never sent to another region.
+            self.assertEqual(bool(behaviours[0].get("FunctionAssociations")),
+                             scenario.values["ThumbnailFormats"] != "none" and not pc.several_regions(scenario),
+                             scenario.name)
 
     def test_format_function_code_not_the_file(self):
         def mutate(t):
@@ -964,7 +969,7 @@ class PolicyCheckTest(unittest.TestCase):
 
     def test_thumbnails_falling_back_to_the_domestic_origin(self):
         def mutate(t):
-            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]
+            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][1]
             behaviour["TargetOriginId"] = "bucket-then-domestic"
 
         self.assertCaught("thumbnail-format", mutate, message="falls back to the domestic origin")
@@ -973,14 +978,14 @@ class PolicyCheckTest(unittest.TestCase):
         def mutate(t):
             config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
             hook = config["DefaultCacheBehavior"]["LambdaFunctionAssociations"]
-            config["CacheBehaviors"][0]["LambdaFunctionAssociations"] = copy.deepcopy(hook)
+            config["CacheBehaviors"][1]["LambdaFunctionAssociations"] = copy.deepcopy(hook)
 
         self.assertCaught("thumbnail-format", mutate, message="enqueued as a backfill")
 
     def test_format_function_on_the_default_behaviour_with_one_region(self):
         def mutate(t):
             config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
-            config["DefaultCacheBehavior"]["FunctionAssociations"] = config["CacheBehaviors"][0].pop("FunctionAssociations")
+            config["DefaultCacheBehavior"]["FunctionAssociations"] = config["CacheBehaviors"][1].pop("FunctionAssociations")
 
         found = self.assertCaught("thumbnail-format", mutate, message="on the behaviour '*'")
         self.assertTrue(any("but no viewer-request function" in f.message for f in found))
@@ -988,7 +993,7 @@ class PolicyCheckTest(unittest.TestCase):
 
     def test_format_function_at_viewer_response(self):
         def mutate(t):
-            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]
+            behaviour = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][1]
             behaviour["FunctionAssociations"]["Fn::If"][1][0]["EventType"] = "viewer-response"
 
         self.assertCaught("thumbnail-format", mutate, message="after the cache key is made")
@@ -996,7 +1001,7 @@ class PolicyCheckTest(unittest.TestCase):
     def test_format_function_on_no_behaviour(self):
         def mutate(t):
             config = edge(t)["Distribution"]["Properties"]["DistributionConfig"]
-            del config["CacheBehaviors"][0]["FunctionAssociations"]
+            del config["CacheBehaviors"][1]["FunctionAssociations"]
             del config["DefaultCacheBehavior"]["FunctionAssociations"]
 
         self.assertCaught("thumbnail-format", mutate, message="on no cache behaviour")
@@ -1045,7 +1050,7 @@ class PolicyCheckTest(unittest.TestCase):
         def mutate(t):
             statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
             deny = next(st for st in statements if "CloudFrontNeverReadsUploads" in json.dumps(st))
-            deny["Fn::If"][2]["Resource"] = deny["Fn::If"][2]["Resource"][:1]
+            deny["Fn::If"][1]["Resource"] = deny["Fn::If"][1]["Resource"][:1]
 
         self.assertCaught("upload-privacy", mutate, message="may read thumbnails/uploads/alice/photos/cat.jpg/160.jpg")
 
@@ -1053,10 +1058,85 @@ class PolicyCheckTest(unittest.TestCase):
         def mutate(t):
             statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
             deny = next(st for st in statements if "CloudFrontNeverReadsUploads" in json.dumps(st))
-            deny["Fn::If"][1] = deny["Fn::If"][2]
+            deny["Fn::If"][2] = deny["Fn::If"][1]
 
         found = self.assertCaught("upload-privacy", mutate, message="may not read uploads/alice/photos/cat.jpg with UploadAccess=public")
-        self.assertTrue(all("UploadAccess=public" in f.scenario for f in found if f.rule == "upload-privacy"))
+        self.assertTrue(all("UploadAccess=public" in f.scenario or "UploadAccess=signed" in f.scenario
+                            for f in found if f.rule == "upload-privacy"))
+
+    def _upload_behaviours(self, t):
+        behaviours = edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+        return [b for b in behaviours if "UploadPrefix" in json.dumps(b.get("PathPattern"))]
+
+    def test_signed_uploads_served_without_a_signature(self):
+        def mutate(t):
+            for behaviour in self._upload_behaviours(t):
+                behaviour.pop("TrustedKeyGroups")
+
+        found = self.assertCaught("upload-privacy", mutate, message="is served without a signed URL or cookie")
+        self.assertTrue(all("UploadAccess=signed" in f.scenario for f in found if f.rule == "upload-privacy"))
+        self.assertEqual({f.where for f in found if f.rule == "upload-privacy"},
+                         {"thumbnails/uploads/*", "uploads/*"})
+
+    def test_signed_upload_thumbnails_served_without_a_signature(self):
+        def mutate(t):
+            self._upload_behaviours(t)[0].pop("TrustedKeyGroups")
+
+        found = self.assertCaught("upload-privacy", mutate, message="thumbnails/uploads/alice/photos/cat.jpg/160.jpg is served without")
+        self.assertFalse(any(f.message.startswith("uploads/") for f in found if f.rule == "upload-privacy"))
+
+    def test_signed_uploads_trusting_another_key(self):
+        def mutate(t):
+            edge(t)["UploadSigningKey"]["Properties"]["PublicKeyConfig"]["EncodedKey"] = "-----BEGIN PUBLIC KEY-----\nother"
+
+        self.assertCaught("upload-privacy", mutate, message="is served without a signed URL or cookie of UploadSigningPublicKey")
+
+    def test_signed_uploads_denied_by_the_bucket_policy(self):
+        def mutate(t):
+            statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            deny = next(st for st in statements if "CloudFrontNeverReadsUploads" in json.dumps(st))
+            deny["Fn::If"][0] = "UploadsPrivateOrSigned"
+            t["template.yaml"]["Conditions"]["UploadsPrivateOrSigned"] = {
+                "Fn::Or": [{"Condition": "UploadsPrivate"}, {"Condition": "UploadsSigned"}]}
+
+        self.assertCaught("upload-privacy", mutate, message="may not read uploads/alice/photos/cat.jpg with UploadAccess=signed")
+
+    def test_upload_access_not_passed_on(self):
+        def api_not_told(t):
+            regional(t)["UploadApiFunction"]["Properties"]["Environment"]["Variables"].pop("UPLOAD_ACCESS")
+
+        self.assertCaught("upload-privacy", api_not_told, message="UPLOAD_ACCESS is None, not UploadAccess 'private'")
+
+        def no_key_id(t):
+            regional(t)["UploadApiFunction"]["Properties"]["Environment"]["Variables"].pop("SIGNING_KEY_ID")
+
+        self.assertCaught("upload-privacy", no_key_id, message="SIGNING_KEY_ID is not set with UploadAccess=signed")
+
+        def nested_not_told(t):
+            regional(t)["EdgeStack"]["Properties"]["Parameters"].pop("UploadAccess")
+
+        self.assertCaught("upload-privacy", nested_not_told, message="the nested edge stack is not told UploadAccess=signed")
+
+        def nested_without_key(t):
+            regional(t)["EdgeStack"]["Properties"]["Parameters"].pop("UploadSigningPublicKey")
+
+        self.assertCaught("upload-privacy", nested_without_key, message="not given UploadSigningPublicKey")
+
+        def separate_not_told(t):
+            parts = t["template.yaml"]["Outputs"]["EdgeStackParameters"]["Value"]["Fn::Join"][1]
+            parts[1]["Fn::Sub"] = parts[1]["Fn::Sub"].replace(" UploadAccess=${UploadAccess}", "")
+
+        self.assertCaught("upload-privacy", separate_not_told, message="does not pass UploadAccess=private to the edge stack")
+
+    def test_upload_thumbnails_sent_to_another_region(self):
+        def mutate(t):
+            thumbnails = self._upload_behaviours(t)[0]
+            thumbnails["FunctionAssociations"] = {"Fn::If": ["HasViewerRequestFunction", [
+                {"EventType": "viewer-request", "FunctionARN": {"Fn::GetAtt": ["ViewerRequestFunction", "FunctionARN"]}}],
+                {"Ref": "AWS::NoValue"}]}
+
+        found = self.assertCaught("regions", mutate, message="sends uploads or their thumbnails to the viewer's region")
+        self.assertTrue(all("regional stacks" in f.scenario for f in found if f.rule == "regions"))
 
     def test_uploads_served_by_the_default_behaviour(self):
         def mutate(t):
@@ -1207,7 +1287,7 @@ class PolicyCheckTest(unittest.TestCase):
 
     def test_thumbnails_compressed_with_caching_off(self):
         def mutate(t):
-            edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][0]["Compress"] = True
+            edge(t)["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"][1]["Compress"] = True
 
         self.assertCaught("ttl", mutate, message="Compress is True on thumbnails/* with MaxTtl=0")
 

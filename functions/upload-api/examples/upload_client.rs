@@ -3,12 +3,15 @@
 //!
 //!   upload-client --api URL upload FILE [--name NAME]     (token in UPLOAD_API_TOKEN)
 //!   upload-client --api URL info NAME [--versions]
+//!   upload-client --api URL download NAME [--out FILE]
 //!   upload-client --api URL changes [--since CURSOR] [--prefix PREFIX]
 //!   upload-client --api URL abort UPLOAD_ID
 //!
 //! Files larger than one part go up as a multipart upload whose state is kept in
 //! `FILE.upload.json`: interrupt it (Ctrl-C, a lost connection, a crash) and run the same command
 //! again to send only the parts S3 does not have. Smaller files go up in one signed PUT.
+//! A download reads the URL the API signs (S3's, or the distribution's with signed access) into a
+//! temporary file beside FILE, checks it against the checksum S3 recorded, then renames it.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +19,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use upload_api::api::UploadMethod;
+use upload_api::checksum::Checksum;
 use upload_api::client::{upload_resumable, upload_single, ApiClient, Progress, UploadOptions};
+use upload_api::record::StoredChecksum;
 
 #[derive(Parser)]
 #[command(about = "Uploads files through the upload API, resumably")]
@@ -58,6 +63,13 @@ enum Command {
         #[arg(long)]
         versions: bool,
     },
+    /// Downloads the latest version of NAME, checked against its recorded checksum.
+    Download {
+        name: String,
+        /// Where to write it (default: NAME's last segment, in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Reads the change feed.
     Changes {
         #[arg(long)]
@@ -83,6 +95,54 @@ fn content_type_of(path: &Path) -> &'static str {
         "pdf" => "application/pdf",
         _ => "application/octet-stream",
     }
+}
+
+/// Streams `url` into a temporary file beside `out`, checks the bytes against the checksum S3
+/// reported for the version (SHA-256, or a multipart object's full-object CRC32C), then renames
+/// it to `out`. Returns the length and whether a checksum was checked.
+async fn fetch(
+    url: &str,
+    out: &Path,
+    expected: Option<&StoredChecksum>,
+) -> anyhow::Result<(u64, bool)> {
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let mut answer = reqwest::get(url).await?;
+    let status = answer.status();
+    anyhow::ensure!(status.is_success(), "the download answered {status}");
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let (mut sha256, mut crc32c, mut bytes) = (sha2::Sha256::new(), 0u32, 0u64);
+    while let Some(chunk) = answer.chunk().await? {
+        sha256.update(&chunk);
+        crc32c = crc32c::crc32c_append(crc32c, &chunk);
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    drop(file);
+    let actual = match expected.map(|c| (c.algorithm.as_str(), c.kind.as_deref())) {
+        Some(("sha256", _)) => Some(Checksum::Sha256(sha256.finalize().into())),
+        Some(("crc32c", None | Some("FULL_OBJECT"))) => Some(Checksum::Crc32c(crc32c)),
+        _ => None,
+    };
+    if let (Some(actual), Some(expected)) = (actual, expected) {
+        if actual.to_base64() != expected.value {
+            let _ = tokio::fs::remove_file(&partial).await;
+            anyhow::bail!(
+                "the bytes read have {} {}, the version {}: nothing written",
+                expected.algorithm,
+                actual.to_base64(),
+                expected.value
+            );
+        }
+    }
+    tokio::fs::rename(&partial, out).await?;
+    Ok((bytes, actual.is_some()))
 }
 
 fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -182,6 +242,28 @@ async fn main() -> anyhow::Result<()> {
                     .file(&format!("{}{name}", me.prefix), versions)
                     .await?,
             )?;
+        }
+        Command::Download { name, out } => {
+            let me = client.me().await?;
+            let key = format!("{}{name}", me.prefix);
+            let file = client.download(&key, None).await?;
+            let download = file.download.context("the API answered no download URL")?;
+            let out = match out {
+                Some(out) => out,
+                None => PathBuf::from(name.rsplit('/').next().unwrap_or(&name)),
+            };
+            let (bytes, checked) =
+                fetch(&download.url, &out, file.latest.checksum.as_ref()).await?;
+            println!(
+                "downloaded {key} ({bytes} bytes, via {}, {}) to {}",
+                download.via,
+                if checked {
+                    "checksum verified"
+                } else {
+                    "no full-object checksum recorded to verify"
+                },
+                out.display()
+            );
         }
         Command::Changes { since, prefix } => {
             print(

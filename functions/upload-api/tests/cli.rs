@@ -130,4 +130,41 @@ async fn the_client_finishes_what_a_crashed_run_left() {
     let output = run(&stack, &["info", "photo.jpg"]).await;
     let info: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(info["latest"]["content_type"], "image/jpeg");
+
+    // Both come back down through the URLs the API signs, checked against S3's checksums: the
+    // video's full-object CRC32C, the photo's SHA-256.
+    for (name, expected) in [
+        ("videos/trip.mp4", data.clone()),
+        ("photo.jpg", jpeg(64, 48)),
+    ] {
+        let out = dir.join(format!("down-{}", name.replace('/', "-")));
+        let output = run(&stack, &["download", name, "--out", out.to_str().unwrap()]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("via s3, checksum verified"), "{stdout}");
+        assert_eq!(std::fs::read(&out).unwrap(), expected, "{name}");
+    }
+
+    // Bytes that are not the recorded version's (replaced behind the API's back, the new
+    // version not recorded yet) are refused, and nothing is written.
+    stack
+        .bucket_client
+        .put_object()
+        .bucket(&stack.bucket)
+        .key(photo_key)
+        .body(b"not the photo".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let out = dir.join("stale-photo.jpg");
+    let output = tokio::process::Command::new(client_binary())
+        .args(["--api", &stack.base_url, "download", "photo.jpg", "--out"])
+        .arg(&out)
+        .env("UPLOAD_API_TOKEN", &stack.tokens[ALICE])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing written"), "{stderr}");
+    assert!(!out.exists() && !dir.join("stale-photo.jpg.part").exists());
 }
