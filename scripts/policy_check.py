@@ -181,6 +181,16 @@ COMPANION_VALUES = {
         "UploadSigningPublicKey": SIGNING_PUBLIC_KEY,
     },
 }
+# Rotating the signing key: both slots trusted, the second signing (the regional stack's and the
+# edge stack's parameters of it).
+ROTATING = dict(UploadAccess="signed", UploadSigningPublicKey=SIGNING_PUBLIC_KEY,
+                UploadSigningPublicKey2=SIGNING_PUBLIC_KEY.replace("MIIB", "MIIC"))
+EXTRA_SCENARIOS_SIGNED = [
+    ("signed access, rotating", dict(COMPANION_VALUES[("UploadAccess", "signed")], **ROTATING,
+                                     UploadSigningKeyId="K3NEXTKEY2ROTATE")),
+    # (OfflineRegions, the edge stack's own, at its default: this scenario is the edge stack's.)
+    ("signed access, rotating (edge)", dict(ROTATING, OfflineRegions="")),
+]
 
 # Scenarios that set several parameters together (each applies to a template that has them all):
 # the edge stack with two, three and four regional stacks (README.md's example is the first), the
@@ -195,7 +205,7 @@ def _regional_stack(slot, region, bucket):
     return {f"Region{slot}BucketName": bucket, f"Region{slot}BackfillQueueArn": f"arn:aws:sqs:{region}:{ACCOUNT}:backfill-{region}"}
 
 
-EXTRA_SCENARIOS = [
+EXTRA_SCENARIOS = EXTRA_SCENARIOS_SIGNED + [
     ("two regional stacks", _regional_stack(2, "eu-central-1", "overseas-origin-eu")),
     ("three regional stacks, formats", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
                                             **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
@@ -2813,24 +2823,25 @@ def rule_upload_privacy(scenario):
             yield Finding("upload-privacy", where, f"{probe} is not served by the bucket alone")
         if behaviour.get("LambdaFunctionAssociations"):
             yield Finding("upload-privacy", where, f"{probe} runs the hook")
-        if access == "signed" and not _trusts_signing_key(resources, behaviour, values.get("UploadSigningPublicKey")):
+        keys = {values.get("UploadSigningPublicKey"), values.get("UploadSigningPublicKey2")} - {None, ""}
+        if access == "signed" and not _trusts_signing_key(resources, behaviour, keys):
             yield Finding("upload-privacy", where, f"{probe} is served without a signed URL or cookie of "
                           "UploadSigningPublicKey with UploadAccess=signed")
 
 
-def _trusts_signing_key(resources, behaviour, public_key):
-    """Whether the behaviour trusts a key group holding the public key UploadSigningPublicKey
-    gives (and nothing else: no other signer's URLs open uploads)."""
+def _trusts_signing_key(resources, behaviour, public_keys):
+    """Whether the behaviour trusts key groups holding exactly the public keys the
+    UploadSigningPublicKey parameters give (no other signer's URLs open uploads)."""
     groups = [ref_name(g)[0] for g in as_list(behaviour.get("TrustedKeyGroups"))]
     if not groups or behaviour.get("TrustedSigners"):
         return False
     for group in groups:
         items = ((resources.get(group) or {}).get("Properties", {}).get("KeyGroupConfig") or {}).get("Items") or []
-        keys = [resources.get(ref_name(i)[0]) or {} for i in items]
-        if not keys or any(((k.get("Properties") or {}).get("PublicKeyConfig") or {}).get("EncodedKey") != public_key
-                           for k in keys):
+        encoded = {((resources.get(ref_name(i)[0]) or {}).get("Properties", {}).get("PublicKeyConfig") or {})
+                   .get("EncodedKey") for i in items}
+        if encoded != public_keys:
             return False
-    return bool(public_key)
+    return bool(public_keys)
 
 
 def _upload_access_passed_on(scenario, resources, access):
@@ -2852,8 +2863,9 @@ def _upload_access_passed_on(scenario, resources, access):
         parameters = nested["Properties"].get("Parameters") or {}
         if parameters.get("UploadAccess") != access:
             yield Finding("upload-privacy", "EdgeStack", f"the nested edge stack is not told UploadAccess={access}")
-        if access == "signed" and parameters.get("UploadSigningPublicKey") != scenario.values.get("UploadSigningPublicKey"):
-            yield Finding("upload-privacy", "EdgeStack", "the nested edge stack is not given UploadSigningPublicKey")
+        for name in ("UploadSigningPublicKey", "UploadSigningPublicKey2"):
+            if access == "signed" and parameters.get(name, "") != scenario.values.get(name, ""):
+                yield Finding("upload-privacy", "EdgeStack", f"the nested edge stack is not given {name}")
     output = (scenario.template.get("Outputs") or {}).get("EdgeStackParameters")
     if output is not None and (not output.get("Condition") or scenario.condition(output["Condition"])):
         # The plain Sub parts of the list (the others name the origin secret's ARN parts, which

@@ -1091,6 +1091,20 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("upload-privacy", mutate, message="is served without a signed URL or cookie of UploadSigningPublicKey")
 
+    def test_signed_uploads_trusting_one_key_of_two_while_rotating(self):
+        def mutate(t):
+            items = edge(t)["UploadKeyGroup"]["Properties"]["KeyGroupConfig"]["Items"]
+            items[:] = items[:1]
+
+        found = self.assertCaught("upload-privacy", mutate, message="is served without a signed URL or cookie")
+        self.assertTrue(all("rotating" in f.scenario for f in found if f.rule == "upload-privacy"))
+
+    def test_the_nested_edge_stack_not_given_the_second_key(self):
+        def mutate(t):
+            regional(t)["EdgeStack"]["Properties"]["Parameters"].pop("UploadSigningPublicKey2")
+
+        self.assertCaught("upload-privacy", mutate, message="not given UploadSigningPublicKey2")
+
     def test_signed_uploads_denied_by_the_bucket_policy(self):
         def mutate(t):
             statements = regional(t)["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
