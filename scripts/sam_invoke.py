@@ -783,6 +783,10 @@ class Suite:
             # Signed with SigV4, no bearer token: this API runs with token auth (tests/uploads
             # invokes the sample with AUTH_MODE=iam).
             "upload-api-iam-me.json": (401, "unauthenticated"),
+            # Before the writer records the sample note (below: then the download reads it).
+            "upload-api-download.json": (404, "file_not_found"),
+            # The template's default UploadAccess is private: no signed cookies.
+            "upload-api-cookies.json": (400, "invalid_request"),
         }
         writer_samples = ["upload-metadata-put.json"]
         samples = sorted(p.name for p in EVENTS.glob("upload-*.json"))
@@ -830,6 +834,17 @@ class Suite:
 
         self.check(f"{writer} events/upload-metadata-put.json: test event dropped, the upload recorded and announced",
                    records_the_upload)
+
+        def the_owner_downloads_it():
+            answer, _ = box.invoke(json.loads((EVENTS / "upload-api-download.json").read_text()))
+            assert answer["statusCode"] == 200, answer
+            download = json.loads(answer["body"])["download"]
+            assert download["via"] == "s3", download
+            with urllib.request.urlopen(download["url"], timeout=30) as response:
+                assert response.read() == b"hello"
+
+        self.check(f"{api} events/upload-api-download.json: a presigned GET of the recorded version",
+                   the_owner_downloads_it)
 
     # -------------------------------------------------------- the pipelines
 
