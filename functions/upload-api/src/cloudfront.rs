@@ -196,6 +196,20 @@ pub fn url_safe(standard: &str) -> String {
         .collect()
 }
 
+/// The bytes of CloudFront's URL-safe base64 (a signature, a custom policy); `None` if it is not.
+pub fn decode_url_safe(value: &str) -> Option<Vec<u8>> {
+    let standard: String = value
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '=',
+            '~' => '/',
+            c => c,
+        })
+        .collect();
+    base64::decode(standard).ok()
+}
+
 fn parse_private_key(pem: &str) -> Result<KeyPair, SigningKeyError> {
     let (label, der) = pem_body(pem).ok_or(SigningKeyError::NotPem)?;
     let key = match label.as_str() {
@@ -286,22 +300,9 @@ pub(crate) mod tests {
         (pem, public)
     }
 
-    fn from_url_safe(value: &str) -> Vec<u8> {
-        let standard: String = value
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '=',
-                '~' => '/',
-                c => c,
-            })
-            .collect();
-        base64::decode(standard).unwrap()
-    }
-
     fn verify(public_pkcs1: &[u8], message: &str, signature: &str) -> bool {
         UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_pkcs1)
-            .verify(message.as_bytes(), &from_url_safe(signature))
+            .verify(message.as_bytes(), &decode_url_safe(signature).unwrap())
             .is_ok()
     }
 
@@ -374,7 +375,7 @@ pub(crate) mod tests {
                 "CloudFront-Hash-Algorithm"
             ]
         );
-        let policy = String::from_utf8(from_url_safe(&set.cookies[0].1)).unwrap();
+        let policy = String::from_utf8(decode_url_safe(&set.cookies[0].1).unwrap()).unwrap();
         assert_eq!(
             policy,
             r#"{"Statement":[{"Resource":"https://cdn.example.com/thumbs/uploads/alice/*","Condition":{"DateLessThan":{"AWS:EpochTime":1767290400}}}]}"#
@@ -387,6 +388,11 @@ pub(crate) mod tests {
     fn url_safe_base64_replaces_exactly_the_three_characters() {
         assert_eq!(url_safe("ab+c/d=="), "ab-c~d__");
         assert_eq!(url_safe("plain"), "plain");
+        assert_eq!(
+            decode_url_safe("-~8_").unwrap(),
+            base64::decode("+/8=").unwrap()
+        );
+        assert_eq!(decode_url_safe("not base64!"), None);
     }
 
     #[test]

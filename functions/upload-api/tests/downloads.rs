@@ -13,7 +13,7 @@ use aws_smithy_types::base64;
 use common::{jpeg, temp_dir, Stack, ALICE, BOB};
 use upload_api::api::UploadMethod;
 use upload_api::client::{upload_single, ApiClient};
-use upload_api::cloudfront::signer_from_secret;
+use upload_api::cloudfront::{decode_url_safe, signer_from_secret};
 use upload_api::config::SignedAccess;
 use upload_api::Error;
 
@@ -37,22 +37,9 @@ fn rsa_key() -> (String, Vec<u8>) {
     (pem, key.public_key().as_ref().to_vec())
 }
 
-fn from_url_safe(value: &str) -> Vec<u8> {
-    let standard: String = value
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '=',
-            '~' => '/',
-            c => c,
-        })
-        .collect();
-    base64::decode(standard).unwrap()
-}
-
 fn verifies(public: &[u8], policy: &str, signature: &str) -> bool {
     UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public)
-        .verify(policy.as_bytes(), &from_url_safe(signature))
+        .verify(policy.as_bytes(), &decode_url_safe(signature).unwrap())
         .is_ok()
 }
 
@@ -186,7 +173,8 @@ async fn signed_access_signs_cloudfront_urls_and_cookies_for_the_owners_prefix()
     assert_eq!(paths, ["/uploads/alice/", "/thumbnails/uploads/alice/"]);
     for set in &cookies.sets {
         assert_eq!(set.resource, format!("https://{DOMAIN}{}*", set.path));
-        let policy = String::from_utf8(from_url_safe(&set.cookies["CloudFront-Policy"])).unwrap();
+        let policy =
+            String::from_utf8(decode_url_safe(&set.cookies["CloudFront-Policy"]).unwrap()).unwrap();
         assert!(
             policy.starts_with(&format!(
                 r#"{{"Statement":[{{"Resource":"{}","#,
