@@ -73,7 +73,7 @@ impl LoadRun {
         let requested: BTreeSet<usize> = chosen.iter().copied().collect();
         let started = Instant::now();
         for (wave, indexes) in chosen.chunks(WAVE).enumerate() {
-            self.wait_below(50).await?;
+            wait_below(&self.sqs, &self.queue_url, 50).await?;
             for (batch, chunk) in indexes.chunks(10).enumerate() {
                 let entries = chunk
                     .iter()
@@ -81,7 +81,15 @@ impl LoadRun {
                     .map(|(n, &i)| {
                         SendMessageBatchRequestEntry::builder()
                             .id(format!("{wave}-{batch}-{n}"))
-                            .message_body(self.message(&key(i)).to_json())
+                            .message_body(
+                                backfill_message(
+                                    &self.bucket,
+                                    self.origin_port,
+                                    &key(i),
+                                    "load-run",
+                                )
+                                .to_json(),
+                            )
                             .build()
                             .expect("id and body are set")
                     })
@@ -98,7 +106,7 @@ impl LoadRun {
                 }
             }
         }
-        self.wait_below(1).await?;
+        wait_below(&self.sqs, &self.queue_url, 1).await?;
         let elapsed = started.elapsed();
 
         let mut dead_keys = BTreeSet::new();
@@ -193,56 +201,61 @@ impl LoadRun {
         }
         Ok(report)
     }
+}
 
-    fn message(&self, key: &str) -> BackfillMessage {
-        let key = ObjectKey::new(key).expect("load keys are valid");
-        BackfillMessage {
-            version: MESSAGE_VERSION,
-            bucket: self.bucket.clone(),
-            uri: key.to_uri_path(),
-            key,
-            origin: OriginLocation {
-                protocol: Protocol::Http,
-                host: "127.0.0.1".into(),
-                port: self.origin_port,
-                path: String::new(),
-            },
-            request_id: "load-run".into(),
-            enqueued_at: time::OffsetDateTime::now_utc(),
-            trigger: Trigger::Operator,
-            observed: None,
-        }
+/// An operator's backfill message for `key` from the local domestic origin.
+pub fn backfill_message(
+    bucket: &str,
+    origin_port: u16,
+    key: &str,
+    request_id: &str,
+) -> BackfillMessage {
+    let key = ObjectKey::new(key).expect("load keys are valid");
+    BackfillMessage {
+        version: MESSAGE_VERSION,
+        bucket: bucket.to_owned(),
+        uri: key.to_uri_path(),
+        key,
+        origin: OriginLocation {
+            protocol: Protocol::Http,
+            host: "127.0.0.1".into(),
+            port: origin_port,
+            path: String::new(),
+        },
+        request_id: request_id.into(),
+        enqueued_at: time::OffsetDateTime::now_utc(),
+        trigger: Trigger::Operator,
+        observed: None,
     }
+}
 
-    /// Waits until the queue holds fewer than `limit` messages, visible or in flight.
-    async fn wait_below(&self, limit: u64) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            let attributes = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&self.queue_url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await?
-                .attributes
-                .unwrap_or_default();
-            let count = |name| {
-                attributes
-                    .get(&name)
-                    .and_then(|v: &String| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let depth = count(QueueAttributeName::ApproximateNumberOfMessages)
-                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-            if depth < limit {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(600) {
-                bail!("the queue did not drain ({depth} messages left)");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Waits until the queue holds fewer than `limit` messages, visible or in flight.
+pub async fn wait_below(sqs: &aws_sdk_sqs::Client, queue_url: &str, limit: u64) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let count = |name| {
+            attributes
+                .get(&name)
+                .and_then(|v: &String| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let depth = count(QueueAttributeName::ApproximateNumberOfMessages)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if depth < limit {
+            return Ok(());
         }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain ({depth} messages left)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
