@@ -919,7 +919,7 @@ def token_flood_section(r):
         flooded = c["case"] != "no flood"
         rows.append([
             c["case"], f"{fmt(rate['median'], 1)} ({fmt(rate['min'], 1)}-{fmt(rate['max'], 1)})",
-            f"{fmt(rate['median'] / quiet * 100 if quiet else None, 0)} %",
+            f"{round(rate['median'] / quiet * 100)} %" if quiet else "-",
             c["flood_requests"] if flooded else "-", c["answered_401"] if flooded else "-",
             c["answered_429"] if flooded else "-", c["upload_api_peak"] if flooded else "-",
             c["upload_api_peak_in_unreserved_pool"] if flooded else "-", c["backfill_throttles"],
