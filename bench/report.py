@@ -572,9 +572,11 @@ def docs(args):
               "deployment each its own simulator, requested in turn (which goes first alternates), over connections "
               "kept alive; every timed response's `x-served-by` and body checked.",
               "- Token flood: the upload API and the backfill are their builds in the Runtime Interface Emulator, one "
-              "emulator per execution environment; the account's concurrency is a model (tools/local-pipeline "
-              "src/concurrency.rs) that lets an invocation run or throttles it as Lambda does; the three cases in "
-              "turn, round after round, each round copying the same batch anew.",
+              "emulator per execution environment (the upload API's at the lowest CPU priority); the account's "
+              "concurrency is a model (tools/local-pipeline src/concurrency.rs) that lets an invocation run or "
+              "throttles it as Lambda does, a throttled poller backing off from 50 ms to 1 s; the three cases in "
+              "turn, round after round, each round copying the same batch anew (a round's timing ends after 60 s "
+              "at most, what was copied by then being its throughput).",
               "- `--max-size 1GiB` leaves the 4 GiB point out of the backfill memory series (about 2 minutes "
               "shorter); the full run keeps it.",
               ""]
@@ -944,11 +946,13 @@ def token_flood_section(r):
     lines += ["",
               "Every bad-token request was answered 401 (the function ran and refused it) or 429 (throttled before "
               "it ran), every object was copied whole, and with the reservation the upload API never held more "
-              "than its reservation nor any of the pipeline's pool: the run checks these in every round. On this "
-              "machine the flood also takes CPU from the backfill (the flooding clients, the emulators and the "
-              "functions share its cores, which Lambda's execution environments do not), so part of the drop "
-              "with the reservation is this machine's, not the account's; the throttled backfill invocations "
-              "are the account's.",
+              f"than its reservation nor any of the pipeline's pool: the run checks these in every round. Each "
+              f"connection sends its next request {r['client_round_trip_ms']} ms after an answer (a client that "
+              "near the URL). On this machine the flood also takes CPU from the backfill, where Lambda's execution "
+              "environments each have their own: the upload API's environments run at the lowest CPU priority "
+              "(SCHED_IDLE), but the flooding clients and the emulators' HTTP still share the cores, so the drop "
+              "with the reservation is this machine's, not the account's (the backfill was never throttled); "
+              "without it, the throttled backfill invocations are the account's.",
               ""]
     return lines
 
