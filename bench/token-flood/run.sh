@@ -79,21 +79,27 @@ done
 # Token mode with one caller, whose token the flood never has: every request fails authentication,
 # before the token bucket and the tables (which therefore need not exist).
 token_hash="$(head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1)"
-# The upload API's environments run at the lowest CPU priority (SCHED_IDLE, inherited from this
-# shell while they start): in Lambda each environment has a CPU share of its own and takes none
-# from the backfill's, where here they share this machine's cores; so they get only what the
-# backfill leaves idle. They still hold their concurrency while they wait for the CPU, and that is
-# what the account model counts.
-chrt --idle -p 0 $$
+# The upload API's environments run at the lowest CPU priority (SCHED_IDLE: the emulator, all its
+# threads, and the function it has started or will start, which inherits it): in Lambda each
+# environment has a CPU share of its own and takes none from the backfill's, where here they share
+# this machine's cores; so they get only what the backfill leaves idle. They still hold their
+# concurrency while they wait for the CPU, and that is what the account model counts.
+lowest_priority() {
+  local pid
+  chrt --idle -a -p 0 "$1" >/dev/null
+  while read -r pid; do
+    chrt --idle -a -p 0 "$pid" >/dev/null
+  done < <(pgrep -P "$1" || true)
+}
 api_urls=()
 for i in $(seq 1 "$limit"); do
   rie_start "flood-upload-api-$i" "$binaries/upload-api" \
     BUCKET="$BUCKET" UPLOADS_TABLE=flood-uploads FILES_TABLE=flood-files AUTH_TOKENS="alice:$token_hash" \
     AWS_LAMBDA_LOG_LEVEL=WARN
+  lowest_priority "${rie_pids[-1]}"
   var="RIE_URL_flood_upload_api_$i"
   api_urls+=(--upload-api-function "${!var}")
 done
-chrt --other -p 0 $$
 
 say "$rounds round(s) of three cases: $objects objects of $object_bytes bytes, $connections connections"
 "$binaries/local-pipeline" flood --catalogue "$root/.local/token-flood-catalogue" \
