@@ -311,18 +311,7 @@ impl FloodRun {
                 &others[..others.len().min(5)]
             );
         }
-        if case.reserved() {
-            let peak = tally.peak_in_flight.load(Ordering::SeqCst);
-            if peak > self.reservation {
-                bail!(
-                    "the upload API held {peak} executions, past its reservation of {}",
-                    self.reservation
-                );
-            }
-            if account.unreserved.peak_of(UPLOAD_API) > 0 || backfill.throttles() > 0 {
-                bail!("the upload API reached the pipeline's pool: {figures}");
-            }
-        }
+        check_round(case.reserved().then_some(self.reservation), &figures)?;
         Ok(figures)
     }
 
@@ -409,6 +398,26 @@ impl FloodRun {
         }
         Ok(())
     }
+}
+
+/// A round's invariants, from its figures: every request answered 401 or 429; with a
+/// reservation, the upload API held at most it, none of the unreserved pool, and the backfill
+/// (alone in that pool) was never throttled.
+fn check_round(reservation: Option<usize>, figures: &Value) -> Result<()> {
+    let count = |field: &str| figures[field].as_u64().unwrap_or(u64::MAX);
+    if count("answered_401") + count("answered_429") != count("flood_requests") {
+        bail!("bad-token requests answered otherwise than 401 or 429: {figures}");
+    }
+    if let Some(reservation) = reservation {
+        let peak = count("upload_api_peak");
+        if peak > reservation as u64 {
+            bail!("the upload API held {peak} executions, past its reservation of {reservation}");
+        }
+        if count("upload_api_peak_in_unreserved_pool") > 0 || count("backfill_throttles") > 0 {
+            bail!("the upload API reached the pipeline's pool: {figures}");
+        }
+    }
+    Ok(())
 }
 
 /// One attacker's connection: requests with bad credentials, one after another, until stopped.
@@ -536,4 +545,49 @@ fn bad_request(connection: usize, i: usize) -> Value {
         "body": body,
         "isBase64Encoded": false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(answered: (u64, u64), peak: u64, in_unreserved: u64, throttles: u64) -> Value {
+        json!({
+            "flood_requests": answered.0 + answered.1,
+            "answered_401": answered.0,
+            "answered_429": answered.1,
+            "upload_api_peak": peak,
+            "upload_api_peak_in_unreserved_pool": in_unreserved,
+            "backfill_throttles": throttles,
+        })
+    }
+
+    #[test]
+    fn a_round_within_its_reservation_passes() {
+        check_round(Some(4), &figures((10, 90), 4, 0, 0)).unwrap();
+        check_round(None, &figures((10, 90), 12, 12, 30)).unwrap();
+    }
+
+    #[test]
+    fn broken_invariants_fail_the_round() {
+        let mut other = figures((10, 90), 4, 0, 0);
+        other["flood_requests"] = json!(101);
+        assert!(
+            check_round(Some(4), &other).is_err(),
+            "an answer neither 401 nor 429"
+        );
+        assert!(check_round(None, &other).is_err());
+        assert!(
+            check_round(Some(4), &figures((10, 90), 5, 0, 0)).is_err(),
+            "past the reservation"
+        );
+        assert!(
+            check_round(Some(4), &figures((10, 90), 4, 1, 0)).is_err(),
+            "in the pipeline's pool"
+        );
+        assert!(
+            check_round(Some(4), &figures((10, 90), 4, 0, 1)).is_err(),
+            "the backfill throttled"
+        );
+    }
 }
