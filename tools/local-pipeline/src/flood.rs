@@ -20,13 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::concurrency::{Account, Function};
 use crate::esm;
-use crate::load::{backfill_message, wait_below};
+use crate::load::{send_backfills, wait_below};
 
 const UPLOAD_API: &str = "upload-api";
 const BACKFILL: &str = "backfill";
@@ -319,33 +318,15 @@ impl FloodRun {
     /// copy, or moved to the DLQ, which [`Self::check_copies`] refuses).
     async fn send_batch(&self) -> Result<()> {
         let keys: Vec<String> = (0..self.objects).map(key).collect();
-        for (batch, chunk) in keys.chunks(10).enumerate() {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(n, key)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(format!("{batch}-{n}"))
-                        .message_body(
-                            backfill_message(&self.bucket, self.origin_port, key, "token-flood")
-                                .to_json(),
-                        )
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let sent = self
-                .sqs
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await?;
-            if !sent.failed().is_empty() {
-                bail!("SendMessageBatch refused {} entries", sent.failed().len());
-            }
-        }
-        Ok(())
+        send_backfills(
+            &self.sqs,
+            &self.queue_url,
+            &self.bucket,
+            self.origin_port,
+            &keys,
+            "token-flood",
+        )
+        .await
     }
 
     /// Every object of the batch in the bucket, byte for byte the origin's; nothing in the DLQ.

@@ -72,39 +72,18 @@ impl LoadRun {
             .collect();
         let requested: BTreeSet<usize> = chosen.iter().copied().collect();
         let started = Instant::now();
-        for (wave, indexes) in chosen.chunks(WAVE).enumerate() {
+        for indexes in chosen.chunks(WAVE) {
             wait_below(&self.sqs, &self.queue_url, 50).await?;
-            for (batch, chunk) in indexes.chunks(10).enumerate() {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(n, &i)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(format!("{wave}-{batch}-{n}"))
-                            .message_body(
-                                backfill_message(
-                                    &self.bucket,
-                                    self.origin_port,
-                                    &key(i),
-                                    "load-run",
-                                )
-                                .to_json(),
-                            )
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let sent = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await?;
-                if !sent.failed().is_empty() {
-                    bail!("SendMessageBatch refused {} entries", sent.failed().len());
-                }
-            }
+            let keys: Vec<String> = indexes.iter().map(|&i| key(i)).collect();
+            send_backfills(
+                &self.sqs,
+                &self.queue_url,
+                &self.bucket,
+                self.origin_port,
+                &keys,
+                "load-run",
+            )
+            .await?;
         }
         wait_below(&self.sqs, &self.queue_url, 1).await?;
         let elapsed = started.elapsed();
@@ -204,7 +183,7 @@ impl LoadRun {
 }
 
 /// An operator's backfill message for `key` from the local domestic origin.
-pub fn backfill_message(
+fn backfill_message(
     bucket: &str,
     origin_port: u16,
     key: &str,
@@ -227,6 +206,40 @@ pub fn backfill_message(
         trigger: Trigger::Operator,
         observed: None,
     }
+}
+
+/// Sends a backfill message for each of `keys`, ten to a request.
+pub async fn send_backfills(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bucket: &str,
+    origin_port: u16,
+    keys: &[String],
+    request_id: &str,
+) -> Result<()> {
+    for chunk in keys.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(n, key)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(backfill_message(bucket, origin_port, key, request_id).to_json())
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        if !sent.failed().is_empty() {
+            bail!("SendMessageBatch refused {} entries", sent.failed().len());
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the queue holds fewer than `limit` messages, visible or in flight.
