@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-PARTS = ["edge", "coldstart", "images", "pixels", "backfill", "ranged", "fresh", "regions"]
+PARTS = ["edge", "coldstart", "images", "pixels", "backfill", "ranged", "fresh", "regions", "token-flood"]
 # The backfill function's defaults, which the backfill bench runs with (functions/backfill/src/config.rs):
 # at most UPLOAD_CONCURRENCY parts in flight plus the one being filled, per object.
 PART_SIZE_MIB, UPLOAD_CONCURRENCY = 8, 4
@@ -532,6 +532,8 @@ def docs(args):
                                (results.get("load_average") or {}).get("one_minute"))
     if results.get("regions", {}).get("rows"):
         lines += regions_section(results["regions"])
+    if results.get("token-flood", {}).get("cases"):
+        lines += token_flood_section(results["token-flood"])
     if "edge" in results:
         lines += edge_section(results["edge"], plt, out, figures)
     if "images" in results or "pixels" in results:
@@ -569,6 +571,12 @@ def docs(args):
               "moto, each bucket origin's S3 requests through its own WAN link; the single-region and the two-region "
               "deployment each its own simulator, requested in turn (which goes first alternates), over connections "
               "kept alive; every timed response's `x-served-by` and body checked.",
+              "- Token flood: the upload API and the backfill are their builds in the Runtime Interface Emulator, one "
+              "emulator per execution environment (the upload API's at the lowest CPU priority); the account's "
+              "concurrency is a model (tools/local-pipeline src/concurrency.rs) that lets an invocation run or "
+              "throttles it as Lambda does, a throttled poller backing off from 50 ms to 1 s; the three cases in "
+              "turn, round after round, each round copying the same batch anew (a round's timing ends after 60 s "
+              "at most, what was copied by then being its throughput).",
               "- `--max-size 1GiB` leaves the 4 GiB point out of the backfill memory series (about 2 minutes "
               "shorter); the full run keeps it.",
               ""]
@@ -899,6 +907,54 @@ def fresh_section(f, load_one=None):
     if f.get("failures"):
         lines += ["", "Checks that failed: " + "; ".join(f["failures"][:8]) + "."]
     return lines + [""]
+
+
+def token_flood_section(r):
+    """The backfill's throughput under a flood of bad tokens, with and without the upload API's
+    reservation (bench/token-flood/run.sh, tools/local-pipeline `flood`)."""
+    a = r["account"]
+    cases = {c["case"]: c for c in r["cases"]}
+    quiet = cases["no flood"]["objects_per_second"]["median"]
+    rows = []
+    for c in r["cases"]:
+        rate = c["objects_per_second"]
+        flooded = c["case"] != "no flood"
+        rows.append([
+            c["case"], f"{fmt(rate['median'], 1)} ({fmt(rate['min'], 1)}-{fmt(rate['max'], 1)})",
+            f"{round(rate['median'] / quiet * 100)} %" if quiet else "-",
+            c["flood_requests"] if flooded else "-", c["answered_401"] if flooded else "-",
+            c["answered_429"] if flooded else "-", c["upload_api_peak"] if flooded else "-",
+            c["upload_api_peak_in_unreserved_pool"] if flooded else "-", c["backfill_throttles"],
+        ])
+    lines = [
+        "## Unauthenticated load in token mode",
+        "",
+        f"A flood of requests with bad tokens ({r['connections']} connections, each sending one request after "
+        f"another) at the upload API while the backfill copies {r['objects']} objects of "
+        f"{r['object_bytes'] // 1024} KiB from a local origin, on a modelled account of {a['limit']} concurrent "
+        f"executions (at least {a['min_unreserved']} kept unreserved; scaled down from a real account's 1000 and "
+        f"100) shared by the upload API and the backfill's {a['backfill_environments']} pollers; {r['rounds']} "
+        f"rounds of the three cases in turn ({r['build']} builds, {r['cores']} cores). **flood, reservation**: the "
+        f"upload API with its reservation of {a['upload_api_reservation']} (token mode's default); past it the URL "
+        "answers 429 without running the function. **flood, no reservation**: the counter-case, the upload API "
+        "drawing on the same pool as the backfill. Reproduce: `bench/run --only token-flood`.",
+        "",
+    ]
+    lines += table(["case", "backfill objects/s (median, min-max)", "of no flood", "bad-token requests",
+                    "answered 401", "answered 429", "upload API's most executions at once",
+                    "of them in the unreserved pool", "backfill invocations throttled"], rows)
+    lines += ["",
+              "Every bad-token request was answered 401 (the function ran and refused it) or 429 (throttled before "
+              "it ran), every object was copied whole, and with the reservation the upload API never held more "
+              f"than its reservation nor any of the pipeline's pool: the run checks these in every round. Each "
+              f"connection sends its next request {r['client_round_trip_ms']} ms after an answer (a client that "
+              "near the URL). On this machine the flood also takes CPU from the backfill, where Lambda's execution "
+              "environments each have their own: the upload API's environments run at the lowest CPU priority "
+              "(SCHED_IDLE), but the flooding clients and the emulators' HTTP still share the cores, so the drop "
+              "with the reservation is this machine's, not the account's (the backfill was never throttled); "
+              "without it, the throttled backfill invocations are the account's.",
+              ""]
+    return lines
 
 
 def regions_section(r):

@@ -115,6 +115,9 @@ Rules (their names are what the findings and the tests use):
                           or with signed trusts no key group of exactly UploadSigningPublicKey; the
                           upload API, the nested edge stack or EdgeStackParameters not told
                           UploadAccess (with signed: the API without its key, key id or domain)
+  public-url-concurrency  a function behind a public (NONE) function URL without reserved
+                          concurrency, unless a parameter the reservation is made of is 0 (the
+                          operator's explicit opt-out), or with a reservation below 1
   regions                 for each configured regional stack (slot 1: BucketName, BucketRegion,
                           BackfillQueueArn; slot N: RegionNBucketName, RegionNBackfillQueueArn):
                           no bucket origin of its bucket in its queue's region behind the origin
@@ -166,6 +169,8 @@ EXTRA_VALUES = {
     "OriginSecretVersion": ["0f4d5e6a-1b2c-4d3e-8f90-a1b2c3d4e5f6"],
     # A separate edge stack's distribution: the bucket policy and the backfill's invalidations.
     "DistributionId": ["E2QWRUHEXAMPLE"],
+    # The upload API's reservation (IAM mode here; token mode in EXTRA_SCENARIOS): none, a number.
+    "UploadApiConcurrency": ["0", "20"],
 }
 # Choice parameters the rules walk themselves (rule_ttl: every pair), not as scenarios.
 OWN_WALK = {"DefaultTtl", "MaxTtl"}
@@ -205,7 +210,12 @@ def _regional_stack(slot, region, bucket):
     return {f"Region{slot}BucketName": bucket, f"Region{slot}BackfillQueueArn": f"arn:aws:sqs:{region}:{ACCOUNT}:backfill-{region}"}
 
 
+TOKEN_AUTH = dict({"UploadAuthMode": "token"}, **COMPANION_VALUES[("UploadAuthMode", "token")])
+
 EXTRA_SCENARIOS = EXTRA_SCENARIOS_SIGNED + [
+    # Token mode's reservation: opted out, and a number of the operator's.
+    ("token auth, no reservation", dict(TOKEN_AUTH, UploadApiConcurrency="0")),
+    ("token auth, reservation 20", dict(TOKEN_AUTH, UploadApiConcurrency="20")),
     ("two regional stacks", _regional_stack(2, "eu-central-1", "overseas-origin-eu")),
     ("three regional stacks, formats", dict(_regional_stack(2, "eu-central-1", "overseas-origin-eu"),
                                             **_regional_stack(3, "sa-east-1", "overseas-origin-sa"),
@@ -2876,6 +2886,60 @@ def _upload_access_passed_on(scenario, resources, access):
             yield Finding("upload-privacy", "EdgeStackParameters", f"does not pass UploadAccess={access} to the edge stack")
 
 
+
+# ---------------------------------------------------------------- public function URLs
+
+def _parameter_refs(node, parameters):
+    """The template parameters an expression refers to (Ref, and ${Name} in Fn::Sub)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and value in parameters:
+                yield value
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                yield from (n for n in re.findall(r"\$\{([A-Za-z0-9]+)\}", text) if n in parameters)
+                if not isinstance(value, str):
+                    yield from _parameter_refs(value[1], parameters)
+            else:
+                yield from _parameter_refs(value, parameters)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _parameter_refs(value, parameters)
+
+
+def public_url_functions(resources):
+    """Functions behind a public function URL (auth type NONE): a SAM function's FunctionUrlConfig
+    or an AWS::Lambda::Url's target."""
+    for name, res in resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Serverless::Function" and (props.get("FunctionUrlConfig") or {}).get("AuthType") == "NONE":
+            yield name
+        if res["Type"] == "AWS::Lambda::Url" and props.get("AuthType") == "NONE":
+            target, _ = ref_name(props.get("TargetFunctionArn"))
+            if target:
+                yield target
+
+
+def rule_public_url_concurrency(scenario):
+    """Anyone may invoke a function behind a public URL, bad credentials or none: a reservation
+    bounds what that costs the account's concurrency (Lambda answers 429 past it without running the
+    function). Only an explicit 0 in a parameter the reservation is made of opts out."""
+    parameters = scenario.template.get("Parameters", {})
+    resources = scenario.evaluated_resources()
+    for name in sorted(set(public_url_functions(resources))):
+        if name not in resources:
+            continue
+        reserved = resources[name]["Properties"].get("ReservedConcurrentExecutions")
+        if reserved is None:
+            raw = scenario.resources.get(name, {}).get("Properties", {}).get("ReservedConcurrentExecutions")
+            opted_out = [p for p in _parameter_refs(raw, parameters) if str(scenario.values.get(p)) == "0"]
+            if not opted_out:
+                yield Finding("public-url-concurrency", name, "a public function URL without reserved concurrency: "
+                              "unauthenticated calls can take the account's whole concurrency")
+        elif not str(reserved).isdigit() or int(reserved) < 1:
+            yield Finding("public-url-concurrency", name, f"reserved concurrency {reserved!r}: Lambda throttles every call")
+
+
 # ---------------------------------------------------------------- several regions
 
 REGION_SLOTS = [1, 2, 3, 4]
@@ -3152,6 +3216,7 @@ def check_template(template, label, root, recorded):
         findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_scenario_values(scenario))
         findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_upload_prefix(scenario))
         findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_upload_privacy(scenario))
+        findings.extend(Finding(f.rule, f.where, f.message, scenario.name) for f in rule_public_url_concurrency(scenario))
         crates |= set(function_crates(resources, root).values())
     return findings, crates
 

@@ -1747,6 +1747,70 @@ class PolicyCheckTest(unittest.TestCase):
 
         self.assertCaught("function-url", mutate, message="any AWS account")
 
+    # ---------------------------------------------------------------- unauthenticated load (issue 21)
+
+    def reservations(self, template):
+        """ReservedConcurrentExecutions of the upload API per scenario name (us-east-1), None for none."""
+        return {s.name: s.evaluated_resources()["UploadApiFunction"]["Properties"].get("ReservedConcurrentExecutions")
+                for s in pc.scenarios(template, "regional") if s.region == "us-east-1"}
+
+    def test_token_mode_reserves_by_default_and_iam_mode_does_not(self):
+        reserved = self.reservations(BASE["template.yaml"])
+        self.assertIsNone(reserved["regional defaults us-east-1"])
+        self.assertEqual(reserved["regional UploadAuthMode=token us-east-1"], 50)
+        self.assertIsNone(reserved["regional token auth, no reservation us-east-1"])
+        self.assertEqual(str(reserved["regional token auth, reservation 20 us-east-1"]), "20")
+        self.assertEqual(str(reserved["regional UploadApiConcurrency=20 us-east-1"]), "20")
+        self.assertIsNone(reserved["regional UploadApiConcurrency=0 us-east-1"])
+
+    def test_concurrency_parameter_takes_auto_zero_or_a_count(self):
+        spec = BASE["template.yaml"]["Parameters"]["UploadApiConcurrency"]
+        for value in ("auto", "0", "50", "3000"):
+            self.assertTrue(pc.accepts(spec, value), value)
+        for value in ("-1", "", "05", "automatic", "1.5"):
+            self.assertFalse(pc.accepts(spec, value), value)
+
+    def concurrency_findings(self, mutate):
+        """Scenario names (us-east-1) in which the rule finds something, on a mutated copy."""
+        templates = copy.deepcopy(BASE)
+        mutate(templates)
+        return {s.name for s in pc.scenarios(templates["template.yaml"], "regional")
+                if s.region == "us-east-1" and list(pc.rule_public_url_concurrency(s))}
+
+    def test_token_mode_without_reservation(self):
+        def mutate(t):
+            regional(t)["UploadApiFunction"]["Properties"].pop("ReservedConcurrentExecutions")
+
+        self.assertCaught("public-url-concurrency", mutate, message="without reserved concurrency")
+        scenarios = self.concurrency_findings(mutate)
+        self.assertIn("regional UploadAuthMode=token us-east-1", scenarios)
+        # No reservation made of the parameter: its 0 is no opt-out the template offers.
+        self.assertIn("regional token auth, no reservation us-east-1", scenarios)
+        self.assertFalse([s for s in scenarios if "token" not in s], "IAM mode needs no reservation")
+
+    def test_token_mode_automatic_value_reserving_nothing(self):
+        def mutate(t):
+            reserved = regional(t)["UploadApiFunction"]["Properties"]["ReservedConcurrentExecutions"]
+            reserved["Fn::If"][1] = {"Fn::If": ["UploadApiConcurrencyAuto", {"Ref": "AWS::NoValue"}, {"Ref": "UploadApiConcurrency"}]}
+
+        self.assertCaught("public-url-concurrency", mutate, message="without reserved concurrency")
+        self.assertEqual(self.concurrency_findings(mutate), {"regional UploadAuthMode=token us-east-1"})
+
+    def test_token_mode_reserving_zero(self):
+        def mutate(t):
+            regional(t)["UploadApiFunction"]["Properties"]["ReservedConcurrentExecutions"] = {
+                "Fn::If": ["TokenAuth", 0, {"Ref": "AWS::NoValue"}]}
+
+        self.assertCaught("public-url-concurrency", mutate, message="throttles every call")
+
+    def test_public_url_of_a_plain_lambda_function(self):
+        def mutate(t):
+            regional(t)["OpenFunctionUrl"] = {"Type": "AWS::Lambda::Url", "Properties": {
+                "AuthType": "NONE", "TargetFunctionArn": {"Fn::GetAtt": ["ImageFunction", "Arn"]}}}
+
+        found = self.assertCaught("public-url-concurrency", mutate)
+        self.assertTrue(any(f.where == "ImageFunction" for f in found if f.rule == "public-url-concurrency"))
+
     def test_bucket_kept_when_the_first_deploy_fails(self):
         def mutate(t):
             regional(t)["Bucket"]["DeletionPolicy"] = "Retain"

@@ -75,6 +75,9 @@ impl Answer {
     }
 }
 
+/// The metric counting requests refused authentication (template.yaml's alarm names it).
+pub const AUTHENTICATION_REFUSED: &str = "AuthenticationRefused";
+
 /// What happened to one request, for its log line and metric.
 #[derive(Debug)]
 pub struct Served {
@@ -147,11 +150,15 @@ where
         let caller = match authenticate(&self.config.auth, &request.headers, request.iam.as_ref()) {
             Ok(caller) => caller,
             Err(err) => {
+                // Before the token bucket (no caller to charge): counted on its own, with the
+                // function's dimension alone, for the alarm on a flood of bad tokens.
+                self.metrics
+                    .emit(&[], &[Metric::count(AUTHENTICATION_REFUSED, 1)]);
                 return Served {
                     route: name,
                     caller: None,
                     result: Err(err),
-                }
+                };
             }
         };
         tracing::Span::current().record("caller", caller.id());

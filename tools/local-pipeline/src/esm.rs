@@ -2,7 +2,9 @@
 //! the queue, hands batches to the function (through the Runtime Interface Emulator), deletes the
 //! records it did not report as failed, and leaves the failed ones to come back after their
 //! visibility timeout, until the queue's redrive policy moves them to the DLQ. Mappings that feed
-//! one emulator share its [`Sandbox`]: an emulator runs one invocation at a time.
+//! one emulator share its [`Sandbox`]: an emulator runs one invocation at a time. A mapping given
+//! the account's concurrency ([`crate::concurrency`]) takes an execution from it for each
+//! invocation and, throttled, backs off and tries the same batch again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,13 @@ use aws_sdk_sqs::types::{
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
+use crate::concurrency;
+
+/// A throttled invocation is tried again after this, doubling up to [`THROTTLE_BACKOFF_MAX`].
+/// (Lambda's pollers back off too; their exact schedule is not published.)
+const THROTTLE_BACKOFF_START: Duration = Duration::from_millis(50);
+const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 pub struct Mapping {
     pub name: &'static str,
     pub sqs: aws_sdk_sqs::Client,
@@ -25,6 +34,8 @@ pub struct Mapping {
     /// (`MaximumBatchingWindowInSeconds`); zero: invoke with what one receive brought.
     pub batching_window: Duration,
     pub sandbox: Sandbox,
+    /// The account's concurrency this function draws on (none: unlimited).
+    pub concurrency: Option<concurrency::Function>,
 }
 
 /// One function sandbox (one Runtime Interface Emulator): the mappings that invoke it take turns.
@@ -171,6 +182,10 @@ async fn poll_once(
         }
     }
     let (status, body) = {
+        let _execution = match &mapping.concurrency {
+            Some(function) => Some(execution(function).await),
+            None => None,
+        };
         let _turn = mapping.sandbox.0.lock().await;
         let reply = client
             .post(&mapping.function_url)
@@ -224,6 +239,18 @@ async fn poll_once(
     counts.deleted += deleted;
     counts.failed += failed.len();
     Ok(())
+}
+
+/// An execution of `function`, once its pool has room.
+async fn execution(function: &concurrency::Function) -> concurrency::Execution {
+    let mut wait = THROTTLE_BACKOFF_START;
+    loop {
+        if let Some(execution) = function.try_invoke() {
+            return execution;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(THROTTLE_BACKOFF_MAX);
+    }
 }
 
 /// The object key a message is about: a backfill message's `key`, a part task's copy's.

@@ -72,33 +72,20 @@ impl LoadRun {
             .collect();
         let requested: BTreeSet<usize> = chosen.iter().copied().collect();
         let started = Instant::now();
-        for (wave, indexes) in chosen.chunks(WAVE).enumerate() {
-            self.wait_below(50).await?;
-            for (batch, chunk) in indexes.chunks(10).enumerate() {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(n, &i)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(format!("{wave}-{batch}-{n}"))
-                            .message_body(self.message(&key(i)).to_json())
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let sent = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await?;
-                if !sent.failed().is_empty() {
-                    bail!("SendMessageBatch refused {} entries", sent.failed().len());
-                }
-            }
+        for indexes in chosen.chunks(WAVE) {
+            wait_below(&self.sqs, &self.queue_url, 50).await?;
+            let keys: Vec<String> = indexes.iter().map(|&i| key(i)).collect();
+            send_backfills(
+                &self.sqs,
+                &self.queue_url,
+                &self.bucket,
+                self.origin_port,
+                &keys,
+                "load-run",
+            )
+            .await?;
         }
-        self.wait_below(1).await?;
+        wait_below(&self.sqs, &self.queue_url, 1).await?;
         let elapsed = started.elapsed();
 
         let mut dead_keys = BTreeSet::new();
@@ -193,56 +180,95 @@ impl LoadRun {
         }
         Ok(report)
     }
+}
 
-    fn message(&self, key: &str) -> BackfillMessage {
-        let key = ObjectKey::new(key).expect("load keys are valid");
-        BackfillMessage {
-            version: MESSAGE_VERSION,
-            bucket: self.bucket.clone(),
-            uri: key.to_uri_path(),
-            key,
-            origin: OriginLocation {
-                protocol: Protocol::Http,
-                host: "127.0.0.1".into(),
-                port: self.origin_port,
-                path: String::new(),
-            },
-            request_id: "load-run".into(),
-            enqueued_at: time::OffsetDateTime::now_utc(),
-            trigger: Trigger::Operator,
-            observed: None,
+/// An operator's backfill message for `key` from the local domestic origin.
+fn backfill_message(
+    bucket: &str,
+    origin_port: u16,
+    key: &str,
+    request_id: &str,
+) -> BackfillMessage {
+    let key = ObjectKey::new(key).expect("load keys are valid");
+    BackfillMessage {
+        version: MESSAGE_VERSION,
+        bucket: bucket.to_owned(),
+        uri: key.to_uri_path(),
+        key,
+        origin: OriginLocation {
+            protocol: Protocol::Http,
+            host: "127.0.0.1".into(),
+            port: origin_port,
+            path: String::new(),
+        },
+        request_id: request_id.into(),
+        enqueued_at: time::OffsetDateTime::now_utc(),
+        trigger: Trigger::Operator,
+        observed: None,
+    }
+}
+
+/// Sends a backfill message for each of `keys`, ten to a request.
+pub async fn send_backfills(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bucket: &str,
+    origin_port: u16,
+    keys: &[String],
+    request_id: &str,
+) -> Result<()> {
+    for chunk in keys.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(n, key)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(backfill_message(bucket, origin_port, key, request_id).to_json())
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        if !sent.failed().is_empty() {
+            bail!("SendMessageBatch refused {} entries", sent.failed().len());
         }
     }
+    Ok(())
+}
 
-    /// Waits until the queue holds fewer than `limit` messages, visible or in flight.
-    async fn wait_below(&self, limit: u64) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            let attributes = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&self.queue_url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await?
-                .attributes
-                .unwrap_or_default();
-            let count = |name| {
-                attributes
-                    .get(&name)
-                    .and_then(|v: &String| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let depth = count(QueueAttributeName::ApproximateNumberOfMessages)
-                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-            if depth < limit {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(600) {
-                bail!("the queue did not drain ({depth} messages left)");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Waits until the queue holds fewer than `limit` messages, visible or in flight.
+pub async fn wait_below(sqs: &aws_sdk_sqs::Client, queue_url: &str, limit: u64) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let count = |name| {
+            attributes
+                .get(&name)
+                .and_then(|v: &String| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let depth = count(QueueAttributeName::ApproximateNumberOfMessages)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if depth < limit {
+            return Ok(());
         }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain ({depth} messages left)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

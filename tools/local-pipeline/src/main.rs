@@ -2,8 +2,10 @@
 //! (through the Runtime Interface Emulator), then runs `local-pipeline run --play`.
 
 mod catalogue;
+mod concurrency;
 mod edge;
 mod esm;
+mod flood;
 mod http;
 mod load;
 mod metrics;
@@ -39,6 +41,10 @@ enum Command {
     /// The load run: many backfill messages (many keys, many duplicates) through the queue, the
     /// backfill function and a domestic origin that fails some requests; checks the invariants.
     Load(LoadArgs),
+    /// The token flood: bad-token requests at the upload API while the backfill copies a batch,
+    /// on a modelled account concurrency; with and without the upload API's reservation, and
+    /// without a flood; checks the invariants and reports the backfill's throughput.
+    Flood(FloodArgs),
     /// Serves the edge simulator alone, for the regional stacks in the environment (no event
     /// source mappings, no scenario): what bench/regions times.
     Edge(EdgeArgs),
@@ -149,6 +155,49 @@ struct LoadArgs {
     /// Share of origin requests answered 503.
     #[arg(long, default_value_t = 0.05)]
     origin_fail_rate: f64,
+    /// Where to write the report (JSON).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FloodArgs {
+    /// Where the batch's objects are written and served from.
+    #[arg(long)]
+    catalogue: PathBuf,
+    /// Port of the domestic origin (the backfill function's allow-list names it).
+    #[arg(long)]
+    origin_port: u16,
+    /// Invocation URL of a backfill execution environment (repeat: one poller each).
+    #[arg(long = "backfill-function", required = true)]
+    backfill_functions: Vec<String>,
+    /// Invocation URL of an upload API execution environment (repeat: at least --account-limit).
+    #[arg(long = "upload-api-function", required = true)]
+    upload_api_functions: Vec<String>,
+    /// The account's concurrency limit (scaled down: 1000 in a real account).
+    #[arg(long, default_value_t = 12)]
+    account_limit: usize,
+    /// What a reservation must leave unreserved (scaled down: 100 in a real account).
+    #[arg(long, default_value_t = 4)]
+    min_unreserved: usize,
+    /// The upload API's reservation.
+    #[arg(long, default_value_t = 4)]
+    reservation: usize,
+    /// The flood's connections, each sending one request after another.
+    #[arg(long, default_value_t = 48)]
+    connections: usize,
+    /// Objects the backfill copies in each round.
+    #[arg(long, default_value_t = 120)]
+    objects: usize,
+    /// Size of each object.
+    #[arg(long, default_value_t = 262_144)]
+    object_bytes: usize,
+    /// Rounds of the three cases, interleaved.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The longest a round's batch is timed (seconds): a starved backfill's round ends there.
+    #[arg(long, default_value_t = 60)]
+    round_cap: u64,
     /// Where to write the report (JSON).
     #[arg(long)]
     report: Option<PathBuf>,
@@ -369,6 +418,7 @@ async fn main() -> Result<()> {
         Command::Catalogue { dir } => catalogue::generate(&dir),
         Command::Run(args) => run(*args).await,
         Command::Load(args) => load(args).await,
+        Command::Flood(args) => token_flood(args).await,
         Command::Edge(args) => serve_edge(args).await,
     }
 }
@@ -392,6 +442,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         batch_size: 10,
         batching_window: std::time::Duration::ZERO,
         sandbox: esm::Sandbox::default(),
+        concurrency: None,
     })
     .await?;
     let report = load::LoadRun {
@@ -411,6 +462,40 @@ async fn load(args: LoadArgs) -> Result<()> {
     if let Some(path) = args.report {
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn token_flood(args: FloodArgs) -> Result<()> {
+    let sdk = shared::aws::load_config().await;
+    flood::catalogue(&args.catalogue, args.objects, args.object_bytes)?;
+    origin::start(args.catalogue.clone(), args.origin_port, 0.0).await?;
+    let report = flood::FloodRun {
+        sqs: shared::aws::sqs_client(&sdk),
+        s3: shared::aws::s3_client(&sdk),
+        bucket: var("BUCKET")?,
+        queue_url: var("BACKFILL_QUEUE_URL")?,
+        dlq_url: var("BACKFILL_DLQ_URL")?,
+        origin_port: args.origin_port,
+        backfill_sandboxes: args.backfill_functions,
+        upload_api_sandboxes: args.upload_api_functions,
+        account_limit: args.account_limit,
+        min_unreserved: args.min_unreserved,
+        reservation: args.reservation,
+        connections: args.connections,
+        objects: args.objects,
+        object_bytes: args.object_bytes,
+        rounds: args.rounds,
+        round_cap: std::time::Duration::from_secs(args.round_cap),
+    }
+    .play(&args.catalogue)
+    .await?;
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    match args.report {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
     }
     Ok(())
 }
@@ -544,6 +629,7 @@ async fn run(args: RunArgs) -> Result<()> {
         batch_size: 10,
         batching_window: Duration::ZERO,
         sandbox: backfill_sandbox.clone(),
+        concurrency: None,
     })
     .await?;
     // Changed paths, gathered for a window and invalidated in one call (template.yaml's
@@ -556,6 +642,7 @@ async fn run(args: RunArgs) -> Result<()> {
         batch_size: 1000,
         batching_window: args.invalidation_window,
         sandbox: backfill_sandbox.clone(),
+        concurrency: None,
     })
     .await?;
     // The revalidation schedule (template.yaml's EventBridge schedule, which targets the part
@@ -591,6 +678,7 @@ async fn run(args: RunArgs) -> Result<()> {
         batch_size: 1,
         batching_window: Duration::ZERO,
         sandbox: backfill_sandbox,
+        concurrency: None,
     })
     .await?;
     let (_image_task, images) = esm::start(esm::Mapping {
@@ -601,6 +689,7 @@ async fn run(args: RunArgs) -> Result<()> {
         batch_size: 5,
         batching_window: Duration::ZERO,
         sandbox: esm::Sandbox::default(),
+        concurrency: None,
     })
     .await?;
     // The second regional stack's mappings: its backfill queue to its backfill function, its
@@ -615,6 +704,7 @@ async fn run(args: RunArgs) -> Result<()> {
             batch_size: 10,
             batching_window: Duration::ZERO,
             sandbox: esm::Sandbox::default(),
+            concurrency: None,
         })
         .await?;
         let (_, images) = esm::start(esm::Mapping {
@@ -625,6 +715,7 @@ async fn run(args: RunArgs) -> Result<()> {
             batch_size: 5,
             batching_window: Duration::ZERO,
             sandbox: esm::Sandbox::default(),
+            concurrency: None,
         })
         .await?;
         second_region = Some(scenario::RegionalStack {
