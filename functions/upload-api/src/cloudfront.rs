@@ -72,6 +72,23 @@ pub struct CookieSet {
     pub cookies: Vec<(String, String)>,
 }
 
+impl CookieSet {
+    /// Each cookie as a `Set-Cookie` value for a server on the distribution's site: its path,
+    /// `Secure; HttpOnly; SameSite=Lax`, no `Domain` and no `Expires` (a session cookie, as
+    /// CloudFront advises).
+    pub fn set_cookie_values(&self) -> Vec<String> {
+        self.cookies
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{name}={value}; Path={}; Secure; HttpOnly; SameSite=Lax",
+                    self.path
+                )
+            })
+            .collect()
+    }
+}
+
 impl CloudFrontSigner {
     /// The signer for `domain` with the private key in `pem` (PKCS#8 or PKCS#1) whose public key
     /// has the id `key_pair_id` in CloudFront.
@@ -99,7 +116,7 @@ impl CloudFrontSigner {
     /// policy for exactly this URL.
     pub fn signed_url(&self, key: &str, expires: u64) -> String {
         let url = self.object_url(key);
-        let signature = self.sign(&canned_policy(&url, expires));
+        let signature = self.sign(&policy(&url, expires));
         format!(
             "{url}?Expires={expires}&Signature={signature}&Key-Pair-Id={}&Hash-Algorithm=SHA256",
             self.key_pair_id
@@ -111,15 +128,15 @@ impl CloudFrontSigner {
     pub fn cookies(&self, prefix: &str, expires: u64) -> CookieSet {
         let path = format!("/{}", utf8_percent_encode(prefix, PATH));
         let resource = format!("https://{}{path}*", self.domain);
-        let policy = custom_policy(&resource, expires);
-        let signature = self.sign(&policy);
+        let statement = policy(&resource, expires);
+        let signature = self.sign(&statement);
         CookieSet {
             path,
             resource,
             cookies: vec![
                 (
                     "CloudFront-Policy".into(),
-                    url_safe(&base64::encode(&policy)),
+                    url_safe(&base64::encode(&statement)),
                 ),
                 ("CloudFront-Signature".into(), signature),
                 ("CloudFront-Key-Pair-Id".into(), self.key_pair_id.clone()),
@@ -170,17 +187,13 @@ pub async fn signer_from_secret(
         .map_err(|e| failed(e.to_string()))
 }
 
-/// A canned policy: `url` until `expires`, exactly as CloudFront rebuilds it from the URL.
-pub fn canned_policy(url: &str, expires: u64) -> String {
+/// The policy statement for `resource` until `expires`. As a canned policy (a URL's exact text)
+/// it is what CloudFront rebuilds from the URL; as a custom policy it is sent whole, and its
+/// resource may hold `*` (any characters).
+pub fn policy(resource: &str, expires: u64) -> String {
     format!(
-        r#"{{"Statement":[{{"Resource":"{url}","Condition":{{"DateLessThan":{{"AWS:EpochTime":{expires}}}}}}}]}}"#
+        r#"{{"Statement":[{{"Resource":"{resource}","Condition":{{"DateLessThan":{{"AWS:EpochTime":{expires}}}}}}}]}}"#
     )
-}
-
-/// A custom policy: every URL `resource` matches (`*` any characters) until `expires`.
-pub fn custom_policy(resource: &str, expires: u64) -> String {
-    // The same statement: a custom policy is sent whole, so it may name a wildcard.
-    canned_policy(resource, expires)
 }
 
 /// CloudFront's URL-safe base64: `+` `=` `/` become `-` `_` `~`.

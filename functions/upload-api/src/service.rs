@@ -657,16 +657,7 @@ where
         .map(|prefix| {
             let set = signer.cookies(prefix, epoch_seconds(expires_at));
             CookieSetView {
-                set_cookie: set
-                    .cookies
-                    .iter()
-                    .map(|(name, value)| {
-                        format!(
-                            "{name}={value}; Path={}; Secure; HttpOnly; SameSite=Lax",
-                            set.path
-                        )
-                    })
-                    .collect(),
+                set_cookie: set.set_cookie_values(),
                 cookies: set.cookies.into_iter().collect(),
                 path: set.path,
                 resource: set.resource,
