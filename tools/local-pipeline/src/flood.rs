@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::concurrency::{Account, Function};
 use crate::esm;
-use crate::load::{send_backfills, wait_below};
+use crate::load::{seeded_file, send_backfills, wait_below};
 
 const UPLOAD_API: &str = "upload-api";
 const BACKFILL: &str = "backfill";
@@ -120,12 +120,7 @@ impl Sandboxes {
 pub fn catalogue(dir: &Path, objects: usize, bytes: usize) -> Result<()> {
     std::fs::create_dir_all(dir.join(PREFIX))?;
     for i in 0..objects {
-        let path = dir.join(key(i));
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes as u64) {
-            continue;
-        }
-        let mut rng = fastrand::Rng::with_seed(i as u64);
-        std::fs::write(&path, (0..bytes).map(|_| rng.u8(..)).collect::<Vec<u8>>())?;
+        seeded_file(&dir.join(key(i)), bytes, i as u64)?;
     }
     Ok(())
 }

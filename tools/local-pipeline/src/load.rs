@@ -40,18 +40,24 @@ const WAVE: usize = 200;
 pub fn catalogue(dir: &Path, keys: usize) -> Result<()> {
     std::fs::create_dir_all(dir.join("load"))?;
     for i in 0..keys {
-        let path = dir.join(format!("load/object-{i:05}.bin"));
-        if path.exists() {
-            continue;
-        }
         let size = if i % 50 == 49 {
             9 * 1024 * 1024 + i
         } else {
             1 + (i * 7919) % 65_536
         };
-        let mut rng = fastrand::Rng::with_seed(i as u64);
-        std::fs::write(&path, (0..size).map(|_| rng.u8(..)).collect::<Vec<u8>>())?;
+        seeded_file(&dir.join(format!("load/object-{i:05}.bin")), size, i as u64)?;
     }
+    Ok(())
+}
+
+/// Writes `size` bytes drawn from `seed` at `path`, unless a file of that size is there already
+/// (the same seed always draws the same bytes).
+pub fn seeded_file(path: &Path, size: usize, seed: u64) -> Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == size as u64) {
+        return Ok(());
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    std::fs::write(path, (0..size).map(|_| rng.u8(..)).collect::<Vec<u8>>())?;
     Ok(())
 }
 
